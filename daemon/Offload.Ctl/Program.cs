@@ -1,0 +1,6 @@
+using System.CommandLine;
+using Offload.Ctl;
+
+var root = new RootCommand("offloadctl: control and inspect Offload, the userspace conntrack, NAT and protocol-helper daemon.");
+root.Add(ReplayCommand.Create());
+return root.Parse(args).Invoke();

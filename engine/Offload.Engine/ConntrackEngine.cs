@@ -1,0 +1,889 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using Offload.Engine.Conntrack;
+using Offload.Engine.Conntrack.Tcp;
+using Offload.Engine.Expectations;
+using Offload.Engine.Helpers;
+using Offload.Engine.Nat;
+using Offload.Engine.Packets;
+
+namespace Offload.Engine;
+
+/// <summary>
+/// One packet on its way through the engine: its buffer (with room to grow when a helper lengthens it),
+/// the interfaces it came in and goes out on, and what the engine learnt about it between hooks
+/// (the kernel keeps the same in the skb: its conntrack entry and ctinfo).
+/// </summary>
+public ref struct PacketContext
+{
+    /// <summary>The packet, starting at its IP header, followed by spare room.</summary>
+    public Span<byte> Buffer;
+
+    /// <summary>The packet's current length in <see cref="Buffer"/>; a rewrite may change it.</summary>
+    public int Length;
+
+    /// <summary>The interface the packet came in on (0: unknown).</summary>
+    public int InInterface;
+
+    /// <summary>The interface routing chose (0: not routed yet).</summary>
+    public int OutInterface;
+
+    /// <summary>Set when the transport checksum holds only a pseudo-header sum (offloaded, GSO): it is neither verified nor recomputed.</summary>
+    public bool ChecksumPartial;
+
+    internal PacketInfo Info;
+    internal Connection? Conn;
+    internal ConnDirection Dir;
+    internal CtInfo Ct;
+    internal bool Unconfirmed;
+    internal bool IsIcmpError;
+    internal PacketInfo Inner;
+    internal int InnerOffset;
+
+    public PacketContext(Span<byte> buffer, int length, int inInterface = 0)
+    {
+        Buffer = buffer;
+        Length = length;
+        InInterface = inInterface;
+    }
+
+    /// <summary>The packet as it stands.</summary>
+    public readonly Span<byte> Packet => Buffer.Slice(0, Length);
+
+    /// <summary>The connection the packet belongs to, once PreRouting has run.</summary>
+    public readonly Connection? Connection => Conn;
+
+    public readonly CtInfo CtInfo => Ct;
+
+    public readonly ConnDirection Direction => Dir;
+
+    /// <summary>The parsed headers (valid after PreRouting accepted the packet).</summary>
+    public readonly PacketInfo Headers => Info;
+}
+
+/// <summary>
+/// The userspace conntrack and NAT engine. A forwarded packet goes through <see cref="PreRouting"/>
+/// (track, destination NAT), then the caller routes it, then <see cref="PostRouting"/> (source NAT,
+/// helper, sequence adjustment, confirmation) — the kernel's hooks, in the kernel's order.
+/// </summary>
+/// <remarks>Not thread-safe: one engine per worker, or calls serialised by the caller.</remarks>
+public sealed class ConntrackEngine
+{
+    private const int MaxRewrites = 16;
+    private const int RewriteScratchBytes = 2048;
+
+    /// <summary>Buckets scanned for an unassured entry to drop when the table is full (the kernel's eviction range).</summary>
+    private const int EarlyDropBuckets = 8;
+
+    private readonly EngineOptions _options;
+    private readonly ConnectionTable _table;
+    private readonly ExpectationTable _expectations;
+    private readonly NatCore _nat;
+    private readonly long[] _counters = new long[Enum.GetValues<EngineCounter>().Length];
+    private readonly HelperBinding[] _helpers;
+    private readonly NatRule[] _rules;
+
+    // Rewrites a helper asks for, applied after it returns. Reused for every packet: the engine is single-threaded.
+    private readonly (int Offset, int Length, int ScratchOffset, int ScratchLength)[] _rewrites = new (int, int, int, int)[MaxRewrites];
+    private readonly byte[] _rewriteScratch = new byte[RewriteScratchBytes];
+    private int _rewriteCount;
+    private int _rewriteScratchUsed;
+    private int _gcCursor;
+
+    public ConntrackEngine(EngineOptions options, IClock clock)
+    {
+        _options = options;
+        Clock = clock;
+        ulong hashKey = options.HashKey != 0 ? options.HashKey : RandomKey();
+        _table = new ConnectionTable(options.MaxConnections, hashKey);
+        _expectations = new ExpectationTable(options.EffectiveMaxExpectations, hashKey ^ 0x5bd1e995UL);
+        _nat = new NatCore(_table, options.RandomSeed != 0 ? options.RandomSeed : RandomKey());
+        _helpers = [.. options.Helpers];
+        _rules = [.. options.NatRules];
+    }
+
+    public IClock Clock { get; }
+
+    public EngineOptions Options => _options;
+
+    public ConnectionTable Connections => _table;
+
+    public ExpectationTable Expectations => _expectations;
+
+    /// <summary>The counters, indexed by <see cref="EngineCounter"/>.</summary>
+    public ReadOnlySpan<long> Counters => _counters;
+
+    public long this[EngineCounter counter] => _counters[(int)counter];
+
+    private static ulong RandomKey() => BinaryPrimitives.ReadUInt64LittleEndian(RandomNumberGenerator.GetBytes(8)) | 1;
+
+    private long Now => Clock.NowNanoseconds;
+
+    private Verdict Drop(EngineCounter reason)
+    {
+        _counters[(int)reason]++;
+        _counters[(int)EngineCounter.PacketsDropped]++;
+        return Verdict.Drop;
+    }
+
+    // ---------------------------------------------------------------- PREROUTING
+
+    /// <summary>
+    /// Tracks a packet that enters the router and applies destination NAT (and the reverse of source NAT
+    /// for replies). After it, the caller routes the packet by its (possibly new) destination.
+    /// </summary>
+    public Verdict PreRouting(ref PacketContext ctx)
+    {
+        _counters[(int)EngineCounter.PacketsIn]++;
+        ctx.Conn = null;
+        ctx.Unconfirmed = false;
+        ctx.IsIcmpError = false;
+
+        var info = PacketParser.Parse(ctx.Packet);
+        if (!info.IsValid)
+        {
+            return Drop(EngineCounter.MalformedTruncated + ((int)info.Error - 1));
+        }
+
+        if (info.IsLaterFragment)
+        {
+            return Drop(EngineCounter.DroppedLaterFragment);
+        }
+
+        // Ethernet padding and the like: the datagram ends where its header says.
+        ctx.Length = info.TotalLength;
+        ctx.Info = info;
+        var packet = ctx.Packet;
+
+        if (_options.ValidateChecksums && !ctx.ChecksumPartial && !ChecksumsAreValid(packet, info))
+        {
+            return Drop(EngineCounter.MalformedBadChecksum);
+        }
+
+        if (info.Protocol is IpProtocol.Icmp or IpProtocol.IcmpV6 && Icmp.IsError(info.Protocol, packet[info.L4Offset]))
+        {
+            return PreRoutingIcmpError(ref ctx);
+        }
+
+        ConnTuple.TryRead(packet, info, out var tuple);
+        long now = Now;
+        if (_table.TryFind(tuple, out var conn, out var dir) && conn.ExpiresAt <= now)
+        {
+            Destroy(conn, EngineCounter.ConnectionsExpired);
+            conn = null;
+        }
+
+        CtInfo ct;
+        if (conn is null)
+        {
+            var created = CreateConnection(packet, info, tuple, now, out conn, out ct);
+            if (created != Verdict.Accept)
+            {
+                return created;
+            }
+
+            dir = ConnDirection.Original;
+            ctx.Unconfirmed = true;
+        }
+        else if (dir == ConnDirection.Reply)
+        {
+            ct = CtInfo.EstablishedReply;
+        }
+        else
+        {
+            ct = conn.HasStatus(ConnStatus.SeenReply) ? CtInfo.Established
+                : conn.HasStatus(ConnStatus.Expected) ? CtInfo.Related
+                : CtInfo.New;
+        }
+
+        var tracked = TrackProtocol(packet, info, conn!, dir, ctx.Unconfirmed, now, out bool reopen);
+        if (reopen)
+        {
+            // A new connection reusing the tuple of one that is closing: the old entry goes, the packet starts afresh.
+            Destroy(conn!, EngineCounter.ConnectionsReopened);
+            var created = CreateConnection(packet, info, tuple, now, out conn, out ct);
+            if (created != Verdict.Accept)
+            {
+                return created;
+            }
+
+            dir = ConnDirection.Original;
+            ctx.Unconfirmed = true;
+            tracked = TrackProtocol(packet, info, conn!, dir, true, now, out _);
+        }
+
+        if (tracked != Verdict.Accept)
+        {
+            return tracked;
+        }
+
+        if (dir == ConnDirection.Reply)
+        {
+            conn!.StatusBits |= ConnStatus.SeenReply;
+        }
+
+        ctx.Conn = conn;
+        ctx.Dir = dir;
+        ctx.Ct = ct;
+
+        if (!NatCore.IsDone(conn!, ManipType.Destination) && !DecideNat(conn!, ManipType.Destination, ctx.InInterface, 0))
+        {
+            Abandon(ref ctx);
+            return Drop(EngineCounter.DroppedNatExhausted);
+        }
+
+        NatManip.Apply(packet, info, conn!, dir, ManipType.Destination);
+        return Accept();
+    }
+
+    private Verdict Accept()
+    {
+        _counters[(int)EngineCounter.PacketsAccepted]++;
+        return Verdict.Accept;
+    }
+
+    private static bool ChecksumsAreValid(ReadOnlySpan<byte> packet, in PacketInfo info) =>
+        (info.Family != 4 || PacketParser.IPv4HeaderChecksumIsValid(packet))
+        && PacketParser.TransportChecksumIsValid(packet, info);
+
+    private Verdict PreRoutingIcmpError(ref PacketContext ctx)
+    {
+        var packet = ctx.Packet;
+        var info = ctx.Info;
+        int innerOffset = info.L4Offset + HeaderOffsets.IcmpHeader;
+        var inner = PacketParser.ParseQuoted(packet.Slice(innerOffset));
+        if (!inner.IsValid || inner.Family != info.Family)
+        {
+            return Drop(EngineCounter.DroppedIcmpUnrelated);
+        }
+
+        var quoted = packet.Slice(innerOffset);
+        var innerTuple = new ConnTuple(
+            inner.Family,
+            inner.Protocol,
+            InetAddress.Read(inner.Family, quoted.Slice(inner.SourceAddressOffset)),
+            0,
+            InetAddress.Read(inner.Family, quoted.Slice(inner.DestinationAddressOffset)),
+            0);
+        ConnTuple.ReadPorts(quoted.Slice(inner.L4Offset), inner.Protocol, ref innerTuple);
+
+        // The quoted packet went the other way: its inverse is the tuple of the error's own direction.
+        if (!innerTuple.TryInvert(out var lookup) || !_table.TryFind(lookup, out var conn, out var dir) || conn.ExpiresAt <= Now)
+        {
+            return Drop(EngineCounter.DroppedIcmpUnrelated);
+        }
+
+        ctx.Conn = conn;
+        ctx.Dir = dir;
+        ctx.Ct = CtInfo.Related.InDirection(dir);
+        ctx.IsIcmpError = true;
+        ctx.Inner = inner;
+        ctx.InnerOffset = innerOffset;
+
+        return NatManip.TranslateIcmpError(packet, info, inner, innerOffset, conn, dir, ManipType.Destination)
+            ? Accept()
+            : Drop(EngineCounter.DroppedIcmpUnrelated);
+    }
+
+    /// <summary>Creates an unconfirmed entry for a packet that starts a connection, taking an expectation if one waits for it.</summary>
+    private Verdict CreateConnection(ReadOnlySpan<byte> packet, in PacketInfo info, in ConnTuple tuple, long now, out Connection? conn, out CtInfo ct)
+    {
+        conn = null;
+        ct = CtInfo.New;
+        if (tuple.IsIcmp && !Icmp.IsQuery(tuple.Protocol, tuple.IcmpType))
+        {
+            return Drop(EngineCounter.DroppedCannotStart);
+        }
+
+        if (!tuple.TryInvert(out var reply))
+        {
+            return Drop(EngineCounter.DroppedCannotStart);
+        }
+
+        if (_table.IsFull && !EarlyDrop(tuple))
+        {
+            return Drop(EngineCounter.DroppedTableFull);
+        }
+
+        conn = new Connection
+        {
+            OriginalTuple = tuple,
+            ReplyTuple = reply,
+        };
+
+        var expectation = _expectations.Count > 0 ? _expectations.Take(tuple, now) : null;
+        if (expectation is not null)
+        {
+            conn.StatusBits |= ConnStatus.Expected;
+            var extras = conn.EnsureExtras();
+            extras.Master = expectation.Master;
+            if (expectation.Helper is not null)
+            {
+                extras.Helper = expectation.Helper;
+                conn.StatusBits |= ConnStatus.Helper;
+            }
+
+            if (expectation.FollowMasterNat && !FollowMaster(conn, expectation))
+            {
+                conn = null;
+                return Drop(EngineCounter.DroppedNatExhausted);
+            }
+
+            ct = CtInfo.Related;
+            _counters[(int)EngineCounter.ConnectionsExpected]++;
+        }
+        else
+        {
+            foreach (var binding in _helpers)
+            {
+                if (binding.Matches(tuple))
+                {
+                    conn.EnsureExtras().Helper = binding.Helper;
+                    conn.StatusBits |= ConnStatus.Helper;
+                    break;
+                }
+            }
+        }
+
+        if (tuple.Protocol == IpProtocol.Tcp && !StartTcp(packet, info, conn, now))
+        {
+            conn = null;
+            return Drop(EngineCounter.DroppedCannotStart);
+        }
+
+        conn.StreamAt = now + 2_000_000_000L;
+        _counters[(int)EngineCounter.ConnectionsCreated]++;
+        return Verdict.Accept;
+    }
+
+    /// <summary>
+    /// Translates an expected connection so it reaches the master's peer the way the master does:
+    /// its source becomes what the master's peer talks to, and its destination the announced endpoint
+    /// (the kernel's nf_nat_follow_master).
+    /// </summary>
+    private bool FollowMaster(Connection conn, Expectation expectation)
+    {
+        var master = expectation.Master;
+        var masterTuple = master.TupleOf(expectation.NatDirection.Opposite());
+        return _nat.SetupInfo(conn, NatRange.ToAddress(masterTuple.Destination), ManipType.Source)
+            && _nat.SetupInfo(conn, NatRange.ToAddressAndPort(masterTuple.Source, expectation.SavedPort), ManipType.Destination);
+    }
+
+    /// <summary>Starts TCP tracking; the tracker runs the first segment through its state machine too.</summary>
+    private bool StartTcp(ReadOnlySpan<byte> packet, in PacketInfo info, Connection conn, long now)
+    {
+        var segment = ReadSegment(packet, info);
+        if (!TcpTracker.TryStart(ref conn.Tcp, segment, _options.Tcp, out var update))
+        {
+            return false;
+        }
+
+        ApplyTcpUpdate(conn, update, now);
+        return true;
+    }
+
+    private static void ApplyTcpUpdate(Connection conn, in TcpUpdate update, long now)
+    {
+        if (update.Assured)
+        {
+            conn.StatusBits |= ConnStatus.Assured;
+        }
+
+        long timeout = update.TimeoutSeconds * 1_000_000_000L;
+        switch (update.TimeoutAction)
+        {
+            case TcpTimeoutAction.Set:
+                conn.ExpiresAt = now + timeout;
+                break;
+            case TcpTimeoutAction.Shorten:
+                long left = conn.ExpiresAt - now;
+                if (left >= 120 * 1_000_000_000L && left > timeout)
+                {
+                    conn.ExpiresAt = now + timeout;
+                }
+
+                break;
+        }
+
+        if (update.Kill)
+        {
+            // A RST before any reply: the entry is finished. It still translates this last packet.
+            conn.ExpiresAt = now;
+        }
+    }
+
+    private static TcpSegment ReadSegment(ReadOnlySpan<byte> packet, in PacketInfo info)
+    {
+        var tcp = packet.Slice(info.L4Offset, info.PayloadOffset - info.L4Offset);
+        return new TcpSegment(
+            BinaryPrimitives.ReadUInt32BigEndian(tcp.Slice(HeaderOffsets.TcpSeq)),
+            BinaryPrimitives.ReadUInt32BigEndian(tcp.Slice(HeaderOffsets.TcpAck)),
+            (TcpSegmentFlags)tcp[HeaderOffsets.TcpFlags],
+            BinaryPrimitives.ReadUInt16BigEndian(tcp.Slice(HeaderOffsets.TcpWindow)),
+            info.PayloadLength,
+            tcp.Slice(HeaderOffsets.TcpMinHeader));
+    }
+
+    /// <summary>Runs the protocol's state tracking and sets the entry's timeout.</summary>
+    private Verdict TrackProtocol(ReadOnlySpan<byte> packet, in PacketInfo info, Connection conn, ConnDirection dir, bool isNew, long now, out bool reopen)
+    {
+        reopen = false;
+        long timeout;
+        switch (info.Protocol)
+        {
+            case IpProtocol.Tcp:
+            {
+                if (isNew)
+                {
+                    return Verdict.Accept; // The tracker already ran this segment when it started the connection.
+                }
+
+                var segment = ReadSegment(packet, info);
+                int receiverOffset = 0;
+                if (conn.Extras is { } extras && conn.HasStatus(ConnStatus.SeqAdjust))
+                {
+                    // The receiver acknowledges the other direction's data as we rewrote it; the window is in the sender's numbering.
+                    receiverOffset = SeqAdj.OffsetFor(extras.SeqAdj(dir.Opposite()), segment.Ack - 1);
+                }
+
+                var verdict = TcpTracker.Process(ref conn.Tcp, segment, dir == ConnDirection.Reply, receiverOffset, _options.Tcp, out var update);
+                switch (verdict)
+                {
+                    case TcpVerdict.Reopen:
+                        if (isNew)
+                        {
+                            return Drop(EngineCounter.DroppedTcpInvalid);
+                        }
+
+                        reopen = true;
+                        return Verdict.Accept;
+                    case TcpVerdict.Invalid:
+                        return Drop(EngineCounter.DroppedTcpInvalid);
+                    case TcpVerdict.Ignore:
+                        // Accepted without changing state (e.g. a segment the tracker could not judge).
+                        return Verdict.Accept;
+                }
+
+                ApplyTcpUpdate(conn, update, now);
+                return Verdict.Accept;
+            }
+
+            case IpProtocol.Udp:
+            case IpProtocol.UdpLite:
+                if (conn.HasStatus(ConnStatus.SeenReply))
+                {
+                    bool stream = now > conn.StreamAt;
+                    timeout = (long)(stream ? _options.UdpStreamTimeout : _options.UdpTimeout).TotalNanoseconds;
+                    if (stream)
+                    {
+                        conn.StatusBits |= ConnStatus.Assured;
+                    }
+                }
+                else
+                {
+                    timeout = (long)_options.UdpTimeout.TotalNanoseconds;
+                }
+
+                break;
+
+            case IpProtocol.Icmp:
+            case IpProtocol.IcmpV6:
+                timeout = (long)_options.IcmpTimeout.TotalNanoseconds;
+                break;
+
+            default:
+                timeout = (long)_options.GenericTimeout.TotalNanoseconds;
+                break;
+        }
+
+        conn.ExpiresAt = now + timeout;
+        return Verdict.Accept;
+    }
+
+    // ---------------------------------------------------------------- POSTROUTING
+
+    /// <summary>
+    /// Finishes a routed packet: source NAT (and the reverse of destination NAT for replies), the helper,
+    /// sequence adjustment, and confirmation of a new connection into the table.
+    /// </summary>
+    public Verdict PostRouting(ref PacketContext ctx)
+    {
+        var conn = ctx.Conn;
+        if (conn is null)
+        {
+            return Accept(); // Nothing tracked it (PreRouting was not called): not ours to change.
+        }
+
+        if (ctx.IsIcmpError)
+        {
+            return NatManip.TranslateIcmpError(ctx.Packet, ctx.Info, ctx.Inner, ctx.InnerOffset, conn, ctx.Dir, ManipType.Source)
+                ? Accept()
+                : Drop(EngineCounter.DroppedIcmpUnrelated);
+        }
+
+        if (!NatCore.IsDone(conn, ManipType.Source) && !DecideNat(conn, ManipType.Source, ctx.InInterface, ctx.OutInterface))
+        {
+            Abandon(ref ctx);
+            return Drop(EngineCounter.DroppedNatExhausted);
+        }
+
+        NatManip.Apply(ctx.Packet, ctx.Info, conn, ctx.Dir, ManipType.Source);
+
+        if (conn.Extras?.Helper is { } helper)
+        {
+            var verdict = RunHelper(ref ctx, conn, helper);
+            if (verdict != Verdict.Accept)
+            {
+                Abandon(ref ctx);
+                return verdict;
+            }
+        }
+
+        if (ctx.Info.Protocol == IpProtocol.Tcp && conn.HasStatus(ConnStatus.SeqAdjust) && conn.Extras is { } extras)
+        {
+            SeqAdj.Adjust(ctx.Packet, ctx.Info, extras.SeqAdj(ctx.Dir), extras.SeqAdj(ctx.Dir.Opposite()));
+        }
+
+        if (ctx.Unconfirmed)
+        {
+            if (_table.IsTaken(conn.OriginalTuple, conn) || _table.IsTaken(conn.ReplyTuple, conn) || (_table.IsFull && !EarlyDrop(conn.OriginalTuple)))
+            {
+                Abandon(ref ctx);
+                return Drop(EngineCounter.DroppedInsertClash);
+            }
+
+            _table.Insert(conn);
+            conn.StatusBits |= ConnStatus.Confirmed;
+            ctx.Unconfirmed = false;
+        }
+
+        return Accept();
+    }
+
+    /// <summary>Looks up the NAT rules for a new connection's manip; without a match, a null binding reserves its tuple.</summary>
+    private bool DecideNat(Connection conn, ManipType manip, int inInterface, int outInterface)
+    {
+        foreach (var rule in _rules)
+        {
+            if (rule.Manip != manip || !rule.Matches(conn.OriginalTuple, inInterface, outInterface))
+            {
+                continue;
+            }
+
+            if (!TryRangeOf(rule, conn, inInterface, outInterface, out var range))
+            {
+                return false;
+            }
+
+            return _nat.SetupInfo(conn, range, manip);
+        }
+
+        return _nat.SetupNullBinding(conn, manip);
+    }
+
+    private bool TryRangeOf(NatRule rule, Connection conn, int inInterface, int outInterface, out NatRange range)
+    {
+        range = rule.Range;
+        if (rule.Action is NatAction.Snat or NatAction.Dnat)
+        {
+            return true;
+        }
+
+        // MASQUERADE takes the outgoing interface's address; REDIRECT the incoming one's.
+        var tuple = conn.OriginalTuple;
+        int ifindex = rule.Action == NatAction.Masquerade ? outInterface : inInterface;
+        if (!_options.Interfaces.TryGetPrimaryAddress(ifindex, tuple.Family, rule.Action == NatAction.Masquerade ? tuple.Destination : tuple.Source, out var address))
+        {
+            return false;
+        }
+
+        range = range with { Flags = range.Flags | NatRangeFlags.MapIps, MinAddress = address, MaxAddress = address };
+        return true;
+    }
+
+    /// <summary>Forgets a packet's new, unconfirmed connection (the packet is dropped before confirmation).</summary>
+    private void Abandon(ref PacketContext ctx)
+    {
+        if (ctx.Unconfirmed && ctx.Conn is { } conn)
+        {
+            if (conn.Extras is not null)
+            {
+                _expectations.RemoveAllOf(conn);
+            }
+
+            ctx.Conn = null;
+            ctx.Unconfirmed = false;
+        }
+    }
+
+    // ---------------------------------------------------------------- helpers and rewrites
+
+    private Verdict RunHelper(ref PacketContext ctx, Connection conn, ConntrackHelper helper)
+    {
+        _rewriteCount = 0;
+        _rewriteScratchUsed = 0;
+        var context = new HelperContext(this, ctx.Packet, ctx.Info, conn, ctx.Dir, ctx.Ct);
+        if (helper.Help(ref context) == HelperVerdict.Drop)
+        {
+            _rewriteCount = 0;
+            return Drop(EngineCounter.DroppedByHelper);
+        }
+
+        if (_rewriteCount == 0)
+        {
+            return Verdict.Accept;
+        }
+
+        return ApplyRewrites(ref ctx, conn) ? Verdict.Accept : Drop(EngineCounter.DroppedRewriteFailed);
+    }
+
+    internal bool QueueRewrite(int payloadLength, int offset, int length, ReadOnlySpan<byte> replacement)
+    {
+        if (offset < 0 || length < 0 || offset + length > payloadLength || _rewriteCount == MaxRewrites
+            || replacement.Length > RewriteScratchBytes - _rewriteScratchUsed)
+        {
+            return false;
+        }
+
+        if (_rewriteCount > 0)
+        {
+            var last = _rewrites[_rewriteCount - 1];
+            if (offset < last.Offset + last.Length)
+            {
+                return false;
+            }
+        }
+
+        replacement.CopyTo(_rewriteScratch.AsSpan(_rewriteScratchUsed));
+        _rewrites[_rewriteCount++] = (offset, length, _rewriteScratchUsed, replacement.Length);
+        _rewriteScratchUsed += replacement.Length;
+        return true;
+    }
+
+    /// <summary>
+    /// Applies the queued payload rewrites: moves the bytes, fixes the IP length and checksums, and for TCP
+    /// records the length change for sequence adjustment (once per packet, however many rewrites it had).
+    /// </summary>
+    private bool ApplyRewrites(ref PacketContext ctx, Connection conn)
+    {
+        var info = ctx.Info;
+        int delta = 0;
+        for (int i = 0; i < _rewriteCount; i++)
+        {
+            delta += _rewrites[i].ScratchLength - _rewrites[i].Length;
+        }
+
+        int newLength = ctx.Length + delta;
+        if (newLength > ctx.Buffer.Length || newLength > 65535)
+        {
+            _rewriteCount = 0;
+            return false;
+        }
+
+        // Apply from the last rewrite to the first, so earlier offsets stay valid.
+        for (int i = _rewriteCount - 1; i >= 0; i--)
+        {
+            var (offset, length, scratch, scratchLength) = _rewrites[i];
+            int at = info.PayloadOffset + offset;
+            int tail = ctx.Length - (at + length);
+            ctx.Buffer.Slice(at + length, tail).CopyTo(ctx.Buffer.Slice(at + scratchLength));
+            _rewriteScratch.AsSpan(scratch, scratchLength).CopyTo(ctx.Buffer.Slice(at));
+            ctx.Length += scratchLength - length;
+        }
+
+        _rewriteCount = 0;
+        _counters[(int)EngineCounter.PayloadRewrites]++;
+
+        var packet = ctx.Packet;
+        info.TotalLength = ctx.Length;
+        ctx.Info = info;
+        if (info.Family == 4)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(packet.Slice(HeaderOffsets.IPv4TotalLength), (ushort)ctx.Length);
+            packet[HeaderOffsets.IPv4Checksum] = 0;
+            packet[HeaderOffsets.IPv4Checksum + 1] = 0;
+            BinaryPrimitives.WriteUInt16BigEndian(packet.Slice(HeaderOffsets.IPv4Checksum), Checksum.Compute(packet.Slice(0, info.L4Offset)));
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(packet.Slice(HeaderOffsets.IPv6PayloadLength), (ushort)(ctx.Length - HeaderOffsets.IPv6HeaderLength));
+        }
+
+        var l4 = packet.Slice(info.L4Offset);
+        if (info.Protocol == IpProtocol.Tcp)
+        {
+            if (delta != 0)
+            {
+                var extras = conn.EnsureExtras();
+                uint seq = BinaryPrimitives.ReadUInt32BigEndian(l4.Slice(HeaderOffsets.TcpSeq));
+                SeqAdj.Record(ref extras.SeqAdj(ctx.Dir), seq, delta);
+                conn.StatusBits |= ConnStatus.SeqAdjust;
+            }
+
+            RecomputeTransportChecksum(packet, info, HeaderOffsets.TcpChecksum, zeroMeansNone: false);
+        }
+        else if (info.Protocol == IpProtocol.Udp)
+        {
+            bool hadChecksum = info.Family == 6 || BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(HeaderOffsets.UdpChecksum)) != 0;
+            BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(HeaderOffsets.UdpLength), (ushort)l4.Length);
+            if (hadChecksum)
+            {
+                RecomputeTransportChecksum(packet, info, HeaderOffsets.UdpChecksum, zeroMeansNone: true);
+            }
+        }
+
+        return true;
+    }
+
+    private static void RecomputeTransportChecksum(Span<byte> packet, in PacketInfo info, int checksumOffset, bool zeroMeansNone)
+    {
+        var l4 = packet.Slice(info.L4Offset, info.TotalLength - info.L4Offset);
+        l4[checksumOffset] = 0;
+        l4[checksumOffset + 1] = 0;
+        ushort check = Checksum.Finish(Checksum.Add(PacketParser.PseudoHeader(packet, info, l4.Length), l4));
+        if (zeroMeansNone && check == 0)
+        {
+            check = 0xFFFF;
+        }
+
+        BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(checksumOffset), check);
+    }
+
+    /// <summary>Registers an expectation for a helper (see <see cref="HelperContext.Expect"/>).</summary>
+    internal ExpectResult Expect(Connection master, ConnDirection direction, ref ExpectationRequest request)
+    {
+        var helper = master.Extras?.Helper;
+        var policy = helper?.Policy ?? new ExpectationPolicy(1, TimeSpan.FromMinutes(5));
+        var expectation = new Expectation(master, request.Helper)
+        {
+            SourcePrefixLength = request.SourcePrefixLength,
+            MatchSourcePort = request.MatchSourcePort,
+            Flags = request.Flags,
+            Class = request.Class,
+        };
+
+        var tuple = master.OriginalTuple;
+        tuple.Protocol = request.Protocol;
+        tuple.Source = request.Source;
+        tuple.SourcePort = request.MatchSourcePort ? request.SourcePort : (ushort)0;
+        tuple.Destination = request.Destination;
+        tuple.DestinationPort = request.DestinationPort;
+        expectation.Tuple = tuple;
+
+        ExpectResult result;
+        if (master.IsNatted)
+        {
+            // The expected connection arrives at the master's translated address: it must be translated the
+            // same way, on a port nobody else expects, starting with the announced one.
+            expectation.FollowMasterNat = true;
+            expectation.NatDirection = direction.Opposite();
+            expectation.SavedPort = request.DestinationPort;
+            result = ExpectResult.NoFreePort;
+            ushort port = request.DestinationPort;
+            for (int attempt = 0; attempt < NatCore.MaxAttempts && port != 0; attempt++, port++)
+            {
+                tuple.DestinationPort = port;
+                expectation.Tuple = tuple;
+                result = _expectations.Add(expectation, policy, Now);
+                if (result != ExpectResult.Clash)
+                {
+                    break;
+                }
+            }
+
+            if (result == ExpectResult.Clash)
+            {
+                result = ExpectResult.NoFreePort;
+            }
+        }
+        else
+        {
+            result = _expectations.Add(expectation, policy, Now);
+        }
+
+        if (result == ExpectResult.Added)
+        {
+            request.DestinationPort = expectation.Tuple.DestinationPort;
+            _counters[(int)EngineCounter.ExpectationsCreated]++;
+        }
+        else
+        {
+            _counters[(int)EngineCounter.ExpectationsFailed]++;
+        }
+
+        return result;
+    }
+
+    internal void CountHelperEvent(HelperEvent helperEvent) =>
+        _counters[(int)EngineCounter.HelperMalformedCommand + (int)helperEvent]++;
+
+    // ---------------------------------------------------------------- lifetime
+
+    /// <summary>Removes a connection and everything that hangs off it.</summary>
+    public void Destroy(Connection conn) => Destroy(conn, null);
+
+    private void Destroy(Connection conn, EngineCounter? reason)
+    {
+        conn.StatusBits |= ConnStatus.Dying;
+        _table.Remove(conn);
+        if (conn.Extras is { } extras)
+        {
+            _expectations.RemoveAllOf(conn);
+            extras.Helper?.OnDestroy(conn);
+        }
+
+        if (reason is { } counter)
+        {
+            _counters[(int)counter]++;
+        }
+    }
+
+    /// <summary>
+    /// Frees one unassured entry near <paramref name="tuple"/>'s bucket so a new connection fits (the kernel's early_drop).
+    /// Assured connections are kept: they proved they are wanted.
+    /// </summary>
+    private bool EarlyDrop(in ConnTuple tuple)
+    {
+        int bucket = _table.BucketOf(tuple);
+        for (int i = 0; i < EarlyDropBuckets; i++)
+        {
+            for (int link = _table.FirstLinkOfBucket(bucket + i); link != -1;)
+            {
+                var entry = _table.EntryOfLink(link);
+                if (!entry.HasStatus(ConnStatus.Assured) && !entry.IsDying)
+                {
+                    Destroy(entry, EngineCounter.ConnectionsEarlyDropped);
+                    return true;
+                }
+
+                link = ConnectionTable.NextLink(entry, link);
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Removes expired connections and expectations, looking at up to <paramref name="budget"/> table slots from
+    /// where the last call stopped, so the work per call stays bounded. Returns the number of connections removed.
+    /// </summary>
+    public int CollectGarbage(int budget)
+    {
+        long now = Now;
+        int removed = 0;
+        int capacity = _table.Capacity;
+        for (int i = 0; i < budget; i++)
+        {
+            var entry = _table.AtSlot(_gcCursor);
+            _gcCursor = _gcCursor + 1 == capacity ? 0 : _gcCursor + 1;
+            if (entry is not null && entry.ExpiresAt <= now)
+            {
+                Destroy(entry, EngineCounter.ConnectionsExpired);
+                removed++;
+            }
+        }
+
+        _counters[(int)EngineCounter.ExpectationsExpired] += _expectations.Expire(now);
+        return removed;
+    }
+}

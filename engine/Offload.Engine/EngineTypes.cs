@@ -1,0 +1,148 @@
+using System.Diagnostics;
+using Offload.Engine.Conntrack.Tcp;
+using Offload.Engine.Helpers;
+using Offload.Engine.Nat;
+using Offload.Engine.Routing;
+
+namespace Offload.Engine;
+
+/// <summary>The engine's notion of time: monotonic nanoseconds. A replay drives it from capture timestamps.</summary>
+public interface IClock
+{
+    long NowNanoseconds { get; }
+}
+
+/// <summary>The system's monotonic clock.</summary>
+public sealed class SystemClock : IClock
+{
+    public static SystemClock Instance { get; } = new();
+
+    public long NowNanoseconds => (long)(Stopwatch.GetTimestamp() * (1_000_000_000.0 / Stopwatch.Frequency));
+}
+
+/// <summary>A clock set by its owner (replays and tests).</summary>
+public sealed class ManualClock : IClock
+{
+    public long NowNanoseconds { get; set; }
+
+    public void Advance(TimeSpan by) => NowNanoseconds += (long)by.TotalNanoseconds;
+}
+
+/// <summary>What to do with a packet.</summary>
+public enum Verdict : byte
+{
+    Accept,
+    Drop,
+}
+
+/// <summary>Everything that configures an engine. Read once when the engine is built.</summary>
+public sealed class EngineOptions
+{
+    /// <summary>Most connections tracked at once (the kernel's nf_conntrack_max).</summary>
+    public int MaxConnections { get; init; } = 262_144;
+
+    /// <summary>Most expectations outstanding at once; 0 means MaxConnections / 256 (at least 64), like the kernel's default.</summary>
+    public int MaxExpectations { get; init; }
+
+    /// <summary>Key of the tuple hash. Leave 0 for a random key (live); set it for a deterministic replay.</summary>
+    public ulong HashKey { get; init; }
+
+    /// <summary>Seed of the port search. Leave 0 for a random seed (live); set it for a deterministic replay.</summary>
+    public ulong RandomSeed { get; init; }
+
+    /// <summary>Verify IPv4 header and transport checksums of incoming packets, like the kernel's nf_conntrack_checksum=1.</summary>
+    public bool ValidateChecksums { get; init; } = true;
+
+    public TcpTrackerSettings Tcp { get; init; } = new();
+
+    /// <summary>UDP flow that has seen no reply.</summary>
+    public TimeSpan UdpTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>UDP flow that has seen traffic both ways for a while.</summary>
+    public TimeSpan UdpStreamTimeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    public TimeSpan IcmpTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Protocols tracked by addresses only (GRE without PPTP, ESP, ...).</summary>
+    public TimeSpan GenericTimeout { get; init; } = TimeSpan.FromSeconds(600);
+
+    public IReadOnlyList<NatRule> NatRules { get; init; } = [];
+
+    public IReadOnlyList<HelperBinding> Helpers { get; init; } = [];
+
+    public INetworkInterfaces Interfaces { get; init; } = new StaticNetworkInterfaces();
+
+    internal int EffectiveMaxExpectations => MaxExpectations > 0 ? MaxExpectations : Math.Max(64, MaxConnections / 256);
+}
+
+/// <summary>Everything the engine counts. Drops are counted by reason, never silently.</summary>
+public enum EngineCounter
+{
+    PacketsIn,
+    PacketsAccepted,
+    PacketsDropped,
+
+    // Malformed packets, one per PacketError value, in the same order.
+    MalformedTruncated,
+    MalformedBadVersion,
+    MalformedBadIPv4HeaderLength,
+    MalformedBadTotalLength,
+    MalformedBadExtensionHeader,
+    MalformedTooManyExtensionHeaders,
+    MalformedJumboPayload,
+    MalformedTcpHeaderTruncated,
+    MalformedBadTcpDataOffset,
+    MalformedUdpHeaderTruncated,
+    MalformedBadUdpLength,
+    MalformedIcmpTruncated,
+    MalformedBadChecksum,
+
+    /// <summary>A non-first fragment: no ports to track it by (a live queue sees only reassembled packets).</summary>
+    DroppedLaterFragment,
+
+    /// <summary>A packet that may not start a connection (a TCP segment without SYN when pickup is off, an ICMP reply...).</summary>
+    DroppedCannotStart,
+
+    /// <summary>A TCP segment outside the window or with impossible flags.</summary>
+    DroppedTcpInvalid,
+
+    /// <summary>An ICMP error quoting a packet of no tracked connection, or one that cannot be parsed.</summary>
+    DroppedIcmpUnrelated,
+
+    /// <summary>The table was full and no unassured entry could be dropped early.</summary>
+    DroppedTableFull,
+
+    /// <summary>No unique tuple was left in a NAT range.</summary>
+    DroppedNatExhausted,
+
+    /// <summary>A new connection's tuple was taken when it was to be confirmed.</summary>
+    DroppedInsertClash,
+
+    /// <summary>A helper dropped the packet.</summary>
+    DroppedByHelper,
+
+    /// <summary>A payload rewrite could not be applied (the packet would exceed 64 KiB or its buffer).</summary>
+    DroppedRewriteFailed,
+
+    /// <summary>The TTL or hop limit ran out at this router.</summary>
+    DroppedTtlExceeded,
+
+    /// <summary>No route for the packet.</summary>
+    DroppedNoRoute,
+
+    ConnectionsCreated,
+    ConnectionsExpected,
+    ConnectionsExpired,
+    ConnectionsEarlyDropped,
+    ConnectionsReopened,
+    ExpectationsCreated,
+    ExpectationsFailed,
+    ExpectationsExpired,
+    PayloadRewrites,
+
+    HelperMalformedCommand,
+    HelperForeignAddressRefused,
+    HelperPartialCommand,
+    HelperExpectationFailed,
+    HelperRewriteFailed,
+}

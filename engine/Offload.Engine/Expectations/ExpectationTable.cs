@@ -1,0 +1,267 @@
+using Offload.Engine.Conntrack;
+
+namespace Offload.Engine.Expectations;
+
+/// <summary>Why an expectation was not registered.</summary>
+public enum ExpectResult : byte
+{
+    Added,
+
+    /// <summary>Another master already expects a connection that could match this one (the kernel's -EBUSY).</summary>
+    Clash,
+
+    /// <summary>The master has as many outstanding as its helper's policy allows, and none could be evicted.</summary>
+    TooMany,
+
+    /// <summary>The global expectation limit is reached.</summary>
+    TableFull,
+
+    /// <summary>No port was free for a translated expectation.</summary>
+    NoFreePort,
+}
+
+/// <summary>How many expectations a helper may keep outstanding per master and class, and for how long.</summary>
+public readonly record struct ExpectationPolicy(int MaxExpected, TimeSpan Timeout);
+
+/// <summary>
+/// Outstanding expectations, indexed by the exact part of their tuple (destination, protocol) so a new
+/// connection finds its expectation in one bucket, and chained per master so they die with it.
+/// </summary>
+public sealed class ExpectationTable
+{
+    private readonly Expectation?[] _buckets;
+    private readonly ulong _hashKey;
+
+    public ExpectationTable(int maxExpectations, ulong hashKey)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxExpectations, 1);
+        MaxExpectations = maxExpectations;
+        _hashKey = hashKey;
+        _buckets = new Expectation?[(int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Clamp(maxExpectations, 16, 1 << 20))];
+    }
+
+    public int MaxExpectations { get; }
+
+    public int Count { get; private set; }
+
+    private int BucketOf(in ConnTuple tuple)
+    {
+        var key = new ConnTuple(tuple.Family, tuple.Protocol, default, 0, tuple.Destination, tuple.DestinationPort);
+        return (int)(key.Hash(_hashKey) & (ulong)(_buckets.Length - 1));
+    }
+
+    /// <summary>Registers an expectation, replacing an identical one and evicting the master's oldest when its policy is exceeded.</summary>
+    public ExpectResult Add(Expectation expectation, in ExpectationPolicy policy, long now)
+    {
+        int bucket = BucketOf(expectation.Tuple);
+        for (var existing = _buckets[bucket]; existing is not null; existing = existing.NextInBucket)
+        {
+            if (existing.ExpiresAt <= now)
+            {
+                continue; // Lapsed: it will be collected, and must not block a new one.
+            }
+
+            if (existing.SameAs(expectation))
+            {
+                Remove(existing);
+                break;
+            }
+
+            if (existing.ClashesWith(expectation))
+            {
+                return ExpectResult.Clash;
+            }
+        }
+
+        if (policy.MaxExpected > 0 && CountOf(expectation.Master, expectation.Class) >= policy.MaxExpected)
+        {
+            var oldest = OldestOf(expectation.Master, expectation.Class);
+            if (oldest is null)
+            {
+                return ExpectResult.TooMany;
+            }
+
+            Remove(oldest);
+        }
+
+        if (Count >= MaxExpectations)
+        {
+            return ExpectResult.TableFull;
+        }
+
+        expectation.ExpiresAt = now + (long)policy.Timeout.TotalNanoseconds;
+        expectation.NextInBucket = _buckets[bucket];
+        _buckets[bucket] = expectation;
+
+        // Append to the master's list so the head is the oldest.
+        var extras = expectation.Master.EnsureExtras();
+        expectation.NextOfMaster = null;
+        if (extras.FirstExpectation is null)
+        {
+            extras.FirstExpectation = expectation;
+        }
+        else
+        {
+            var last = extras.FirstExpectation;
+            while (last.NextOfMaster is not null)
+            {
+                last = last.NextOfMaster;
+            }
+
+            last.NextOfMaster = expectation;
+        }
+
+        extras.ExpectationCount++;
+        expectation.Linked = true;
+        Count++;
+        return ExpectResult.Added;
+    }
+
+    /// <summary>
+    /// Finds the expectation a new connection with <paramref name="tuple"/> fulfils. A non-permanent one is
+    /// removed: each expectation admits one connection.
+    /// </summary>
+    public Expectation? Take(in ConnTuple tuple, long now)
+    {
+        int bucket = BucketOf(tuple);
+        for (var e = _buckets[bucket]; e is not null; e = e.NextInBucket)
+        {
+            if (e.ExpiresAt <= now || (e.Flags & ExpectationFlags.Inactive) != 0 || e.Master.IsDying)
+            {
+                continue;
+            }
+
+            if (e.Matches(tuple))
+            {
+                if ((e.Flags & ExpectationFlags.Permanent) == 0)
+                {
+                    Remove(e);
+                }
+
+                return e;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Removes an expectation. Returns false if it was not registered.</summary>
+    public bool Remove(Expectation expectation)
+    {
+        if (!expectation.Linked)
+        {
+            return false;
+        }
+
+        int bucket = BucketOf(expectation.Tuple);
+        ref Expectation? link = ref _buckets[bucket];
+        while (link is not null && !ReferenceEquals(link, expectation))
+        {
+            link = ref link.NextInBucket;
+        }
+
+        if (link is not null)
+        {
+            link = expectation.NextInBucket;
+        }
+
+        var extras = expectation.Master.Extras!;
+        ref Expectation? own = ref extras.FirstExpectation;
+        while (own is not null && !ReferenceEquals(own, expectation))
+        {
+            own = ref own.NextOfMaster;
+        }
+
+        if (own is not null)
+        {
+            own = expectation.NextOfMaster;
+        }
+
+        extras.ExpectationCount--;
+        expectation.NextInBucket = null;
+        expectation.NextOfMaster = null;
+        expectation.Linked = false;
+        Count--;
+        return true;
+    }
+
+    /// <summary>Removes every expectation of a master (it is dying, or its helper went away).</summary>
+    public int RemoveAllOf(Connection master)
+    {
+        int removed = 0;
+        while (master.Extras?.FirstExpectation is { } e)
+        {
+            Remove(e);
+            removed++;
+        }
+
+        return removed;
+    }
+
+    /// <summary>Removes lapsed expectations; returns how many.</summary>
+    public int Expire(long now)
+    {
+        if (Count == 0)
+        {
+            return 0;
+        }
+
+        int removed = 0;
+        for (int b = 0; b < _buckets.Length; b++)
+        {
+            var e = _buckets[b];
+            while (e is not null)
+            {
+                var next = e.NextInBucket;
+                if (e.ExpiresAt <= now)
+                {
+                    Remove(e);
+                    removed++;
+                }
+
+                e = next;
+            }
+        }
+
+        return removed;
+    }
+
+    /// <summary>Every outstanding expectation (listings; allocates).</summary>
+    public IEnumerable<Expectation> Entries()
+    {
+        foreach (var head in _buckets)
+        {
+            for (var e = head; e is not null; e = e.NextInBucket)
+            {
+                yield return e;
+            }
+        }
+    }
+
+    private static int CountOf(Connection master, int expectationClass)
+    {
+        int n = 0;
+        for (var e = master.Extras?.FirstExpectation; e is not null; e = e.NextOfMaster)
+        {
+            if (e.Class == expectationClass)
+            {
+                n++;
+            }
+        }
+
+        return n;
+    }
+
+    private static Expectation? OldestOf(Connection master, int expectationClass)
+    {
+        for (var e = master.Extras?.FirstExpectation; e is not null; e = e.NextOfMaster)
+        {
+            if (e.Class == expectationClass)
+            {
+                return e;
+            }
+        }
+
+        return null;
+    }
+}

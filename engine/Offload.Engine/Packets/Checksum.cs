@@ -1,0 +1,139 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+
+namespace Offload.Engine.Packets;
+
+/// <summary>
+/// The Internet checksum: full computation (RFC 1071) and incremental updates (RFC 1624).
+/// </summary>
+/// <remarks>
+/// Partial sums are carried as <see cref="ulong"/> values that are not yet folded, so several
+/// pieces (pseudo-header, header, payload) can be added before one final fold. Because
+/// 2^16 = 1 (mod 0xFFFF), adding wider big-endian words is the same as adding their 16-bit halves.
+/// </remarks>
+public static class Checksum
+{
+    /// <summary>Adds the bytes of <paramref name="data"/>, read as big-endian 16-bit words, to <paramref name="sum"/>.</summary>
+    /// <remarks>An odd final byte is padded with a zero, so only the last piece of a sum may have an odd length.</remarks>
+    public static ulong Add(ulong sum, ReadOnlySpan<byte> data)
+    {
+        int i = 0;
+        // Keep the accumulator below 2^63 by folding the carry from each 64-bit add back in.
+        for (; i + 8 <= data.Length; i += 8)
+        {
+            ulong word = BinaryPrimitives.ReadUInt64BigEndian(data.Slice(i, 8));
+            sum += word;
+            if (sum < word)
+            {
+                sum++;
+            }
+        }
+
+        ulong tail = 0;
+        for (; i + 2 <= data.Length; i += 2)
+        {
+            tail += BinaryPrimitives.ReadUInt16BigEndian(data.Slice(i, 2));
+        }
+
+        if (i < data.Length)
+        {
+            tail += (ulong)data[i] << 8;
+        }
+
+        sum += tail;
+        if (sum < tail)
+        {
+            sum++;
+        }
+
+        return sum;
+    }
+
+    /// <summary>Folds a partial sum to 16 bits with end-around carry.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort Fold(ulong sum)
+    {
+        sum = (sum & 0xFFFFFFFF) + (sum >> 32);
+        sum = (sum & 0xFFFFFFFF) + (sum >> 32);
+        sum = (sum & 0xFFFF) + (sum >> 16);
+        sum = (sum & 0xFFFF) + (sum >> 16);
+        sum = (sum & 0xFFFF) + (sum >> 16);
+        return (ushort)sum;
+    }
+
+    /// <summary>The checksum field value for data whose (unfolded) sum is <paramref name="sum"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort Finish(ulong sum) => (ushort)~Fold(sum);
+
+    /// <summary>Computes the checksum of <paramref name="data"/> alone (as for an IPv4 header or ICMPv4).</summary>
+    public static ushort Compute(ReadOnlySpan<byte> data) => Finish(Add(0, data));
+
+    /// <summary>The partial sum of the IPv4 or IPv6 pseudo-header used by TCP, UDP and ICMPv6.</summary>
+    /// <param name="source">Source address bytes (4 or 16).</param>
+    /// <param name="destination">Destination address bytes (4 or 16).</param>
+    /// <param name="protocol">Upper-layer protocol number.</param>
+    /// <param name="length">Upper-layer length (header plus payload).</param>
+    public static ulong PseudoHeader(ReadOnlySpan<byte> source, ReadOnlySpan<byte> destination, byte protocol, int length)
+    {
+        ulong sum = Add(0, source);
+        sum = Add(sum, destination);
+        return sum + protocol + (uint)length;
+    }
+
+    /// <summary>
+    /// Updates a checksum field after a 16-bit word it covers changed from <paramref name="oldWord"/> to <paramref name="newWord"/> (RFC 1624, eqn. 3).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort Update(ushort check, ushort oldWord, ushort newWord)
+    {
+        uint sum = (uint)(ushort)~check + (ushort)~oldWord + newWord;
+        sum = (sum & 0xFFFF) + (sum >> 16);
+        sum = (sum & 0xFFFF) + (sum >> 16);
+        return (ushort)~sum;
+    }
+
+    /// <summary>Updates a checksum field after a 32-bit value it covers changed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort Update(ushort check, uint oldValue, uint newValue)
+    {
+        ulong sum = (ushort)~check;
+        sum += (ushort)~(oldValue >> 16);
+        sum += (ushort)~oldValue;
+        sum += newValue >> 16;
+        sum += newValue & 0xFFFF;
+        return (ushort)~Fold(sum);
+    }
+
+    /// <summary>Updates a checksum field after a run of bytes it covers (even length, even offset) changed.</summary>
+    public static ushort Update(ushort check, ReadOnlySpan<byte> oldBytes, ReadOnlySpan<byte> newBytes)
+    {
+        // ~old + new, summed word by word: ~(sum of old) equals the sum of ~old words in one's complement.
+        ulong sum = (ushort)~check;
+        sum += (ushort)~Fold(Add(0, oldBytes));
+        sum = Add(sum, newBytes);
+        return (ushort)~Fold(sum);
+    }
+
+    /// <summary>Reads the checksum field at <paramref name="offset"/>, updates it for a 16-bit change, and writes it back.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void UpdateField(Span<byte> packet, int offset, ushort oldWord, ushort newWord)
+    {
+        var field = packet.Slice(offset, 2);
+        BinaryPrimitives.WriteUInt16BigEndian(field, Update(BinaryPrimitives.ReadUInt16BigEndian(field), oldWord, newWord));
+    }
+
+    /// <summary>Reads the checksum field at <paramref name="offset"/>, updates it for a 32-bit change, and writes it back.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void UpdateField(Span<byte> packet, int offset, uint oldValue, uint newValue)
+    {
+        var field = packet.Slice(offset, 2);
+        BinaryPrimitives.WriteUInt16BigEndian(field, Update(BinaryPrimitives.ReadUInt16BigEndian(field), oldValue, newValue));
+    }
+
+    /// <summary>Reads the checksum field at <paramref name="offset"/>, updates it for changed bytes, and writes it back.</summary>
+    public static void UpdateField(Span<byte> packet, int offset, ReadOnlySpan<byte> oldBytes, ReadOnlySpan<byte> newBytes)
+    {
+        var field = packet.Slice(offset, 2);
+        BinaryPrimitives.WriteUInt16BigEndian(field, Update(BinaryPrimitives.ReadUInt16BigEndian(field), oldBytes, newBytes));
+    }
+}

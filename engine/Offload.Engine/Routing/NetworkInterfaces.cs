@@ -1,0 +1,99 @@
+using Offload.Engine.Packets;
+
+namespace Offload.Engine.Routing;
+
+/// <summary>
+/// What the engine needs to know of the router's interfaces: their names (for rules) and their
+/// addresses (for MASQUERADE and REDIRECT). A live daemon keeps it current from rtnetlink; a replay
+/// fills it from its configuration.
+/// </summary>
+public interface INetworkInterfaces
+{
+    /// <summary>The interface index of a name, or 0 when unknown.</summary>
+    int IndexOf(string name);
+
+    /// <summary>
+    /// The address MASQUERADE uses on <paramref name="interfaceIndex"/> for a family (the kernel picks the primary
+    /// address of the outgoing interface in the next hop's scope). False when the interface has none.
+    /// </summary>
+    bool TryGetPrimaryAddress(int interfaceIndex, byte family, InetAddress nextHop, out InetAddress address);
+}
+
+/// <summary>A fixed set of interfaces, for replays and tests.</summary>
+public sealed class StaticNetworkInterfaces : INetworkInterfaces
+{
+    private readonly List<Entry> _entries = [];
+
+    /// <summary>Adds an interface with its addresses (prefix lengths let the right one be chosen per next hop).</summary>
+    public int Add(string name, params (InetAddress Address, byte Family, int PrefixLength)[] addresses)
+    {
+        _entries.Add(new Entry(name, addresses));
+        return _entries.Count;
+    }
+
+    public int IndexOf(string name)
+    {
+        for (int i = 0; i < _entries.Count; i++)
+        {
+            if (_entries[i].Name == name)
+            {
+                return i + 1;
+            }
+        }
+
+        return 0;
+    }
+
+    public string? NameOf(int index) => index >= 1 && index <= _entries.Count ? _entries[index - 1].Name : null;
+
+    public bool TryGetPrimaryAddress(int interfaceIndex, byte family, InetAddress nextHop, out InetAddress address)
+    {
+        address = default;
+        if (interfaceIndex < 1 || interfaceIndex > _entries.Count)
+        {
+            return false;
+        }
+
+        bool found = false;
+        foreach (var (candidate, candidateFamily, prefix) in _entries[interfaceIndex - 1].Addresses)
+        {
+            if (candidateFamily != family)
+            {
+                continue;
+            }
+
+            if (nextHop.IsInPrefix(family, candidate, prefix))
+            {
+                address = candidate;
+                return true;
+            }
+
+            if (!found)
+            {
+                address = candidate;
+                found = true;
+            }
+        }
+
+        return found;
+    }
+
+    /// <summary>True when <paramref name="address"/> is one of the router's own.</summary>
+    public bool IsLocal(byte family, InetAddress address)
+    {
+        foreach (var entry in _entries)
+        {
+            foreach (var (candidate, candidateFamily, _) in entry.Addresses)
+            {
+                if (candidateFamily == family && candidate == address)
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
+
+    private sealed record Entry(string Name, (InetAddress Address, byte Family, int PrefixLength)[] Addresses);
+}

@@ -1,0 +1,546 @@
+using System.Globalization;
+using System.Net;
+using Offload.Engine.Nat;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace Offload.Rules;
+
+/// <summary>
+/// Reads the YAML configuration. Every error names the file, line and column it is at; unknown keys are
+/// errors too, so a typo never silently changes behaviour.
+/// </summary>
+public static class ConfigLoader
+{
+    public static OffloadConfig LoadFile(string path)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException(path, 0, 0, $"cannot read the configuration: {e.Message}");
+        }
+
+        return Parse(text, path);
+    }
+
+    public static OffloadConfig Parse(string text, string? file = null)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text));
+        }
+        catch (YamlException e)
+        {
+            throw new ConfigException(file, (int)e.Start.Line, (int)e.Start.Column, $"not valid YAML: {e.InnerException?.Message ?? e.Message}");
+        }
+
+        if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
+        {
+            throw new ConfigException(file, 1, 1, "the configuration must be a mapping (interfaces:, nat:, helpers:, ...)");
+        }
+
+        var reader = new Reader(file);
+        var interfaces = new List<InterfaceConfig>();
+        var nat = new List<NatRuleConfig>();
+        var helpers = new List<HelperConfig>();
+        var routes = new List<RouteConfig>();
+        var conntrack = new ConntrackConfig();
+
+        foreach (var (key, value) in reader.Entries(root, "interfaces", "nat", "helpers", "routes", "conntrack"))
+        {
+            switch (key)
+            {
+                case "interfaces":
+                    foreach (var item in reader.Sequence(value))
+                    {
+                        interfaces.Add(reader.Interface(item));
+                    }
+
+                    break;
+                case "nat":
+                    foreach (var item in reader.Sequence(value))
+                    {
+                        nat.Add(reader.NatRule(item));
+                    }
+
+                    break;
+                case "helpers":
+                    foreach (var item in reader.Sequence(value))
+                    {
+                        helpers.Add(reader.Helper(item));
+                    }
+
+                    break;
+                case "routes":
+                    foreach (var item in reader.Sequence(value))
+                    {
+                        routes.Add(reader.Route(item));
+                    }
+
+                    break;
+                case "conntrack":
+                    conntrack = reader.Conntrack(value);
+                    break;
+            }
+        }
+
+        var config = new OffloadConfig(interfaces, nat, helpers, routes, conntrack, file);
+        Validate(config, reader);
+        return config;
+    }
+
+    /// <summary>Checks what single entries cannot: names refer to configured interfaces, names are unique.</summary>
+    private static void Validate(OffloadConfig config, Reader reader)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var i in config.Interfaces)
+        {
+            if (!names.Add(i.Name))
+            {
+                throw reader.Error(i.Line, 1, $"interface '{i.Name}' is configured twice");
+            }
+        }
+
+        foreach (var rule in config.Nat)
+        {
+            foreach (var name in new[] { rule.InInterface, rule.OutInterface })
+            {
+                if (name is not null && !names.Contains(name))
+                {
+                    throw reader.Error(rule.Line, 1, $"NAT rule names interface '{name}', which is not under interfaces:");
+                }
+            }
+        }
+
+        foreach (var route in config.Routes)
+        {
+            if (!names.Contains(route.Device))
+            {
+                throw reader.Error(route.Line, 1, $"route names interface '{route.Device}', which is not under interfaces:");
+            }
+        }
+    }
+
+    private sealed class Reader(string? file)
+    {
+        public ConfigException Error(YamlNode node, string message) =>
+            new(file, (int)node.Start.Line, (int)node.Start.Column, message);
+
+        public ConfigException Error(int line, int column, string message) => new(file, line, column, message);
+
+        public IEnumerable<(string Key, YamlNode Value)> Entries(YamlNode node, params string[] allowed)
+        {
+            if (node is not YamlMappingNode mapping)
+            {
+                throw Error(node, $"expected a mapping with keys: {string.Join(", ", allowed)}");
+            }
+
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var (k, v) in mapping.Children)
+            {
+                string key = Scalar(k);
+                if (Array.IndexOf(allowed, key) < 0)
+                {
+                    throw Error(k, $"unknown key '{key}' (expected one of: {string.Join(", ", allowed)})");
+                }
+
+                if (!seen.Add(key))
+                {
+                    throw Error(k, $"key '{key}' is given twice");
+                }
+
+                yield return (key, v);
+            }
+        }
+
+        public IEnumerable<YamlNode> Sequence(YamlNode node)
+        {
+            if (node is YamlScalarNode { Value: null or "" or "~" or "null" })
+            {
+                yield break;
+            }
+
+            if (node is not YamlSequenceNode sequence)
+            {
+                throw Error(node, "expected a list");
+            }
+
+            foreach (var item in sequence.Children)
+            {
+                yield return item;
+            }
+        }
+
+        public string Scalar(YamlNode node) =>
+            node is YamlScalarNode { Value: { } value } ? value : throw Error(node, "expected a single value");
+
+        public int Integer(YamlNode node, int min, int max)
+        {
+            string text = Scalar(node);
+            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int value) || value < min || value > max)
+            {
+                throw Error(node, $"'{text}' is not a whole number from {min} to {max}");
+            }
+
+            return value;
+        }
+
+        public bool Boolean(YamlNode node)
+        {
+            string text = Scalar(node);
+            return text switch
+            {
+                "true" or "yes" or "on" => true,
+                "false" or "no" or "off" => false,
+                _ => throw Error(node, $"'{text}' is not true or false"),
+            };
+        }
+
+        public IPAddress Address(YamlNode node, string text)
+        {
+            string trimmed = text.StartsWith('[') && text.EndsWith(']') ? text[1..^1] : text;
+            if (!IPAddress.TryParse(trimmed, out var address) || trimmed.Contains('%', StringComparison.Ordinal))
+            {
+                throw Error(node, $"'{text}' is not an IPv4 or IPv6 address");
+            }
+
+            return address;
+        }
+
+        public Prefix Prefix(YamlNode node)
+        {
+            string text = Scalar(node);
+            int slash = text.IndexOf('/', StringComparison.Ordinal);
+            var address = Address(node, slash < 0 ? text : text[..slash]);
+            int max = address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128;
+            int length = max;
+            if (slash >= 0 && (!int.TryParse(text.AsSpan(slash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out length) || length > max))
+            {
+                throw Error(node, $"'{text}' has a bad prefix length (0 to {max})");
+            }
+
+            return new Prefix(address, length);
+        }
+
+        public (ushort Min, ushort Max) PortRange(YamlNode node)
+        {
+            string text = Scalar(node);
+            int dash = text.IndexOf('-', StringComparison.Ordinal);
+            if (!TryPort(dash < 0 ? text : text[..dash], out ushort min) || !TryPort(dash < 0 ? text : text[(dash + 1)..], out ushort max) || max < min)
+            {
+                throw Error(node, $"'{text}' is not a port or a port range (1-65535, low-high)");
+            }
+
+            return (min, max);
+        }
+
+        private static bool TryPort(string text, out ushort port) =>
+            ushort.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out port) && port != 0;
+
+        public byte Protocol(YamlNode node)
+        {
+            string text = Scalar(node);
+            return text switch
+            {
+                "tcp" => 6,
+                "udp" => 17,
+                "icmp" => 1,
+                "icmpv6" or "ipv6-icmp" => 58,
+                "gre" => 47,
+                "sctp" => 132,
+                _ when byte.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out byte number) && number != 0 => number,
+                _ => throw Error(node, $"'{text}' is not a protocol (tcp, udp, icmp, icmpv6, gre, sctp or a number 1-255)"),
+            };
+        }
+
+        public byte Family(YamlNode node)
+        {
+            string text = Scalar(node);
+            return text switch
+            {
+                "ipv4" or "inet" => 4,
+                "ipv6" or "inet6" => 6,
+                "any" or "both" => 0,
+                _ => throw Error(node, $"'{text}' is not a family (ipv4, ipv6 or any)"),
+            };
+        }
+
+        public InterfaceConfig Interface(YamlNode node)
+        {
+            string? name = null;
+            byte[]? mac = null;
+            var addresses = new List<Prefix>();
+            foreach (var (key, value) in Entries(node, "name", "addresses", "mac"))
+            {
+                if (key == "mac")
+                {
+                    mac = Mac(value);
+                }
+                else if (key == "name")
+                {
+                    name = Scalar(value);
+                    if (name.Length is 0 or > 15 || name.Contains('/', StringComparison.Ordinal) || name.Any(char.IsWhiteSpace))
+                    {
+                        throw Error(value, $"'{name}' is not a valid interface name (1-15 characters, no '/' or spaces)");
+                    }
+                }
+                else
+                {
+                    foreach (var item in Sequence(value))
+                    {
+                        addresses.Add(Prefix(item));
+                    }
+                }
+            }
+
+            return new InterfaceConfig(name ?? throw Error(node, "an interface needs a name:"), addresses, mac, (int)node.Start.Line);
+        }
+
+        private byte[] Mac(YamlNode node)
+        {
+            string text = Scalar(node);
+            string[] parts = text.Split(':');
+            var mac = new byte[6];
+            if (parts.Length != 6)
+            {
+                throw Error(node, $"'{text}' is not a MAC address (six hex bytes separated by ':')");
+            }
+
+            for (int i = 0; i < 6; i++)
+            {
+                if (parts[i].Length != 2 || !byte.TryParse(parts[i], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out mac[i]))
+                {
+                    throw Error(node, $"'{text}' is not a MAC address (six hex bytes separated by ':')");
+                }
+            }
+
+            return mac;
+        }
+
+        public RouteConfig Route(YamlNode node)
+        {
+            Prefix? destination = null;
+            string? device = null;
+            foreach (var (key, value) in Entries(node, "to", "dev"))
+            {
+                if (key == "to")
+                {
+                    destination = Scalar(value) switch
+                    {
+                        "default" => new Prefix(IPAddress.Any, 0),
+                        "default6" => new Prefix(IPAddress.IPv6Any, 0),
+                        _ => Prefix(value),
+                    };
+                }
+                else
+                {
+                    device = Scalar(value);
+                }
+            }
+
+            return new RouteConfig(
+                destination ?? throw Error(node, "a route needs to: (a prefix, default or default6)"),
+                device ?? throw Error(node, "a route needs dev: (an interface name)"),
+                (int)node.Start.Line);
+        }
+
+        public HelperConfig Helper(YamlNode node)
+        {
+            string? name = null;
+            byte protocol = 0;
+            var ports = new List<ushort>();
+            bool loose = false;
+            foreach (var (key, value) in Entries(node, "name", "protocol", "ports", "loose"))
+            {
+                switch (key)
+                {
+                    case "name":
+                        name = Scalar(value);
+                        break;
+                    case "protocol":
+                        protocol = Protocol(value);
+                        break;
+                    case "ports":
+                        foreach (var item in Sequence(value))
+                        {
+                            ports.Add((ushort)Integer(item, 1, 65535));
+                        }
+
+                        break;
+                    case "loose":
+                        loose = Boolean(value);
+                        break;
+                }
+            }
+
+            return new HelperConfig(name ?? throw Error(node, "a helper needs a name: (e.g. ftp)"), protocol, ports, loose, (int)node.Start.Line);
+        }
+
+        public ConntrackConfig Conntrack(YamlNode node)
+        {
+            var config = new ConntrackConfig();
+            foreach (var (key, value) in Entries(node, "max", "expect-max", "checksum", "tcp-liberal", "tcp-loose", "timeouts"))
+            {
+                config = key switch
+                {
+                    "max" => config with { Max = Integer(value, 1, 64 * 1024 * 1024) },
+                    "expect-max" => config with { ExpectMax = Integer(value, 1, 1024 * 1024) },
+                    "checksum" => config with { Checksum = Boolean(value) },
+                    "tcp-liberal" => config with { TcpLiberal = Boolean(value) },
+                    "tcp-loose" => config with { TcpLoose = Boolean(value) },
+                    _ => Timeouts(value, config),
+                };
+            }
+
+            return config;
+        }
+
+        private ConntrackConfig Timeouts(YamlNode node, ConntrackConfig config)
+        {
+            const int maxSeconds = 10 * 365 * 24 * 3600;
+            foreach (var (key, value) in Entries(node, "tcp-established", "udp", "udp-stream", "icmp", "generic"))
+            {
+                int seconds = Integer(value, 1, maxSeconds);
+                config = key switch
+                {
+                    "tcp-established" => config with { TcpEstablishedTimeout = seconds },
+                    "udp" => config with { UdpTimeout = seconds },
+                    "udp-stream" => config with { UdpStreamTimeout = seconds },
+                    "icmp" => config with { IcmpTimeout = seconds },
+                    _ => config with { GenericTimeout = seconds },
+                };
+            }
+
+            return config;
+        }
+
+        public NatRuleConfig NatRule(YamlNode node)
+        {
+            NatAction? action = null;
+            byte family = 0, protocol = 0;
+            Prefix? source = null, destination = null;
+            ushort dportMin = 0, dportMax = 0, portMin = 0, portMax = 0;
+            string? inInterface = null, outInterface = null;
+            IPAddress? toMin = null, toMax = null;
+            bool random = false, persistent = false;
+            YamlNode? toNode = null, portsNode = null;
+
+            foreach (var (key, value) in Entries(node, "type", "family", "protocol", "source", "destination", "dport", "in", "out", "to", "ports", "random", "persistent"))
+            {
+                switch (key)
+                {
+                    case "type":
+                        action = Scalar(value) switch
+                        {
+                            "masquerade" => NatAction.Masquerade,
+                            "snat" => NatAction.Snat,
+                            "dnat" => NatAction.Dnat,
+                            "redirect" => NatAction.Redirect,
+                            var other => throw Error(value, $"'{other}' is not a NAT type (masquerade, snat, dnat, redirect)"),
+                        };
+                        break;
+                    case "family": family = Family(value); break;
+                    case "protocol": protocol = Protocol(value); break;
+                    case "source": source = Prefix(value); break;
+                    case "destination": destination = Prefix(value); break;
+                    case "dport": (dportMin, dportMax) = PortRange(value); break;
+                    case "in": inInterface = Scalar(value); break;
+                    case "out": outInterface = Scalar(value); break;
+                    case "to":
+                        toNode = value;
+                        (toMin, toMax) = AddressRange(value);
+                        break;
+                    case "ports":
+                        portsNode = value;
+                        (portMin, portMax) = PortRange(value);
+                        break;
+                    case "random": random = Boolean(value); break;
+                    case "persistent": persistent = Boolean(value); break;
+                }
+            }
+
+            if (action is not { } a)
+            {
+                throw Error(node, "a NAT rule needs type: (masquerade, snat, dnat or redirect)");
+            }
+
+            bool source_ = a is NatAction.Snat or NatAction.Masquerade;
+            if (source_ && inInterface is not null)
+            {
+                throw Error(node, $"{a.ToString().ToLowerInvariant()} is decided after routing: use out:, not in:");
+            }
+
+            if (!source_ && outInterface is not null)
+            {
+                throw Error(node, $"{a.ToString().ToLowerInvariant()} is decided before routing: use in:, not out:");
+            }
+
+            if (a is NatAction.Snat or NatAction.Dnat && toMin is null)
+            {
+                throw Error(node, $"{a.ToString().ToLowerInvariant()} needs to: (an address or a range low-high)");
+            }
+
+            if (a is NatAction.Masquerade or NatAction.Redirect && toNode is not null)
+            {
+                throw Error(toNode, $"{a.ToString().ToLowerInvariant()} takes the interface's own address: no to:");
+            }
+
+            if (portsNode is not null && protocol is not (6 or 17 or 132))
+            {
+                throw Error(portsNode, "ports: needs protocol: tcp, udp or sctp (other protocols have no ports)");
+            }
+
+            if (dportMin != 0 && protocol is not (6 or 17 or 132))
+            {
+                throw Error(node, "dport: needs protocol: tcp, udp or sctp");
+            }
+
+            if (toMin is not null)
+            {
+                byte toFamily = toMin.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? (byte)4 : (byte)6;
+                if (family != 0 && family != toFamily)
+                {
+                    throw Error(toNode!, $"to: is IPv{toFamily} but the rule is for IPv{family}");
+                }
+
+                family = toFamily;
+            }
+
+            foreach (var prefix in new[] { source, destination })
+            {
+                if (prefix is { } p && family != 0 && p.Family != family)
+                {
+                    throw Error(node, $"{p} is IPv{p.Family} but the rule is for IPv{family}");
+                }
+
+                if (prefix is { } q && family == 0)
+                {
+                    family = q.Family;
+                }
+            }
+
+            return new NatRuleConfig(a, family, protocol, source, destination, dportMin, dportMax, inInterface, outInterface, toMin, toMax, portMin, portMax, random, persistent, (int)node.Start.Line);
+        }
+
+        private (IPAddress Min, IPAddress Max) AddressRange(YamlNode node)
+        {
+            string text = Scalar(node);
+
+            // A dash between two addresses; IPv6 addresses contain no dash, so the split is unambiguous.
+            int dash = text.IndexOf('-', StringComparison.Ordinal);
+            var min = Address(node, dash < 0 ? text : text[..dash]);
+            var max = dash < 0 ? min : Address(node, text[(dash + 1)..]);
+            if (min.AddressFamily != max.AddressFamily || Offload.Engine.Packets.InetAddress.Compare(Offload.Engine.Packets.InetAddress.From(min), Offload.Engine.Packets.InetAddress.From(max)) > 0)
+            {
+                throw Error(node, $"'{text}' is not an address range (low-high, same family)");
+            }
+
+            return (min, max);
+        }
+    }
+}

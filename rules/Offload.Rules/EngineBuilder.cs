@@ -1,0 +1,132 @@
+using Offload.Engine;
+using Offload.Engine.Conntrack.Tcp;
+using Offload.Engine.Helpers;
+using Offload.Engine.Nat;
+using Offload.Engine.Packets;
+using Offload.Engine.Routing;
+
+namespace Offload.Rules;
+
+/// <summary>Turns a configuration into the engine's options.</summary>
+public static class EngineBuilder
+{
+    /// <summary>Creates the helper named in a configuration entry, or returns null when the name is unknown.</summary>
+    public delegate ConntrackHelper? HelperFactory(HelperConfig config);
+
+    /// <summary>The interfaces of a configuration, with their addresses, as a fixed table.</summary>
+    public static StaticNetworkInterfaces Interfaces(OffloadConfig config)
+    {
+        var interfaces = new StaticNetworkInterfaces();
+        foreach (var i in config.Interfaces)
+        {
+            interfaces.Add(i.Name, [.. i.Addresses.Select(a => (InetAddress.From(a.Address), a.Family, a.Length))]);
+        }
+
+        return interfaces;
+    }
+
+    /// <param name="config">The configuration.</param>
+    /// <param name="interfaces">Name-to-index and address knowledge (a replay's static table, or the live one).</param>
+    /// <param name="helpers">Creates helpers by name.</param>
+    /// <param name="deterministicSeed">Non-zero for a replay: fixes the hash key and the port search.</param>
+    public static EngineOptions Build(OffloadConfig config, INetworkInterfaces interfaces, HelperFactory helpers, ulong deterministicSeed = 0)
+    {
+        var c = config.Conntrack;
+        var tcp = new TcpTrackerSettings { BeLiberal = c.TcpLiberal, Loose = c.TcpLoose };
+        if (c.TcpEstablishedTimeout is { } established)
+        {
+            tcp.EstablishedTimeout = established;
+        }
+
+        var bindings = new List<HelperBinding>();
+        foreach (var h in config.Helpers)
+        {
+            var helper = helpers(h) ?? throw new ConfigException(config.Source, h.Line, 1, $"unknown helper '{h.Name}'");
+            var ports = h.Ports.Count > 0 ? h.Ports : DefaultPorts(h.Name);
+            if (ports.Count == 0)
+            {
+                throw new ConfigException(config.Source, h.Line, 1, $"helper '{h.Name}' needs ports:");
+            }
+
+            byte protocol = h.Protocol != 0 ? h.Protocol : DefaultProtocol(h.Name);
+            foreach (var port in ports)
+            {
+                bindings.Add(new HelperBinding(helper, protocol, port));
+            }
+        }
+
+        return new EngineOptions
+        {
+            MaxConnections = c.Max,
+            MaxExpectations = c.ExpectMax,
+            ValidateChecksums = c.Checksum,
+            Tcp = tcp,
+            UdpTimeout = c.UdpTimeout is { } udp ? TimeSpan.FromSeconds(udp) : TimeSpan.FromSeconds(30),
+            UdpStreamTimeout = c.UdpStreamTimeout is { } stream ? TimeSpan.FromSeconds(stream) : TimeSpan.FromSeconds(120),
+            IcmpTimeout = c.IcmpTimeout is { } icmp ? TimeSpan.FromSeconds(icmp) : TimeSpan.FromSeconds(30),
+            GenericTimeout = c.GenericTimeout is { } generic ? TimeSpan.FromSeconds(generic) : TimeSpan.FromSeconds(600),
+            NatRules = [.. config.Nat.Select(r => ToRule(r, interfaces))],
+            Helpers = bindings,
+            Interfaces = interfaces,
+            HashKey = deterministicSeed,
+            RandomSeed = deterministicSeed,
+        };
+    }
+
+    private static IReadOnlyList<ushort> DefaultPorts(string helper) => helper switch
+    {
+        "ftp" => [21],
+        "tftp" => [69],
+        _ => [],
+    };
+
+    private static byte DefaultProtocol(string helper) => helper switch
+    {
+        "tftp" => IpProtocol.Udp,
+        _ => IpProtocol.Tcp,
+    };
+
+    private static NatRule ToRule(NatRuleConfig r, INetworkInterfaces interfaces)
+    {
+        var flags = NatRangeFlags.None;
+        InetAddress min = default, max = default;
+        if (r.ToMin is not null)
+        {
+            flags |= NatRangeFlags.MapIps;
+            min = InetAddress.From(r.ToMin);
+            max = InetAddress.From(r.ToMax!);
+        }
+
+        if (r.PortMin != 0)
+        {
+            flags |= NatRangeFlags.ProtoSpecified;
+        }
+
+        if (r.Random)
+        {
+            flags |= NatRangeFlags.ProtoRandomAll;
+        }
+
+        if (r.Persistent)
+        {
+            flags |= NatRangeFlags.Persistent;
+        }
+
+        return new NatRule
+        {
+            Action = r.Action,
+            Family = r.Family,
+            Protocol = r.Protocol,
+            SourceNetwork = r.Source is { } s ? InetAddress.From(s.Address) : default,
+            SourcePrefixLength = r.Source?.Length ?? -1,
+            DestinationNetwork = r.Destination is { } d ? InetAddress.From(d.Address) : default,
+            DestinationPrefixLength = r.Destination?.Length ?? -1,
+            DestinationPortMin = r.DestinationPortMin,
+            DestinationPortMax = r.DestinationPortMax,
+            InInterface = r.InInterface is null ? 0 : interfaces.IndexOf(r.InInterface),
+            OutInterface = r.OutInterface is null ? 0 : interfaces.IndexOf(r.OutInterface),
+            Range = new NatRange(flags, min, max, r.PortMin, r.PortMax),
+            Origin = $"line {r.Line}",
+        };
+    }
+}

@@ -1,0 +1,117 @@
+using System.Net;
+using Offload.Engine.Nat;
+
+namespace Offload.Rules;
+
+/// <summary>An address with its prefix length, as written in the configuration (<c>192.0.2.1/24</c>).</summary>
+public readonly record struct Prefix(IPAddress Address, int Length)
+{
+    public byte Family => Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? (byte)4 : (byte)6;
+
+    public override string ToString() => $"{Address}/{Length}";
+}
+
+/// <summary>
+/// A router interface: its name, addresses and, optionally, its MAC address (a replay tells the packets the
+/// router sent from those it received by it, when the capture does not record directions).
+/// </summary>
+public sealed record InterfaceConfig(string Name, IReadOnlyList<Prefix> Addresses, byte[]? Mac, int Line);
+
+/// <summary>A route beyond the interfaces' own subnets (replays route by these).</summary>
+public sealed record RouteConfig(Prefix Destination, string Device, int Line);
+
+/// <summary>One NAT rule as configured.</summary>
+public sealed record NatRuleConfig(
+    NatAction Action,
+    byte Family,
+    byte Protocol,
+    Prefix? Source,
+    Prefix? Destination,
+    ushort DestinationPortMin,
+    ushort DestinationPortMax,
+    string? InInterface,
+    string? OutInterface,
+    IPAddress? ToMin,
+    IPAddress? ToMax,
+    ushort PortMin,
+    ushort PortMax,
+    bool Random,
+    bool Persistent,
+    int Line);
+
+/// <summary>A helper attached to the connections of a protocol and port.</summary>
+public sealed record HelperConfig(string Name, byte Protocol, IReadOnlyList<ushort> Ports, bool Loose, int Line);
+
+/// <summary>Table size, validation and timeouts.</summary>
+public sealed record ConntrackConfig
+{
+    public int Max { get; init; } = 262_144;
+
+    public int ExpectMax { get; init; }
+
+    public bool Checksum { get; init; } = true;
+
+    public bool TcpLiberal { get; init; }
+
+    public bool TcpLoose { get; init; } = true;
+
+    public int? TcpEstablishedTimeout { get; init; }
+
+    public int? UdpTimeout { get; init; }
+
+    public int? UdpStreamTimeout { get; init; }
+
+    public int? IcmpTimeout { get; init; }
+
+    public int? GenericTimeout { get; init; }
+}
+
+/// <summary>The whole configuration of offloadd (and of a replay).</summary>
+public sealed record OffloadConfig(
+    IReadOnlyList<InterfaceConfig> Interfaces,
+    IReadOnlyList<NatRuleConfig> Nat,
+    IReadOnlyList<HelperConfig> Helpers,
+    IReadOnlyList<RouteConfig> Routes,
+    ConntrackConfig Conntrack,
+    string? Source);
+
+/// <summary>A configuration error, with where it is.</summary>
+public sealed class ConfigException : Exception
+{
+    public ConfigException(string? file, int line, int column, string message)
+        : base(Format(file, line, column, message))
+    {
+        File = file;
+        Line = line;
+        Column = column;
+        Problem = message;
+    }
+
+    public ConfigException()
+    {
+        Problem = string.Empty;
+    }
+
+    public ConfigException(string message)
+        : base(message)
+    {
+        Problem = message;
+    }
+
+    public ConfigException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+        Problem = message;
+    }
+
+    public string? File { get; }
+
+    public int Line { get; }
+
+    public int Column { get; }
+
+    public string Problem { get; }
+
+    private static string Format(string? file, int line, int column, string message) =>
+        line > 0 ? $"{file ?? "<config>"}:{line}:{column}: {message}" : $"{file ?? "<config>"}: {message}";
+}
