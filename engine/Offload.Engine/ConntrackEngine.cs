@@ -233,12 +233,13 @@ public sealed class ConntrackEngine
         }
 
         NatManip.Apply(packet, info, conn!, dir, ManipType.Destination);
-        return Accept();
+        return Verdict.Accept;
     }
 
-    private Verdict Accept()
+    /// <summary>The end of PostRouting for a packet that goes on: it leaves the router.</summary>
+    private Verdict Out()
     {
-        _counters[(int)EngineCounter.PacketsAccepted]++;
+        _counters[(int)EngineCounter.PacketsOut]++;
         return Verdict.Accept;
     }
 
@@ -281,7 +282,7 @@ public sealed class ConntrackEngine
         ctx.InnerOffset = innerOffset;
 
         return NatManip.TranslateIcmpError(packet, info, inner, innerOffset, conn, dir, ManipType.Destination)
-            ? Accept()
+            ? Verdict.Accept
             : Drop(EngineCounter.DroppedIcmpUnrelated);
     }
 
@@ -511,13 +512,13 @@ public sealed class ConntrackEngine
         var conn = ctx.Conn;
         if (conn is null)
         {
-            return Accept(); // Nothing tracked it (PreRouting was not called): not ours to change.
+            return Out(); // Nothing tracked it (PreRouting was not called): not ours to change.
         }
 
         if (ctx.IsIcmpError)
         {
             return NatManip.TranslateIcmpError(ctx.Packet, ctx.Info, ctx.Inner, ctx.InnerOffset, conn, ctx.Dir, ManipType.Source)
-                ? Accept()
+                ? Out()
                 : Drop(EngineCounter.DroppedIcmpUnrelated);
         }
 
@@ -557,7 +558,7 @@ public sealed class ConntrackEngine
             ctx.Unconfirmed = false;
         }
 
-        return Accept();
+        return Out();
     }
 
     /// <summary>Looks up the NAT rules for a new connection's manip; without a match, a null binding reserves its tuple.</summary>

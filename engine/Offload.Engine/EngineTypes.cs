@@ -78,8 +78,13 @@ public sealed class EngineOptions
 /// <summary>Everything the engine counts. Drops are counted by reason, never silently.</summary>
 public enum EngineCounter
 {
+    /// <summary>Packets given to PreRouting.</summary>
     PacketsIn,
-    PacketsAccepted,
+
+    /// <summary>Packets that PostRouting let go on: they leave the router.</summary>
+    PacketsOut,
+
+    /// <summary>Packets dropped, at either hook; each drop is also counted under its reason.</summary>
     PacketsDropped,
 
     // Malformed packets, one per PacketError value, in the same order.

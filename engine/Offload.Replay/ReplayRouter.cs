@@ -194,7 +194,7 @@ public sealed class ReplayRouter
     }
 
     /// <summary>Neighbour discovery, router advertisements, MLD and IGMP: link-local control the router answers itself, never forwards.</summary>
-    private static bool IsLinkControl(ReadOnlySpan<byte> ip)
+    internal static bool IsLinkControl(ReadOnlySpan<byte> ip)
     {
         var info = PacketParser.Parse(ip);
         if (!info.IsValid)

@@ -28,6 +28,8 @@
 # Every function works under `set -euo pipefail` and returns non-zero on failure.
 
 # --- constants (plain variables so that sourcing twice is harmless) ---------
+# Some are only for the scripts that source this file.
+# shellcheck disable=SC2034
 
 LAB_NS_PREFIX=ol-
 
@@ -251,7 +253,7 @@ lab_up() {
 # lab_down [SUFFIX] : stop every process in the lab's namespaces, delete the
 # namespaces (and with them the veths) and the lab's directory. Idempotent.
 lab_down() {
-    local sfx=${1-} ns role pids pid i
+    local sfx=${1-} ns role pids pid
     _lab_check_suffix "$sfx" || return 1
     for role in client router server; do
         ns=$(lab_ns "$role" "$sfx") || return 1
@@ -260,7 +262,7 @@ lab_down() {
         pids=$(ip netns pids "$ns" 2>/dev/null || true)
         if [[ -n $pids ]]; then
             for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
-            for i in $(seq 1 40); do
+            for _ in $(seq 1 40); do
                 pids=$(ip netns pids "$ns" 2>/dev/null || true)
                 [[ -z $pids ]] && break
                 sleep 0.05
@@ -404,12 +406,12 @@ EOF
 
 # lab_vsftpd_stop [SUFFIX] : stop the vsftpd that lab_vsftpd started, if any.
 lab_vsftpd_stop() {
-    local t pid i
+    local t pid
     t=$(lab_tmp "${1-}") || return 1
     [[ -f $t/vsftpd.pid ]] || return 0
     pid=$(<"$t/vsftpd.pid")
     if [[ $pid =~ ^[0-9]+$ ]] && kill -TERM "$pid" 2>/dev/null; then
-        for i in $(seq 1 40); do
+        for _ in $(seq 1 40); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.05
         done

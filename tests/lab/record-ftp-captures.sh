@@ -93,9 +93,9 @@ start_capture() {
 # stop_capture FILE : SIGINT (dumpcap's clean stop: it drains its buffers and
 # writes the interface statistics blocks), wait for it, check it closed cleanly.
 stop_capture() {
-    local file=$1 pid=$dumpcap_pid rc=0 i
+    local file=$1 pid=$dumpcap_pid rc=0
     kill -INT "$pid"
-    for i in $(seq 1 200); do
+    for _ in $(seq 1 200); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
@@ -111,12 +111,11 @@ stop_capture() {
     # A cleanly closed dumpcap file ends with one statistics block per interface.
     [[ $(capinfos "$file" 2>/dev/null | grep -c 'Number of stat entries = 1') == 2 ]] ||
         die "$file: no interface statistics: dumpcap did not close it cleanly"
-    grep -q "dropped on interface 'lan0': [0-9]*/0 " "$work/dumpcap.log" &&
-        grep -q "dropped on interface 'wan0': [0-9]*/0 " "$work/dumpcap.log" ||
-        {
-            cat "$work/dumpcap.log" >&2
-            die "dumpcap reports dropped packets"
-        }
+    if ! grep -q "dropped on interface 'lan0': [0-9]*/0 " "$work/dumpcap.log" ||
+        ! grep -q "dropped on interface 'wan0': [0-9]*/0 " "$work/dumpcap.log"; then
+        cat "$work/dumpcap.log" >&2
+        die "dumpcap reports dropped packets"
+    fi
 }
 
 # --- checks on a finished capture ----------------------------------------------------

@@ -224,6 +224,43 @@ public sealed class PcapngReaderTests
     }
 
     [Fact]
+    public void ReadingAllocatesNothingPerPacket()
+    {
+        var pcapng = new MemoryStream();
+        using (var writer = new PcapngWriter(pcapng, leaveOpen: true))
+        {
+            writer.AddInterface("lan0", LinkLayer.Ethernet);
+            for (int i = 0; i < 2000; i++)
+            {
+                writer.WritePacket(0, i, CaptureTestUtil.Bytes(100 + (i % 7), (byte)i), (PacketDirection)(i % 3));
+            }
+        }
+
+        var records = Enumerable.Range(0, 2000).Select(i => new PcapRecord((uint)i, 0, CaptureTestUtil.Bytes(100, (byte)i), 100)).ToArray();
+        byte[] pcap = PcapBuilder.Build(false, true, LinkLayer.Ethernet, 0, records);
+
+        foreach (byte[] file in new[] { pcapng.ToArray(), pcap })
+        {
+            using var reader = new CaptureReader(new MemoryStream(file));
+            Assert.True(reader.TryRead(out _));
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            int count = 1;
+            long sum = 0;
+            while (reader.TryRead(out CapturedPacket packet))
+            {
+                count++;
+                sum += packet.Data.Span[0];
+            }
+
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.Equal(2000, count);
+            Assert.True(sum > 0);
+            // Well under a byte per packet: nothing is allocated per packet.
+            Assert.True(allocated < 1000, $"reading 1999 packets allocated {allocated} bytes");
+        }
+    }
+
+    [Fact]
     public void SectionWithoutPacketsEndsCleanly()
     {
         byte[] file = new PcapngBuilder().Section().ToArray();
