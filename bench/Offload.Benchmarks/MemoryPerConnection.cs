@@ -1,0 +1,102 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using Offload.Engine;
+using Offload.Engine.Conntrack;
+using Offload.Engine.Conntrack.Tcp;
+using Offload.Engine.Packets;
+
+namespace Offload.Benchmarks;
+
+/// <summary>
+/// Not a timing benchmark: fills an engine sized for 2^20 connections with distinct MASQUERADE'd TCP
+/// connections (one SYN each, through PREROUTING and POSTROUTING) and reports what the managed heap
+/// holds per connection, with where the bytes go.
+/// </summary>
+internal static class MemoryPerConnection
+{
+    public const int DefaultConnections = 1_000_000;
+    private const int TableSize = 1_048_576;
+
+    /// <summary>Source ports used per destination address; 16 destinations give 1,032,192 distinct tuples.</summary>
+    private const int PortsPerDestination = 64_512;
+
+    public static int Run(int connections)
+    {
+        if (connections < 1 || connections > TableSize || connections > PortsPerDestination * 16)
+        {
+            Console.Error.WriteLine($"--memory takes 1..{TableSize} connections.");
+            return 2;
+        }
+
+        long connectionSize = MeasureAllocation(() => new Connection());
+        long extrasSize = MeasureAllocation(() => new ConnectionExtras());
+
+        long heapBefore = GC.GetTotalMemory(forceFullCollection: true);
+        var engine = Lab.CreateEngine(maxConnections: TableSize, clock: new ManualClock { NowNanoseconds = 1_000_000_000 });
+        long heapEmptyEngine = GC.GetTotalMemory(forceFullCollection: true);
+
+        var buffer = new byte[Lab.BufferSize];
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        var stopwatch = Stopwatch.StartNew();
+        for (int i = 0; i < connections; i++)
+        {
+            ushort sourcePort = (ushort)(1024 + (i % PortsPerDestination));
+            uint destination = Lab.Server + (uint)(i / PortsPerDestination);
+            int length = TcpPackets.Write(
+                buffer, Lab.Client, sourcePort, destination, 443, (uint)i * 2654435761u, 0, TcpFlags.Syn, 64240, TcpPackets.LinuxSynOptions, default);
+            if (Lab.Forward(engine, buffer, ref length, Lab.Lan) != Verdict.Accept)
+            {
+                Console.Error.WriteLine($"SYN {i} was dropped: {Lab.DescribeCounters(engine)}");
+                return 1;
+            }
+        }
+
+        stopwatch.Stop();
+        long allocatedDuring = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+        long heapFull = GC.GetTotalMemory(forceFullCollection: true);
+        var info = GC.GetGCMemoryInfo(GCKind.FullBlocking);
+        if (engine.Connections.Count != connections)
+        {
+            Console.Error.WriteLine($"The table holds {engine.Connections.Count} connections, not {connections}.");
+            return 1;
+        }
+
+        long tableArrays = heapEmptyEngine - heapBefore;
+        long entries = heapFull - heapEmptyEngine;
+        long total = heapFull - heapBefore;
+        Console.WriteLine($"Connections inserted:           {connections:N0} (table capacity {TableSize:N0}, {engine.Connections.BucketCount:N0} buckets)");
+        Console.WriteLine($"Insertion time:                 {stopwatch.Elapsed.TotalMilliseconds:N0} ms ({stopwatch.Elapsed.TotalNanoseconds / connections:N0} ns per SYN, GC included, single run)");
+        Console.WriteLine();
+        Console.WriteLine($"Heap, empty engine:             {tableArrays,14:N0} bytes = {(double)tableArrays / connections,7:N1} per connection (preallocated table arrays)");
+        Console.WriteLine($"Heap, entries:                  {entries,14:N0} bytes = {(double)entries / connections,7:N1} per connection");
+        Console.WriteLine($"Heap, total:                    {total,14:N0} bytes = {(double)total / connections,7:N1} per connection");
+        Console.WriteLine($"Allocated while inserting:      {allocatedDuring,14:N0} bytes = {(double)allocatedDuring / connections,7:N1} per connection");
+        Console.WriteLine();
+        Console.WriteLine($"Connection object:              {connectionSize,7} bytes (header and method table included)");
+        Console.WriteLine($"  ConnTuple x2:                 {2 * Unsafe.SizeOf<ConnTuple>(),7} bytes ({Unsafe.SizeOf<ConnTuple>()} each)");
+        Console.WriteLine($"  TcpTrackState:                {Unsafe.SizeOf<TcpTrackState>(),7} bytes");
+        Console.WriteLine($"ConnectionExtras (when needed): {extrasSize,7} bytes");
+        Console.WriteLine($"Table per slot of capacity:     {(double)tableArrays / TableSize,7:N1} bytes (bucket heads, slot references, free list)");
+        Console.WriteLine();
+        Console.WriteLine($"GC after: heap {info.HeapSizeBytes:N0} bytes, fragmented {info.FragmentedBytes:N0}, committed {info.TotalCommittedBytes:N0}; process working set {Environment.WorkingSet:N0} bytes");
+        GC.KeepAlive(engine);
+        return 0;
+    }
+
+    /// <summary>Bytes one call of <paramref name="create"/> allocates, averaged over many.</summary>
+    private static long MeasureAllocation(Func<object> create)
+    {
+        const int count = 10_000;
+        var keep = new object[count];
+        create();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < count; i++)
+        {
+            keep[i] = create();
+        }
+
+        long after = GC.GetAllocatedBytesForCurrentThread();
+        GC.KeepAlive(keep);
+        return (after - before) / count;
+    }
+}

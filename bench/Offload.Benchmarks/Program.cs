@@ -1,0 +1,33 @@
+using System.Globalization;
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Diagnosers;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Running;
+using Offload.Benchmarks;
+
+// dotnet run -c Release --project bench/Offload.Benchmarks -- --filter '*'           every benchmark, BenchmarkDotNet's default job
+// dotnet run -c Release --project bench/Offload.Benchmarks -- --quick --filter '*'   a few fixed iterations (minutes on 2 cores)
+// dotnet run -c Release --project bench/Offload.Benchmarks -- --memory [N]          bytes per tracked connection (N, default 1,000,000)
+// Other arguments go to BenchmarkDotNet (--list flat, --filter '*Ftp*', --join, ...).
+if (args.Length > 0 && args[0] == "--memory")
+{
+    int connections = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : MemoryPerConnection.DefaultConnections;
+    return MemoryPerConnection.Run(connections);
+}
+
+bool quick = args.Contains("--quick");
+args = [.. args.Where(a => a != "--quick")];
+
+var job = quick
+    ? Job.Default.WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(9).WithId("Quick")
+    : Job.Default;
+
+var config = DefaultConfig.Instance
+    .AddJob(job.AsDefault())
+    .AddDiagnoser(MemoryDiagnoser.Default)
+    .AddColumn(StatisticColumn.Median, StatisticColumn.Min, new PacketsPerSecondColumn())
+    .WithOptions(ConfigOptions.DisableLogFile);
+
+BenchmarkSwitcher.FromAssembly(typeof(Lab).Assembly).Run(args, config);
+return 0;

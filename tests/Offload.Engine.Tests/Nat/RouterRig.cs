@@ -1,0 +1,143 @@
+using System.Net;
+using Offload.Engine.Conntrack;
+using Offload.Engine.Helpers;
+using Offload.Engine.Nat;
+using Offload.Engine.Packets;
+using Offload.Engine.Routing;
+using Offload.Engine.Tests.Support;
+using Xunit;
+
+namespace Offload.Engine.Tests.Nat;
+
+/// <summary>What became of one packet sent through the router.</summary>
+internal sealed record Hop(
+    Verdict Verdict,
+    byte[] Packet,
+    byte[] AfterPreRouting,
+    Connection? Connection,
+    CtInfo CtInfo,
+    ConnDirection Direction)
+{
+    public bool Accepted => Verdict == Verdict.Accept;
+}
+
+/// <summary>
+/// A router with three interfaces driving one engine as a forwarding path does: PreRouting, routing (the test
+/// names the out interface), PostRouting. The clock is manual, the hash key and port-search seed fixed.
+/// </summary>
+internal sealed class RouterRig
+{
+    public const int Lan = 1;
+    public const int Wan = 2;
+    public const int Dmz = 3;
+
+    public const string LanAddress = "192.168.1.1";
+    public const string WanAddress = "203.0.113.1";
+    public const string WanAddress2 = "198.51.100.1";
+    public const string DmzAddress = "198.18.0.1";
+    public const string LanAddress6 = "fd00:1::1";
+    public const string WanAddress6 = "2001:db8:ff::1";
+
+    public RouterRig(IEnumerable<NatRule>? rules = null, IEnumerable<HelperBinding>? helpers = null, ulong seed = 0x5eed, int maxConnections = 4096, int maxExpectations = 0)
+    {
+        Interfaces = new StaticNetworkInterfaces();
+        Assert.Equal(Lan, Interfaces.Add("lan0", (A(LanAddress), 4, 24), (A(LanAddress6), 6, 64)));
+
+        // The WAN has two IPv4 subnets: MASQUERADE takes the one whose prefix holds the next hop.
+        Assert.Equal(Wan, Interfaces.Add("wan0", (A(WanAddress), 4, 24), (A(WanAddress2), 4, 24), (A(WanAddress6), 6, 64)));
+
+        // The DMZ has no IPv6 address at all.
+        Assert.Equal(Dmz, Interfaces.Add("dmz0", (A(DmzAddress), 4, 24)));
+
+        Engine = new ConntrackEngine(
+            new EngineOptions
+            {
+                MaxConnections = maxConnections,
+                MaxExpectations = maxExpectations,
+                HashKey = 0x0123456789abcdefUL,
+                RandomSeed = seed,
+                NatRules = [.. rules ?? []],
+                Helpers = [.. helpers ?? []],
+                Interfaces = Interfaces,
+            },
+            Clock);
+    }
+
+    public ManualClock Clock { get; } = new() { NowNanoseconds = 1_000_000_000_000 };
+
+    public StaticNetworkInterfaces Interfaces { get; }
+
+    public ConntrackEngine Engine { get; }
+
+    public long this[EngineCounter counter] => Engine[counter];
+
+    public static InetAddress A(string text) => InetAddress.From(IPAddress.Parse(text));
+
+    public static IPAddress Ip(string text) => IPAddress.Parse(text);
+
+    /// <summary>A range of addresses (and, when given, ports) for SNAT and DNAT rules.</summary>
+    public static NatRange Range(string minAddress, string? maxAddress = null, ushort minPort = 0, ushort maxPort = 0, NatRangeFlags extra = NatRangeFlags.None)
+    {
+        var flags = NatRangeFlags.MapIps | extra;
+        if (minPort != 0 || maxPort != 0)
+        {
+            flags |= NatRangeFlags.ProtoSpecified;
+        }
+
+        return new NatRange(flags, A(minAddress), A(maxAddress ?? minAddress), minPort, maxPort == 0 ? minPort : maxPort);
+    }
+
+    /// <summary>A port range alone (MASQUERADE, REDIRECT).</summary>
+    public static NatRange Ports(ushort minPort, ushort maxPort) => new(NatRangeFlags.ProtoSpecified, default, default, minPort, maxPort);
+
+    /// <summary>PreRouting, then (if accepted) PostRouting with <paramref name="outInterface"/> as the route's choice.</summary>
+    public Hop Forward(byte[] packet, int inInterface, int outInterface, int room = 2048)
+    {
+        var buffer = TestPackets.WithRoom(packet, room);
+        return Forward(buffer, packet.Length, inInterface, outInterface);
+    }
+
+    /// <summary>Forwards a packet already placed in <paramref name="buffer"/> (to control the room it has).</summary>
+    public Hop Forward(byte[] buffer, int length, int inInterface, int outInterface)
+    {
+        var ctx = new PacketContext(buffer, length, inInterface);
+        var verdict = Engine.PreRouting(ref ctx);
+        var afterPre = ctx.Packet.ToArray();
+        if (verdict != Verdict.Accept)
+        {
+            return new Hop(verdict, [], afterPre, ctx.Connection, ctx.CtInfo, ctx.Direction);
+        }
+
+        var connection = ctx.Connection;
+        var ctInfo = ctx.CtInfo;
+        var direction = ctx.Direction;
+        ctx.OutInterface = outInterface;
+        verdict = Engine.PostRouting(ref ctx);
+        return new Hop(verdict, verdict == Verdict.Accept ? ctx.Packet.ToArray() : [], afterPre, connection, ctInfo, direction);
+    }
+
+    /// <summary>From the LAN out to the WAN.</summary>
+    public Hop Out(byte[] packet, int room = 2048) => Forward(packet, Lan, Wan, room);
+
+    /// <summary>From the WAN in to the LAN.</summary>
+    public Hop In(byte[] packet, int room = 2048) => Forward(packet, Wan, Lan, room);
+
+    /// <summary>Forwards a packet that must be accepted, and checks the result's lengths and checksums from scratch.</summary>
+    public byte[] Pass(byte[] packet, int inInterface, int outInterface)
+    {
+        var hop = Forward(packet, inInterface, outInterface);
+        Assert.True(hop.Accepted, $"packet was dropped; drops: {DropSummary()}");
+        TestPackets.AssertValid(hop.Packet);
+        return hop.Packet;
+    }
+
+    public byte[] PassOut(byte[] packet) => Pass(packet, Lan, Wan);
+
+    public byte[] PassIn(byte[] packet) => Pass(packet, Wan, Lan);
+
+    /// <summary>The non-zero drop counters, for failure messages.</summary>
+    public string DropSummary() => string.Join(", ", Enum.GetValues<EngineCounter>()
+        .Where(c => c.ToString().StartsWith("Dropped", StringComparison.Ordinal) || c.ToString().StartsWith("Malformed", StringComparison.Ordinal))
+        .Where(c => Engine[c] != 0)
+        .Select(c => $"{c}={Engine[c]}"));
+}
