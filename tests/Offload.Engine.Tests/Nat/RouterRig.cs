@@ -38,6 +38,19 @@ internal sealed class RouterRig
     public const string LanAddress6 = "fd00:1::1";
     public const string WanAddress6 = "2001:db8:ff::1";
 
+    // Hosts around the router. The servers are off-link (no interface subnet holds them).
+    public const string Client = "192.168.1.10";
+    public const string Client2 = "192.168.1.11";
+    public const string InternalServer = "192.168.1.20";
+    public const string Server = "192.0.2.80";
+    public const string Server2 = "192.0.2.81";
+    public const string Remote = "192.0.2.99";
+    public const string FarRouter = "192.0.2.254";
+    public const string Client6 = "fd00:1::10";
+    public const string Client6b = "fd00:1::11";
+    public const string Server6 = "2001:db8:5::80";
+    public const string FarRouter6 = "2001:db8:5::fe";
+
     public RouterRig(IEnumerable<NatRule>? rules = null, IEnumerable<HelperBinding>? helpers = null, ulong seed = 0x5eed, int maxConnections = 4096, int maxExpectations = 0)
     {
         Interfaces = new StaticNetworkInterfaces();
@@ -114,6 +127,16 @@ internal sealed class RouterRig
         ctx.OutInterface = outInterface;
         verdict = Engine.PostRouting(ref ctx);
         return new Hop(verdict, verdict == Verdict.Accept ? ctx.Packet.ToArray() : [], afterPre, connection, ctInfo, direction);
+    }
+
+    /// <summary>PreRouting alone (a packet delivered to the router itself, e.g. after REDIRECT).</summary>
+    public Hop Pre(byte[] packet, int inInterface, int room = 2048)
+    {
+        var buffer = TestPackets.WithRoom(packet, room);
+        var ctx = new PacketContext(buffer, packet.Length, inInterface);
+        var verdict = Engine.PreRouting(ref ctx);
+        var after = ctx.Packet.ToArray();
+        return new Hop(verdict, verdict == Verdict.Accept ? after : [], after, ctx.Connection, ctx.CtInfo, ctx.Direction);
     }
 
     /// <summary>From the LAN out to the WAN.</summary>

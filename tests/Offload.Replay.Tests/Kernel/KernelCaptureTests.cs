@@ -14,23 +14,35 @@ namespace Offload.Replay.Tests.Kernel;
 /// </summary>
 public sealed class KernelCaptureTests
 {
+    /// <summary>Every capture of every data folder (ftp, nat, ...), as "folder/name".</summary>
     public static TheoryData<string> Captures()
     {
         var data = new TheoryData<string>();
-        foreach (var file in Directory.GetFiles(RepoPaths.FtpCaptures, "*.pcapng").Order(StringComparer.Ordinal))
+        foreach (var folder in RepoPaths.CaptureFolders())
         {
-            data.Add(Path.GetFileNameWithoutExtension(file));
+            foreach (var file in Directory.GetFiles(RepoPaths.CapturesOf(folder), "*.pcapng").Order(StringComparer.Ordinal))
+            {
+                data.Add(folder + "/" + Path.GetFileNameWithoutExtension(file));
+            }
         }
 
         return data;
+    }
+
+    private static OffloadConfig ConfigOf(string capture) => ConfigLoader.LoadFile(RepoPaths.LabConfigOf(capture.Split('/')[0]));
+
+    private static string PathOf(string capture)
+    {
+        string[] parts = capture.Split('/');
+        return Path.Combine(RepoPaths.CapturesOf(parts[0]), parts[1] + ".pcapng");
     }
 
     [Theory]
     [MemberData(nameof(Captures))]
     public void ReplayLeavesTheRouterExactlyAsTheKernelDid(string capture)
     {
-        var config = ConfigLoader.LoadFile(RepoPaths.LabConfig);
-        string path = Path.Combine(RepoPaths.FtpCaptures, capture + ".pcapng");
+        var config = ConfigOf(capture);
+        string path = PathOf(capture);
 
         var ours = Replay(config, path);
         var kernel = KernelOutput(config, path);
@@ -56,8 +68,7 @@ public sealed class KernelCaptureTests
     [MemberData(nameof(Captures))]
     public void EveryPacketWeSendHasCorrectChecksums(string capture)
     {
-        var config = ConfigLoader.LoadFile(RepoPaths.LabConfig);
-        foreach (var packet in Replay(config, Path.Combine(RepoPaths.FtpCaptures, capture + ".pcapng")).Values.SelectMany(p => p))
+        foreach (var packet in Replay(ConfigOf(capture), PathOf(capture)).Values.SelectMany(p => p))
         {
             var info = PacketParser.Parse(packet);
             Assert.True(info.IsValid);
@@ -75,9 +86,8 @@ public sealed class KernelCaptureTests
     {
         // Each PORT rewrite makes the command 3 bytes longer ("192,0,2,2" becomes "198,51,100,1"): the
         // client's later segments on the control connection must be shifted by 3, 6, 9... bytes.
-        var config = ConfigLoader.LoadFile(RepoPaths.LabConfig);
-        var session = ReplaySession.Create(config);
-        using var input = File.OpenRead(Path.Combine(RepoPaths.FtpCaptures, "ipv4-port-multi.pcapng"));
+        var session = ReplaySession.Create(ConfigOf("ftp/ipv4-port-multi"));
+        using var input = File.OpenRead(PathOf("ftp/ipv4-port-multi"));
         using var output = new MemoryStream();
         session.Run(input, output);
 
@@ -89,8 +99,8 @@ public sealed class KernelCaptureTests
     [Fact]
     public void ReplayIsDeterministic()
     {
-        var config = ConfigLoader.LoadFile(RepoPaths.LabConfig);
-        string path = Path.Combine(RepoPaths.FtpCaptures, "ipv4-port-multi.pcapng");
+        var config = ConfigOf("ftp/ipv4-port-multi");
+        string path = PathOf("ftp/ipv4-port-multi");
         byte[] first = ReplayToBytes(config, path);
         byte[] second = ReplayToBytes(config, path);
         Assert.Equal(first, second);
@@ -168,13 +178,24 @@ internal static class RepoPaths
 {
     public static string Root { get; } = FindRoot();
 
-    /// <summary>The checked-in captures, or fresh ones recorded by the lab when OFFLOAD_FTP_CAPTURES names their folder.</summary>
-    public static string FtpCaptures => Environment.GetEnvironmentVariable("OFFLOAD_FTP_CAPTURES") is { Length: > 0 } fresh
-        ? fresh
-        : Path.Combine(Root, "tests", "data", "ftp");
+    /// <summary>
+    /// The folders of captures under tests/data that hold a lab.yaml. When OFFLOAD_FRESH_CAPTURES names a folder, the
+    /// captures are read from its subfolder of the same name instead (fresh recordings from this machine's kernel),
+    /// and the configuration still from the repository.
+    /// </summary>
+    public static IEnumerable<string> CaptureFolders() =>
+        Directory.GetDirectories(Path.Combine(Root, "tests", "data"))
+            .Where(d => File.Exists(Path.Combine(d, "lab.yaml")))
+            .Select(Path.GetFileName)
+            .Where(name => Fresh is null || Directory.Exists(Path.Combine(Fresh, name!)))
+            .Order(StringComparer.Ordinal)!;
 
-    /// <summary>The lab's router configuration (the same for checked-in and fresh captures).</summary>
-    public static string LabConfig => Path.Combine(Root, "tests", "data", "ftp", "lab.yaml");
+    public static string CapturesOf(string folder) =>
+        Fresh is { } fresh ? Path.Combine(fresh, folder) : Path.Combine(Root, "tests", "data", folder);
+
+    public static string LabConfigOf(string folder) => Path.Combine(Root, "tests", "data", folder, "lab.yaml");
+
+    private static string? Fresh => Environment.GetEnvironmentVariable("OFFLOAD_FRESH_CAPTURES") is { Length: > 0 } fresh ? fresh : null;
 
     private static string FindRoot()
     {
