@@ -501,6 +501,14 @@ public sealed class ConntrackEngine
         return Verdict.Accept;
     }
 
+    /// <summary>
+    /// Both hooks in one call, for a packet the kernel queued at one point only (a live queue): PreRouting, then,
+    /// if it goes on, PostRouting with <see cref="PacketContext.OutInterface"/> as the kernel reported it (0 before routing).
+    /// The caller does not route: the kernel routes the packet after the verdict, or already has.
+    /// </summary>
+    public Verdict Process(ref PacketContext ctx) =>
+        PreRouting(ref ctx) == Verdict.Accept ? PostRouting(ref ctx) : Verdict.Drop;
+
     // ---------------------------------------------------------------- POSTROUTING
 
     /// <summary>
@@ -780,9 +788,15 @@ public sealed class ConntrackEngine
             expectation.NatDirection = direction.Opposite();
             expectation.SavedPort = request.DestinationPort;
             result = ExpectResult.NoFreePort;
-            ushort port = request.DestinationPort;
-            for (int attempt = 0; attempt < NatCore.MaxAttempts && port != 0; attempt++, port++)
+            var (first, min, size) = ExpectationPortSearch(request.DestinationPort);
+            for (int attempt = 0; attempt < Math.Min(NatCore.MaxAttempts, size); attempt++)
             {
+                ushort port = (ushort)(min + ((first - min + attempt) % size));
+                if (port == 0)
+                {
+                    continue;
+                }
+
                 tuple.DestinationPort = port;
                 expectation.Tuple = tuple;
                 result = _expectations.Add(expectation, policy, Now);
@@ -813,6 +827,25 @@ public sealed class ConntrackEngine
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// Where the port search for a translated expectation starts, and the range it stays in: upwards from the
+    /// announced port (as the kernel), or, with a configured expectation port range, inside that range, starting at
+    /// the announced port when it lies in it.
+    /// </summary>
+    private (int First, int Min, int Size) ExpectationPortSearch(ushort announced)
+    {
+        int min = _options.ExpectationPortMin;
+        int max = _options.ExpectationPortMax;
+        if (min == 0 && max == 0)
+        {
+            return (announced, announced, 65536 - announced);
+        }
+
+        int size = max - min + 1;
+        int first = announced >= min && announced <= max ? announced : min + (int)(announced * 2654435761u % (uint)size);
+        return (first, min, size);
     }
 
     internal void CountHelperEvent(HelperEvent helperEvent) =>

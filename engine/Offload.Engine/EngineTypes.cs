@@ -68,6 +68,16 @@ public sealed class EngineOptions
 
     public IReadOnlyList<NatRule> NatRules { get; init; } = [];
 
+    /// <summary>
+    /// Where a translated expectation's port may be (0 and 0: anywhere, searching up from the announced port like the
+    /// kernel). A live daemon sets its own NAT port range here, so that one static steering rule for that range
+    /// catches the expected connections as well as the replies of its translated flows.
+    /// </summary>
+    public ushort ExpectationPortMin { get; init; }
+
+    /// <inheritdoc cref="ExpectationPortMin"/>
+    public ushort ExpectationPortMax { get; init; }
+
     public IReadOnlyList<HelperBinding> Helpers { get; init; } = [];
 
     public INetworkInterfaces Interfaces { get; init; } = new StaticNetworkInterfaces();

@@ -107,11 +107,11 @@ internal sealed class RouterRig
     public Hop Forward(byte[] packet, int inInterface, int outInterface, int room = 2048)
     {
         var buffer = TestPackets.WithRoom(packet, room);
-        return Forward(buffer, packet.Length, inInterface, outInterface);
+        return ForwardInBuffer(buffer, packet.Length, inInterface, outInterface);
     }
 
     /// <summary>Forwards a packet already placed in <paramref name="buffer"/> (to control the room it has).</summary>
-    public Hop Forward(byte[] buffer, int length, int inInterface, int outInterface)
+    public Hop ForwardInBuffer(byte[] buffer, int length, int inInterface, int outInterface)
     {
         var ctx = new PacketContext(buffer, length, inInterface);
         var verdict = Engine.PreRouting(ref ctx);
