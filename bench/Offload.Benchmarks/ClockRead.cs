@@ -18,4 +18,8 @@ public class ClockRead
     /// <summary>Through the interface, with the conversion to nanoseconds, as the engine reads it.</summary>
     [Benchmark]
     public long SystemClockNanoseconds() => _clock.NowNanoseconds;
+
+    /// <summary>A coarse clock (milliseconds; CLOCK_MONOTONIC_COARSE on Linux), for comparison: what a jiffies-like clock would cost.</summary>
+    [Benchmark]
+    public long CoarseTickCount() => Environment.TickCount64;
 }

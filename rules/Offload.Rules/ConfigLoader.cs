@@ -51,7 +51,8 @@ public static class ConfigLoader
         var routes = new List<RouteConfig>();
         var conntrack = new ConntrackConfig();
 
-        foreach (var (key, value) in reader.Entries(root, "interfaces", "nat", "helpers", "routes", "conntrack"))
+        SteeringConfig? steering = null;
+        foreach (var (key, value) in reader.Entries(root, "interfaces", "nat", "helpers", "routes", "conntrack", "steering"))
         {
             switch (key)
             {
@@ -86,10 +87,13 @@ public static class ConfigLoader
                 case "conntrack":
                     conntrack = reader.Conntrack(value);
                     break;
+                case "steering":
+                    steering = reader.Steering(value);
+                    break;
             }
         }
 
-        var config = new OffloadConfig(interfaces, nat, helpers, routes, conntrack, file);
+        var config = new OffloadConfig(interfaces, nat, helpers, routes, conntrack, file) { Steering = steering };
         Validate(config, reader);
         return config;
     }
@@ -114,6 +118,27 @@ public static class ConfigLoader
                 {
                     throw reader.Error(rule.Line, 1, $"NAT rule names interface '{name}', which is not under interfaces:");
                 }
+            }
+        }
+
+        if (config.Steering is { } steering)
+        {
+            foreach (var name in steering.From.Concat(steering.To))
+            {
+                if (!names.Contains(name))
+                {
+                    throw reader.Error(steering.Line, 1, $"steering names interface '{name}', which is not under interfaces:");
+                }
+            }
+
+            if (steering.From.Count == 0 || steering.To.Count == 0)
+            {
+                throw reader.Error(steering.Line, 1, "steering needs from: and to: (the interfaces whose forwarded traffic offloadd handles)");
+            }
+
+            if (steering.QueuePre == steering.QueuePost)
+            {
+                throw reader.Error(steering.Line, 1, "steering: queue-pre and queue-post must differ");
             }
         }
 
@@ -379,6 +404,47 @@ public static class ConfigLoader
             }
 
             return new HelperConfig(name ?? throw Error(node, "a helper needs a name: (e.g. ftp)"), protocol, ports, loose, (int)node.Start.Line);
+        }
+
+        public SteeringConfig Steering(YamlNode node)
+        {
+            var config = new SteeringConfig { Line = (int)node.Start.Line };
+            foreach (var (key, value) in Entries(node, "from", "to", "queue-pre", "queue-post", "nat-ports", "protocols", "fail-open"))
+            {
+                switch (key)
+                {
+                    case "from":
+                        config = config with { From = [.. Sequence(value).Select(Scalar)] };
+                        break;
+                    case "to":
+                        config = config with { To = [.. Sequence(value).Select(Scalar)] };
+                        break;
+                    case "queue-pre":
+                        config = config with { QueuePre = (ushort)Integer(value, 0, 65535) };
+                        break;
+                    case "queue-post":
+                        config = config with { QueuePost = (ushort)Integer(value, 0, 65535) };
+                        break;
+                    case "nat-ports":
+                        var (min, max) = PortRange(value);
+                        config = config with { NatPortMin = min, NatPortMax = max };
+                        break;
+                    case "protocols":
+                        var protocols = Sequence(value).Select(Protocol).ToList();
+                        if (protocols.Any(p => p is not (6 or 17)))
+                        {
+                            throw Error(value, "steering protocols: tcp and udp only (others carry no ports to steer replies by)");
+                        }
+
+                        config = config with { Protocols = protocols };
+                        break;
+                    case "fail-open":
+                        config = config with { FailOpen = Boolean(value) };
+                        break;
+                }
+            }
+
+            return config;
         }
 
         public ConntrackConfig Conntrack(YamlNode node)

@@ -65,7 +65,9 @@ public static class EngineBuilder
             UdpStreamTimeout = c.UdpStreamTimeout is { } stream ? TimeSpan.FromSeconds(stream) : TimeSpan.FromSeconds(120),
             IcmpTimeout = c.IcmpTimeout is { } icmp ? TimeSpan.FromSeconds(icmp) : TimeSpan.FromSeconds(30),
             GenericTimeout = c.GenericTimeout is { } generic ? TimeSpan.FromSeconds(generic) : TimeSpan.FromSeconds(600),
-            NatRules = [.. config.Nat.Select(r => ToRule(r, interfaces))],
+            NatRules = [.. config.Nat.Select(r => ToRule(r, interfaces, config.Steering))],
+            ExpectationPortMin = config.Steering?.NatPortMin ?? 0,
+            ExpectationPortMax = config.Steering?.NatPortMax ?? 0,
             Helpers = bindings,
             Interfaces = interfaces,
             HashKey = deterministicSeed,
@@ -86,8 +88,15 @@ public static class EngineBuilder
         _ => IpProtocol.Tcp,
     };
 
-    private static NatRule ToRule(NatRuleConfig r, INetworkInterfaces interfaces)
+    private static NatRule ToRule(NatRuleConfig r, INetworkInterfaces interfaces, SteeringConfig? steering)
     {
+        // A live daemon's source NAT stays inside its own port range: that is how the replies find their way back
+        // to its queue, and how its translations never collide with the kernel's NAT of other flows.
+        if (steering is not null && r.Action is NatAction.Snat or NatAction.Masquerade && r.PortMin == 0)
+        {
+            r = r with { PortMin = steering.NatPortMin, PortMax = steering.NatPortMax };
+        }
+
         var flags = NatRangeFlags.None;
         InetAddress min = default, max = default;
         if (r.ToMin is not null)

@@ -66,6 +66,40 @@ public sealed record ConntrackConfig
     public int? GenericTimeout { get; init; }
 }
 
+/// <summary>
+/// Which packets iptables hands to offloadd: the forwarded traffic from <see cref="From"/> to <see cref="To"/>
+/// (queued after routing, where source NAT belongs) and what comes back to the daemon's own NAT port range on
+/// <see cref="To"/> (queued before routing, where destination NAT belongs).
+/// </summary>
+public sealed record SteeringConfig
+{
+    public IReadOnlyList<string> From { get; init; } = [];
+
+    public IReadOnlyList<string> To { get; init; } = [];
+
+    /// <summary>Queue for packets steered before routing (replies, expected connections).</summary>
+    public ushort QueuePre { get; init; }
+
+    /// <summary>Queue for packets steered after routing (new and original-direction packets).</summary>
+    public ushort QueuePost { get; init; } = 1;
+
+    /// <summary>The daemon's NAT ports: its translations and translated expectations use only these, so they never collide with the kernel's own NAT of other flows.</summary>
+    public ushort NatPortMin { get; init; } = 61000;
+
+    public ushort NatPortMax { get; init; } = 65535;
+
+    /// <summary>Protocols steered (TCP and UDP by default).</summary>
+    public IReadOnlyList<byte> Protocols { get; init; } = [6, 17];
+
+    /// <summary>
+    /// When true, packets pass un-NATed while the daemon is absent (NFQUEUE --queue-bypass). False by default:
+    /// a flow whose NAT lives in the daemon must never leave un-NATed.
+    /// </summary>
+    public bool FailOpen { get; init; }
+
+    public int Line { get; init; }
+}
+
 /// <summary>The whole configuration of offloadd (and of a replay).</summary>
 public sealed record OffloadConfig(
     IReadOnlyList<InterfaceConfig> Interfaces,
@@ -73,7 +107,11 @@ public sealed record OffloadConfig(
     IReadOnlyList<HelperConfig> Helpers,
     IReadOnlyList<RouteConfig> Routes,
     ConntrackConfig Conntrack,
-    string? Source);
+    string? Source)
+{
+    /// <summary>Steering for a live daemon; null in a configuration meant only for replays.</summary>
+    public SteeringConfig? Steering { get; init; }
+}
 
 /// <summary>A configuration error, with where it is.</summary>
 public sealed class ConfigException : Exception

@@ -420,6 +420,19 @@ lab_vsftpd_stop() {
     rm -f "$t/vsftpd.pid"
 }
 
+# --- the kernel as a plain NAT router ---------------------------------------------
+
+# lab_kernel_nat [SUFFIX] : the kernel's MASQUERADE on wan0, IPv4 and IPv6, and
+# no helper: plain NAT, which includes the translation of ICMP errors that
+# quote a NATed packet. Idempotent.
+lab_kernel_nat() {
+    local r ipt
+    r=$(lab_ns router "${1-}") || return 1
+    for ipt in iptables ip6tables; do
+        _lab_rule "$r" "$ipt" -t nat POSTROUTING -o wan0 -j MASQUERADE || return 1
+    done
+}
+
 # --- command line ----------------------------------------------------------------
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
@@ -428,9 +441,10 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     up) lab_up "${2-}" ;;
     down) lab_down "${2-}" ;;
     kernel-ftp-nat) lab_kernel_ftp_nat "${2-}" ;;
+    kernel-nat) lab_kernel_nat "${2-}" ;;
     vsftpd) lab_vsftpd "${2-}" ;;
     *)
-        echo "usage: $0 up|down|kernel-ftp-nat|vsftpd [suffix]" >&2
+        echo "usage: $0 up|down|kernel-ftp-nat|kernel-nat|vsftpd [suffix]" >&2
         exit 2
         ;;
     esac

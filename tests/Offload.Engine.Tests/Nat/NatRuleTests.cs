@@ -17,7 +17,7 @@ public class NatRuleTests
     public void Snat_maps_into_the_address_and_port_range_and_keeps_everything_else()
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Snat, OutInterface = Wan, Range = Range("203.0.113.10", "203.0.113.13", 20000, 20099) }]);
-        var syn = Tcp(Client, 40000, Server, 80, Syn, seq: 123456, options: [2, 4, 5, 0xb4]);
+        var syn = TcpPacket(Client, 40000, Server, 80, Syn, seq: 123456, options: [2, 4, 5, 0xb4]);
 
         var hop = rig.Out(syn);
 
@@ -44,7 +44,7 @@ public class NatRuleTests
         var seen = new HashSet<(string, ushort)>();
         for (int host = 10; host < 40; host++)
         {
-            var p = rig.PassOut(Tcp($"192.168.1.{host}", 40000, Server, 80));
+            var p = rig.PassOut(TcpPacket($"192.168.1.{host}", 40000, Server, 80));
             Assert.InRange(ToUInt(Source(p)), ToUInt(Ip("203.0.113.10")), ToUInt(Ip("203.0.113.13")));
             Assert.InRange(SourcePort(p), (ushort)20000, (ushort)20009);
             Assert.True(seen.Add((Source(p).ToString(), SourcePort(p))), $"mapping {Source(p)}:{SourcePort(p)} handed out twice");
@@ -57,10 +57,10 @@ public class NatRuleTests
     public void Snat_to_a_range_keeps_a_client_on_one_address_towards_one_server()
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Snat, Range = Range("203.0.113.10", "203.0.113.200") }]);
-        var first = rig.PassOut(Tcp(Client, 40000, Server, 80));
+        var first = rig.PassOut(TcpPacket(Client, 40000, Server, 80));
         for (ushort port = 40001; port < 40010; port++)
         {
-            var p = rig.PassOut(Tcp(Client, port, Server, 443));
+            var p = rig.PassOut(TcpPacket(Client, port, Server, 443));
             Assert.Equal(Source(first), Source(p));
             Assert.Equal(port, SourcePort(p)); // free, so kept
         }
@@ -71,15 +71,15 @@ public class NatRuleTests
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Masquerade, OutInterface = Wan }]);
 
-        var offLink = rig.PassOut(Tcp(Client, 40000, Server, 80));
+        var offLink = rig.PassOut(TcpPacket(Client, 40000, Server, 80));
         Assert.Equal(Ip(WanAddress), Source(offLink));
         Assert.Equal((ushort)40000, SourcePort(offLink));
 
         // A destination on the WAN's second subnet is reached from that subnet's address, as the kernel's source selection does.
-        var onLink = rig.PassOut(Tcp(Client, 40001, "198.51.100.9", 80));
+        var onLink = rig.PassOut(TcpPacket(Client, 40001, "198.51.100.9", 80));
         Assert.Equal(Ip(WanAddress2), Source(onLink));
 
-        var v6 = rig.PassOut(Tcp(Client6, 40000, Server6, 80));
+        var v6 = rig.PassOut(TcpPacket(Client6, 40000, Server6, 80));
         Assert.Equal(Ip(WanAddress6), Source(v6));
         Assert.Equal((ushort)40000, SourcePort(v6));
     }
@@ -88,7 +88,7 @@ public class NatRuleTests
     public void Masquerade_with_ports_maps_into_them()
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Masquerade, OutInterface = Wan, Range = Ports(30000, 30010) }]);
-        var p = rig.PassOut(Udp(Client, 5353, Server, 53, Ascii("query")));
+        var p = rig.PassOut(UdpPacket(Client, 5353, Server, 53, Ascii("query")));
         Assert.Equal(Ip(WanAddress), Source(p));
         Assert.InRange(SourcePort(p), (ushort)30000, (ushort)30010);
         Assert.Equal("query", PayloadText(p));
@@ -98,7 +98,7 @@ public class NatRuleTests
     public void Masquerade_out_an_interface_without_an_address_of_the_family_drops()
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Masquerade, OutInterface = Dmz }]);
-        var hop = rig.Forward(Tcp(Client6, 40000, Server6, 80), Lan, Dmz);
+        var hop = rig.Forward(TcpPacket(Client6, 40000, Server6, 80), Lan, Dmz);
 
         Assert.Equal(Verdict.Drop, hop.Verdict);
         Assert.Equal(1, rig[EngineCounter.DroppedNatExhausted]);
@@ -106,7 +106,7 @@ public class NatRuleTests
         Assert.Equal(0, rig.Engine.Connections.Count);
 
         // IPv4 out the same interface has an address and goes.
-        var v4 = rig.Pass(Tcp(Client, 40000, Server, 80), Lan, Dmz);
+        var v4 = rig.Pass(TcpPacket(Client, 40000, Server, 80), Lan, Dmz);
         Assert.Equal(Ip(DmzAddress), Source(v4));
     }
 
@@ -119,7 +119,7 @@ public class NatRuleTests
             Range = Range(InternalServer, minPort: 80),
         }]);
 
-        var hop = rig.In(Tcp(Remote, 5555, WanAddress, 8080, Syn, seq: 77));
+        var hop = rig.In(TcpPacket(Remote, 5555, WanAddress, 8080, Syn, seq: 77));
         Assert.True(hop.Accepted);
 
         // Routing must already see the new destination.
@@ -131,7 +131,7 @@ public class NatRuleTests
         Assert.Equal((ushort)5555, SourcePort(hop.Packet));
         Assert.True(hop.Connection!.HasStatus(ConnStatus.DstNat));
 
-        var reply = rig.PassOut(Tcp(InternalServer, 80, Remote, 5555, Syn | Ack, seq: 900, ack: 78));
+        var reply = rig.PassOut(TcpPacket(InternalServer, 80, Remote, 5555, Syn | Ack, seq: 900, ack: 78));
         Assert.Equal(Ip(WanAddress), Source(reply));
         Assert.Equal((ushort)8080, SourcePort(reply));
         Assert.Equal(Ip(Remote), Destination(reply));
@@ -146,11 +146,11 @@ public class NatRuleTests
             Action = NatAction.Dnat, InInterface = Wan, DestinationPortMin = 443, DestinationPortMax = 443, Range = Range(InternalServer),
         }]);
 
-        var p = rig.PassIn(Tcp(Remote, 5555, WanAddress, 443));
+        var p = rig.PassIn(TcpPacket(Remote, 5555, WanAddress, 443));
         Assert.Equal(Ip(InternalServer), Destination(p));
         Assert.Equal((ushort)443, DestinationPort(p));
 
-        var v4Udp = rig.PassIn(Udp(Remote, 5555, WanAddress, 443, Ascii("quic")));
+        var v4Udp = rig.PassIn(UdpPacket(Remote, 5555, WanAddress, 443, Ascii("quic")));
         Assert.Equal(Ip(InternalServer), Destination(v4Udp));
         Assert.Equal((ushort)443, DestinationPort(v4Udp));
     }
@@ -164,7 +164,7 @@ public class NatRuleTests
             Range = Ports(3128, 3128),
         }]);
 
-        var hop = rig.Pre(Tcp(Client, 40000, Server, 80), Lan);
+        var hop = rig.Pre(TcpPacket(Client, 40000, Server, 80), Lan);
         Assert.True(hop.Accepted);
         AssertValid(hop.Packet);
         Assert.Equal(Ip(LanAddress), Destination(hop.Packet));
@@ -172,7 +172,7 @@ public class NatRuleTests
         Assert.Equal(Ip(Client), Source(hop.Packet));
         Assert.Equal((ushort)40000, SourcePort(hop.Packet));
 
-        var v6 = rig.Pre(Tcp(Client6, 40000, Server6, 80), Lan);
+        var v6 = rig.Pre(TcpPacket(Client6, 40000, Server6, 80), Lan);
         AssertValid(v6.Packet);
         Assert.Equal(Ip(LanAddress6), Destination(v6.Packet));
         Assert.Equal((ushort)3128, DestinationPort(v6.Packet));
@@ -182,7 +182,7 @@ public class NatRuleTests
     public void Redirect_without_ports_keeps_the_port()
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Redirect, InInterface = Lan, Protocol = IpProtocol.Udp }]);
-        var hop = rig.Pre(Udp(Client, 40000, Server, 53, Ascii("q")), Lan);
+        var hop = rig.Pre(UdpPacket(Client, 40000, Server, 53, Ascii("q")), Lan);
         AssertValid(hop.Packet);
         Assert.Equal(Ip(LanAddress), Destination(hop.Packet));
         Assert.Equal((ushort)53, DestinationPort(hop.Packet));
@@ -193,10 +193,10 @@ public class NatRuleTests
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Snat, OutInterface = Dmz, Range = Range("198.18.0.77") }]);
 
-        var toWan = rig.Pass(Tcp(Client, 40000, Server, 80), Lan, Wan);
+        var toWan = rig.Pass(TcpPacket(Client, 40000, Server, 80), Lan, Wan);
         Assert.Equal(Ip(Client), Source(toWan));
 
-        var toDmz = rig.Pass(Tcp(Client, 40001, Server, 80), Lan, Dmz);
+        var toDmz = rig.Pass(TcpPacket(Client, 40001, Server, 80), Lan, Dmz);
         Assert.Equal(Ip("198.18.0.77"), Source(toDmz));
     }
 
@@ -205,10 +205,10 @@ public class NatRuleTests
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Dnat, InInterface = Wan, Range = Range(InternalServer) }]);
 
-        var fromLan = rig.Pass(Tcp(Client, 40000, Server, 80), Lan, Wan);
+        var fromLan = rig.Pass(TcpPacket(Client, 40000, Server, 80), Lan, Wan);
         Assert.Equal(Ip(Server), Destination(fromLan));
 
-        var fromWan = rig.PassIn(Tcp(Remote, 40000, WanAddress, 80));
+        var fromWan = rig.PassIn(TcpPacket(Remote, 40000, WanAddress, 80));
         Assert.Equal(Ip(InternalServer), Destination(fromWan));
     }
 
@@ -220,9 +220,9 @@ public class NatRuleTests
             new NatRule { Action = NatAction.Dnat, Family = 4, Protocol = IpProtocol.Udp, DestinationPortMin = 53, DestinationPortMax = 53, Range = Range(InternalServer) },
         ]);
 
-        Assert.Equal(Ip(WanAddress), Destination(rig.PassIn(Tcp(Remote, 1000, WanAddress, 53))));
-        Assert.Equal(Ip(InternalServer), Destination(rig.PassIn(Udp(Remote, 1000, WanAddress, 53, Ascii("q")))));
-        Assert.Equal(Ip(WanAddress6), Destination(rig.PassIn(Udp("2001:db8:5::99", 1000, WanAddress6, 53, Ascii("q")))));
+        Assert.Equal(Ip(WanAddress), Destination(rig.PassIn(TcpPacket(Remote, 1000, WanAddress, 53))));
+        Assert.Equal(Ip(InternalServer), Destination(rig.PassIn(UdpPacket(Remote, 1000, WanAddress, 53, Ascii("q")))));
+        Assert.Equal(Ip(WanAddress6), Destination(rig.PassIn(UdpPacket("2001:db8:5::99", 1000, WanAddress6, 53, Ascii("q")))));
     }
 
     [Fact]
@@ -235,9 +235,9 @@ public class NatRuleTests
             new NatRule { Action = NatAction.Snat, Range = Range("203.0.113.30") },
         ]);
 
-        Assert.Equal(Ip("203.0.113.10"), Source(rig.PassOut(Tcp("192.168.1.127", 40000, Server, 80))));
-        Assert.Equal(Ip("203.0.113.20"), Source(rig.PassOut(Tcp("192.168.1.128", 40000, "192.0.2.15", 80))));
-        Assert.Equal(Ip("203.0.113.30"), Source(rig.PassOut(Tcp("192.168.1.128", 40000, "192.0.2.16", 80))));
+        Assert.Equal(Ip("203.0.113.10"), Source(rig.PassOut(TcpPacket("192.168.1.127", 40000, Server, 80))));
+        Assert.Equal(Ip("203.0.113.20"), Source(rig.PassOut(TcpPacket("192.168.1.128", 40000, "192.0.2.15", 80))));
+        Assert.Equal(Ip("203.0.113.30"), Source(rig.PassOut(TcpPacket("192.168.1.128", 40000, "192.0.2.16", 80))));
     }
 
     [Fact]
@@ -245,13 +245,13 @@ public class NatRuleTests
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Dnat, DestinationPortMin = 1000, DestinationPortMax = 1999, Range = Range(InternalServer) }]);
 
-        Assert.Equal(Ip(WanAddress), Destination(rig.PassIn(Tcp(Remote, 5000, WanAddress, 999))));
-        Assert.Equal(Ip(InternalServer), Destination(rig.PassIn(Tcp(Remote, 5000, WanAddress, 1000))));
-        Assert.Equal(Ip(InternalServer), Destination(rig.PassIn(Tcp(Remote, 5000, WanAddress, 1999))));
-        Assert.Equal(Ip(WanAddress), Destination(rig.PassIn(Tcp(Remote, 5000, WanAddress, 2000))));
+        Assert.Equal(Ip(WanAddress), Destination(rig.PassIn(TcpPacket(Remote, 5000, WanAddress, 999))));
+        Assert.Equal(Ip(InternalServer), Destination(rig.PassIn(TcpPacket(Remote, 5000, WanAddress, 1000))));
+        Assert.Equal(Ip(InternalServer), Destination(rig.PassIn(TcpPacket(Remote, 5000, WanAddress, 1999))));
+        Assert.Equal(Ip(WanAddress), Destination(rig.PassIn(TcpPacket(Remote, 5000, WanAddress, 2000))));
 
         // A port match never matches ICMP, which has none.
-        Assert.Equal(Ip(WanAddress), Destination(rig.PassIn(IcmpEcho(Remote, WanAddress, 1000))));
+        Assert.Equal(Ip(WanAddress), Destination(rig.PassIn(IcmpEchoPacket(Remote, WanAddress, 1000))));
     }
 
     [Fact]
@@ -264,15 +264,15 @@ public class NatRuleTests
             new NatRule { Action = NatAction.Snat, Range = Range("203.0.113.20") },
         ]);
 
-        Assert.Equal(Ip("203.0.113.10"), Source(rig.PassOut(Tcp(Client, 40000, Server, 80))));
-        Assert.Equal(Ip("203.0.113.5"), Source(rig.PassOut(Udp(Client, 40000, Server, 80))));
+        Assert.Equal(Ip("203.0.113.10"), Source(rig.PassOut(TcpPacket(Client, 40000, Server, 80))));
+        Assert.Equal(Ip("203.0.113.5"), Source(rig.PassOut(UdpPacket(Client, 40000, Server, 80))));
     }
 
     [Fact]
     public void Snat_rule_is_not_applied_before_routing()
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Snat, Range = Range("203.0.113.10", minPort: 20000) }]);
-        var syn = Tcp(Client, 40000, Server, 80);
+        var syn = TcpPacket(Client, 40000, Server, 80);
 
         var hop = rig.Out(syn);
 
@@ -289,7 +289,7 @@ public class NatRuleTests
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Dnat, Range = Range(InternalServer, minPort: 8000) }]);
 
-        var hop = rig.In(Tcp(Remote, 40000, WanAddress, 80));
+        var hop = rig.In(TcpPacket(Remote, 40000, WanAddress, 80));
 
         Assert.Equal(Ip(InternalServer), Destination(hop.AfterPreRouting));
         Assert.Equal((ushort)8000, DestinationPort(hop.AfterPreRouting));
@@ -304,11 +304,11 @@ public class NatRuleTests
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Snat, OutInterface = Wan, Range = Range("203.0.113.10") }]);
 
-        rig.PassOut(Tcp(Client, 40000, Server, 80, Syn, seq: 1000));
-        rig.PassIn(Tcp(Server, 80, "203.0.113.10", 40000, Syn | Ack, seq: 5000, ack: 1001));
+        rig.PassOut(TcpPacket(Client, 40000, Server, 80, Syn, seq: 1000));
+        rig.PassIn(TcpPacket(Server, 80, "203.0.113.10", 40000, Syn | Ack, seq: 5000, ack: 1001));
 
         // Even leaving by another interface, an established connection keeps its translation.
-        var ack = rig.Pass(Tcp(Client, 40000, Server, 80, Ack, seq: 1001, ack: 5001), Lan, Dmz);
+        var ack = rig.Pass(TcpPacket(Client, 40000, Server, 80, Ack, seq: 1001, ack: 5001), Lan, Dmz);
         Assert.Equal(Ip("203.0.113.10"), Source(ack));
     }
 

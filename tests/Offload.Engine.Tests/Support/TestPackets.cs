@@ -59,7 +59,7 @@ public static class TestPackets
     public static byte[] Ascii(string text) => Encoding.ASCII.GetBytes(text);
 
     /// <summary>A TCP segment. <paramref name="options"/> is padded with zero (end-of-list) bytes to a multiple of 4.</summary>
-    public static byte[] Tcp(
+    public static byte[] TcpPacket(
         string source,
         ushort sourcePort,
         string destination,
@@ -85,11 +85,11 @@ public static class TestPackets
         BinaryPrimitives.WriteUInt16BigEndian(tcp.AsSpan(14), window);
         options.CopyTo(tcp, 20);
         payload.CopyTo(tcp, 20 + optionLength);
-        return Ip(source, destination, ProtoTcp, tcp, ttl);
+        return IpPacket(source, destination, ProtoTcp, tcp, ttl);
     }
 
     /// <summary>A UDP datagram. <paramref name="withoutChecksum"/> leaves the IPv4 checksum field 0 ("none").</summary>
-    public static byte[] Udp(
+    public static byte[] UdpPacket(
         string source,
         ushort sourcePort,
         string destination,
@@ -104,19 +104,19 @@ public static class TestPackets
         BinaryPrimitives.WriteUInt16BigEndian(udp.AsSpan(2), destinationPort);
         BinaryPrimitives.WriteUInt16BigEndian(udp.AsSpan(4), (ushort)udp.Length);
         payload.CopyTo(udp, 8);
-        return Ip(source, destination, ProtoUdp, udp, ttl, fixTransportChecksum: !withoutChecksum);
+        return IpPacket(source, destination, ProtoUdp, udp, ttl, fixTransportChecksum: !withoutChecksum);
     }
 
     /// <summary>An echo request (or reply) in ICMP or ICMPv6, by the addresses' family.</summary>
-    public static byte[] IcmpEcho(string source, string destination, ushort id, ushort sequence = 1, bool reply = false, byte[]? payload = null, byte ttl = 64)
+    public static byte[] IcmpEchoPacket(string source, string destination, ushort id, ushort sequence = 1, bool reply = false, byte[]? payload = null, byte ttl = 64)
     {
         bool v6 = IsV6(source);
         byte type = v6 ? (reply ? Icmp6EchoReply : Icmp6EchoRequest) : (reply ? IcmpEchoReply : IcmpEchoRequest);
-        return IcmpQuery(source, destination, type, 0, id, sequence, payload, ttl);
+        return IcmpQueryPacket(source, destination, type, 0, id, sequence, payload, ttl);
     }
 
     /// <summary>Any ICMP or ICMPv6 message of the query layout: type, code, checksum, identifier, sequence, data.</summary>
-    public static byte[] IcmpQuery(string source, string destination, byte type, byte code, ushort id, ushort sequence, byte[]? payload = null, byte ttl = 64)
+    public static byte[] IcmpQueryPacket(string source, string destination, byte type, byte code, ushort id, ushort sequence, byte[]? payload = null, byte ttl = 64)
     {
         payload ??= [];
         var icmp = new byte[8 + payload.Length];
@@ -125,7 +125,7 @@ public static class TestPackets
         BinaryPrimitives.WriteUInt16BigEndian(icmp.AsSpan(4), id);
         BinaryPrimitives.WriteUInt16BigEndian(icmp.AsSpan(6), sequence);
         payload.CopyTo(icmp, 8);
-        return Ip(source, destination, IsV6(source) ? ProtoIcmpV6 : ProtoIcmp, icmp, ttl);
+        return IpPacket(source, destination, IsV6(source) ? ProtoIcmpV6 : ProtoIcmp, icmp, ttl);
     }
 
     /// <summary>
@@ -134,7 +134,7 @@ public static class TestPackets
     /// as Linux does; <paramref name="quoteLength"/> cuts it shorter (28 gives the classic IPv4 header + 8 bytes).
     /// <paramref name="rest"/> is the second 32-bit word (MTU of a "packet too big", pointer of a parameter problem...).
     /// </summary>
-    public static byte[] IcmpError(string source, string destination, byte type, byte code, ReadOnlySpan<byte> offending, int quoteLength = -1, uint rest = 0, byte ttl = 64)
+    public static byte[] IcmpErrorPacket(string source, string destination, byte type, byte code, ReadOnlySpan<byte> offending, int quoteLength = -1, uint rest = 0, byte ttl = 64)
     {
         bool v6 = IsV6(source);
         int headers = v6 ? 40 + 8 : 20 + 8;
@@ -150,14 +150,14 @@ public static class TestPackets
         icmp[1] = code;
         BinaryPrimitives.WriteUInt32BigEndian(icmp.AsSpan(4), rest);
         offending.Slice(0, quoted).CopyTo(icmp.AsSpan(8));
-        return Ip(source, destination, v6 ? ProtoIcmpV6 : ProtoIcmp, icmp, ttl);
+        return IpPacket(source, destination, v6 ? ProtoIcmpV6 : ProtoIcmp, icmp, ttl);
     }
 
     /// <summary>
     /// An IP packet (IPv4 without options, or IPv6 without extension headers) around <paramref name="transport"/>.
     /// The IPv4 header checksum is always set; the transport checksum (TCP, UDP, ICMP, ICMPv6) too unless told not to.
     /// </summary>
-    public static byte[] Ip(string source, string destination, byte protocol, ReadOnlySpan<byte> transport, byte ttl = 64, ushort identification = 0x2a2a, bool fixTransportChecksum = true)
+    public static byte[] IpPacket(string source, string destination, byte protocol, ReadOnlySpan<byte> transport, byte ttl = 64, ushort identification = 0x2a2a, bool fixTransportChecksum = true)
     {
         var src = IPAddress.Parse(source).GetAddressBytes();
         var dst = IPAddress.Parse(destination).GetAddressBytes();

@@ -1,0 +1,89 @@
+using System.Diagnostics;
+
+namespace Offload.Rules;
+
+/// <summary>Applies and removes the steering rules with the system's iptables tools (once per start or stop, not per packet).</summary>
+public static class SteeringApplier
+{
+    /// <summary>Loads our chains (replacing their previous content) and makes sure the built-in chains jump to them first.</summary>
+    public static void Apply(SteeringConfig steering)
+    {
+        foreach (byte family in new byte[] { 4, 6 })
+        {
+            string tool = Tool(family);
+            Run(tool + "-restore", ["--noflush"], SteeringRules.Render(steering, family));
+            foreach (var (table, chain, target) in SteeringRules.Jumps)
+            {
+                if (Run(tool, ["-w", "-t", table, "-C", chain, "-j", target], null, check: false) != 0)
+                {
+                    Run(tool, ["-w", "-t", table, "-I", chain, "1", "-j", target], null);
+                }
+            }
+        }
+    }
+
+    /// <summary>Removes the jumps and our chains; what the administrator added elsewhere is left alone.</summary>
+    public static void Remove()
+    {
+        foreach (byte family in new byte[] { 4, 6 })
+        {
+            string tool = Tool(family);
+            foreach (var (table, chain, target) in SteeringRules.Jumps)
+            {
+                // A jump may have been added more than once by hand: remove every copy.
+                while (Run(tool, ["-w", "-t", table, "-D", chain, "-j", target], null, check: false) == 0)
+                {
+                }
+
+                Run(tool, ["-w", "-t", table, "-F", target], null, check: false);
+                Run(tool, ["-w", "-t", table, "-X", target], null, check: false);
+            }
+        }
+    }
+
+    private static string Tool(byte family) => family == 4 ? "iptables" : "ip6tables";
+
+    private static int Run(string file, string[] arguments, string? input, bool check = true)
+    {
+        var start = new ProcessStartInfo(file)
+        {
+            RedirectStandardInput = input is not null,
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in arguments)
+        {
+            start.ArgumentList.Add(a);
+        }
+
+        Process process;
+        try
+        {
+            process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {file}");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException($"cannot run {file}: {e.Message} (is iptables installed?)", e);
+        }
+
+        using (process)
+        {
+            if (input is not null)
+            {
+                process.StandardInput.Write(input);
+                process.StandardInput.Close();
+            }
+
+            string error = process.StandardError.ReadToEnd();
+            process.StandardOutput.ReadToEnd();
+            process.WaitForExit();
+            if (check && process.ExitCode != 0)
+            {
+                throw new InvalidOperationException($"{file} {string.Join(' ', arguments)} failed ({process.ExitCode}): {error.Trim()}");
+            }
+
+            return process.ExitCode;
+        }
+    }
+}

@@ -1,0 +1,300 @@
+using Offload.Engine.Conntrack;
+using Offload.Engine.Packets;
+using Xunit;
+
+namespace Offload.Engine.Tests.Conntrack;
+
+public class ConnectionTableTests
+{
+    private const ulong Key = 0x0123_4567_89AB_CDEF;
+
+    private static ConnTuple Udp(uint source, ushort sourcePort, uint destination = 0x0A00_0001, ushort destinationPort = 53) =>
+        new(4, IpProtocol.Udp, InetAddress.FromIPv4(source), sourcePort, InetAddress.FromIPv4(destination), destinationPort);
+
+    private static Connection Conn(ConnTuple original) => new() { OriginalTuple = original, ReplyTuple = original.Invert() };
+
+    private static Connection Conn(ConnTuple original, ConnTuple reply) => new() { OriginalTuple = original, ReplyTuple = reply };
+
+    private static void AssertFound(ConnectionTable table, Connection conn)
+    {
+        Assert.True(table.TryFind(conn.Original, out var found, out var dir));
+        Assert.Same(conn, found);
+        Assert.Equal(ConnDirection.Original, dir);
+        Assert.True(table.TryFind(conn.Reply, out found, out dir));
+        Assert.Same(conn, found);
+        Assert.Equal(ConnDirection.Reply, dir);
+    }
+
+    /// <summary>Tuples whose hash lands in <paramref name="bucket"/>, found by trying source ports.</summary>
+    private static List<ConnTuple> TuplesInBucket(ConnectionTable table, int bucket, int count, uint source = 0xC0A8_0001)
+    {
+        var found = new List<ConnTuple>();
+        for (int port = 1; found.Count < count; port++)
+        {
+            var t = Udp(source, (ushort)port);
+            if (table.BucketOf(t) == bucket)
+            {
+                found.Add(t);
+            }
+        }
+
+        return found;
+    }
+
+    [Fact]
+    public void Finds_an_entry_by_either_tuple()
+    {
+        var table = new ConnectionTable(100, Key);
+        var c = Conn(Udp(1, 1000));
+        table.Insert(c);
+        AssertFound(table, c);
+        Assert.Equal(1, table.Count);
+        Assert.False(table.TryFind(Udp(1, 1001), out _, out _));
+        Assert.False(table.TryFind(Udp(2, 1000), out _, out _));
+        Assert.Same(c, table.AtSlot(c.Slot));
+        Assert.Single(table.Entries(), c);
+    }
+
+    [Fact]
+    public void Removing_from_the_middle_of_a_chain_keeps_the_rest_reachable()
+    {
+        var table = new ConnectionTable(8, Key);
+        Assert.Equal(16, table.BucketCount);
+        var tuples = TuplesInBucket(table, 5, 4);
+        var conns = tuples.Select(Conn).ToList();
+        foreach (var c in conns)
+        {
+            table.Insert(c);
+        }
+
+        // Newest first in the chain: removing conns[2] unlinks a middle element, conns[0] the tail, conns[3] the head.
+        foreach (int victim in new[] { 2, 0, 3 })
+        {
+            Assert.True(table.Remove(conns[victim]));
+            Assert.False(table.TryFind(conns[victim].Original, out _, out _));
+            Assert.False(table.TryFind(conns[victim].Reply, out _, out _));
+            Assert.False(table.Remove(conns[victim])); // already gone
+            foreach (var c in conns.Where(c => c.Slot >= 0))
+            {
+                AssertFound(table, c);
+            }
+        }
+
+        Assert.Equal(1, table.Count);
+    }
+
+    [Fact]
+    public void A_chain_mixing_original_and_reply_links_unlinks_the_right_one()
+    {
+        var table = new ConnectionTable(8, Key);
+        // Three entries: one whose original tuple, one whose reply tuple, and one with both in bucket 9.
+        var inBucket = TuplesInBucket(table, 9, 4);
+        var a = Conn(inBucket[0], Udp(0x0B00_0001, 1));
+        var b = Conn(Udp(0x0B00_0002, 2), inBucket[1]);
+        var c = Conn(inBucket[2], inBucket[3]);
+        table.Insert(a);
+        table.Insert(b);
+        table.Insert(c);
+        AssertFound(table, a);
+        AssertFound(table, b);
+        AssertFound(table, c);
+
+        Assert.True(table.Remove(b));
+        AssertFound(table, a);
+        AssertFound(table, c);
+        Assert.True(table.Remove(c));
+        AssertFound(table, a);
+        Assert.False(table.TryFind(inBucket[3], out _, out _));
+    }
+
+    [Fact]
+    public void Rehash_moves_the_reply_tuple_to_its_new_bucket()
+    {
+        var table = new ConnectionTable(8, Key);
+        var original = Udp(0xC0A8_0002, 40000, 0x0808_0808, 53);
+        var c = Conn(original);
+        table.Insert(c);
+        var others = TuplesInBucket(table, table.BucketOf(c.Reply), 2, 0x0A0A_0A0A).Select(Conn).ToList();
+        others.ForEach(table.Insert);
+
+        var oldReply = c.Reply;
+        var translated = new ConnTuple(4, IpProtocol.Udp, InetAddress.FromIPv4(0x0808_0808), 53, InetAddress.FromIPv4(0xCB00_7101), 61000);
+        table.Rehash(c, translated);
+        Assert.Equal(translated, c.Reply);
+        AssertFound(table, c);
+        Assert.False(table.TryFind(oldReply, out _, out _));
+        others.ForEach(o => AssertFound(table, o));
+        Assert.Equal(3, table.Count);
+
+        // An entry not in the table just takes the new tuple.
+        var loose = Conn(Udp(9, 9));
+        table.Rehash(loose, translated with { DestinationPort = 1 });
+        Assert.Equal(1, loose.Reply.DestinationPort);
+        Assert.False(table.TryFind(loose.Reply, out _, out _));
+    }
+
+    [Fact]
+    public void IsTaken_sees_both_directions_and_skips_the_asker()
+    {
+        var table = new ConnectionTable(8, Key);
+        var c = Conn(Udp(1, 1));
+        table.Insert(c);
+        Assert.True(table.IsTaken(c.Original, null));
+        Assert.True(table.IsTaken(c.Reply, null));
+        Assert.False(table.IsTaken(c.Original, c));
+        Assert.False(table.IsTaken(c.Reply, c));
+        Assert.True(table.IsTaken(c.Reply, Conn(Udp(2, 2))));
+        Assert.False(table.IsTaken(Udp(1, 2), null));
+    }
+
+    [Fact]
+    public void Capacity_is_enforced()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ConnectionTable(0, Key));
+        var table = new ConnectionTable(3, Key);
+        var conns = Enumerable.Range(1, 3).Select(i => Conn(Udp((uint)i, 1))).ToList();
+        foreach (var c in conns)
+        {
+            Assert.False(table.IsFull);
+            table.Insert(c);
+        }
+
+        Assert.True(table.IsFull);
+        Assert.Equal(3, table.Count);
+        Assert.Throws<InvalidOperationException>(() => table.Insert(Conn(Udp(4, 1))));
+        Assert.Throws<InvalidOperationException>(() => table.Insert(conns[0])); // already in
+
+        table.Remove(conns[1]);
+        Assert.False(table.IsFull);
+        var again = Conn(Udp(5, 1));
+        table.Insert(again);
+        AssertFound(table, again);
+        Assert.Equal(3, table.Entries().Count());
+
+        // Bucket count: a power of two, at least 16, about two per entry.
+        Assert.Equal(16, new ConnectionTable(1, Key).BucketCount);
+        Assert.Equal(2048, new ConnectionTable(1000, Key).BucketCount);
+        Assert.Equal(1024, new ConnectionTable(512, Key).BucketCount);
+    }
+
+    [Fact]
+    public void A_removed_entry_can_be_inserted_again()
+    {
+        var table = new ConnectionTable(2, Key);
+        var c = Conn(Udp(1, 1));
+        table.Insert(c);
+        table.Remove(c);
+        Assert.Equal(-1, c.Slot);
+        table.Insert(c);
+        AssertFound(table, c);
+    }
+
+    [Theory]
+    [InlineData(1, 6)]
+    [InlineData(2, 8)]
+    [InlineData(3, 40)]
+    [InlineData(4, 200)]
+    public void Random_operations_agree_with_a_dictionary_model(int seed, int capacity)
+    {
+        var random = new System.Random(seed);
+        var table = new ConnectionTable(capacity, (ulong)seed * 0x9E3779B97F4A7C15UL);
+        var model = new Dictionary<ConnTuple, (Connection Conn, ConnDirection Dir)>();
+        var live = new List<Connection>();
+        var dead = new List<Connection>();
+
+        // A small universe of tuples, so inserts clash with live ones and tuples come back after removal.
+        ConnTuple RandomTuple()
+        {
+            bool v6 = random.Next(4) == 0;
+            var src = v6 ? new InetAddress(0xFD00_0000_0000_0000UL, (ulong)random.Next(4)) : InetAddress.FromIPv4(0x0A00_0000u + (uint)random.Next(4));
+            var dst = v6 ? new InetAddress(0x2001_0DB8_0000_0000UL, (ulong)random.Next(3)) : InetAddress.FromIPv4(0xC633_6400u + (uint)random.Next(3));
+            byte proto = random.Next(3) switch { 0 => IpProtocol.Tcp, 1 => IpProtocol.Udp, _ => IpProtocol.Icmp };
+            return new ConnTuple(v6 ? (byte)6 : (byte)4, proto, src, (ushort)random.Next(1, 12), dst, (ushort)random.Next(1, 4));
+        }
+
+        for (int step = 0; step < 6000; step++)
+        {
+            int op = random.Next(10);
+            if (op < 5)
+            {
+                var original = RandomTuple();
+                var reply = random.Next(3) == 0 ? RandomTuple() : original.Invert();
+                bool clash = model.ContainsKey(original) || model.ContainsKey(reply) || original.Equals(reply);
+                Assert.Equal(model.ContainsKey(original), table.IsTaken(original, null));
+                Assert.Equal(model.ContainsKey(reply), table.IsTaken(reply, null));
+                if (clash)
+                {
+                    continue;
+                }
+
+                var c = Conn(original, reply);
+                if (table.IsFull)
+                {
+                    Assert.Equal(capacity, live.Count);
+                    Assert.Throws<InvalidOperationException>(() => table.Insert(c));
+                    continue;
+                }
+
+                table.Insert(c);
+                model[original] = (c, ConnDirection.Original);
+                model[reply] = (c, ConnDirection.Reply);
+                live.Add(c);
+            }
+            else if (op < 8 && live.Count > 0)
+            {
+                var c = live[random.Next(live.Count)];
+                Assert.True(table.Remove(c));
+                model.Remove(c.Original);
+                model.Remove(c.Reply);
+                live.Remove(c);
+                dead.Add(c);
+            }
+            else if (op < 9 && live.Count > 0)
+            {
+                var c = live[random.Next(live.Count)];
+                var newReply = RandomTuple();
+                if (model.ContainsKey(newReply) || newReply.Equals(c.Original))
+                {
+                    continue;
+                }
+
+                model.Remove(c.Reply);
+                table.Rehash(c, newReply);
+                model[newReply] = (c, ConnDirection.Reply);
+            }
+            else if (dead.Count > 0)
+            {
+                Assert.False(table.Remove(dead[random.Next(dead.Count)]));
+            }
+
+            Assert.Equal(live.Count, table.Count);
+            Assert.Equal(live.Count == capacity, table.IsFull);
+
+            // Every few steps, the whole table against the model; otherwise a few random probes.
+            if (step % 50 == 0)
+            {
+                foreach (var (tuple, expected) in model)
+                {
+                    Assert.True(table.TryFind(tuple, out var found, out var dir));
+                    Assert.Same(expected.Conn, found);
+                    Assert.Equal(expected.Dir, dir);
+                    Assert.False(table.IsTaken(tuple, expected.Conn));
+                }
+
+                Assert.Equal(live.ToHashSet(), table.Entries().ToHashSet());
+            }
+
+            for (int probe = 0; probe < 3; probe++)
+            {
+                var t = RandomTuple();
+                bool present = table.TryFind(t, out var found, out var dir);
+                Assert.Equal(model.TryGetValue(t, out var expected), present);
+                if (present)
+                {
+                    Assert.Same(expected.Conn, found);
+                    Assert.Equal(expected.Dir, dir);
+                }
+            }
+        }
+    }
+}
