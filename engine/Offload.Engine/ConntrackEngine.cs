@@ -80,8 +80,8 @@ public sealed class ConntrackEngine
     private readonly ExpectationTable _expectations;
     private readonly NatCore _nat;
     private readonly long[] _counters = new long[Enum.GetValues<EngineCounter>().Length];
-    private readonly HelperBinding[] _helpers;
-    private readonly NatRule[] _rules;
+    private HelperBinding[] _helpers;
+    private NatRule[] _rules;
 
     // Rewrites a helper asks for, applied after it returns. Reused for every packet: the engine is single-threaded.
     private readonly (int Offset, int Length, int ScratchOffset, int ScratchLength)[] _rewrites = new (int, int, int, int)[MaxRewrites];
@@ -103,6 +103,16 @@ public sealed class ConntrackEngine
     }
 
     public IClock Clock { get; }
+
+    /// <summary>
+    /// Replaces the NAT rules and helper bindings (a configuration reload). Tracked connections keep their
+    /// translations, helpers and expectations: rules and bindings are consulted only for new connections.
+    /// </summary>
+    public void Reconfigure(IReadOnlyList<NatRule> rules, IReadOnlyList<HelperBinding> helpers)
+    {
+        _rules = [.. rules];
+        _helpers = [.. helpers];
+    }
 
     public EngineOptions Options => _options;
 

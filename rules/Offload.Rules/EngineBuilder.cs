@@ -88,6 +88,10 @@ public static class EngineBuilder
         _ => IpProtocol.Tcp,
     };
 
+    /// <summary>0 for "any interface"; -1, which matches nothing, for a named interface that does not exist (yet).</summary>
+    private static int InterfaceIndex(string? name, INetworkInterfaces interfaces) =>
+        name is null ? 0 : interfaces.IndexOf(name) is > 0 and var index ? index : -1;
+
     private static NatRule ToRule(NatRuleConfig r, INetworkInterfaces interfaces, SteeringConfig? steering)
     {
         // A live daemon's source NAT stays inside its own port range: that is how the replies find their way back
@@ -132,8 +136,8 @@ public static class EngineBuilder
             DestinationPrefixLength = r.Destination?.Length ?? -1,
             DestinationPortMin = r.DestinationPortMin,
             DestinationPortMax = r.DestinationPortMax,
-            InInterface = r.InInterface is null ? 0 : interfaces.IndexOf(r.InInterface),
-            OutInterface = r.OutInterface is null ? 0 : interfaces.IndexOf(r.OutInterface),
+            InInterface = InterfaceIndex(r.InInterface, interfaces),
+            OutInterface = InterfaceIndex(r.OutInterface, interfaces),
             Range = new NatRange(flags, min, max, r.PortMin, r.PortMax),
             Origin = $"line {r.Line}",
         };

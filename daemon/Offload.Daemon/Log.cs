@@ -1,0 +1,49 @@
+using Microsoft.Extensions.Logging;
+
+namespace Offload.Daemon;
+
+/// <summary>
+/// Every log line of the daemon, with event ids grouped per subsystem (1xxx lifecycle, 2xxx queues,
+/// 3xxx control socket, 4xxx steering). Nothing here is called per packet.
+/// </summary>
+internal static partial class Log
+{
+    [LoggerMessage(1000, LogLevel.Information, "offloadd {Version} starting with {Config}")]
+    public static partial void Starting(ILogger logger, string version, string config);
+
+    [LoggerMessage(1001, LogLevel.Information, "Ready: queues {QueuePre} (before routing) and {QueuePost} (after routing) bound, {Rules} NAT rules, helpers: {Helpers}")]
+    public static partial void Ready(ILogger logger, int queuePre, int queuePost, int rules, string helpers);
+
+    [LoggerMessage(1002, LogLevel.Information, "Reloaded {Config}: {Rules} NAT rules, helpers: {Helpers}; {Connections} tracked connections kept")]
+    public static partial void Reloaded(ILogger logger, string config, int rules, string helpers, int connections);
+
+    [LoggerMessage(1003, LogLevel.Error, "Reload of {Config} failed, keeping the running configuration: {Error}")]
+    public static partial void ReloadFailed(ILogger logger, string config, string error);
+
+    [LoggerMessage(1004, LogLevel.Information, "Stopping ({Signal})")]
+    public static partial void Stopping(ILogger logger, string signal);
+
+    [LoggerMessage(1005, LogLevel.Information, "Stopped: {Packets} packets, {Connections} connections tracked at the end")]
+    public static partial void Stopped(ILogger logger, long packets, int connections);
+
+    [LoggerMessage(1006, LogLevel.Information, "Interfaces changed: NAT rules re-resolved")]
+    public static partial void InterfacesChanged(ILogger logger);
+
+    [LoggerMessage(2000, LogLevel.Error, "Queue {Queue}: {Error}")]
+    public static partial void QueueError(ILogger logger, int queue, string error);
+
+    [LoggerMessage(2001, LogLevel.Warning, "Queue {Queue}: the socket buffer overflowed (ENOBUFS) {Count} times so far; the kernel dropped packets")]
+    public static partial void QueueOverflow(ILogger logger, int queue, long count);
+
+    [LoggerMessage(3000, LogLevel.Information, "Control socket listening on {Path}")]
+    public static partial void ControlListening(ILogger logger, string path);
+
+    [LoggerMessage(3001, LogLevel.Warning, "Control socket: {Error}")]
+    public static partial void ControlError(ILogger logger, string error);
+
+    [LoggerMessage(4000, LogLevel.Information, "Steering rules applied (queues {QueuePre} and {QueuePost}, NAT ports {PortMin}-{PortMax}, fail-{Mode})")]
+    public static partial void SteeringApplied(ILogger logger, int queuePre, int queuePost, int portMin, int portMax, string mode);
+
+    [LoggerMessage(4001, LogLevel.Information, "Steering rules removed")]
+    public static partial void SteeringRemoved(ILogger logger);
+}
