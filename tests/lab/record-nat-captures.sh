@@ -424,7 +424,11 @@ run_scenario() {
             die "$name: the connection was not refused by the translated error"
         settle
         stop_capture "$raw"
-        ip_frames=4
+        # Two SYNs, two errors: the first error comes back (all on one CPU)
+        # while connect() still holds the socket's lock, and TCP then only
+        # notes it as a soft error; the SYN retransmitted 1 s later (initial
+        # RTO) meets the second error in timer context, which aborts connect().
+        ip_frames=8
         ;;
     ipv6-too-big)
         start_server "$s" "$port_big" too-big-server "$srv" "$port_big" "$big_mtu"
@@ -479,7 +483,7 @@ run_scenario() {
         local l4 sport dport err k
         case $name in
         *-udp-unreachable) l4=udp sport=$cport_unreach dport=$port_closed k=2 ;;
-        *-tcp-reject) l4=tcp sport=$cport_reject dport=$port_reject k=1 ;;
+        *-tcp-reject) l4=tcp sport=$cport_reject dport=$port_reject k=2 ;;
         ipv6-too-big) l4=udp sport=$cport_big dport=$port_big k=1 ;;
         esac
         case $name in
@@ -512,4 +516,4 @@ done
 taskset -cp "$all_cpus" $$ >/dev/null
 recorded=()
 for s in "${scenarios[@]}"; do recorded+=("$out_dir/$s.pcapng"); done
-"$here/check-captures.sh" "${recorded[@]}"
+"$here/check-ip-captures.sh" "${recorded[@]}"

@@ -217,11 +217,8 @@ internal static class NatManip
         var icmp = packet.Slice(outer.L4Offset, outer.TotalLength - outer.L4Offset);
         icmp[HeaderOffsets.IcmpChecksum] = 0;
         icmp[HeaderOffsets.IcmpChecksum + 1] = 0;
-        ulong sum = Checksum.Add(0, icmp);
-        if (outer.Family == 6)
-        {
-            sum += PacketParser.PseudoHeader(packet, outer, icmp.Length);
-        }
+        ulong sum = outer.Family == 6 ? PacketParser.PseudoHeader(packet, outer, icmp.Length) : 0;
+        sum = Checksum.Add(sum, icmp);
 
         BinaryPrimitives.WriteUInt16BigEndian(icmp.Slice(HeaderOffsets.IcmpChecksum), Checksum.Finish(sum));
         return true;

@@ -49,6 +49,14 @@ public static class Checksum
         return sum;
     }
 
+    /// <summary>Adds two partial sums, keeping the carry out of the top bit (it is worth 1, since 2^64 = 1 mod 0xFFFF).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Combine(ulong a, ulong b)
+    {
+        ulong sum = a + b;
+        return sum < b ? sum + 1 : sum;
+    }
+
     /// <summary>Folds a partial sum to 16 bits with end-around carry.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ushort Fold(ulong sum)
@@ -77,7 +85,7 @@ public static class Checksum
     {
         ulong sum = Add(0, source);
         sum = Add(sum, destination);
-        return sum + protocol + (uint)length;
+        return Combine(sum, protocol + (ulong)(uint)length);
     }
 
     /// <summary>
