@@ -35,6 +35,9 @@ internal static partial class Log
     [LoggerMessage(2001, LogLevel.Warning, "Queue {Queue}: the socket buffer overflowed (ENOBUFS) {Count} times so far; the kernel dropped packets")]
     public static partial void QueueOverflow(ILogger logger, int queue, long count);
 
+    [LoggerMessage(2002, LogLevel.Error, "Queue {Queue}: the engine failed on a packet, which was dropped (only the first ten are logged)")]
+    public static partial void EngineFault(ILogger logger, int queue, Exception exception);
+
     [LoggerMessage(3000, LogLevel.Information, "Control socket listening on {Path}")]
     public static partial void ControlListening(ILogger logger, string path);
 

@@ -1,1 +1,84 @@
-Console.WriteLine("x");
+using System.CommandLine;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Offload.Daemon;
+using Offload.Interop;
+using Offload.Rules;
+using Serilog;
+using Serilog.Extensions.Logging;
+
+var config = new Option<FileInfo>("--config", "-c")
+{
+    Description = "The configuration (YAML).",
+    DefaultValueFactory = _ => new FileInfo("/etc/offload/offloadd.yaml"),
+};
+var check = new Option<bool>("--check") { Description = "Only validate the configuration: print where any error is, and exit (0: valid)." };
+var socket = new Option<string>("--socket") { Description = "The control socket offloadctl talks to.", DefaultValueFactory = _ => ControlServer.DefaultPath };
+var applyRules = new Option<bool>("--apply-rules")
+{
+    Description = "Apply the steering rules when the queues are bound, and remove them when stopping. Without it the rules are left to `offloadctl rules apply|remove`.",
+};
+
+var root = new RootCommand("offloadd: connection tracking, NAT and protocol helpers in userspace for the flows iptables queues to it (NFQUEUE).")
+{
+    config,
+    check,
+    socket,
+    applyRules,
+};
+root.SetAction(parse => Run(parse.GetValue(config)!, parse.GetValue(check), parse.GetValue(socket)!, parse.GetValue(applyRules)));
+return root.Parse(args).Invoke();
+
+static int Run(FileInfo configFile, bool checkOnly, string socketPath, bool applyRules)
+{
+    OffloadConfig config;
+    try
+    {
+        config = ConfigLoader.LoadFile(configFile.FullName);
+        Daemon.BuildOptions(config, new Offload.Engine.Routing.StaticNetworkInterfaces());
+        if (config.Steering is null && !checkOnly)
+        {
+            throw new ConfigException(configFile.FullName, 0, 0, "offloadd needs a steering: section (which queues to serve)");
+        }
+    }
+    catch (ConfigException e)
+    {
+        Console.Error.WriteLine($"offloadd: {e.Message}");
+        return 2;
+    }
+
+    if (checkOnly)
+    {
+        Console.WriteLine($"{configFile.FullName}: valid");
+        return 0;
+    }
+
+    // Under systemd the journal stamps each line itself.
+    bool journal = Environment.GetEnvironmentVariable("JOURNAL_STREAM") is not null;
+    using var serilog = new LoggerConfiguration()
+        .MinimumLevel.Information()
+        .WriteTo.Console(outputTemplate: journal ? "{Message:lj}{NewLine}{Exception}" : "{Timestamp:HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}")
+        .CreateLogger();
+    using var factory = new LoggerFactory([new SerilogLoggerProvider(serilog)]);
+    var logger = factory.CreateLogger("offloadd");
+    string version = typeof(Daemon).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "?";
+    Offload.Daemon.Log.Starting(logger, version, configFile.FullName);
+
+    using var daemon = new Daemon(config, configFile.FullName, socketPath, applyRules, logger);
+    try
+    {
+        daemon.Start();
+    }
+    catch (Exception e) when (e is NetlinkException or ConfigException or InvalidOperationException or IOException or UnauthorizedAccessException)
+    {
+        Console.Error.WriteLine($"offloadd: cannot start: {e.Message}");
+        return 1;
+    }
+
+    using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; daemon.RequestStop("SIGTERM"); });
+    using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; daemon.RequestStop("SIGINT"); });
+    using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; daemon.Reload(); });
+    daemon.WaitForStop();
+    return 0;
+}

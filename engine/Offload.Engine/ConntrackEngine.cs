@@ -376,7 +376,14 @@ public sealed class ConntrackEngine
     {
         var master = expectation.Master;
         var masterTuple = master.TupleOf(expectation.NatDirection.Opposite());
-        return _nat.SetupInfo(conn, NatRange.ToAddress(masterTuple.Destination), ManipType.Source)
+        var source = NatRange.ToAddress(masterTuple.Destination);
+        if (_options.HasNatPortRange && masterTuple.Destination != conn.OriginalTuple.Source)
+        {
+            // Leaving with a translated source: its replies must come back to a port the steering rules queue to us.
+            source = source with { Flags = source.Flags | NatRangeFlags.ProtoSpecified, MinPort = _options.NatPortMin, MaxPort = _options.NatPortMax };
+        }
+
+        return _nat.SetupInfo(conn, source, ManipType.Source)
             && _nat.SetupInfo(conn, NatRange.ToAddressAndPort(masterTuple.Source, expectation.SavedPort), ManipType.Destination);
     }
 
@@ -798,7 +805,10 @@ public sealed class ConntrackEngine
             expectation.NatDirection = direction.Opposite();
             expectation.SavedPort = request.DestinationPort;
             result = ExpectResult.NoFreePort;
-            var (first, min, size) = ExpectationPortSearch(request.DestinationPort);
+            // Only an endpoint the helper re-announces at a translated address is ours to place: the peer's own
+            // endpoint (a server's passive port) must stay where the peer listens.
+            bool atTranslatedAddress = request.Destination != master.TupleOf(direction).Source;
+            var (first, min, size) = ExpectationPortSearch(request.DestinationPort, atTranslatedAddress);
             for (int attempt = 0; attempt < Math.Min(NatCore.MaxAttempts, size); attempt++)
             {
                 ushort port = (ushort)(min + ((first - min + attempt) % size));
@@ -844,11 +854,11 @@ public sealed class ConntrackEngine
     /// announced port (as the kernel), or, with a configured expectation port range, inside that range, starting at
     /// the announced port when it lies in it.
     /// </summary>
-    private (int First, int Min, int Size) ExpectationPortSearch(ushort announced)
+    private (int First, int Min, int Size) ExpectationPortSearch(ushort announced, bool atTranslatedAddress)
     {
-        int min = _options.ExpectationPortMin;
-        int max = _options.ExpectationPortMax;
-        if (min == 0 && max == 0)
+        int min = _options.NatPortMin;
+        int max = _options.NatPortMax;
+        if (!_options.HasNatPortRange || !atTranslatedAddress)
         {
             return (announced, announced, 65536 - announced);
         }

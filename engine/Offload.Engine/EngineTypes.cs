@@ -69,14 +69,19 @@ public sealed class EngineOptions
     public IReadOnlyList<NatRule> NatRules { get; init; } = [];
 
     /// <summary>
-    /// Where a translated expectation's port may be (0 and 0: anywhere, searching up from the announced port like the
-    /// kernel). A live daemon sets its own NAT port range here, so that one static steering rule for that range
-    /// catches the expected connections as well as the replies of its translated flows.
+    /// The ports a live daemon's steering rules send back to it (0 and 0: no such range, as in a replay). The
+    /// translations the engine makes up for expected connections stay in it, so that one static steering rule
+    /// catches them: the port announced for a connection that will arrive at a translated address (searched from
+    /// the announced port, inside the range), and the source port of an expected connection that leaves with a
+    /// translated source. Without it, the kernel's behaviour: the search goes up from the announced port, and
+    /// source ports are kept.
     /// </summary>
-    public ushort ExpectationPortMin { get; init; }
+    public ushort NatPortMin { get; init; }
 
-    /// <inheritdoc cref="ExpectationPortMin"/>
-    public ushort ExpectationPortMax { get; init; }
+    /// <inheritdoc cref="NatPortMin"/>
+    public ushort NatPortMax { get; init; }
+
+    internal bool HasNatPortRange => NatPortMin != 0 || NatPortMax != 0;
 
     public IReadOnlyList<HelperBinding> Helpers { get; init; } = [];
 

@@ -64,7 +64,7 @@ public ref struct NetlinkMessageWriter
     }
 
     /// <summary>Writes a fixed family header of another netlink family (ifinfomsg, …), padded to four bytes.</summary>
-    public void WriteFamilyHeader(ReadOnlySpan<byte> header)
+    public void WriteFamilyHeader(scoped ReadOnlySpan<byte> header)
     {
         Span<byte> h = Reserve(Align(header.Length));
         header.CopyTo(h);
@@ -90,7 +90,7 @@ public ref struct NetlinkMessageWriter
     }
 
     /// <summary>Writes an attribute with the given value bytes.</summary>
-    public void PutAttribute(ushort type, ReadOnlySpan<byte> value) => value.CopyTo(ReserveAttribute(type, value.Length));
+    public void PutAttribute(ushort type, scoped ReadOnlySpan<byte> value) => value.CopyTo(ReserveAttribute(type, value.Length));
 
     /// <summary>Writes a one-byte attribute.</summary>
     public void PutU8(ushort type, byte value) => ReserveAttribute(type, 1)[0] = value;

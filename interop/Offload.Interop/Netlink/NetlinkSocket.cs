@@ -14,7 +14,7 @@ namespace Offload.Interop.Netlink;
 /// Receives and sends may run on different threads; the descriptor is reference-counted around each call, so
 /// <see cref="Dispose"/> never closes it under a call in flight.
 /// </remarks>
-public sealed class NetlinkSocket : IDisposable
+public sealed class NetlinkSocket : IDisposable, INetlinkTransport
 {
     /// <summary><see cref="Receive"/> result: nothing arrived within <see cref="ReceiveTimeout"/>.</summary>
     public const int TimedOut = 0;
@@ -218,6 +218,7 @@ public sealed class NetlinkSocket : IDisposable
     /// <returns>Datagrams received, <see cref="TimedOut"/>, or <see cref="NoBuffers"/> (counted).</returns>
     internal int ReceiveMany(ReceiveSlots slots, int count)
     {
+        ArgumentNullException.ThrowIfNull(slots);
         count = Math.Min(count, slots.Count);
         slots.Prepare(count);
         Errno e = Interop.Sys.ReceiveMany(_fd, slots.HeadersAddress, count, MSG_WAITFORONE | MSG_TRUNC, out int n);
@@ -241,7 +242,7 @@ public sealed class NetlinkSocket : IDisposable
         return 0;
     }
 
-    internal void CountForeign() => Interlocked.Increment(ref _foreignDatagrams);
+    int INetlinkTransport.ReceiveMany(ReceiveSlots slots, int count) => ReceiveMany(slots, count);
 
     /// <summary>Closes the socket; the kernel then forgets everything bound to its port (queues included).</summary>
     public void Dispose() => _fd.Dispose();

@@ -83,10 +83,10 @@ internal sealed class ReceiveSlots
     internal Span<byte> Whole(int index) => Buffer.AsSpan(Offset(index), SlotSize);
 
     /// <summary>Records a datagram that was received into slot <paramref name="index"/> by other means.</summary>
-    internal void SetReceived(int index, int length, bool truncated)
+    internal void SetReceived(int index, int length, bool truncated, uint senderPortId = 0)
     {
         _headers[index].msg_len = (uint)length;
         _headers[index].msg_hdr.msg_flags = truncated ? MSG_TRUNC : 0;
-        _senders[index] = default;
+        _senders[index] = new SockAddrNl { nl_family = AF_NETLINK, nl_pid = senderPortId };
     }
 }

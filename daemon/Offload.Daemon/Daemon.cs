@@ -1,0 +1,250 @@
+using System.Globalization;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Offload.Alg;
+using Offload.Engine;
+using Offload.Engine.Conntrack;
+using Offload.Interop.Nfqueue;
+using Offload.Rules;
+
+namespace Offload.Daemon;
+
+/// <summary>
+/// offloadd put together: the engine, its two queues (before and after routing), the control socket, and the
+/// reactions to signals (reload on SIGHUP, stop on SIGTERM/SIGINT).
+/// </summary>
+internal sealed class Daemon : IDisposable
+{
+    private readonly string _configPath;
+    private readonly string _socketPath;
+    private readonly bool _manageRules;
+    private readonly ILogger _logger;
+    private readonly object _engineLock = new();
+    private readonly LiveNetworkInterfaces _interfaces = new();
+    private readonly ManualResetEventSlim _stopped = new();
+    private readonly List<QueueWorker> _workers = [];
+    private OffloadConfig _config;
+    private ConntrackEngine? _engine;
+    private ControlServer? _control;
+    private bool _rulesApplied;
+
+    public Daemon(OffloadConfig config, string configPath, string socketPath, bool manageRules, ILogger logger)
+    {
+        _config = config;
+        _configPath = configPath;
+        _socketPath = socketPath;
+        _manageRules = manageRules;
+        _logger = logger;
+    }
+
+    /// <summary>Builds the engine options from a configuration (also what <c>--check</c> runs).</summary>
+    public static EngineOptions BuildOptions(OffloadConfig config, Engine.Routing.INetworkInterfaces interfaces) =>
+        EngineBuilder.Build(config, interfaces, h => BuiltInHelpers.Create(h.Name, h.Loose));
+
+    /// <summary>Binds the queues, starts the workers and the control socket. Throws when a queue cannot be bound.</summary>
+    public void Start()
+    {
+        var steering = _config.Steering ?? throw new ConfigException(_config.Source, 0, 0, "offloadd needs a steering: section (which queues to serve)");
+        _engine = new ConntrackEngine(BuildOptions(_config, _interfaces), SystemClock.Instance);
+        _interfaces.Changed += OnInterfacesChanged;
+
+        var options = new NfQueueOptions { FailOpen = steering.FailOpen, MaxQueueLength = 4096 };
+        foreach (var (role, number) in new[] { ("pre", steering.QueuePre), ("post", steering.QueuePost) })
+        {
+            var queue = NfQueue.Open(number, options);
+            _workers.Add(new QueueWorker(role, queue, _engine, _engineLock, _logger));
+        }
+
+        if (_manageRules)
+        {
+            SteeringApplier.Apply(steering);
+            _rulesApplied = true;
+            Log.SteeringApplied(_logger, steering.QueuePre, steering.QueuePost, steering.NatPortMin, steering.NatPortMax, steering.FailOpen ? "open" : "closed");
+        }
+
+        _control = new ControlServer(_socketPath, Answer, _logger);
+        _control.Start();
+        foreach (var worker in _workers)
+        {
+            worker.Start();
+        }
+
+        Log.Ready(_logger, steering.QueuePre, steering.QueuePost, _config.Nat.Count, HelperNames(_config));
+    }
+
+    /// <summary>Re-reads the configuration; on success new connections follow it, tracked ones keep going as they were.</summary>
+    public void Reload()
+    {
+        try
+        {
+            var config = ConfigLoader.LoadFile(_configPath);
+            var options = BuildOptions(config, _interfaces);
+            int connections;
+            lock (_engineLock)
+            {
+                _engine!.Reconfigure(options.NatRules, options.Helpers);
+                connections = _engine.Connections.Count;
+            }
+
+            _config = config;
+            Log.Reloaded(_logger, _configPath, config.Nat.Count, HelperNames(config), connections);
+        }
+        catch (ConfigException e)
+        {
+            Log.ReloadFailed(_logger, _configPath, e.Message);
+        }
+    }
+
+    public void RequestStop(string signal)
+    {
+        Log.Stopping(_logger, signal);
+        _stopped.Set();
+    }
+
+    public void WaitForStop() => _stopped.Wait();
+
+    private void OnInterfacesChanged()
+    {
+        // Rules name interfaces; their indexes may have changed with the links.
+        var options = BuildOptions(_config, _interfaces);
+        lock (_engineLock)
+        {
+            _engine!.Reconfigure(options.NatRules, options.Helpers);
+        }
+
+        Log.InterfacesChanged(_logger);
+    }
+
+    private static string HelperNames(OffloadConfig config) =>
+        config.Helpers.Count == 0 ? "none" : string.Join(", ", config.Helpers.Select(h => $"{h.Name} ({string.Join(',', h.Ports)})"));
+
+    /// <summary>Answers a control-socket request.</summary>
+    private string Answer(string request)
+    {
+        var engine = _engine!;
+        var text = new StringBuilder();
+        switch (request)
+        {
+            case "conntrack list":
+                lock (_engineLock)
+                {
+                    long now = engine.Clock.NowNanoseconds;
+                    foreach (var connection in engine.Connections.Entries())
+                    {
+                        text.Append(ConnectionFormatter.Format(connection, now)).Append('\n');
+                    }
+                }
+
+                return text.ToString();
+
+            case "expect list":
+                lock (_engineLock)
+                {
+                    long now = engine.Clock.NowNanoseconds;
+                    foreach (var e in engine.Expectations.Entries())
+                    {
+                        long seconds = Math.Max(0, (e.ExpiresAt - now) / 1_000_000_000L);
+                        text.Append(CultureInfo.InvariantCulture, $"{seconds} proto={e.Tuple.Protocol} {e}").Append('\n');
+                    }
+                }
+
+                return text.ToString();
+
+            case "stats":
+                return Statistics();
+
+            default:
+                throw new ArgumentException($"unknown request '{request}' (conntrack list, expect list, stats)");
+        }
+    }
+
+    private string Statistics()
+    {
+        var engine = _engine!;
+        var text = new StringBuilder();
+        foreach (var w in _workers)
+        {
+            var s = w.Statistics;
+            var c = w.Counters;
+            text.Append(CultureInfo.InvariantCulture, $"queue {w.QueueNumber} ({w.Role} routing): packets {s.Packets}, accepted {s.Accepted}, accepted changed {s.AcceptedChanged}, dropped {s.Dropped} (truncated {s.Truncated}, engine faults {s.EngineErrors}), batches {s.Batches}\n");
+            text.Append(CultureInfo.InvariantCulture, $"  netlink: datagrams {c.Datagrams}, sends {c.Sends}, verdict messages {c.VerdictMessages}, batch verdicts {c.BatchVerdictMessages}, ENOBUFS {c.NoBufferEvents}, malformed {c.Malformed}, verdict errors {c.VerdictErrors}\n");
+        }
+
+        foreach (var line in KernelQueueCounters())
+        {
+            text.Append("  kernel: ").Append(line).Append('\n');
+        }
+
+        lock (_engineLock)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"table: {engine.Connections.Count} connections of {engine.Connections.Capacity}, {engine.Expectations.Count} expectations\n");
+            foreach (var counter in Enum.GetValues<EngineCounter>())
+            {
+                long value = engine[counter];
+                if (value != 0)
+                {
+                    text.Append(CultureInfo.InvariantCulture, $"  {counter,-34} {value}\n");
+                }
+            }
+        }
+
+        return text.ToString();
+    }
+
+    /// <summary>The kernel's own counters for our queues, from /proc/net/netfilter/nfnetlink_queue, with their columns named.</summary>
+    private IEnumerable<string> KernelQueueCounters()
+    {
+        const string path = "/proc/net/netfilter/nfnetlink_queue";
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines(path);
+        }
+        catch (IOException)
+        {
+            yield break;
+        }
+
+        foreach (var line in lines)
+        {
+            string[] f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (f.Length >= 8 && _workers.Any(w => w.QueueNumber.ToString(CultureInfo.InvariantCulture) == f[0]))
+            {
+                yield return $"queue {f[0]}: waiting {f[2]}, dropped (queue full) {f[5]}, dropped (socket full) {f[6]}, last id {f[7]}";
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var w in _workers)
+        {
+            w.Stop();
+        }
+
+        foreach (var w in _workers)
+        {
+            w.Dispose();
+        }
+
+        _control?.Dispose();
+        if (_rulesApplied)
+        {
+            try
+            {
+                SteeringApplier.Remove();
+                Log.SteeringRemoved(_logger);
+            }
+            catch (InvalidOperationException e)
+            {
+                Log.ControlError(_logger, e.Message);
+            }
+        }
+
+        _interfaces.Dispose();
+        if (_engine is not null)
+        {
+            Log.Stopped(_logger, _engine[EngineCounter.PacketsIn], _engine.Connections.Count);
+        }
+    }
+}
