@@ -37,6 +37,7 @@ public ref struct PacketContext
     internal CtInfo Ct;
     internal bool Unconfirmed;
     internal bool IsIcmpError;
+    internal bool PassedPreRouting;
     internal PacketInfo Inner;
     internal int InnerOffset;
 
@@ -86,6 +87,9 @@ public sealed class ConntrackEngine
     // Rewrites a helper asks for, applied after it returns. Reused for every packet: the engine is single-threaded.
     private readonly (int Offset, int Length, int ScratchOffset, int ScratchLength)[] _rewrites = new (int, int, int, int)[MaxRewrites];
     private readonly byte[] _rewriteScratch = new byte[RewriteScratchBytes];
+
+    // Where a rewritten packet's tail waits while the rewrites are laid out (allocated on the first rewrite).
+    private byte[] _rewriteTail = [];
     private int _rewriteCount;
     private int _rewriteScratchUsed;
     private int _gcCursor;
@@ -148,6 +152,7 @@ public sealed class ConntrackEngine
         ctx.Conn = null;
         ctx.Unconfirmed = false;
         ctx.IsIcmpError = false;
+        ctx.PassedPreRouting = false;
 
         var info = PacketParser.Parse(ctx.Packet);
         if (!info.IsValid)
@@ -243,6 +248,7 @@ public sealed class ConntrackEngine
         }
 
         NatManip.Apply(packet, info, conn!, dir, ManipType.Destination);
+        ctx.PassedPreRouting = true;
         return Verdict.Accept;
     }
 
@@ -291,9 +297,13 @@ public sealed class ConntrackEngine
         ctx.Inner = inner;
         ctx.InnerOffset = innerOffset;
 
-        return NatManip.TranslateIcmpError(packet, info, inner, innerOffset, conn, dir, ManipType.Destination)
-            ? Verdict.Accept
-            : Drop(EngineCounter.DroppedIcmpUnrelated);
+        if (!NatManip.TranslateIcmpError(packet, info, inner, innerOffset, conn, dir, ManipType.Destination))
+        {
+            return Drop(EngineCounter.DroppedIcmpUnrelated);
+        }
+
+        ctx.PassedPreRouting = true;
+        return Verdict.Accept;
     }
 
     /// <summary>Creates an unconfirmed entry for a packet that starts a connection, taking an expectation if one waits for it.</summary>
@@ -535,9 +545,10 @@ public sealed class ConntrackEngine
     public Verdict PostRouting(ref PacketContext ctx)
     {
         var conn = ctx.Conn;
-        if (conn is null)
+        if (!ctx.PassedPreRouting || conn is null)
         {
-            return Out(); // Nothing tracked it (PreRouting was not called): not ours to change.
+            // PreRouting dropped it (and counted it), or was never called: nothing may leave untracked.
+            return Verdict.Drop;
         }
 
         if (ctx.IsIcmpError)
@@ -706,16 +717,31 @@ public sealed class ConntrackEngine
             return false;
         }
 
-        // Apply from the last rewrite to the first, so earlier offsets stay valid.
-        for (int i = _rewriteCount - 1; i >= 0; i--)
+        // The packet from the first rewrite on is copied aside, then written back piece by piece: original bytes,
+        // replacement, original bytes... Only the final length has to fit, whatever the order of growing and shrinking.
+        int from = info.PayloadOffset + _rewrites[0].Offset;
+        if (_rewriteTail.Length < ctx.Length - from)
+        {
+            _rewriteTail = new byte[65536];
+        }
+
+        var tail = _rewriteTail.AsSpan(0, ctx.Length - from);
+        ctx.Buffer.Slice(from, tail.Length).CopyTo(tail);
+        int read = 0;
+        int write = from;
+        for (int i = 0; i < _rewriteCount; i++)
         {
             var (offset, length, scratch, scratchLength) = _rewrites[i];
-            int at = info.PayloadOffset + offset;
-            int tail = ctx.Length - (at + length);
-            ctx.Buffer.Slice(at + length, tail).CopyTo(ctx.Buffer.Slice(at + scratchLength));
-            _rewriteScratch.AsSpan(scratch, scratchLength).CopyTo(ctx.Buffer.Slice(at));
-            ctx.Length += scratchLength - length;
+            int keep = info.PayloadOffset + offset - from - read;
+            tail.Slice(read, keep).CopyTo(ctx.Buffer.Slice(write));
+            write += keep;
+            read += keep + length;
+            _rewriteScratch.AsSpan(scratch, scratchLength).CopyTo(ctx.Buffer.Slice(write));
+            write += scratchLength;
         }
+
+        tail.Slice(read).CopyTo(ctx.Buffer.Slice(write));
+        ctx.Length = newLength;
 
         _rewriteCount = 0;
         _counters[(int)EngineCounter.PayloadRewrites]++;
@@ -750,7 +776,7 @@ public sealed class ConntrackEngine
         }
         else if (info.Protocol == IpProtocol.Udp)
         {
-            bool hadChecksum = info.Family == 6 || BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(HeaderOffsets.UdpChecksum)) != 0;
+            bool hadChecksum = BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(HeaderOffsets.UdpChecksum)) != 0;
             BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(HeaderOffsets.UdpLength), (ushort)l4.Length);
             if (hadChecksum)
             {

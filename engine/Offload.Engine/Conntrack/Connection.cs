@@ -22,6 +22,9 @@ public sealed class Connection
     // Hash-chain links of the two tuples, as "slot * 2 + direction" of the next entry, or -1.
     internal int NextInOriginalChain = -1;
     internal int NextInReplyChain = -1;
+
+    // Link in the by-source index of source-translated connections (slot of the next, -1 for none, -2 when not linked).
+    internal int NextBySource = -2;
     internal int Slot = -1;
 
     internal long ExpiresAt;

@@ -17,6 +17,11 @@ public sealed class ConnectionTable
 
     private readonly int[] _buckets;
     private readonly int _bucketMask;
+
+    // Connections whose source NAT is decided, by original source endpoint (the kernel's nf_nat_bysource), so a
+    // client endpoint can keep the mapping it already has.
+    private readonly int[] _sourceBuckets;
+    private readonly int _sourceMask;
     private readonly Connection?[] _slots;
     private readonly int[] _freeSlots;
     private readonly ulong _hashKey;
@@ -36,6 +41,9 @@ public sealed class ConnectionTable
         _buckets = new int[buckets];
         _buckets.AsSpan().Fill(NoLink);
         _bucketMask = buckets - 1;
+        _sourceBuckets = new int[buckets / 2];
+        _sourceBuckets.AsSpan().Fill(NoLink);
+        _sourceMask = (buckets / 2) - 1;
         _slots = new Connection?[capacity];
         _freeSlots = new int[capacity];
         for (int i = 0; i < capacity; i++)
@@ -129,8 +137,25 @@ public sealed class ConnectionTable
         _slots[slot] = connection;
         connection.Slot = slot;
         Link(connection);
+        if ((connection.StatusBits & ConnStatus.SrcNatDone) != 0)
+        {
+            int bucket = SourceBucketOf(connection.OriginalTuple);
+            connection.NextBySource = _sourceBuckets[bucket];
+            _sourceBuckets[bucket] = slot;
+        }
+
         _count++;
     }
+
+    private int SourceBucketOf(in ConnTuple original) =>
+        (int)(new ConnTuple(original.Family, original.Protocol, original.Source, original.SourcePort, default, 0).Hash(_hashKey) & (uint)_sourceMask);
+
+    /// <summary>
+    /// The first slot of the by-source chain <paramref name="original"/>'s source endpoint hashes to (-1: empty). The
+    /// chain holds the source-translated connections; follow it with <see cref="Connection.NextBySource"/> and compare
+    /// the endpoints, since other endpoints share chains.
+    /// </summary>
+    internal int SourceChainHead(in ConnTuple original) => _sourceBuckets[SourceBucketOf(original)];
 
     /// <summary>Removes an entry. Returns false if it was not in the table.</summary>
     public bool Remove(Connection connection)
@@ -142,6 +167,11 @@ public sealed class ConnectionTable
         }
 
         Unlink(connection);
+        if (connection.NextBySource != -2)
+        {
+            UnlinkBySource(connection);
+        }
+
         _slots[slot] = null;
         _freeSlots[_freeCount++] = slot;
         connection.Slot = -1;
@@ -201,6 +231,30 @@ public sealed class ConnectionTable
     {
         UnlinkOne(BucketOf(connection.OriginalTuple), connection.Slot * 2);
         UnlinkOne(BucketOf(connection.ReplyTuple), (connection.Slot * 2) + 1);
+    }
+
+    private void UnlinkBySource(Connection connection)
+    {
+        int bucket = SourceBucketOf(connection.OriginalTuple);
+        int slot = connection.Slot;
+        if (_sourceBuckets[bucket] == slot)
+        {
+            _sourceBuckets[bucket] = connection.NextBySource;
+        }
+        else
+        {
+            for (int at = _sourceBuckets[bucket]; at != NoLink; at = _slots[at]!.NextBySource)
+            {
+                var entry = _slots[at]!;
+                if (entry.NextBySource == slot)
+                {
+                    entry.NextBySource = connection.NextBySource;
+                    break;
+                }
+            }
+        }
+
+        connection.NextBySource = -2;
     }
 
     private void UnlinkOne(int bucket, int target)

@@ -84,8 +84,9 @@ public sealed class ExpectationTable
             Remove(oldest);
         }
 
-        if (Count >= MaxExpectations)
+        if (Count >= MaxExpectations && Expire(now) == 0)
         {
+            // Full of live expectations. (Lapsed ones are removed first: they must not count against the limit.)
             return ExpectResult.TableFull;
         }
 

@@ -76,11 +76,26 @@ internal sealed class NatCore
     {
         bool randomAll = (range.Flags & NatRangeFlags.ProtoRandomAll) != 0;
 
-        // Keep the tuple as it is when it already fits the range and nobody else uses it.
-        if (manip == ManipType.Source && !randomAll && InRange(original, range, manip) && !IsUsed(original, connection))
+        if (manip == ManipType.Source && !randomAll)
         {
+            // Keep the tuple as it is when it already fits the range and nobody else uses it.
+            if (InRange(original, range, manip))
+            {
+                if (!IsUsed(original, connection))
+                {
+                    tuple = original;
+                    return true;
+                }
+            }
+            else if (TryExistingMapping(original, range, out var mapped) && !IsUsed(mapped, connection))
+            {
+                // The same source endpoint keeps the mapping it already has, towards every destination
+                // (endpoint-independent mapping, what STUN and hole punching rely on).
+                tuple = mapped;
+                return true;
+            }
+
             tuple = original;
-            return true;
         }
 
         PickAddress(ref tuple, range, manip);
@@ -101,6 +116,37 @@ internal sealed class NatCore
         }
 
         return PickPort(ref tuple, range, connection, manip);
+    }
+
+    /// <summary>
+    /// The mapping an existing connection from the same source endpoint has, applied to <paramref name="original"/>,
+    /// if it lies in <paramref name="range"/> (the kernel's find_appropriate_src).
+    /// </summary>
+    private bool TryExistingMapping(in ConnTuple original, in NatRange range, out ConnTuple mapped)
+    {
+        for (int slot = _table.SourceChainHead(original); slot != -1;)
+        {
+            var entry = _table.AtSlot(slot)!;
+            slot = entry.NextBySource;
+            var o = entry.OriginalTuple;
+            if (o.Family != original.Family || o.Protocol != original.Protocol || o.Source != original.Source || o.SourcePort != original.SourcePort)
+            {
+                continue;
+            }
+
+            // Its source as translated: the inverse of its reply tuple.
+            var translated = entry.ReplyTuple.Invert();
+            mapped = original;
+            mapped.Source = translated.Source;
+            mapped.SourcePort = translated.SourcePort;
+            if (InRange(mapped, range, ManipType.Source))
+            {
+                return true;
+            }
+        }
+
+        mapped = default;
+        return false;
     }
 
     private static bool InRange(in ConnTuple tuple, in NatRange range, ManipType manip)
@@ -149,7 +195,7 @@ internal sealed class NatCore
             return;
         }
 
-        ulong distance = range.MinAddress.DistanceTo(range.MaxAddress);
+        ulong distance = range.MinAddress.DistanceTo(tuple.Family, range.MaxAddress);
         ulong spread = distance == ulong.MaxValue ? ulong.MaxValue : distance + 1;
         ulong hash = tuple.Source.High ^ (tuple.Source.Low * 31);
         if ((range.Flags & NatRangeFlags.Persistent) == 0)

@@ -107,7 +107,8 @@ internal static class NatManip
                 if (l4.Length >= checksumOffset + 2)
                 {
                     ushort check = BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(checksumOffset));
-                    bool udpWithoutChecksum = protocol == IpProtocol.Udp && family == 4 && check == 0;
+                    // A UDP datagram sent without a checksum stays without one (as in the kernel, in both families).
+                    bool udpWithoutChecksum = protocol == IpProtocol.Udp && check == 0;
                     if (!udpWithoutChecksum)
                     {
                         check = Checksum.Update(check, oldAddress, newAddress);

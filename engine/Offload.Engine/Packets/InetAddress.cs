@@ -99,8 +99,14 @@ public readonly struct InetAddress : IEquatable<InetAddress>
     }
 
     /// <summary>How far <paramref name="other"/> lies above this address, saturated at <see cref="ulong.MaxValue"/>.</summary>
-    public ulong DistanceTo(InetAddress other)
+    /// <remarks>For IPv4 the distance is counted in IPv4 addresses (the address lives in the top 32 bits).</remarks>
+    public ulong DistanceTo(byte family, InetAddress other)
     {
+        if (family == 4)
+        {
+            return other.IPv4Value - (ulong)IPv4Value;
+        }
+
         if (other._high == _high)
         {
             return other._low - _low;
@@ -108,6 +114,8 @@ public readonly struct InetAddress : IEquatable<InetAddress>
 
         return other._high == _high + 1 && other._low < _low ? other._low - _low : ulong.MaxValue;
     }
+
+    private bool LooksLikeIPv4 => _low == 0 && (uint)_high == 0;
 
     public static int Compare(InetAddress a, InetAddress b) =>
         a._high != b._high ? a._high.CompareTo(b._high) : a._low.CompareTo(b._low);
@@ -146,5 +154,5 @@ public readonly struct InetAddress : IEquatable<InetAddress>
 
     public static bool operator !=(InetAddress a, InetAddress b) => !a.Equals(b);
 
-    public override string ToString() => _low == 0 && (uint)_high == 0 ? ToString(4) : ToString(6);
+    public override string ToString() => LooksLikeIPv4 ? ToString(4) : ToString(6);
 }

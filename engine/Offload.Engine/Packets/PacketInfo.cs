@@ -440,7 +440,7 @@ public static class PacketParser
 
     /// <summary>
     /// Verifies the transport checksum (TCP, UDP, ICMP, ICMPv6) of a parsed, unfragmented packet.
-    /// A UDP checksum of zero on IPv4 means "none" and passes.
+    /// A UDP checksum of zero means "none" and passes.
     /// </summary>
     public static bool TransportChecksumIsValid(ReadOnlySpan<byte> packet, in PacketInfo info)
     {
@@ -456,7 +456,9 @@ public static class PacketParser
             case IpProtocol.IcmpV6:
                 return Checksum.Fold(Checksum.Add(PseudoHeader(packet, info, l4.Length), l4)) == 0xFFFF;
             case IpProtocol.Udp:
-                if (info.Family == 4 && BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(HeaderOffsets.UdpChecksum)) == 0)
+                // Zero means "no checksum". IPv6 forbids it outside tunnels (RFC 6935), but the kernel's conntrack
+                // lets it pass in both families, and so do we: the receiver decides.
+                if (BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(HeaderOffsets.UdpChecksum)) == 0)
                 {
                     return true;
                 }

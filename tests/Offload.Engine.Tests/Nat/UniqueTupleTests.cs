@@ -221,10 +221,7 @@ public class UniqueTupleTests
         Assert.Equal(Run(42), Run(42));
     }
 
-    [Fact(Skip = "BUG: NatCore.GetUniqueTuple (Nat/NatCore.cs:81-107) lacks the kernel's find_appropriate_src step: when the original "
-        + "tuple is not in the range, the kernel first reuses the mapping an existing connection from the same source address, port and "
-        + "protocol already has (nf_nat_core.c get_unique_tuple step 1), so a client port keeps one public port towards every destination "
-        + "(endpoint-independent mapping, what STUN and hole punching rely on). The engine draws a fresh random port for each destination.")]
+    [Fact]
     public void Same_client_port_keeps_its_mapping_towards_another_server()
     {
         var rig = new RouterRig([new NatRule { Action = NatAction.Snat, Range = Range(WanAddress, minPort: 20000, maxPort: 29999) }]);

@@ -138,6 +138,17 @@ public class ChecksumTests
         }
     }
 
+    // Once a bug (a plain add that lost the end-around carry), fixed in a1fe992.
+    [Fact]
+    public void Pseudo_header_carries_when_the_address_sum_is_near_the_top()
+    {
+        var ones = Enumerable.Repeat((byte)0xFF, 16).ToArray();
+        var zeros = new byte[16];
+        Assert.Equal(
+            (ushort)RefChecksum.Pseudo(ones, zeros, 17, 8),
+            Checksum.Fold(Checksum.PseudoHeader(ones, zeros, 17, 8)));
+    }
+
     public sealed record Change(int Kind, int Offset, byte[] NewBytes);
 
     public sealed record ChangeCase(byte[] Data, Change[] Changes);
