@@ -46,8 +46,12 @@ int main(int argc, char **argv)
     nfq_set_queue_maxlen(queue, 4096);
     if (gso && nfq_set_queue_flags(queue, NFQA_CFG_F_GSO, NFQA_CFG_F_GSO) < 0) { perror("gso"); return 1; }
 
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
+    /* No SA_RESTART: a signal must interrupt recv() so the loop sees `stopping`. */
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_signal;
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGINT, &action, NULL);
     int fd = nfq_fd(handle);
     char buffer[65536 + 4096] __attribute__((aligned));
     unsigned long packets = 0;

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# End-to-end throughput through the lab router, side by side in one run (see docs/benchmarks.md):
+#   kernel   the kernel's own forwarding and MASQUERADE, no queue (the ceiling)
+#   nfq-c    the same, plus every forwarded packet queued to a minimal C libnetfilter_queue consumer that only
+#            accepts (one recv and one verdict per packet: the floor a userspace daemon should beat)
+#   nfq-gso  the C consumer with the queue's GSO flag
+#   offloadd our daemon tracking and NAT'ing the flow (the kernel's conntrack and NAT out of the way)
+# For each: iperf3 TCP for DURATION seconds (Gbit/s), and 64-byte UDP datagrams (packets/s received).
+#
+# Usage: sudo bench/lab/throughput.sh [mode...]   (default: all four)
+# Environment: DURATION (default 5), OFFLOADS=on to leave the veth offloads on (the lab turns them off).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/lab/lab.sh
+. "$repo/tests/lab/lab.sh"
+
+sfx=${LAB_SUFFIX:--bench}
+duration=${DURATION:-5}
+modes=("$@")
+((${#modes[@]})) || modes=(kernel nfq-c nfq-gso offloadd)
+work=$(mktemp -d)
+consumer_pid=
+results=()
+
+cleanup() {
+    [[ -n $consumer_pid ]] && kill -TERM "$consumer_pid" 2>/dev/null && wait "$consumer_pid" 2>/dev/null
+    lab_down "$sfx" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+((EUID == 0)) || { echo "throughput: run as root (namespaces)" >&2; exit 1; }
+for tool in iperf3 gcc jq; do
+    command -v $tool >/dev/null || { echo "throughput: install $tool (apt-get install iperf3 gcc jq libnetfilter-queue-dev)" >&2; exit 1; }
+done
+
+gcc -O2 -Wall -o "$work/nfq-accept" "$here/nfq-accept.c" -lnetfilter_queue
+dotnet build "$repo/daemon/Offload.Daemon" -c Release --nologo -v quiet >/dev/null
+offloadd="$repo/daemon/Offload.Daemon/bin/Release/net10.0/offloadd.dll"
+offloadctl="$repo/daemon/Offload.Ctl/bin/Release/net10.0/offloadctl.dll"
+dotnet build "$repo/daemon/Offload.Ctl" -c Release --nologo -v quiet >/dev/null
+
+server_ip=198.51.100.2
+
+run_iperf() { # prints "tcp_gbps udp_pps"
+    local c s
+    c=$(lab_ns client "$sfx")
+    s=$(lab_ns server "$sfx")
+    ip netns exec "$s" iperf3 -s -D -1 -p 5201 >/dev/null
+    lab_wait_port "$s" 5201 10
+    local tcp
+    # A flooded queue may drop iperf3's own control traffic: bound every run in time.
+    tcp=$(timeout $((duration + 20)) ip netns exec "$c" iperf3 -c "$server_ip" -p 5201 -t "$duration" --connect-timeout 5000 -J |
+        jq '.end.sum_received.bits_per_second / 1e9' || echo 0)
+    ip netns exec "$s" iperf3 -s -D -1 -p 5202 >/dev/null
+    lab_wait_port "$s" 5202 10
+    local udp
+    udp=$(timeout $((duration + 20)) ip netns exec "$c" iperf3 -c "$server_ip" -p 5202 -u -l 64 -b 0 -t "$duration" --connect-timeout 5000 -J |
+        jq '(.end.sum.packets - .end.sum.lost_packets) / .end.sum.seconds' || echo 0)
+    pkill -f "iperf3 -s -D -1 -p 520" || true
+    printf '%.2f %.0f\n' "$tcp" "$udp"
+}
+
+setup_lab() {
+    lab_down "$sfx" >/dev/null 2>&1 || true
+    lab_up "$sfx" >/dev/null
+    if [[ ${OFFLOADS:-} == on ]]; then
+        for ns in client router server; do
+            for dev in $(ip -n "$(lab_ns $ns "$sfx")" -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1); do
+                ip netns exec "$(lab_ns $ns "$sfx")" ethtool -K "$dev" tx on tso on gso on gro on >/dev/null 2>&1 || true
+            done
+        done
+    fi
+}
+
+for mode in "${modes[@]}"; do
+    setup_lab
+    r=$(lab_ns router "$sfx")
+    extra=""
+    case $mode in
+    kernel)
+        lab_kernel_nat "$sfx" >/dev/null
+        ;;
+    nfq-c | nfq-gso)
+        lab_kernel_nat "$sfx" >/dev/null
+        ip netns exec "$r" iptables -t mangle -A FORWARD -j NFQUEUE --queue-num 7
+        flag=$([[ $mode == nfq-gso ]] && echo gso || true)
+        ip netns exec "$r" "$work/nfq-accept" 7 $flag 2>"$work/consumer.log" &
+        consumer_pid=$!
+        sleep 0.5
+        ;;
+    offloadd)
+        ip netns exec "$r" dotnet "$offloadd" --config "$repo/tests/lab/offloadd.yaml" --apply-rules \
+            --socket "$work/offloadd.sock" >"$work/offloadd.log" 2>&1 &
+        consumer_pid=$!
+        for _ in $(seq 50); do [[ -S $work/offloadd.sock ]] && break; sleep 0.2; done
+        ;;
+    *)
+        echo "unknown mode $mode" >&2
+        exit 2
+        ;;
+    esac
+
+    read -r tcp udp < <(run_iperf)
+    if [[ $mode == offloadd ]]; then
+        stats=$(dotnet "$offloadctl" stats --socket "$work/offloadd.sock")
+        packets=$(grep -oE '^queue [0-9]+ .*packets [0-9]+' <<<"$stats" | grep -oE 'packets [0-9]+' | awk '{s+=$2} END {print s}')
+        batches=$(grep -oE 'batches [0-9]+' <<<"$stats" | awk '{s+=$2} END {print s}')
+        sends=$(grep -oE 'sends [0-9]+' <<<"$stats" | awk '{s+=$2} END {print s}')
+        extra=$(awk -v p="$packets" -v b="$batches" -v s="$sends" 'BEGIN { if (p > 0) printf "%.3f syscalls/packet (%d packets, %d receive + %d send calls)", (b + s) / p, p, b, s }')
+    elif [[ $mode == nfq-* ]]; then
+        extra="2 syscalls/packet (one recv, one verdict)"
+    fi
+
+    if [[ -n $consumer_pid ]]; then
+        kill -TERM "$consumer_pid" 2>/dev/null || true
+        wait "$consumer_pid" 2>/dev/null || true
+        consumer_pid=
+    fi
+
+    results+=("$(printf '%-9s %8s Gbit/s %10s pkt/s  %s' "$mode" "$tcp" "$udp" "$extra")")
+    echo "${results[-1]}"
+done
+
+echo
+echo "== throughput through the lab router (${duration}s each, $(nproc) CPUs, offloads ${OFFLOADS:-off})"
+printf '%s\n' "${results[@]}"
