@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Offload.Alg;
 using Offload.Engine;
 using Offload.Engine.Conntrack;
+using Offload.Engine.Routing;
 using Offload.Interop.Nfqueue;
 using Offload.Rules;
 
@@ -107,12 +108,14 @@ internal sealed class Daemon : IDisposable
     {
         // Rules name interfaces; their indexes may have changed with the links.
         var options = BuildOptions(_config, _interfaces);
+        int forgotten;
         lock (_engineLock)
         {
             _engine!.Reconfigure(options.NatRules, options.Helpers);
+            forgotten = _engine.ForgetMasqueradedToGoneAddresses((index, family, address) => _interfaces.HasAddress(index, family, address));
         }
 
-        Log.InterfacesChanged(_logger);
+        Log.InterfacesChanged(_logger, forgotten);
     }
 
     private static string HelperNames(OffloadConfig config) =>

@@ -26,8 +26,8 @@ internal static partial class Log
     [LoggerMessage(1005, LogLevel.Information, "Stopped: {Packets} packets, {Connections} connections tracked at the end")]
     public static partial void Stopped(ILogger logger, long packets, int connections);
 
-    [LoggerMessage(1006, LogLevel.Information, "Interfaces changed: NAT rules re-resolved")]
-    public static partial void InterfacesChanged(ILogger logger);
+    [LoggerMessage(1006, LogLevel.Information, "Interfaces changed: NAT rules re-resolved, {Forgotten} connections masqueraded to a vanished address removed")]
+    public static partial void InterfacesChanged(ILogger logger, int forgotten);
 
     [LoggerMessage(2000, LogLevel.Error, "Queue {Queue}: {Error}")]
     public static partial void QueueError(ILogger logger, int queue, string error);

@@ -612,6 +612,11 @@ public sealed class ConntrackEngine
                 return false;
             }
 
+            if (rule.Action == NatAction.Masquerade)
+            {
+                conn.MasqueradeInterface = outInterface;
+            }
+
             return _nat.SetupInfo(conn, range, manip);
         }
 
@@ -916,6 +921,33 @@ public sealed class ConntrackEngine
         {
             _counters[(int)counter]++;
         }
+    }
+
+    /// <summary>
+    /// Removes the connections masqueraded to an address their interface no longer has (the kernel does the same when
+    /// an address goes away): their replies could never come back, and a new connection will get the new address.
+    /// </summary>
+    /// <param name="stillHas">Whether an interface (by index) still has an address (of a family).</param>
+    /// <returns>How many connections were removed.</returns>
+    public int ForgetMasqueradedToGoneAddresses(Func<int, byte, InetAddress, bool> stillHas)
+    {
+        ArgumentNullException.ThrowIfNull(stillHas);
+        var gone = new List<Connection>();
+        foreach (var connection in _table.Entries())
+        {
+            if (connection.MasqueradeInterface != 0
+                && !stillHas(connection.MasqueradeInterface, connection.ReplyTuple.Family, connection.ReplyTuple.Destination))
+            {
+                gone.Add(connection);
+            }
+        }
+
+        foreach (var connection in gone)
+        {
+            Destroy(connection, EngineCounter.ConnectionsMasqueradeGone);
+        }
+
+        return gone.Count;
     }
 
     /// <summary>

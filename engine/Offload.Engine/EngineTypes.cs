@@ -155,6 +155,9 @@ public enum EngineCounter
     ConnectionsExpired,
     ConnectionsEarlyDropped,
     ConnectionsReopened,
+
+    /// <summary>Masqueraded connections removed because their interface lost the address they were translated to.</summary>
+    ConnectionsMasqueradeGone,
     ExpectationsCreated,
     ExpectationsFailed,
     ExpectationsExpired,

@@ -27,6 +27,9 @@ public sealed class Connection
     internal int NextBySource = -2;
     internal int Slot = -1;
 
+    /// <summary>The interface whose address MASQUERADE chose (0: not masqueraded), so its flows can go when the address does.</summary>
+    internal int MasqueradeInterface;
+
     internal long ExpiresAt;
     internal ConnStatus StatusBits;
     internal uint MarkValue;

@@ -19,6 +19,14 @@ public interface INetworkInterfaces
     bool TryGetPrimaryAddress(int interfaceIndex, byte family, InetAddress nextHop, out InetAddress address);
 }
 
+/// <summary>Lookups every interface table offers beyond the engine's needs.</summary>
+public static class NetworkInterfacesExtensions
+{
+    /// <summary>True when <paramref name="interfaceIndex"/> has <paramref name="address"/> (its primary address for that address is itself).</summary>
+    public static bool HasAddress(this INetworkInterfaces interfaces, int interfaceIndex, byte family, InetAddress address) =>
+        interfaces.TryGetPrimaryAddress(interfaceIndex, family, address, out var found) && found == address;
+}
+
 /// <summary>A fixed set of interfaces, for replays and tests.</summary>
 public sealed class StaticNetworkInterfaces : INetworkInterfaces
 {
