@@ -49,7 +49,7 @@ internal sealed class Daemon : IDisposable
         _engine = new ConntrackEngine(BuildOptions(_config, _interfaces), SystemClock.Instance);
         _interfaces.Changed += OnInterfacesChanged;
 
-        var options = new NfQueueOptions { FailOpen = steering.FailOpen, MaxQueueLength = 4096 };
+        var options = new NfQueueOptions { FailOpen = steering.FailOpen, Gso = steering.Gso, MaxQueueLength = 4096 };
         foreach (var (role, number) in new[] { ("pre", steering.QueuePre), ("post", steering.QueuePost) })
         {
             var queue = NfQueue.Open(number, options);

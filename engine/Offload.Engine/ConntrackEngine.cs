@@ -247,7 +247,7 @@ public sealed class ConntrackEngine
             return Drop(EngineCounter.DroppedNatExhausted);
         }
 
-        NatManip.Apply(packet, info, conn!, dir, ManipType.Destination);
+        NatManip.Apply(packet, info, conn!, dir, ManipType.Destination, ctx.ChecksumPartial);
         ctx.PassedPreRouting = true;
         return Verdict.Accept;
     }
@@ -564,7 +564,7 @@ public sealed class ConntrackEngine
             return Drop(EngineCounter.DroppedNatExhausted);
         }
 
-        NatManip.Apply(ctx.Packet, ctx.Info, conn, ctx.Dir, ManipType.Source);
+        NatManip.Apply(ctx.Packet, ctx.Info, conn, ctx.Dir, ManipType.Source, ctx.ChecksumPartial);
 
         if (conn.Extras?.Helper is { } helper)
         {
@@ -578,7 +578,7 @@ public sealed class ConntrackEngine
 
         if (ctx.Info.Protocol == IpProtocol.Tcp && conn.HasStatus(ConnStatus.SeqAdjust) && conn.Extras is { } extras)
         {
-            SeqAdj.Adjust(ctx.Packet, ctx.Info, extras.SeqAdj(ctx.Dir), extras.SeqAdj(ctx.Dir.Opposite()));
+            SeqAdj.Adjust(ctx.Packet, ctx.Info, extras.SeqAdj(ctx.Dir), extras.SeqAdj(ctx.Dir.Opposite()), ctx.ChecksumPartial);
         }
 
         if (ctx.Unconfirmed)
@@ -777,7 +777,7 @@ public sealed class ConntrackEngine
                 conn.StatusBits |= ConnStatus.SeqAdjust;
             }
 
-            RecomputeTransportChecksum(packet, info, HeaderOffsets.TcpChecksum, zeroMeansNone: false);
+            RecomputeTransportChecksum(packet, info, HeaderOffsets.TcpChecksum, zeroMeansNone: false, ctx.ChecksumPartial);
         }
         else if (info.Protocol == IpProtocol.Udp)
         {
@@ -785,16 +785,23 @@ public sealed class ConntrackEngine
             BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(HeaderOffsets.UdpLength), (ushort)l4.Length);
             if (hadChecksum)
             {
-                RecomputeTransportChecksum(packet, info, HeaderOffsets.UdpChecksum, zeroMeansNone: true);
+                RecomputeTransportChecksum(packet, info, HeaderOffsets.UdpChecksum, zeroMeansNone: true, ctx.ChecksumPartial);
             }
         }
 
         return true;
     }
 
-    private static void RecomputeTransportChecksum(Span<byte> packet, in PacketInfo info, int checksumOffset, bool zeroMeansNone)
+    private static void RecomputeTransportChecksum(Span<byte> packet, in PacketInfo info, int checksumOffset, bool zeroMeansNone, bool partial)
     {
         var l4 = packet.Slice(info.L4Offset, info.TotalLength - info.L4Offset);
+        if (partial)
+        {
+            // Offloaded: the device sums header and payload; the field carries the pseudo-header sum for the new length.
+            BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(checksumOffset), Checksum.Fold(PacketParser.PseudoHeader(packet, info, l4.Length)));
+            return;
+        }
+
         l4[checksumOffset] = 0;
         l4[checksumOffset + 1] = 0;
         ushort check = Checksum.Finish(Checksum.Add(PacketParser.PseudoHeader(packet, info, l4.Length), l4));

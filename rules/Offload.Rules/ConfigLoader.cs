@@ -409,7 +409,7 @@ public static class ConfigLoader
         public SteeringConfig Steering(YamlNode node)
         {
             var config = new SteeringConfig { Line = (int)node.Start.Line };
-            foreach (var (key, value) in Entries(node, "from", "to", "queue-pre", "queue-post", "nat-ports", "protocols", "fail-open"))
+            foreach (var (key, value) in Entries(node, "from", "to", "queue-pre", "queue-post", "nat-ports", "protocols", "fail-open", "gso"))
             {
                 switch (key)
                 {
@@ -440,6 +440,9 @@ public static class ConfigLoader
                         break;
                     case "fail-open":
                         config = config with { FailOpen = Boolean(value) };
+                        break;
+                    case "gso":
+                        config = config with { Gso = Boolean(value) };
                         break;
                 }
             }

@@ -97,6 +97,12 @@ public sealed record SteeringConfig
     /// </summary>
     public bool FailOpen { get; init; }
 
+    /// <summary>
+    /// Let the kernel queue segmentation-offload super-packets whole (the queue's GSO flag): far fewer packets to
+    /// handle, with offloaded checksums the engine updates as such. On by default.
+    /// </summary>
+    public bool Gso { get; init; } = true;
+
     public int Line { get; init; }
 }
 

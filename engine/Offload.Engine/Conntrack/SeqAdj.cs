@@ -36,7 +36,8 @@ internal static class SeqAdj
         After(ack - (uint)otherWay.OffsetBefore, otherWay.CorrectionPosition) ? otherWay.OffsetAfter : otherWay.OffsetBefore;
 
     /// <summary>Adjusts seq, ack and SACK blocks of a TCP segment in place, with incremental checksum updates.</summary>
-    public static void Adjust(Span<byte> packet, in PacketInfo info, in SeqAdjustment thisWay, in SeqAdjustment otherWay)
+    /// <remarks>With <c>checksumPartial</c> (an offloaded checksum: only the pseudo-header sum, which holds no sequence numbers) the field is left alone.</remarks>
+    public static void Adjust(Span<byte> packet, in PacketInfo info, in SeqAdjustment thisWay, in SeqAdjustment otherWay, bool checksumPartial = false)
     {
         var tcp = packet.Slice(info.L4Offset, info.PayloadOffset - info.L4Offset);
         uint seq = BinaryPrimitives.ReadUInt32BigEndian(tcp.Slice(HeaderOffsets.TcpSeq));
@@ -44,7 +45,10 @@ internal static class SeqAdj
         if (newSeq != seq)
         {
             BinaryPrimitives.WriteUInt32BigEndian(tcp.Slice(HeaderOffsets.TcpSeq), newSeq);
-            Checksum.UpdateField(tcp, HeaderOffsets.TcpChecksum, seq, newSeq);
+            if (!checksumPartial)
+            {
+                Checksum.UpdateField(tcp, HeaderOffsets.TcpChecksum, seq, newSeq);
+            }
         }
 
         if ((tcp[HeaderOffsets.TcpFlags] & TcpFlags.Ack) == 0)
@@ -57,14 +61,17 @@ internal static class SeqAdj
         if (newAck != ack)
         {
             BinaryPrimitives.WriteUInt32BigEndian(tcp.Slice(HeaderOffsets.TcpAck), newAck);
-            Checksum.UpdateField(tcp, HeaderOffsets.TcpChecksum, ack, newAck);
+            if (!checksumPartial)
+            {
+                Checksum.UpdateField(tcp, HeaderOffsets.TcpChecksum, ack, newAck);
+            }
         }
 
-        AdjustSack(tcp, otherWay);
+        AdjustSack(tcp, otherWay, checksumPartial);
     }
 
     /// <summary>Shifts the edges of SACK blocks back by the other direction's offsets, like acknowledgements.</summary>
-    private static void AdjustSack(Span<byte> tcp, in SeqAdjustment otherWay)
+    private static void AdjustSack(Span<byte> tcp, in SeqAdjustment otherWay, bool checksumPartial)
     {
         if (otherWay.IsIdentity)
         {
@@ -106,7 +113,7 @@ internal static class SeqAdj
                     uint adjusted = value - (uint)AckOffsetFor(otherWay, value);
                     if (adjusted != value)
                     {
-                        WriteCovered(tcp, edge, adjusted);
+                        WriteCovered(tcp, edge, adjusted, checksumPartial);
                     }
                 }
             }
@@ -119,8 +126,14 @@ internal static class SeqAdj
     /// Writes a 32-bit value that may start at an odd offset (options need not be aligned), updating the
     /// checksum over the 16-bit words it touches.
     /// </summary>
-    private static void WriteCovered(Span<byte> tcp, int offset, uint value)
+    private static void WriteCovered(Span<byte> tcp, int offset, uint value, bool checksumPartial)
     {
+        if (checksumPartial)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(tcp.Slice(offset), value);
+            return;
+        }
+
         int start = offset & ~1;
         int end = Math.Min((offset + 4 + 1) & ~1, tcp.Length);
         Span<byte> before = stackalloc byte[6];

@@ -16,7 +16,8 @@ internal static class NatManip
     /// if the connection is translated that way. In the reply direction the roles swap: a source-NAT'd
     /// connection has its replies' destination rewritten.
     /// </summary>
-    public static void Apply(Span<byte> packet, in PacketInfo info, Connection connection, ConnDirection direction, ManipType manip)
+    /// <remarks>With <c>checksumPartial</c> (an offloaded checksum) only its pseudo-header part is updated.</remarks>
+    public static void Apply(Span<byte> packet, in PacketInfo info, Connection connection, ConnDirection direction, ManipType manip, bool checksumPartial = false)
     {
         if (!NeedsManip(connection, direction, manip))
         {
@@ -25,7 +26,7 @@ internal static class NatManip
 
         // The packet must look like the inverse of the other direction's tuple.
         var target = connection.TupleOf(direction.Opposite()).Invert();
-        ManipPacket(packet, 0, info.Family, info.L4Offset, info.TotalLength - info.L4Offset, info.Protocol, info.IsLaterFragment, target, manip);
+        ManipPacket(packet, 0, info.Family, info.L4Offset, info.TotalLength - info.L4Offset, info.Protocol, info.IsLaterFragment, target, manip, checksumPartial);
     }
 
     /// <summary>True when a packet of this direction needs the manip of this type.</summary>
@@ -53,7 +54,8 @@ internal static class NatManip
         byte protocol,
         bool laterFragment,
         in ConnTuple target,
-        ManipType manip)
+        ManipType manip,
+        bool checksumPartial = false)
     {
         int addressLength = family == 4 ? 4 : 16;
         int addressOffset = ipOffset + (family == 4 ? (manip == ManipType.Source ? 12 : 16) : (manip == ManipType.Source ? 8 : 24));
@@ -68,7 +70,7 @@ internal static class NatManip
 
         if (!laterFragment)
         {
-            ManipTransport(packet.Slice(l4Offset, l4Available), family, protocol, oldAddress, newAddress, target, manip);
+            ManipTransport(packet.Slice(l4Offset, l4Available), family, protocol, oldAddress, newAddress, target, manip, checksumPartial);
         }
 
         newAddress.CopyTo(packet.Slice(addressOffset, addressLength));
@@ -85,7 +87,8 @@ internal static class NatManip
         ReadOnlySpan<byte> oldAddress,
         ReadOnlySpan<byte> newAddress,
         in ConnTuple target,
-        ManipType manip)
+        ManipType manip,
+        bool checksumPartial)
     {
         switch (protocol)
         {
@@ -109,7 +112,13 @@ internal static class NatManip
                     ushort check = BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(checksumOffset));
                     // A UDP datagram sent without a checksum stays without one (as in the kernel, in both families).
                     bool udpWithoutChecksum = protocol == IpProtocol.Udp && check == 0;
-                    if (!udpWithoutChecksum)
+                    if (checksumPartial)
+                    {
+                        // The device adds the header and payload later: the field holds only the pseudo-header sum, which
+                        // holds the addresses but not the ports.
+                        BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(checksumOffset), Checksum.UpdatePartial(check, oldAddress, newAddress));
+                    }
+                    else if (!udpWithoutChecksum)
                     {
                         check = Checksum.Update(check, oldAddress, newAddress);
                         check = Checksum.Update(check, oldPort, newPort);
