@@ -433,6 +433,39 @@ lab_kernel_nat() {
     done
 }
 
+# --- vsftpd that also takes anonymous uploads ------------------------------------
+
+# lab_vsftpd_uploads [SUFFIX] : like lab_vsftpd (same files, same settings), but
+# anonymous users may also upload new files into incoming/ under the served
+# root, a directory only the ftp user can write. They cannot overwrite, delete,
+# rename or create directories; uploaded files keep vsftpd's anonymous umask
+# (0600, owner ftp), so they cannot be downloaded again. Prints nothing;
+# lab_ftp_root SUFFIX + /incoming is where uploads land.
+lab_vsftpd_uploads() {
+    local sfx=${1-} s t conf pid
+    s=$(lab_ns server "$sfx") && t=$(lab_tmp "$sfx") || return 1
+    lab_vsftpd "$sfx" || return 1
+    lab_vsftpd_stop "$sfx" || return 1
+    conf=$t/vsftpd.conf
+    # The chroot (the served root) stays read-only for the ftp user; only incoming/ is its own.
+    install -d -m 0755 -o ftp -g ftp "$t/ftp-root/incoming" || return 1
+    sed -i -e 's/^write_enable=NO$/write_enable=YES/' \
+        -e 's/^anon_upload_enable=NO$/anon_upload_enable=YES/' "$conf" || return 1
+    if ! grep -qx 'write_enable=YES' "$conf" || ! grep -qx 'anon_upload_enable=YES' "$conf"; then
+        lab_log "lab_vsftpd_uploads: could not enable uploads in $conf"
+        return 1
+    fi
+    ip netns exec "$s" vsftpd "$conf" </dev/null >"$t/vsftpd.out" 2>&1 &
+    pid=$!
+    echo "$pid" >"$t/vsftpd.pid"
+    if ! lab_wait_port "$s" 21 10; then
+        lab_log "vsftpd (uploads) did not come up; its output:"
+        cat "$t/vsftpd.out" >&2 || true
+        return 1
+    fi
+    lab_log "vsftpd (pid $pid) listening on port 21 in $s, uploads into $t/ftp-root/incoming"
+}
+
 # --- command line ----------------------------------------------------------------
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
