@@ -28,7 +28,10 @@ public ref struct PacketContext
     /// <summary>The interface routing chose (0: not routed yet).</summary>
     public int OutInterface;
 
-    /// <summary>Set when the transport checksum holds only a pseudo-header sum (offloaded, GSO): it is neither verified nor recomputed.</summary>
+    /// <summary>
+    /// Set when the transport checksum holds only the pseudo-header sum (offloaded to the device; NFQUEUE's
+    /// CSUMNOTREADY). PreRouting completes it, since whatever the engine gives back is taken as final.
+    /// </summary>
     public bool ChecksumPartial;
 
     internal PacketInfo Info;
@@ -93,6 +96,7 @@ public sealed class ConntrackEngine
     private int _rewriteCount;
     private int _rewriteScratchUsed;
     private int _gcCursor;
+    private readonly IConntrackObserver? _observer;
 
     public ConntrackEngine(EngineOptions options, IClock clock)
     {
@@ -104,6 +108,8 @@ public sealed class ConntrackEngine
         _nat = new NatCore(_table, options.RandomSeed != 0 ? options.RandomSeed : RandomKey());
         _helpers = [.. options.Helpers];
         _rules = [.. options.NatRules];
+        _observer = options.Observer;
+        _expectations.Observer = _observer;
     }
 
     public IClock Clock { get; }
@@ -170,7 +176,15 @@ public sealed class ConntrackEngine
         ctx.Info = info;
         var packet = ctx.Packet;
 
-        if (_options.ValidateChecksums && !ctx.ChecksumPartial && !ChecksumsAreValid(packet, info))
+        if (ctx.ChecksumPartial)
+        {
+            // An offloaded checksum holds only the pseudo-header sum, for the device to finish. The kernel takes a
+            // packet we give back as final (CHECKSUM_NONE), so finish it here: every later update is then an ordinary
+            // incremental one. (A GSO super-packet gets its segments' checksums from the kernel anyway.)
+            CompleteTransportChecksum(packet, info);
+            ctx.ChecksumPartial = false;
+        }
+        else if (_options.ValidateChecksums && !ChecksumsAreValid(packet, info))
         {
             return Drop(EngineCounter.MalformedBadChecksum);
         }
@@ -247,7 +261,7 @@ public sealed class ConntrackEngine
             return Drop(EngineCounter.DroppedNatExhausted);
         }
 
-        NatManip.Apply(packet, info, conn!, dir, ManipType.Destination, ctx.ChecksumPartial);
+        NatManip.Apply(packet, info, conn!, dir, ManipType.Destination);
         ctx.PassedPreRouting = true;
         return Verdict.Accept;
     }
@@ -352,6 +366,7 @@ public sealed class ConntrackEngine
 
             ct = CtInfo.Related;
             _counters[(int)EngineCounter.ConnectionsExpected]++;
+            _observer?.ExpectationFulfilled(expectation, conn);
         }
         else
         {
@@ -564,7 +579,7 @@ public sealed class ConntrackEngine
             return Drop(EngineCounter.DroppedNatExhausted);
         }
 
-        NatManip.Apply(ctx.Packet, ctx.Info, conn, ctx.Dir, ManipType.Source, ctx.ChecksumPartial);
+        NatManip.Apply(ctx.Packet, ctx.Info, conn, ctx.Dir, ManipType.Source);
 
         if (conn.Extras?.Helper is { } helper)
         {
@@ -578,7 +593,7 @@ public sealed class ConntrackEngine
 
         if (ctx.Info.Protocol == IpProtocol.Tcp && conn.HasStatus(ConnStatus.SeqAdjust) && conn.Extras is { } extras)
         {
-            SeqAdj.Adjust(ctx.Packet, ctx.Info, extras.SeqAdj(ctx.Dir), extras.SeqAdj(ctx.Dir.Opposite()), ctx.ChecksumPartial);
+            SeqAdj.Adjust(ctx.Packet, ctx.Info, extras.SeqAdj(ctx.Dir), extras.SeqAdj(ctx.Dir.Opposite()));
         }
 
         if (ctx.Unconfirmed)
@@ -777,7 +792,7 @@ public sealed class ConntrackEngine
                 conn.StatusBits |= ConnStatus.SeqAdjust;
             }
 
-            RecomputeTransportChecksum(packet, info, HeaderOffsets.TcpChecksum, zeroMeansNone: false, ctx.ChecksumPartial);
+            RecomputeTransportChecksum(packet, info, HeaderOffsets.TcpChecksum, zeroMeansNone: false);
         }
         else if (info.Protocol == IpProtocol.Udp)
         {
@@ -785,23 +800,34 @@ public sealed class ConntrackEngine
             BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(HeaderOffsets.UdpLength), (ushort)l4.Length);
             if (hadChecksum)
             {
-                RecomputeTransportChecksum(packet, info, HeaderOffsets.UdpChecksum, zeroMeansNone: true, ctx.ChecksumPartial);
+                RecomputeTransportChecksum(packet, info, HeaderOffsets.UdpChecksum, zeroMeansNone: true);
             }
         }
 
         return true;
     }
 
-    private static void RecomputeTransportChecksum(Span<byte> packet, in PacketInfo info, int checksumOffset, bool zeroMeansNone, bool partial)
+    private static void CompleteTransportChecksum(Span<byte> packet, in PacketInfo info)
     {
-        var l4 = packet.Slice(info.L4Offset, info.TotalLength - info.L4Offset);
-        if (partial)
+        if (info.IsFragment)
         {
-            // Offloaded: the device sums header and payload; the field carries the pseudo-header sum for the new length.
-            BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(checksumOffset), Checksum.Fold(PacketParser.PseudoHeader(packet, info, l4.Length)));
             return;
         }
 
+        switch (info.Protocol)
+        {
+            case IpProtocol.Tcp:
+                RecomputeTransportChecksum(packet, info, HeaderOffsets.TcpChecksum, zeroMeansNone: false);
+                break;
+            case IpProtocol.Udp:
+                RecomputeTransportChecksum(packet, info, HeaderOffsets.UdpChecksum, zeroMeansNone: true);
+                break;
+        }
+    }
+
+    private static void RecomputeTransportChecksum(Span<byte> packet, in PacketInfo info, int checksumOffset, bool zeroMeansNone)
+    {
+        var l4 = packet.Slice(info.L4Offset, info.TotalLength - info.L4Offset);
         l4[checksumOffset] = 0;
         l4[checksumOffset + 1] = 0;
         ushort check = Checksum.Finish(Checksum.Add(PacketParser.PseudoHeader(packet, info, l4.Length), l4));
@@ -846,6 +872,7 @@ public sealed class ConntrackEngine
             // Only an endpoint the helper re-announces at a translated address is ours to place: the peer's own
             // endpoint (a server's passive port) must stay where the peer listens.
             bool atTranslatedAddress = request.Destination != master.TupleOf(direction).Source;
+            expectation.AtTranslatedAddress = atTranslatedAddress;
             var (first, min, size) = ExpectationPortSearch(request.DestinationPort, atTranslatedAddress);
             for (int attempt = 0; attempt < Math.Min(NatCore.MaxAttempts, size); attempt++)
             {
@@ -917,7 +944,11 @@ public sealed class ConntrackEngine
     private void Destroy(Connection conn, EngineCounter? reason)
     {
         conn.StatusBits |= ConnStatus.Dying;
-        _table.Remove(conn);
+        if (_table.Remove(conn))
+        {
+            _observer?.ConnectionDestroyed(conn);
+        }
+
         if (conn.Extras is { } extras)
         {
             _expectations.RemoveAllOf(conn);

@@ -28,6 +28,34 @@ public sealed class ManualClock : IClock
     public void Advance(TimeSpan by) => NowNanoseconds += (long)by.TotalNanoseconds;
 }
 
+/// <summary>
+/// Told of the rare events of the engine's life (never of single packets), on the thread that processes the packet
+/// that caused them. A live daemon uses them to keep per-flow steering entries (ipset) in step with the table.
+/// Every member has a default that does nothing, so an observer implements only what it needs.
+/// </summary>
+public interface IConntrackObserver
+{
+    /// <summary>A helper registered an expectation.</summary>
+    void ExpectationAdded(Expectations.Expectation expectation)
+    {
+    }
+
+    /// <summary>An expectation went: it lapsed, was replaced or evicted, its master died, or a connection fulfilled it.</summary>
+    void ExpectationRemoved(Expectations.Expectation expectation)
+    {
+    }
+
+    /// <summary>A new connection fulfilled an expectation (it is not confirmed yet).</summary>
+    void ExpectationFulfilled(Expectations.Expectation expectation, Conntrack.Connection connection)
+    {
+    }
+
+    /// <summary>A confirmed connection left the table (expired, closed, dropped early, or its address went).</summary>
+    void ConnectionDestroyed(Conntrack.Connection connection)
+    {
+    }
+}
+
 /// <summary>What to do with a packet.</summary>
 public enum Verdict : byte
 {
@@ -86,6 +114,9 @@ public sealed class EngineOptions
     public IReadOnlyList<HelperBinding> Helpers { get; init; } = [];
 
     public INetworkInterfaces Interfaces { get; init; } = new StaticNetworkInterfaces();
+
+    /// <summary>Told of expectations and connections coming and going; null for nobody.</summary>
+    public IConntrackObserver? Observer { get; init; }
 
     internal int EffectiveMaxExpectations => MaxExpectations > 0 ? MaxExpectations : Math.Max(64, MaxConnections / 256);
 }

@@ -36,8 +36,7 @@ internal static class SeqAdj
         After(ack - (uint)otherWay.OffsetBefore, otherWay.CorrectionPosition) ? otherWay.OffsetAfter : otherWay.OffsetBefore;
 
     /// <summary>Adjusts seq, ack and SACK blocks of a TCP segment in place, with incremental checksum updates.</summary>
-    /// <remarks>With <c>checksumPartial</c> (an offloaded checksum: only the pseudo-header sum, which holds no sequence numbers) the field is left alone.</remarks>
-    public static void Adjust(Span<byte> packet, in PacketInfo info, in SeqAdjustment thisWay, in SeqAdjustment otherWay, bool checksumPartial = false)
+    public static void Adjust(Span<byte> packet, in PacketInfo info, in SeqAdjustment thisWay, in SeqAdjustment otherWay)
     {
         var tcp = packet.Slice(info.L4Offset, info.PayloadOffset - info.L4Offset);
         uint seq = BinaryPrimitives.ReadUInt32BigEndian(tcp.Slice(HeaderOffsets.TcpSeq));
@@ -45,10 +44,7 @@ internal static class SeqAdj
         if (newSeq != seq)
         {
             BinaryPrimitives.WriteUInt32BigEndian(tcp.Slice(HeaderOffsets.TcpSeq), newSeq);
-            if (!checksumPartial)
-            {
-                Checksum.UpdateField(tcp, HeaderOffsets.TcpChecksum, seq, newSeq);
-            }
+            Checksum.UpdateField(tcp, HeaderOffsets.TcpChecksum, seq, newSeq);
         }
 
         if ((tcp[HeaderOffsets.TcpFlags] & TcpFlags.Ack) == 0)
@@ -61,17 +57,14 @@ internal static class SeqAdj
         if (newAck != ack)
         {
             BinaryPrimitives.WriteUInt32BigEndian(tcp.Slice(HeaderOffsets.TcpAck), newAck);
-            if (!checksumPartial)
-            {
-                Checksum.UpdateField(tcp, HeaderOffsets.TcpChecksum, ack, newAck);
-            }
+            Checksum.UpdateField(tcp, HeaderOffsets.TcpChecksum, ack, newAck);
         }
 
-        AdjustSack(tcp, otherWay, checksumPartial);
+        AdjustSack(tcp, otherWay);
     }
 
     /// <summary>Shifts the edges of SACK blocks back by the other direction's offsets, like acknowledgements.</summary>
-    private static void AdjustSack(Span<byte> tcp, in SeqAdjustment otherWay, bool checksumPartial)
+    private static void AdjustSack(Span<byte> tcp, in SeqAdjustment otherWay)
     {
         if (otherWay.IsIdentity)
         {
@@ -113,7 +106,7 @@ internal static class SeqAdj
                     uint adjusted = value - (uint)AckOffsetFor(otherWay, value);
                     if (adjusted != value)
                     {
-                        WriteCovered(tcp, edge, adjusted, checksumPartial);
+                        WriteCovered(tcp, edge, adjusted);
                     }
                 }
             }
@@ -126,14 +119,8 @@ internal static class SeqAdj
     /// Writes a 32-bit value that may start at an odd offset (options need not be aligned), updating the
     /// checksum over the 16-bit words it touches.
     /// </summary>
-    private static void WriteCovered(Span<byte> tcp, int offset, uint value, bool checksumPartial)
+    private static void WriteCovered(Span<byte> tcp, int offset, uint value)
     {
-        if (checksumPartial)
-        {
-            BinaryPrimitives.WriteUInt32BigEndian(tcp.Slice(offset), value);
-            return;
-        }
-
         int start = offset & ~1;
         int end = Math.Min((offset + 4 + 1) & ~1, tcp.Length);
         Span<byte> before = stackalloc byte[6];

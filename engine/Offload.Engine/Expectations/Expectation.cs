@@ -62,6 +62,12 @@ public sealed class Expectation
     /// <summary>The direction of the master the expected connection travels in, for NAT (the kernel's exp->dir).</summary>
     public ConnDirection NatDirection { get; internal set; }
 
+    /// <summary>
+    /// True when the expected connection will arrive at an address the helper re-announced (the master's translated
+    /// address); false when it goes to the peer's own endpoint (e.g. an FTP server's passive port).
+    /// </summary>
+    public bool AtTranslatedAddress { get; internal set; }
+
     /// <summary>The destination port the helper announced before NAT moved it (the kernel's saved_proto).</summary>
     public ushort SavedPort { get; internal set; }
 

@@ -42,6 +42,9 @@ public sealed class ExpectationTable
 
     public int MaxExpectations { get; }
 
+    /// <summary>Told when an expectation is added or removed.</summary>
+    internal IConntrackObserver? Observer { get; set; }
+
     public int Count { get; private set; }
 
     private int BucketOf(in ConnTuple tuple)
@@ -115,6 +118,7 @@ public sealed class ExpectationTable
         extras.ExpectationCount++;
         expectation.Linked = true;
         Count++;
+        Observer?.ExpectationAdded(expectation);
         return ExpectResult.Added;
     }
 
@@ -183,6 +187,7 @@ public sealed class ExpectationTable
         expectation.NextOfMaster = null;
         expectation.Linked = false;
         Count--;
+        Observer?.ExpectationRemoved(expectation);
         return true;
     }
 

@@ -16,8 +16,7 @@ internal static class NatManip
     /// if the connection is translated that way. In the reply direction the roles swap: a source-NAT'd
     /// connection has its replies' destination rewritten.
     /// </summary>
-    /// <remarks>With <c>checksumPartial</c> (an offloaded checksum) only its pseudo-header part is updated.</remarks>
-    public static void Apply(Span<byte> packet, in PacketInfo info, Connection connection, ConnDirection direction, ManipType manip, bool checksumPartial = false)
+    public static void Apply(Span<byte> packet, in PacketInfo info, Connection connection, ConnDirection direction, ManipType manip)
     {
         if (!NeedsManip(connection, direction, manip))
         {
@@ -26,7 +25,7 @@ internal static class NatManip
 
         // The packet must look like the inverse of the other direction's tuple.
         var target = connection.TupleOf(direction.Opposite()).Invert();
-        ManipPacket(packet, 0, info.Family, info.L4Offset, info.TotalLength - info.L4Offset, info.Protocol, info.IsLaterFragment, target, manip, checksumPartial);
+        ManipPacket(packet, 0, info.Family, info.L4Offset, info.TotalLength - info.L4Offset, info.Protocol, info.IsLaterFragment, target, manip);
     }
 
     /// <summary>True when a packet of this direction needs the manip of this type.</summary>
@@ -54,8 +53,7 @@ internal static class NatManip
         byte protocol,
         bool laterFragment,
         in ConnTuple target,
-        ManipType manip,
-        bool checksumPartial = false)
+        ManipType manip)
     {
         int addressLength = family == 4 ? 4 : 16;
         int addressOffset = ipOffset + (family == 4 ? (manip == ManipType.Source ? 12 : 16) : (manip == ManipType.Source ? 8 : 24));
@@ -70,7 +68,7 @@ internal static class NatManip
 
         if (!laterFragment)
         {
-            ManipTransport(packet.Slice(l4Offset, l4Available), family, protocol, oldAddress, newAddress, target, manip, checksumPartial);
+            ManipTransport(packet.Slice(l4Offset, l4Available), family, protocol, oldAddress, newAddress, target, manip);
         }
 
         newAddress.CopyTo(packet.Slice(addressOffset, addressLength));
@@ -87,8 +85,7 @@ internal static class NatManip
         ReadOnlySpan<byte> oldAddress,
         ReadOnlySpan<byte> newAddress,
         in ConnTuple target,
-        ManipType manip,
-        bool checksumPartial)
+        ManipType manip)
     {
         switch (protocol)
         {
@@ -112,13 +109,7 @@ internal static class NatManip
                     ushort check = BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(checksumOffset));
                     // A UDP datagram sent without a checksum stays without one (as in the kernel, in both families).
                     bool udpWithoutChecksum = protocol == IpProtocol.Udp && check == 0;
-                    if (checksumPartial)
-                    {
-                        // The device adds the header and payload later: the field holds only the pseudo-header sum, which
-                        // holds the addresses but not the ports.
-                        BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(checksumOffset), Checksum.UpdatePartial(check, oldAddress, newAddress));
-                    }
-                    else if (!udpWithoutChecksum)
+                    if (!udpWithoutChecksum)
                     {
                         check = Checksum.Update(check, oldAddress, newAddress);
                         check = Checksum.Update(check, oldPort, newPort);

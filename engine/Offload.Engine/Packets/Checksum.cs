@@ -122,13 +122,6 @@ public static class Checksum
         return (ushort)~Fold(sum);
     }
 
-    /// <summary>
-    /// Updates a checksum field that holds a partial checksum (a packet whose device computes the checksum: the field
-    /// holds the folded pseudo-header sum itself, not its complement) after bytes of the pseudo-header changed.
-    /// </summary>
-    public static ushort UpdatePartial(ushort field, ReadOnlySpan<byte> oldBytes, ReadOnlySpan<byte> newBytes) =>
-        (ushort)~Update((ushort)~field, oldBytes, newBytes);
-
     /// <summary>Reads the checksum field at <paramref name="offset"/>, updates it for a 16-bit change, and writes it back.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void UpdateField(Span<byte> packet, int offset, ushort oldWord, ushort newWord)

@@ -1,4 +1,5 @@
 using System.Reflection;
+using Offload.Interop.Ipset;
 using Offload.Interop.Netlink;
 using Offload.Interop.Nfqueue;
 using Offload.Interop.Tests.Support;
@@ -7,8 +8,8 @@ using Xunit;
 namespace Offload.Interop.Tests.Headers;
 
 /// <summary>
-/// Every constant we name after C (all-capitals names in Interop.Sys, NetlinkConstants, NfqConstants, and the
-/// Errno values) equals the value the real headers give it.
+/// Every constant we name after C (all-capitals names in Interop.Sys, NetlinkConstants, NfqConstants, IpsetConstants,
+/// and the Errno values) equals the value the real headers give it.
 /// </summary>
 public sealed class ConstantsTests
 {
@@ -52,12 +53,14 @@ public sealed class ConstantsTests
         Assert.Contains("NFQA_CFG_F_GSO", names);
         Assert.Contains("NFQA_SKB_CSUM_NOTVERIFIED", names);
         Assert.Contains("ENOBUFS", names);
+        Assert.Contains("IPSET_ATTR_IP2", names);
+        Assert.Contains("IPSET_ERR_HASH_FULL", names);
         Assert.DoesNotContain("ENOTSUPP", names);
     }
 
     private static IEnumerable<(string Name, long Value, int Bits, bool Unsigned)> OurConstants()
     {
-        foreach (Type t in new[] { typeof(Interop.Sys), typeof(NetlinkConstants), typeof(NfqConstants) })
+        foreach (Type t in new[] { typeof(Interop.Sys), typeof(NetlinkConstants), typeof(NfqConstants), typeof(IpsetConstants) })
         {
             foreach (FieldInfo f in t.GetFields(BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public))
             {

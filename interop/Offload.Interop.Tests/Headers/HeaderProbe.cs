@@ -23,6 +23,8 @@ internal static class HeaderProbe
         #include <linux/netfilter.h>
         #include <linux/netfilter/nfnetlink.h>
         #include <linux/netfilter/nfnetlink_queue.h>
+        #include <linux/netfilter/ipset/ip_set.h>
+        #include <linux/netfilter/ipset/ip_set_hash.h>
         """;
 
     internal static string? WhyUnavailable()
