@@ -12,10 +12,10 @@ internal static class RulesCommand
 
         var config = new Option<FileInfo>("--config", "-c") { Description = "offloadd's configuration (its steering: section).", Required = true };
         var print = new Command("print", "Print the rules in iptables-restore form, IPv4 then IPv6.") { config };
-        print.SetAction(parse => WithSteering(parse.GetValue(config)!, steering =>
+        print.SetAction(parse => WithSteering(parse.GetValue(config)!, configuration =>
         {
-            Console.Write(SteeringRules.Render(steering, 4));
-            Console.Write(SteeringRules.Render(steering, 6));
+            Console.Write(SteeringRules.Render(configuration, 4));
+            Console.Write(SteeringRules.Render(configuration, 6));
         }));
         rules.Add(print);
 
@@ -24,24 +24,25 @@ internal static class RulesCommand
         apply.SetAction(parse => WithSteering(parse.GetValue(applyConfig)!, SteeringApplier.Apply));
         rules.Add(apply);
 
-        var remove = new Command("remove", "Remove the rules and the jumps to them; nothing else is touched.");
-        remove.SetAction(_ => Guard(SteeringApplier.Remove));
+        var prefix = new Option<string>("--set-prefix") { Description = "The prefix of the ipset sets to destroy (helpers mode).", DefaultValueFactory = _ => "offload" };
+        var remove = new Command("remove", "Remove the rules, the jumps to them and the daemon's ipset sets; nothing else is touched.") { prefix };
+        remove.SetAction(parse => Guard(() => SteeringApplier.Remove(parse.GetValue(prefix)!)));
         rules.Add(remove);
         return rules;
     }
 
-    private static int WithSteering(FileInfo file, Action<SteeringConfig> action)
+    private static int WithSteering(FileInfo file, Action<OffloadConfig> action)
     {
         try
         {
             var config = ConfigLoader.LoadFile(file.FullName);
-            if (config.Steering is not { } steering)
+            if (config.Steering is null)
             {
                 Console.Error.WriteLine($"offloadctl: {file.Name} has no steering: section");
                 return 2;
             }
 
-            return Guard(() => action(steering));
+            return Guard(() => action(config));
         }
         catch (ConfigException e)
         {

@@ -27,6 +27,7 @@ internal sealed class Daemon : IDisposable
     private OffloadConfig _config;
     private ConntrackEngine? _engine;
     private ControlServer? _control;
+    private IpsetSteering? _ipset;
     private bool _rulesApplied;
 
     public Daemon(OffloadConfig config, string configPath, string socketPath, bool manageRules, ILogger logger)
@@ -58,9 +59,16 @@ internal sealed class Daemon : IDisposable
 
         if (_manageRules)
         {
-            SteeringApplier.Apply(steering);
+            SteeringApplier.Apply(_config);
             _rulesApplied = true;
             Log.SteeringApplied(_logger, steering.QueuePre, steering.QueuePost, steering.NatPortMin, steering.NatPortMax, steering.FailOpen ? "open" : "closed");
+        }
+
+        if (steering.Flows == SteeredFlows.Helpers)
+        {
+            // The sets exist now (made by the rules, here or by offloadctl rules apply).
+            _ipset = new IpsetSteering(SteeringRules.SetName(steering, 4), SteeringRules.SetName(steering, 6), _logger);
+            _engine.Observer = _ipset;
         }
 
         _control = new ControlServer(_socketPath, Answer, _logger);
@@ -181,6 +189,11 @@ internal sealed class Daemon : IDisposable
         lock (_engineLock)
         {
             text.Append(CultureInfo.InvariantCulture, $"table: {engine.Connections.Count} connections of {engine.Connections.Capacity}, {engine.Expectations.Count} expectations\n");
+            if (_ipset is { } ipset)
+            {
+                text.Append(CultureInfo.InvariantCulture, $"ipset: {ipset.Steered} flows steered by entry, entries added {ipset.Added}, deleted {ipset.Deleted}, failed {ipset.Failed}\n");
+            }
+
             foreach (var counter in Enum.GetValues<EngineCounter>())
             {
                 long value = engine[counter];
@@ -231,11 +244,21 @@ internal sealed class Daemon : IDisposable
         }
 
         _control?.Dispose();
+        lock (_engineLock)
+        {
+            if (_engine is not null)
+            {
+                _engine.Observer = null;
+            }
+
+            _ipset?.Dispose();
+        }
+
         if (_rulesApplied)
         {
             try
             {
-                SteeringApplier.Remove();
+                SteeringApplier.Remove(_config.Steering?.SetPrefix ?? "offload");
                 Log.SteeringRemoved(_logger);
             }
             catch (InvalidOperationException e)

@@ -47,6 +47,9 @@ internal static partial class Log
     [LoggerMessage(4000, LogLevel.Information, "Steering rules applied (queues {QueuePre} and {QueuePost}, NAT ports {PortMin}-{PortMax}, fail-{Mode})")]
     public static partial void SteeringApplied(ILogger logger, int queuePre, int queuePost, int portMin, int portMax, string mode);
 
+    [LoggerMessage(4002, LogLevel.Warning, "Steering: a set entry could not be changed ({Entry}); only the first ten are logged, all are counted")]
+    public static partial void SteeringEntryFailed(ILogger logger, string entry);
+
     [LoggerMessage(4001, LogLevel.Information, "Steering rules removed")]
     public static partial void SteeringRemoved(ILogger logger);
 }

@@ -34,6 +34,12 @@ public ref struct PacketContext
     /// </summary>
     public bool ChecksumPartial;
 
+    /// <summary>
+    /// Set for a segmentation-offload super-packet (NFQUEUE's GSO flag). The kernel recomputes each segment's TCP
+    /// checksum when it splits such a packet, so a partial TCP checksum need not be completed here.
+    /// </summary>
+    public bool Gso;
+
     internal PacketInfo Info;
     internal Connection? Conn;
     internal ConnDirection Dir;
@@ -96,7 +102,7 @@ public sealed class ConntrackEngine
     private int _rewriteCount;
     private int _rewriteScratchUsed;
     private int _gcCursor;
-    private readonly IConntrackObserver? _observer;
+    private IConntrackObserver? _observer;
 
     public ConntrackEngine(EngineOptions options, IClock clock)
     {
@@ -113,6 +119,17 @@ public sealed class ConntrackEngine
     }
 
     public IClock Clock { get; }
+
+    /// <summary>Who is told of expectations and connections coming and going (replaces <see cref="EngineOptions.Observer"/>).</summary>
+    public IConntrackObserver? Observer
+    {
+        get => _observer;
+        set
+        {
+            _observer = value;
+            _expectations.Observer = value;
+        }
+    }
 
     /// <summary>
     /// Replaces the NAT rules and helper bindings (a configuration reload). Tracked connections keep their
@@ -176,7 +193,13 @@ public sealed class ConntrackEngine
         ctx.Info = info;
         var packet = ctx.Packet;
 
-        if (ctx.ChecksumPartial)
+        if (ctx.ChecksumPartial && ctx.Gso && info.Protocol == IpProtocol.Tcp)
+        {
+            // The kernel sets up each segment's checksum itself when it segments a packet we give back: summing up to
+            // 64 KiB here would be wasted (every later incremental update of the field is as harmless).
+            ctx.ChecksumPartial = false;
+        }
+        else if (ctx.ChecksumPartial)
         {
             // An offloaded checksum holds only the pseudo-header sum, for the device to finish. The kernel takes a
             // packet we give back as final (CHECKSUM_NONE), so finish it here: every later update is then an ordinary

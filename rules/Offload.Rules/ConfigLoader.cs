@@ -409,7 +409,7 @@ public static class ConfigLoader
         public SteeringConfig Steering(YamlNode node)
         {
             var config = new SteeringConfig { Line = (int)node.Start.Line };
-            foreach (var (key, value) in Entries(node, "from", "to", "queue-pre", "queue-post", "nat-ports", "protocols", "fail-open", "gso"))
+            foreach (var (key, value) in Entries(node, "from", "to", "queue-pre", "queue-post", "nat-ports", "protocols", "fail-open", "gso", "flows", "set-prefix"))
             {
                 switch (key)
                 {
@@ -443,6 +443,26 @@ public static class ConfigLoader
                         break;
                     case "gso":
                         config = config with { Gso = Boolean(value) };
+                        break;
+                    case "flows":
+                        config = config with
+                        {
+                            Flows = Scalar(value) switch
+                            {
+                                "all" => SteeredFlows.All,
+                                "helpers" => SteeredFlows.Helpers,
+                                var other => throw Error(value, $"'{other}' is not a flows choice (all, helpers)"),
+                            },
+                        };
+                        break;
+                    case "set-prefix":
+                        string prefix = Scalar(value);
+                        if (prefix.Length is 0 or > 28 || !prefix.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+                        {
+                            throw Error(value, $"'{prefix}' is not a set name prefix (1-28 letters, digits, '-' or '_')");
+                        }
+
+                        config = config with { SetPrefix = prefix };
                         break;
                 }
             }

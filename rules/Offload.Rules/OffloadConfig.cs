@@ -66,6 +66,19 @@ public sealed record ConntrackConfig
     public int? GenericTimeout { get; init; }
 }
 
+/// <summary>Which forwarded flows offloadd takes.</summary>
+public enum SteeredFlows : byte
+{
+    /// <summary>Every flow of the steered protocols from the <c>from</c> to the <c>to</c> interfaces.</summary>
+    All,
+
+    /// <summary>
+    /// Only the flows of the configured helpers' ports and the connections they expect (kept in ipset sets the
+    /// daemon fills); everything else stays on the kernel's fast path.
+    /// </summary>
+    Helpers,
+}
+
 /// <summary>
 /// Which packets iptables hands to offloadd: the forwarded traffic from <see cref="From"/> to <see cref="To"/>
 /// (queued after routing, where source NAT belongs) and what comes back to the daemon's own NAT port range on
@@ -102,6 +115,12 @@ public sealed record SteeringConfig
     /// handle, with offloaded checksums the engine updates as such. On by default.
     /// </summary>
     public bool Gso { get; init; } = true;
+
+    /// <summary>All flows, or only the helpers' (see <see cref="SteeredFlows"/>).</summary>
+    public SteeredFlows Flows { get; init; }
+
+    /// <summary>The ipset sets of flows steered one by one (helpers mode): this prefix, then 4 or 6.</summary>
+    public string SetPrefix { get; init; } = "offload";
 
     public int Line { get; init; }
 }

@@ -6,12 +6,19 @@ namespace Offload.Rules;
 public static class SteeringApplier
 {
     /// <summary>Loads our chains (replacing their previous content) and makes sure the built-in chains jump to them first.</summary>
-    public static void Apply(SteeringConfig steering)
+    public static void Apply(OffloadConfig config)
     {
+        var steering = config.Steering ?? throw new InvalidOperationException("the configuration has no steering: section");
         foreach (byte family in new byte[] { 4, 6 })
         {
             string tool = Tool(family);
-            Run(tool + "-restore", ["--noflush"], SteeringRules.Render(steering, family));
+            if (steering.Flows == SteeredFlows.Helpers)
+            {
+                // The set must exist before a rule names it. Entries are the daemon's, one per flow, over netlink.
+                Run("ipset", ["create", SteeringRules.SetName(steering, family), "hash:ip,port,ip", "family", family == 4 ? "inet" : "inet6", "timeout", "0", "maxelem", "1048576", "-exist"], null);
+            }
+
+            Run(tool + "-restore", ["--noflush"], SteeringRules.Render(config, family));
             foreach (var (table, chain, target) in SteeringRules.Jumps)
             {
                 if (Run(tool, ["-w", "-t", table, "-C", chain, "-j", target], null, check: false) != 0)
@@ -22,8 +29,8 @@ public static class SteeringApplier
         }
     }
 
-    /// <summary>Removes the jumps and our chains; what the administrator added elsewhere is left alone.</summary>
-    public static void Remove()
+    /// <summary>Removes the jumps, our chains and our sets; what the administrator added elsewhere is left alone.</summary>
+    public static void Remove(string setPrefix = "offload")
     {
         foreach (byte family in new byte[] { 4, 6 })
         {
@@ -39,11 +46,26 @@ public static class SteeringApplier
                 Run(tool, ["-w", "-t", table, "-X", target], null, check: false);
             }
         }
+
+        foreach (byte family in new byte[] { 4, 6 })
+        {
+            // A rule that was just deleted may hold the set a moment longer (iptables-nft): retry briefly.
+            string set = setPrefix + family.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (Run("ipset", ["list", "-n", set], null, check: false, missingToolIsFine: true, missingCode: 1) != 0)
+            {
+                continue; // No such set (or no ipset at all): nothing to remove.
+            }
+
+            for (int attempt = 0; attempt < 20 && Run("ipset", ["destroy", set], null, check: false) != 0; attempt++)
+            {
+                Thread.Sleep(100);
+            }
+        }
     }
 
     private static string Tool(byte family) => family == 4 ? "iptables" : "ip6tables";
 
-    private static int Run(string file, string[] arguments, string? input, bool check = true)
+    private static int Run(string file, string[] arguments, string? input, bool check = true, bool missingToolIsFine = false, int missingCode = 0)
     {
         var start = new ProcessStartInfo(file)
         {
@@ -61,6 +83,10 @@ public static class SteeringApplier
         try
         {
             process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {file}");
+        }
+        catch (System.ComponentModel.Win32Exception) when (missingToolIsFine)
+        {
+            return missingCode;
         }
         catch (System.ComponentModel.Win32Exception e)
         {

@@ -28,8 +28,31 @@ public static class SteeringRules
     public const string PreChain = "OFFLOAD-PRE";
     public const string PostChain = "OFFLOAD-POST";
 
+    /// <summary>The ipset set of one family's individually steered flows (helpers mode).</summary>
+    public static string SetName(SteeringConfig steering, byte family) => steering.SetPrefix + family.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>The (protocol, port) pairs of the configured helpers: what helpers mode steers by itself.</summary>
+    public static IReadOnlyList<(byte Protocol, ushort Port)> HelperPorts(OffloadConfig config) =>
+        [.. config.Helpers.SelectMany(h => (h.Ports.Count > 0 ? h.Ports : DefaultHelperPorts(h.Name)).Select(p => (h.Protocol != 0 ? h.Protocol : DefaultHelperProtocol(h.Name), p))).Distinct()];
+
+    private static IEnumerable<ushort> DefaultHelperPorts(string name) => name switch
+    {
+        "ftp" => [21],
+        "tftp" => [69],
+        _ => [],
+    };
+
+    private static byte DefaultHelperProtocol(string name) => name == "tftp" ? (byte)17 : (byte)6;
+
+    /// <summary>The rules of a configuration for one family (4: iptables-restore, 6: ip6tables-restore).</summary>
+    public static string Render(OffloadConfig config, byte family) =>
+        Render(config.Steering ?? throw new ArgumentException("The configuration has no steering section.", nameof(config)), family, HelperPorts(config));
+
     /// <summary>The rules for one family (4: iptables-restore, 6: ip6tables-restore).</summary>
-    public static string Render(SteeringConfig steering, byte family)
+    /// <param name="steering">The steering section.</param>
+    /// <param name="family">4 or 6.</param>
+    /// <param name="helperPorts">The helpers' (protocol, port) pairs, steered in helpers mode.</param>
+    public static string Render(SteeringConfig steering, byte family, IReadOnlyList<(byte Protocol, ushort Port)> helperPorts)
     {
         var text = new StringBuilder();
         text.Append("# offloadd steering rules (IPv").Append(family).Append("), from the configuration; apply with ")
@@ -38,12 +61,32 @@ public static class SteeringRules
         string range = string.Create(CultureInfo.InvariantCulture, $"{steering.NatPortMin}:{steering.NatPortMax}");
 
         text.Append("*raw\n:").Append(PreChain).Append(" - [0:0]\n");
+        string set = SetName(steering, family);
+        if (steering.Flows == SteeredFlows.Helpers)
+        {
+            // Helpers mode: the control flows by port, and each connection they expect by its entry in the set
+            // (destination, port, source), added and removed by the daemon; the rest stays with the kernel.
+            foreach (var from in steering.From)
+            {
+                foreach (var (protocol, port) in helperPorts)
+                {
+                    string p = ProtocolName(protocol);
+                    text.Append($"-A {PreChain} -i {from} -p {p} -m addrtype ! --dst-type LOCAL -m {p} --dport {port} -j CT --notrack\n");
+                }
+
+                text.Append($"-A {PreChain} -i {from} -m addrtype ! --dst-type LOCAL -m set --match-set {set} dst,dst,src -j CT --notrack\n");
+            }
+        }
+
         foreach (byte protocol in steering.Protocols)
         {
             string p = ProtocolName(protocol);
-            foreach (var from in steering.From)
+            if (steering.Flows == SteeredFlows.All)
             {
-                text.Append($"-A {PreChain} -i {from} -p {p} -m addrtype ! --dst-type LOCAL -j CT --notrack\n");
+                foreach (var from in steering.From)
+                {
+                    text.Append($"-A {PreChain} -i {from} -p {p} -m addrtype ! --dst-type LOCAL -j CT --notrack\n");
+                }
             }
 
             foreach (var to in steering.To)

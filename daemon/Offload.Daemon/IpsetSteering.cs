@@ -1,0 +1,126 @@
+using Microsoft.Extensions.Logging;
+using Offload.Engine;
+using Offload.Engine.Conntrack;
+using Offload.Engine.Expectations;
+using Offload.Engine.Packets;
+using Offload.Interop.Ipset;
+
+namespace Offload.Daemon;
+
+/// <summary>
+/// In helpers mode, keeps the ipset sets of individually steered flows in step with the engine: a connection a
+/// helper expects is put in the set before its first packet comes from the LAN side, kept while it lives, and
+/// taken out when it (or its unused expectation) goes. Entries are (destination, port, source) of the packets the
+/// LAN side sends, which the steering rules match with <c>dst,dst,src</c>.
+/// </summary>
+/// <remarks>Called on the packet thread, under the engine's lock, for rare events only (never per packet).</remarks>
+internal sealed class IpsetSteering : IConntrackObserver, IDisposable
+{
+    private readonly IpsetClient _client;
+    private readonly string _set4;
+    private readonly string _set6;
+    private readonly ILogger _logger;
+    private readonly Dictionary<Connection, IpsetEntry> _byConnection = new(ReferenceEqualityComparer.Instance);
+    private readonly IpsetOperation[] _one = new IpsetOperation[1];
+
+    public IpsetSteering(string set4, string set6, ILogger logger)
+    {
+        _client = IpsetClient.Open();
+        _set4 = set4;
+        _set6 = set6;
+        _logger = logger;
+
+        // Entries left by an earlier run describe flows this engine does not know.
+        _client.Flush(set4);
+        _client.Flush(set6);
+    }
+
+    public long Added { get; private set; }
+
+    public long Deleted { get; private set; }
+
+    public long Failed { get; private set; }
+
+    public int Steered => _byConnection.Count;
+
+    public void ExpectationAdded(Expectation expectation)
+    {
+        // One that arrives at our own address and port range is steered by the range rule; the others (a server's
+        // passive port) must be in the set before the client's first packet.
+        if (!expectation.AtTranslatedAddress)
+        {
+            var seconds = (uint)Math.Clamp((expectation.ExpiresAt - SystemClock.Instance.NowNanoseconds) / 1_000_000_000L + 1, 1, int.MaxValue);
+            Apply(IpsetOperation.Add(SetOf(expectation.Tuple.Family), EntryOf(expectation.Tuple), seconds));
+        }
+    }
+
+    public void ExpectationRemoved(Expectation expectation)
+    {
+        if (!expectation.AtTranslatedAddress)
+        {
+            Apply(IpsetOperation.Delete(SetOf(expectation.Tuple.Family), EntryOf(expectation.Tuple)));
+        }
+    }
+
+    public void ExpectationFulfilled(Expectation expectation, Connection connection)
+    {
+        // The packets the LAN side sends: the original direction of a connection the LAN opened, or the replies
+        // of one that arrived at our address.
+        var lanSide = expectation.AtTranslatedAddress ? connection.Reply : connection.Original;
+        var entry = EntryOf(lanSide);
+        if (Apply(IpsetOperation.Add(SetOf(lanSide.Family), entry)))
+        {
+            _byConnection[connection] = entry;
+        }
+    }
+
+    public void ConnectionDestroyed(Connection connection)
+    {
+        if (_byConnection.Remove(connection, out var entry))
+        {
+            Apply(IpsetOperation.Delete(SetOf(connection.Original.Family), entry));
+        }
+    }
+
+    private string SetOf(byte family) => family == 4 ? _set4 : _set6;
+
+    private static IpsetEntry EntryOf(in ConnTuple tuple)
+    {
+        Span<byte> destination = stackalloc byte[16];
+        Span<byte> source = stackalloc byte[16];
+        int length = InetAddress.Length(tuple.Family);
+        tuple.Destination.Write(tuple.Family, destination);
+        tuple.Source.Write(tuple.Family, source);
+        return new IpsetEntry(
+            tuple.Family == 4 ? IpsetFamily.IPv4 : IpsetFamily.IPv6,
+            tuple.Protocol,
+            destination.Slice(0, length),
+            tuple.DestinationPort,
+            source.Slice(0, length));
+    }
+
+    private bool Apply(in IpsetOperation operation)
+    {
+        _one[0] = operation;
+        bool ok = _client.Apply(_one) == 0;
+        if (!ok)
+        {
+            if (Failed++ < 10)
+            {
+                Log.SteeringEntryFailed(_logger, operation.Entry.ToString());
+            }
+        }
+        else if (operation.Kind == IpsetOperationKind.Add)
+        {
+            Added++;
+        }
+        else
+        {
+            Deleted++;
+        }
+
+        return ok;
+    }
+
+    public void Dispose() => _client.Dispose();
+}
