@@ -20,7 +20,10 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     private readonly string _set4;
     private readonly string _set6;
     private readonly ILogger _logger;
-    private readonly Dictionary<Connection, IpsetEntry> _byConnection = new(ReferenceEqualityComparer.Instance);
+    // An entry is (destination, port, source) without the source port: several flows may share one (e.g. the
+    // active-mode data connections of one client, all from the server's port 20), so entries are counted.
+    private readonly Dictionary<EntryKey, int> _users = [];
+    private readonly Dictionary<Connection, EntryKey> _byConnection = new(ReferenceEqualityComparer.Instance);
     private readonly IpsetOperation[] _one = new IpsetOperation[1];
 
     public IpsetSteering(string set4, string set6, ILogger logger)
@@ -41,6 +44,7 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
 
     public long Failed { get; private set; }
 
+    /// <summary>Connections steered by an entry.</summary>
     public int Steered => _byConnection.Count;
 
     public void ExpectationAdded(Expectation expectation)
@@ -49,8 +53,7 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         // passive port) must be in the set before the client's first packet.
         if (!expectation.AtTranslatedAddress)
         {
-            var seconds = (uint)Math.Clamp((expectation.ExpiresAt - SystemClock.Instance.NowNanoseconds) / 1_000_000_000L + 1, 1, int.MaxValue);
-            Apply(IpsetOperation.Add(SetOf(expectation.Tuple.Family), EntryOf(expectation.Tuple), seconds));
+            Acquire(EntryKey.Of(expectation.Tuple));
         }
     }
 
@@ -58,7 +61,7 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     {
         if (!expectation.AtTranslatedAddress)
         {
-            Apply(IpsetOperation.Delete(SetOf(expectation.Tuple.Family), EntryOf(expectation.Tuple)));
+            Release(EntryKey.Of(expectation.Tuple));
         }
     }
 
@@ -66,38 +69,56 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     {
         // The packets the LAN side sends: the original direction of a connection the LAN opened, or the replies
         // of one that arrived at our address.
-        var lanSide = expectation.AtTranslatedAddress ? connection.Reply : connection.Original;
-        var entry = EntryOf(lanSide);
-        if (Apply(IpsetOperation.Add(SetOf(lanSide.Family), entry)))
+        var key = EntryKey.Of(expectation.AtTranslatedAddress ? connection.Reply : connection.Original);
+        if (Acquire(key))
         {
-            _byConnection[connection] = entry;
+            _byConnection[connection] = key;
         }
     }
 
     public void ConnectionDestroyed(Connection connection)
     {
-        if (_byConnection.Remove(connection, out var entry))
+        if (_byConnection.Remove(connection, out var key))
         {
-            Apply(IpsetOperation.Delete(SetOf(connection.Original.Family), entry));
+            Release(key);
         }
     }
 
-    private string SetOf(byte family) => family == 4 ? _set4 : _set6;
-
-    private static IpsetEntry EntryOf(in ConnTuple tuple)
+    private bool Acquire(EntryKey key)
     {
-        Span<byte> destination = stackalloc byte[16];
-        Span<byte> source = stackalloc byte[16];
-        int length = InetAddress.Length(tuple.Family);
-        tuple.Destination.Write(tuple.Family, destination);
-        tuple.Source.Write(tuple.Family, source);
-        return new IpsetEntry(
-            tuple.Family == 4 ? IpsetFamily.IPv4 : IpsetFamily.IPv6,
-            tuple.Protocol,
-            destination.Slice(0, length),
-            tuple.DestinationPort,
-            source.Slice(0, length));
+        if (_users.TryGetValue(key, out int users))
+        {
+            _users[key] = users + 1;
+            return true;
+        }
+
+        if (!Apply(IpsetOperation.Add(SetOf(key.Family), key.ToEntry())))
+        {
+            return false;
+        }
+
+        _users[key] = 1;
+        return true;
     }
+
+    private void Release(EntryKey key)
+    {
+        if (!_users.TryGetValue(key, out int users))
+        {
+            return;
+        }
+
+        if (users > 1)
+        {
+            _users[key] = users - 1;
+            return;
+        }
+
+        _users.Remove(key);
+        Apply(IpsetOperation.Delete(SetOf(key.Family), key.ToEntry()));
+    }
+
+    private string SetOf(byte family) => family == 4 ? _set4 : _set6;
 
     private bool Apply(in IpsetOperation operation)
     {
@@ -123,4 +144,20 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     }
 
     public void Dispose() => _client.Dispose();
+
+    /// <summary>The set entry of the packets with this tuple: (destination, port, source) and the protocol.</summary>
+    private readonly record struct EntryKey(byte Family, byte Protocol, InetAddress Destination, ushort Port, InetAddress Source)
+    {
+        public static EntryKey Of(in ConnTuple tuple) => new(tuple.Family, tuple.Protocol, tuple.Destination, tuple.DestinationPort, tuple.Source);
+
+        public IpsetEntry ToEntry()
+        {
+            Span<byte> destination = stackalloc byte[16];
+            Span<byte> source = stackalloc byte[16];
+            int length = InetAddress.Length(Family);
+            Destination.Write(Family, destination);
+            Source.Write(Family, source);
+            return new IpsetEntry(Family == 4 ? IpsetFamily.IPv4 : IpsetFamily.IPv6, Protocol, destination.Slice(0, length), Port, source.Slice(0, length));
+        }
+    }
 }

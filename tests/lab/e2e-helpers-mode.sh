@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# offloadd in helpers mode (tests/lab/offloadd-helpers.yaml): only FTP control connections and the data
+# connections they announce reach the daemon, steered one by one through ipset entries it keeps over netlink;
+# every other flow stays with the kernel. Checks every FTP mode, the set entries while flows live and after,
+# and that only those flows are taken from the kernel. Ends with "N passed, N failed".
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/lab/lab.sh
+. "$here/lab.sh"
+
+sfx=${LAB_SUFFIX:--hm}
+work=$(mktemp -d)
+passed=0
+failed=0
+daemon_pid=
+ok() { echo "ok - $*"; passed=$((passed + 1)); }
+not_ok() { echo "not ok - $*"; failed=$((failed + 1)); }
+cleanup() {
+    [[ -n $daemon_pid ]] && kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
+    lab_down "$sfx" >/dev/null 2>&1 || true
+    rm -rf "$work"
+    echo "$passed passed, $failed failed"
+}
+trap cleanup EXIT
+
+((EUID == 0)) || { echo "needs root" >&2; exit 1; }
+offloadd="$repo/daemon/Offload.Daemon/bin/Release/net10.0/offloadd.dll"
+offloadctl="$repo/daemon/Offload.Ctl/bin/Release/net10.0/offloadctl.dll"
+[[ -f $offloadd && -f $offloadctl ]] || dotnet build "$repo/Offload.sln" -c Release --nologo -v quiet >/dev/null
+
+lab_up "$sfx" >/dev/null
+lab_vsftpd "$sfx" >/dev/null
+r=$(lab_ns router "$sfx")
+c=$(lab_ns client "$sfx")
+root=$(lab_ftp_root "$sfx")
+sock="$work/offloadd.sock"
+ip netns exec "$r" dotnet "$offloadd" --config "$repo/tests/lab/offloadd-helpers.yaml" --apply-rules --socket "$sock" >"$work/daemon.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 100); do [[ -S $sock ]] && break; sleep 0.1; done
+[[ -S $sock ]] && ok "offloadd started in helpers mode" || { not_ok "offloadd did not start: $(tail -5 "$work/daemon.log")"; exit 1; }
+
+for mode in "PORT|-P - --disable-eprt|ftp://198.51.100.2" "EPRT|-P -|ftp://198.51.100.2" "PASV|--disable-epsv|ftp://198.51.100.2" \
+    "EPSV||ftp://198.51.100.2" "IPv6 EPRT|-P -|ftp://[2001:db8:2::2]" "IPv6 EPSV||ftp://[2001:db8:2::2]"; do
+    IFS='|' read -r name flags url <<<"$mode"
+    rm -f "$work/file"
+    # shellcheck disable=SC2086
+    if timeout 30 ip netns exec "$c" curl -sS -g $flags -o "$work/file" "$url/big.bin" && cmp -s "$work/file" "$root/big.bin"; then
+        ok "$name download through offloadd in helpers mode is identical"
+    else
+        not_ok "$name download failed or differs"
+    fi
+done
+
+stats=$(dotnet "$offloadctl" stats --socket "$sock")
+if grep -qE '^ipset: [1-9][0-9]* flows steered by entry, entries added [1-9]' <<<"$stats" && grep -q 'failed 0$' <<<"$(grep '^ipset' <<<"$stats")"; then
+    ok "data connections were steered by set entries ($(grep '^ipset' <<<"$stats"))"
+else
+    not_ok "no set entries were used: $(grep '^ipset' <<<"$stats" || echo none)"
+fi
+
+members=$(ip netns exec "$r" ipset list offload4 | sed -n '/Members/,$p' | tail -n +2)
+if grep -q "198.51.100.2,tcp:" <<<"$members"; then ok "offload4 holds the live data flows"; else not_ok "offload4 is empty while flows live"; fi
+
+# A flow of no helper stays with the kernel: on the LAN side only the helper's port and the set are untracked.
+if ip netns exec "$r" iptables -t raw -S OFFLOAD-PRE | grep -q -- '--dport 21 -j CT --notrack' \
+    && ! ip netns exec "$r" iptables -t raw -S OFFLOAD-PRE | grep -qE -- '-i lan0 -p tcp -m addrtype ! --dst-type LOCAL -j CT'; then
+    ok "only the helper's port and the set are taken from the kernel on the LAN side"
+else
+    not_ok "steering rules are not the helpers-mode rules"
+fi
+
+kill -TERM "$daemon_pid"
+wait "$daemon_pid" || true
+daemon_pid=
+if ! ip netns exec "$r" ipset list -n 2>/dev/null | grep -q offload && ! ip netns exec "$r" iptables-save | grep -q OFFLOAD; then
+    ok "stopping removed the rules and the sets"
+else
+    not_ok "rules or sets left behind after stopping"
+fi
