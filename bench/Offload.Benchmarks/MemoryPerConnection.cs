@@ -78,6 +78,12 @@ internal static class MemoryPerConnection
         Console.WriteLine($"ConnectionExtras (when needed): {extrasSize,7} bytes");
         Console.WriteLine($"Table per slot of capacity:     {(double)tableArrays / TableSize,7:N1} bytes (bucket heads, slot references, free list)");
         Console.WriteLine();
+        // A daemon with a full table pays for it in full collections: every entry is an object the GC traces.
+        var pause = Stopwatch.StartNew();
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
+        pause.Stop();
+        var fullGc = GC.GetGCMemoryInfo(GCKind.FullBlocking);
+        Console.WriteLine($"Full blocking GC with the table full: {pause.Elapsed.TotalMilliseconds:N1} ms wall, pause {fullGc.PauseDurations[0].TotalMilliseconds:N1} ms");
         Console.WriteLine($"GC after: heap {info.HeapSizeBytes:N0} bytes, fragmented {info.FragmentedBytes:N0}, committed {info.TotalCommittedBytes:N0}; process working set {Environment.WorkingSet:N0} bytes");
         GC.KeepAlive(engine);
         return 0;
