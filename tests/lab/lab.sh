@@ -466,6 +466,18 @@ lab_vsftpd_uploads() {
     lab_log "vsftpd (pid $pid) listening on port 21 in $s, uploads into $t/ftp-root/incoming"
 }
 
+# lab_wait_capture NS COUNT: waits until COUNT packet sockets (a capture's, one per interface) are open in NS,
+# then a little longer. dumpcap reports its file before it is reading on a busy machine; packets sent before its
+# sockets are bound never reach the capture.
+lab_wait_capture() {
+    local ns=$1 count=$2 deadline=$((SECONDS + 10))
+    until (($(ip netns exec "$ns" awk 'NR > 1' /proc/net/packet | wc -l) >= count)); do
+        ((SECONDS < deadline)) || { lab_log "capture sockets not open in $ns after 10s"; return 1; }
+        sleep 0.05
+    done
+    sleep 0.5
+}
+
 # --- command line ----------------------------------------------------------------
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then

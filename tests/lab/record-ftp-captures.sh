@@ -87,7 +87,7 @@ start_capture() {
         ((SECONDS < deadline)) || die "dumpcap did not start"
         sleep 0.05
     done
-    sleep 0.2
+    lab_wait_capture "$r" 2 || die "dumpcap is not capturing"
 }
 
 # stop_capture FILE : SIGINT (dumpcap's clean stop: it drains its buffers and

@@ -297,7 +297,7 @@ start_capture() {
         ((SECONDS < deadline)) || die "dumpcap did not start"
         sleep 0.05
     done
-    sleep 0.2
+    lab_wait_capture "$r" 2 || die "dumpcap is not capturing"
 }
 
 # settle : let the last packets reach dumpcap before it is stopped. The kernel
