@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Validates reference captures of any IP traffic through the lab router (TCP,
-# UDP, ICMP echo, ICMP errors), where check-captures.sh was written for TCP:
+# UDP, ICMP echo, ICMP errors):
 #
 # - every IPv4 header, TCP, UDP, ICMP and ICMPv6 checksum tshark can verify is
 #   good, also in the headers an ICMP error quotes. A quoted TCP or UDP header
@@ -17,7 +17,7 @@
 #   numbers, in the outer and in any quoted header. (So a frame the router
 #   originated itself, an ICMP error of its own say, fails the check.)
 #
-# Usage: tests/lab/check-ip-captures.sh [file.pcapng...]   (default: tests/data/nat/*.pcapng)
+# Usage: tests/lab/check-ip-captures.sh [file.pcapng...]   (default: tests/data/*/*.pcapng)
 # Exits non-zero on any fault.
 set -euo pipefail
 
@@ -38,7 +38,7 @@ mac_wan0=02:00:c6:33:64:01
 files=("$@")
 if ((${#files[@]} == 0)); then
     shopt -s nullglob
-    files=("$repo"/tests/data/nat/*.pcapng)
+    files=("$repo"/tests/data/*/*.pcapng)
     shopt -u nullglob
 fi
 if ((${#files[@]} == 0)); then

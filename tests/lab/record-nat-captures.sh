@@ -277,74 +277,14 @@ wait_server() {
     }
 }
 
-# --- capture control ---------------------------------------------------------------
-
-# start_capture FILE : dumpcap in the router on lan0 and wan0, no promiscuous
-# mode, full snaplen, pcapng. Returns once both interfaces are open.
-start_capture() {
-    local file=$1 r deadline
-    r=$(lab_ns router "$sfx")
-    : >"$work/dumpcap.log"
-    ip netns exec "$r" dumpcap -q -p -s 262144 -i lan0 -i wan0 -w "$file" \
-        </dev/null >"$work/dumpcap.log" 2>&1 &
-    dumpcap_pid=$!
-    deadline=$((SECONDS + 10))
-    until grep -q '^File: ' "$work/dumpcap.log"; do
-        kill -0 "$dumpcap_pid" 2>/dev/null || {
-            cat "$work/dumpcap.log" >&2
-            die "dumpcap exited early"
-        }
-        ((SECONDS < deadline)) || die "dumpcap did not start"
-        sleep 0.05
-    done
-    lab_wait_capture "$r" 2 || die "dumpcap is not capturing"
-}
+# shellcheck source=tests/lab/capture.sh
+. "$here/capture.sh"
 
 # settle : let the last packets reach dumpcap before it is stopped. The kernel
 # hands captured packets to libpcap in ring blocks, a partly filled block only
 # after a timeout, and dumpcap stopped by SIGINT does not wait for it: without
 # this pause the last packets of an exchange can be missing from the file.
 settle() { sleep 1; }
-
-# stop_capture FILE : SIGINT, wait, check that dumpcap closed the file cleanly
-# and dropped nothing.
-stop_capture() {
-    local file=$1 pid=$dumpcap_pid rc=0
-    kill -INT "$pid"
-    for _ in $(seq 1 200); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        die "dumpcap did not stop on SIGINT"
-    fi
-    wait "$pid" || rc=$?
-    dumpcap_pid=
-    ((rc == 0)) || {
-        cat "$work/dumpcap.log" >&2
-        die "dumpcap exited with $rc"
-    }
-    [[ $(capinfos "$file" 2>/dev/null | grep -c 'Number of stat entries = 1') == 2 ]] ||
-        die "$file: no interface statistics: dumpcap did not close it cleanly"
-    if ! grep -q "dropped on interface 'lan0': [0-9]*/0 " "$work/dumpcap.log" ||
-        ! grep -q "dropped on interface 'wan0': [0-9]*/0 " "$work/dumpcap.log"; then
-        cat "$work/dumpcap.log" >&2
-        die "dumpcap reports dropped packets"
-    fi
-}
-
-# --- checks on a finished capture ----------------------------------------------------
-
-count() {
-    taskset -c "$all_cpus" tshark -n -r "$1" -Y "$2" -T fields -e frame.number 2>/dev/null | wc -l
-}
-
-# expect FILE N FILTER : exactly N frames match.
-expect() {
-    local file=$1 want=$2 filter=$3 got
-    got=$(count "$file" "$filter")
-    [[ $got == "$want" ]] || die "$(basename "$file"): expected $want frame(s) matching [$filter], found $got"
-}
 
 # Direction on a router interface, read from the source MAC.
 in_lan="eth.src == $LAB_MAC_CLIENT"
