@@ -15,11 +15,13 @@ namespace Offload.Benchmarks;
 /// never fills. The original source port is always free on the router, so MASQUERADE keeps it: this is
 /// the no-clash path, the common one. With one invocation per iteration, many warm-up iterations are
 /// needed for the JIT to reach its optimised tier; the heap is collected before each (untimed) so that
-/// the set-up's garbage is not collected on the clock.
+/// the set-up's garbage is not collected on the clock. Results differ more from one process to the next than
+/// within one (JIT and PGO decisions, heap layout), so three processes are measured.
 /// </remarks>
 [InvocationCount(1)]
 [WarmupCount(50)]
 [IterationCount(15)]
+[LaunchCount(3)]
 public class NewConnectionWithNat
 {
     /// <summary>SYNs per invocation: enough for an invocation to last about 10 ms; the table is half full at the end.</summary>

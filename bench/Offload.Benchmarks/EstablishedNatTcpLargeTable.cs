@@ -1,0 +1,108 @@
+using BenchmarkDotNet.Attributes;
+using Offload.Engine;
+using Offload.Engine.Packets;
+
+namespace Offload.Benchmarks;
+
+/// <summary>
+/// <see cref="EstablishedNatTcp.OriginalDirection"/> when the packets belong to many connections, in random
+/// order: with a million entries the bucket array, the entries and the packets no longer fit in the caches,
+/// so each lookup pays for memory. The engine keeps its default settings (checksums validated).
+/// </summary>
+/// <remarks>
+/// The set-up establishes every connection (SYN, SYN/ACK, ACK through the engine), then pre-builds one data
+/// segment for each of <see cref="RingSize"/> connections drawn at random; the operations walk that ring.
+/// </remarks>
+public class EstablishedNatTcpLargeTable
+{
+    /// <summary>Pre-built data segments the operations cycle through (each of a different connection).</summary>
+    public const int RingSize = 1 << 16;
+
+    private const int PortsPerDestination = 64_512;
+    private const uint ClientIsn = 0x1000_0000;
+    private const uint ServerIsn = 0x7000_0000;
+
+    private readonly byte[] _buffer = new byte[Lab.BufferSize];
+    private ConntrackEngine _engine = null!;
+    private byte[][] _ring = null!;
+    private int _next;
+
+    [Params(1_000, 1_000_000)]
+    public int Connections { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _engine = Lab.CreateEngine(maxConnections: 1 << 20);
+        var payload = new byte[64];
+        Span<byte> packet = stackalloc byte[128];
+        for (int i = 0; i < Connections; i++)
+        {
+            var (port, server) = Endpoint(i);
+            Forward(packet, TcpPackets.Write(packet, Lab.Client, port, server, 80, ClientIsn, 0, TcpFlags.Syn, 64240, TcpPackets.LinuxSynOptions, default), Lab.Lan);
+            Forward(packet, TcpPackets.Write(packet, server, 80, Lab.WanRouter, port, ServerIsn, ClientIsn + 1, TcpFlags.Syn | TcpFlags.Ack, 65160, TcpPackets.LinuxSynOptions, default), Lab.Wan);
+            Forward(packet, TcpPackets.Write(packet, Lab.Client, port, server, 80, ClientIsn + 1, ServerIsn + 1, TcpFlags.Ack, 502, default, default), Lab.Lan);
+        }
+
+        var random = new Random(42);
+        _ring = new byte[RingSize][];
+        for (int i = 0; i < RingSize; i++)
+        {
+            var (port, server) = Endpoint(random.Next(Connections));
+            _ring[i] = TcpPackets.Build(Lab.Client, port, server, 80, ClientIsn + 1, ServerIsn + 1, TcpFlags.Ack | TcpFlags.Psh, 502, default, payload);
+        }
+
+        if (_engine.Connections.Count != Connections)
+        {
+            throw new InvalidOperationException($"The table holds {_engine.Connections.Count} connections: {Lab.DescribeCounters(_engine)}");
+        }
+
+        // Warm the path once over the whole ring, and check that every segment is forwarded.
+        for (int i = 0; i < RingSize; i++)
+        {
+            Lab.ForwardOrThrow(_engine, _ring[i], Lab.Lan);
+        }
+
+        GC.Collect();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        if (_engine[EngineCounter.PacketsDropped] != 0)
+        {
+            throw new InvalidOperationException($"Packets were dropped: {Lab.DescribeCounters(_engine)}");
+        }
+    }
+
+    /// <summary>Baseline: copy the next segment of the ring and verify its checksums.</summary>
+    [Benchmark(Baseline = true)]
+    public bool CopyAndVerifyChecksums()
+    {
+        var packet = _ring[_next++ & (RingSize - 1)];
+        packet.CopyTo(_buffer, 0);
+        return Lab.ChecksumsAreValid(_buffer.AsSpan(0, packet.Length));
+    }
+
+    [Benchmark]
+    public Verdict OriginalDirection()
+    {
+        var packet = _ring[_next++ & (RingSize - 1)];
+        packet.CopyTo(_buffer, 0);
+        int length = packet.Length;
+        return Lab.Forward(_engine, _buffer, ref length, Lab.Lan);
+    }
+
+    /// <summary>Connection <paramref name="i"/>'s client port and server: distinct tuples that MASQUERADE keeps as they are.</summary>
+    private static (ushort Port, uint Server) Endpoint(int i) =>
+        ((ushort)(1024 + (i % PortsPerDestination)), Lab.Server + (uint)(i / PortsPerDestination));
+
+    private void Forward(Span<byte> packet, int length, int inInterface)
+    {
+        packet.Slice(0, length).CopyTo(_buffer);
+        if (Lab.Forward(_engine, _buffer, ref length, inInterface) != Verdict.Accept)
+        {
+            throw new InvalidOperationException($"A set-up packet was dropped: {Lab.DescribeCounters(_engine)}");
+        }
+    }
+}
