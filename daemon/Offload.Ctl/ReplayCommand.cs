@@ -73,7 +73,7 @@ internal static class ReplayCommand
     private static void Print(ReplaySession session)
     {
         var s = session.Router.Statistics;
-        Console.WriteLine($"frames read {s.FramesRead}, entering {s.FramesRead - s.FramesLeaving - s.FramesOtherInterface}, forwarded {s.Forwarded}, delivered locally {s.DeliveredLocally}, dropped {s.Dropped}, link control {s.LinkControl}, not IP {s.FramesNotIp}");
+        Console.WriteLine($"frames read {s.FramesRead}, entering {s.FramesRead - s.FramesLeaving - s.FramesOtherInterface}, forwarded {s.Forwarded}, delivered locally {s.DeliveredLocally}, dropped {s.Dropped} (no route {s.NoRoute}, TTL exceeded {s.TtlExceeded}), link control {s.LinkControl}, not IP {s.FramesNotIp}");
         var engine = session.Engine;
         Console.WriteLine($"connections {engine.Connections.Count}, expectations {engine.Expectations.Count}");
         foreach (var counter in Enum.GetValues<EngineCounter>())

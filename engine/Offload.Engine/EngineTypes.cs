@@ -175,12 +175,6 @@ public enum EngineCounter
     /// <summary>A payload rewrite could not be applied (the packet would exceed 64 KiB or its buffer).</summary>
     DroppedRewriteFailed,
 
-    /// <summary>The TTL or hop limit ran out at this router.</summary>
-    DroppedTtlExceeded,
-
-    /// <summary>No route for the packet.</summary>
-    DroppedNoRoute,
-
     ConnectionsCreated,
     ConnectionsExpected,
     ConnectionsExpired,

@@ -31,7 +31,14 @@ public sealed class ReplayStatistics
 
     public long DeliveredLocally { get; internal set; }
 
+    /// <summary>Dropped by the engine (each counted there under its reason), or by the router below.</summary>
     public long Dropped { get; internal set; }
+
+    /// <summary>No route for the (translated) destination.</summary>
+    public long NoRoute { get; internal set; }
+
+    /// <summary>The TTL or hop limit ran out here (a real router would answer with ICMP time exceeded).</summary>
+    public long TtlExceeded { get; internal set; }
 }
 
 /// <summary>
@@ -156,12 +163,14 @@ public sealed class ReplayRouter
         if (route is null)
         {
             Statistics.Dropped++;
+            Statistics.NoRoute++;
             return;
         }
 
         if (!DecrementTtl(packet, info.Family))
         {
             Statistics.Dropped++;
+            Statistics.TtlExceeded++;
             return;
         }
 

@@ -113,7 +113,7 @@ internal sealed class EngineRig
     {
         Assert.Equal(engine[EngineCounter.PacketsIn], engine[EngineCounter.PacketsOut] + engine[EngineCounter.PacketsDropped]);
         long reasons = 0;
-        for (var c = EngineCounter.MalformedTruncated; c <= EngineCounter.DroppedNoRoute; c++)
+        for (var c = EngineCounter.MalformedTruncated; c <= EngineCounter.DroppedRewriteFailed; c++)
         {
             reasons += engine[c];
         }

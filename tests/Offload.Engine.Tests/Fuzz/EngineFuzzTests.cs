@@ -492,13 +492,13 @@ public class EngineFuzzTests
             long outDelta = after[(int)EngineCounter.PacketsOut] - before[(int)EngineCounter.PacketsOut];
             long dropDelta = after[(int)EngineCounter.PacketsDropped] - before[(int)EngineCounter.PacketsDropped];
             long reasonDelta = 0;
-            for (var c = EngineCounter.MalformedTruncated; c <= EngineCounter.DroppedNoRoute; c++)
+            for (var c = EngineCounter.MalformedTruncated; c <= EngineCounter.DroppedRewriteFailed; c++)
             {
                 reasonDelta += after[(int)c] - before[(int)c];
             }
 
             LastDropReason = null;
-            for (var c = EngineCounter.MalformedTruncated; c <= EngineCounter.DroppedNoRoute; c++)
+            for (var c = EngineCounter.MalformedTruncated; c <= EngineCounter.DroppedRewriteFailed; c++)
             {
                 if (after[(int)c] != before[(int)c])
                 {
