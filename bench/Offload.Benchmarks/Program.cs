@@ -29,5 +29,7 @@ var config = DefaultConfig.Instance
     .AddColumn(StatisticColumn.Median, StatisticColumn.Min, new PacketsPerSecondColumn())
     .WithOptions(ConfigOptions.DisableLogFile);
 
-BenchmarkSwitcher.FromAssembly(typeof(Lab).Assembly).Run(args, config);
-return 0;
+var summaries = BenchmarkSwitcher.FromAssembly(typeof(Lab).Assembly).Run(args, config);
+
+// A benchmark whose set-up check failed (a packet dropped, a PORT not rewritten) must not pass unnoticed in a script.
+return summaries.Any(s => s.HasCriticalValidationErrors || s.Reports.Any(r => !r.Success)) ? 1 : 0;
