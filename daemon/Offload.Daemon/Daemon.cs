@@ -21,6 +21,7 @@ internal sealed class Daemon : IDisposable
     private readonly bool _manageRules;
     private readonly ILogger _logger;
     private readonly object _engineLock = new();
+    private readonly ManualClock _clock = new() { NowNanoseconds = SystemClock.Instance.NowNanoseconds };
     private readonly LiveNetworkInterfaces _interfaces = new();
     private readonly ManualResetEventSlim _stopped = new();
     private readonly List<QueueWorker> _workers = [];
@@ -47,14 +48,15 @@ internal sealed class Daemon : IDisposable
     public void Start()
     {
         var steering = _config.Steering ?? throw new ConfigException(_config.Source, 0, 0, "offloadd needs a steering: section (which queues to serve)");
-        _engine = new ConntrackEngine(BuildOptions(_config, _interfaces), SystemClock.Instance);
+        // Reading the system clock costs a fifth of a packet's path: the workers read it once per burst instead.
+        _engine = new ConntrackEngine(BuildOptions(_config, _interfaces), _clock);
         _interfaces.Changed += OnInterfacesChanged;
 
         var options = new NfQueueOptions { FailOpen = steering.FailOpen, Gso = steering.Gso, MaxQueueLength = 4096 };
         foreach (var (role, number) in new[] { ("pre", steering.QueuePre), ("post", steering.QueuePost) })
         {
             var queue = NfQueue.Open(number, options);
-            _workers.Add(new QueueWorker(role, queue, _engine, _engineLock, _logger));
+            _workers.Add(new QueueWorker(role, queue, _engine, _clock, _engineLock, _logger));
         }
 
         if (_manageRules)

@@ -34,6 +34,7 @@ internal sealed class QueueWorker : IDisposable
 
     private readonly NfQueue _queue;
     private readonly ConntrackEngine _engine;
+    private readonly ManualClock _clock;
     private readonly object _engineLock;
     private readonly ILogger _logger;
     private readonly byte[] _buffer = GC.AllocateUninitializedArray<byte>(PacketBufferSize, pinned: true);
@@ -42,11 +43,13 @@ internal sealed class QueueWorker : IDisposable
     private volatile bool _stopping;
     private long _lastGc;
 
-    public QueueWorker(string role, NfQueue queue, ConntrackEngine engine, object engineLock, ILogger logger)
+    // The clock is the engine's, which this worker sets from the system clock once per burst.
+    public QueueWorker(string role, NfQueue queue, ConntrackEngine engine, ManualClock clock, object engineLock, ILogger logger)
     {
         Role = role;
         _queue = queue;
         _engine = engine;
+        _clock = clock;
         _engineLock = engineLock;
         _logger = logger;
         _thread = new Thread(Run) { IsBackground = true, Name = $"queue-{queue.QueueNumber}" };
@@ -91,6 +94,7 @@ internal sealed class QueueWorker : IDisposable
                 Statistics.Batches++;
                 lock (_engineLock)
                 {
+                    Tick();
                     for (int i = 0; i < n; i++)
                     {
                         HandleSafely(_packets[i]);
@@ -173,9 +177,13 @@ internal sealed class QueueWorker : IDisposable
         _lastGc = now;
         lock (_engineLock)
         {
+            Tick();
             _engine.CollectGarbage(GcBudget);
         }
     }
+
+    /// <summary>Moves the shared clock on (never back: the other worker may have set it a moment later).</summary>
+    private void Tick() => _clock.NowNanoseconds = Math.Max(_clock.NowNanoseconds, SystemClock.Instance.NowNanoseconds);
 
     public void Stop()
     {
