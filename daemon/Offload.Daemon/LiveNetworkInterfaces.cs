@@ -29,33 +29,8 @@ internal sealed class LiveNetworkInterfaces : INetworkInterfaces, IDisposable
     public bool TryGetPrimaryAddress(int interfaceIndex, byte family, InetAddress nextHop, out InetAddress address)
     {
         address = default;
-        if (!_snapshot.ByIndex.TryGetValue(interfaceIndex, out var entry))
-        {
-            return false;
-        }
-
-        bool found = false;
-        foreach (var (candidate, candidateFamily, prefix) in entry.Addresses)
-        {
-            if (candidateFamily != family)
-            {
-                continue;
-            }
-
-            if (nextHop.IsInPrefix(family, candidate, prefix))
-            {
-                address = candidate;
-                return true;
-            }
-
-            if (!found)
-            {
-                address = candidate;
-                found = true;
-            }
-        }
-
-        return found;
+        return _snapshot.ByIndex.TryGetValue(interfaceIndex, out var entry)
+            && NetworkInterfacesExtensions.TryChoosePrimary(entry.Addresses, family, nextHop, out address);
     }
 
     public void Dispose() => NetworkChange.NetworkAddressChanged -= OnChanged;

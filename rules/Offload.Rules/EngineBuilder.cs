@@ -42,13 +42,13 @@ public static class EngineBuilder
         foreach (var h in config.Helpers)
         {
             var helper = helpers(h) ?? throw new ConfigException(config.Source, h.Line, 1, $"unknown helper '{h.Name}'");
-            var ports = h.Ports.Count > 0 ? h.Ports : DefaultPorts(h.Name);
+            var ports = h.EffectivePorts;
             if (ports.Count == 0)
             {
                 throw new ConfigException(config.Source, h.Line, 1, $"helper '{h.Name}' needs ports:");
             }
 
-            byte protocol = h.Protocol != 0 ? h.Protocol : DefaultProtocol(h.Name);
+            byte protocol = h.EffectiveProtocol;
             foreach (var port in ports)
             {
                 bindings.Add(new HelperBinding(helper, protocol, port));
@@ -74,19 +74,6 @@ public static class EngineBuilder
             RandomSeed = deterministicSeed,
         };
     }
-
-    private static IReadOnlyList<ushort> DefaultPorts(string helper) => helper switch
-    {
-        "ftp" => [21],
-        "tftp" => [69],
-        _ => [],
-    };
-
-    private static byte DefaultProtocol(string helper) => helper switch
-    {
-        "tftp" => IpProtocol.Udp,
-        _ => IpProtocol.Tcp,
-    };
 
     /// <summary>0 for "any interface"; -1, which matches nothing, for a named interface that does not exist (yet).</summary>
     private static int InterfaceIndex(string? name, INetworkInterfaces interfaces) =>

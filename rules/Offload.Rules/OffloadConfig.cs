@@ -40,7 +40,19 @@ public sealed record NatRuleConfig(
     int Line);
 
 /// <summary>A helper attached to the connections of a protocol and port.</summary>
-public sealed record HelperConfig(string Name, byte Protocol, IReadOnlyList<ushort> Ports, bool Loose, int Line);
+public sealed record HelperConfig(string Name, byte Protocol, IReadOnlyList<ushort> Ports, bool Loose, int Line)
+{
+    /// <summary>The ports configured, or the helper's well-known ones (empty for a helper without any).</summary>
+    public IReadOnlyList<ushort> EffectivePorts => Ports.Count > 0 ? Ports : Name switch
+    {
+        "ftp" => [21],
+        "tftp" => [69],
+        _ => [],
+    };
+
+    /// <summary>The protocol configured, or the helper's own (UDP for TFTP, TCP otherwise).</summary>
+    public byte EffectiveProtocol => Protocol != 0 ? Protocol : Name == "tftp" ? (byte)17 : (byte)6;
+}
 
 /// <summary>Table size, validation and timeouts.</summary>
 public sealed record ConntrackConfig

@@ -33,16 +33,7 @@ public static class SteeringRules
 
     /// <summary>The (protocol, port) pairs of the configured helpers: what helpers mode steers by itself.</summary>
     public static IReadOnlyList<(byte Protocol, ushort Port)> HelperPorts(OffloadConfig config) =>
-        [.. config.Helpers.SelectMany(h => (h.Ports.Count > 0 ? h.Ports : DefaultHelperPorts(h.Name)).Select(p => (h.Protocol != 0 ? h.Protocol : DefaultHelperProtocol(h.Name), p))).Distinct()];
-
-    private static IEnumerable<ushort> DefaultHelperPorts(string name) => name switch
-    {
-        "ftp" => [21],
-        "tftp" => [69],
-        _ => [],
-    };
-
-    private static byte DefaultHelperProtocol(string name) => name == "tftp" ? (byte)17 : (byte)6;
+        [.. config.Helpers.SelectMany(h => h.EffectivePorts.Select(p => (h.EffectiveProtocol, p))).Distinct()];
 
     /// <summary>The rules of a configuration for one family (4: iptables-restore, 6: ip6tables-restore).</summary>
     public static string Render(OffloadConfig config, byte family) =>

@@ -25,6 +25,37 @@ public static class NetworkInterfacesExtensions
     /// <summary>True when <paramref name="interfaceIndex"/> has <paramref name="address"/> (its primary address for that address is itself).</summary>
     public static bool HasAddress(this INetworkInterfaces interfaces, int interfaceIndex, byte family, InetAddress address) =>
         interfaces.TryGetPrimaryAddress(interfaceIndex, family, address, out var found) && found == address;
+
+    /// <summary>
+    /// The address an interface with <paramref name="addresses"/> uses towards <paramref name="nextHop"/>: the one whose
+    /// subnet holds the next hop, else the first of the family (the kernel's choice for MASQUERADE, simplified).
+    /// </summary>
+    public static bool TryChoosePrimary(IEnumerable<(InetAddress Address, byte Family, int PrefixLength)> addresses, byte family, InetAddress nextHop, out InetAddress address)
+    {
+        address = default;
+        bool found = false;
+        foreach (var (candidate, candidateFamily, prefix) in addresses)
+        {
+            if (candidateFamily != family)
+            {
+                continue;
+            }
+
+            if (nextHop.IsInPrefix(family, candidate, prefix))
+            {
+                address = candidate;
+                return true;
+            }
+
+            if (!found)
+            {
+                address = candidate;
+                found = true;
+            }
+        }
+
+        return found;
+    }
 }
 
 /// <summary>A fixed set of interfaces, for replays and tests.</summary>
@@ -57,33 +88,8 @@ public sealed class StaticNetworkInterfaces : INetworkInterfaces
     public bool TryGetPrimaryAddress(int interfaceIndex, byte family, InetAddress nextHop, out InetAddress address)
     {
         address = default;
-        if (interfaceIndex < 1 || interfaceIndex > _entries.Count)
-        {
-            return false;
-        }
-
-        bool found = false;
-        foreach (var (candidate, candidateFamily, prefix) in _entries[interfaceIndex - 1].Addresses)
-        {
-            if (candidateFamily != family)
-            {
-                continue;
-            }
-
-            if (nextHop.IsInPrefix(family, candidate, prefix))
-            {
-                address = candidate;
-                return true;
-            }
-
-            if (!found)
-            {
-                address = candidate;
-                found = true;
-            }
-        }
-
-        return found;
+        return interfaceIndex >= 1 && interfaceIndex <= _entries.Count
+            && NetworkInterfacesExtensions.TryChoosePrimary(_entries[interfaceIndex - 1].Addresses, family, nextHop, out address);
     }
 
     /// <summary>True when <paramref name="address"/> is one of the router's own.</summary>
