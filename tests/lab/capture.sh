@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Capture control and checks shared by the lab's recorders (sourced, after lab.sh). The sourcing script
-# provides: $sfx (the lab suffix), $work (its temporary folder), $all_cpus (the CPUs tshark may use), a
-# `dumpcap_pid` variable its cleanup stops, and `die MESSAGE`.
+# provides: $sfx (the lab suffix), $work (its temporary folder), $all_cpus (the CPUs tshark may use), $out_dir,
+# $here, the array all_scenarios, a function run_scenario NAME, a `dumpcap_pid` variable its cleanup stops, and
+# `die MESSAGE`.
 
 # --- capture control ---------------------------------------------------------------
 
@@ -68,4 +69,27 @@ expect() {
     local file=$1 want=$2 filter=$3 got
     got=$(count "$file" "$filter")
     [[ $got == "$want" ]] || die "$(basename "$file"): expected $want frame(s) matching [$filter], found $got"
+}
+
+# --- recording ----------------------------------------------------------------------
+
+# keep_capture SORTED NAME : the checked capture goes to $out_dir/NAME.pcapng, and the scenario's lab goes.
+keep_capture() {
+    local sorted=$1 name=$2
+    install -m 0644 "$sorted" "$out_dir/$name.pcapng"
+    lab_down "$sfx"
+    echo "   $name.pcapng: $(count "$out_dir/$name.pcapng" "frame") frames, $(stat -c %s "$out_dir/$name.pcapng") bytes" >&2
+}
+
+# record_scenarios [NAME...] : runs the scenarios named (default: all), then checks every capture they made.
+record_scenarios() {
+    local scenarios=("$@") s recorded=()
+    ((${#scenarios[@]})) || scenarios=("${all_scenarios[@]}")
+    for s in "${scenarios[@]}"; do
+        run_scenario "$s"
+    done
+
+    taskset -cp "$all_cpus" $$ >/dev/null
+    for s in "${scenarios[@]}"; do recorded+=("$out_dir/$s.pcapng"); done
+    "$here/check-ip-captures.sh" "${recorded[@]}"
 }

@@ -161,18 +161,7 @@ run_scenario() {
         ;;
     esac
 
-    install -m 0644 "$sorted" "$out_dir/$name.pcapng"
-    lab_down "$sfx"
-    echo "   $name.pcapng: $(count "$out_dir/$name.pcapng" "frame") frames, $(stat -c %s "$out_dir/$name.pcapng") bytes" >&2
+    keep_capture "$sorted" "$name"
 }
 
-scenarios=("$@")
-((${#scenarios[@]})) || scenarios=("${all_scenarios[@]}")
-for s in "${scenarios[@]}"; do
-    run_scenario "$s"
-done
-
-taskset -cp "$all_cpus" $$ >/dev/null
-recorded=()
-for s in "${scenarios[@]}"; do recorded+=("$out_dir/$s.pcapng"); done
-"$here/check-ip-captures.sh" "${recorded[@]}"
+record_scenarios "$@"
