@@ -1,5 +1,4 @@
 using Offload.Alg.Ftp;
-using Offload.Engine.Helpers;
 
 namespace Offload.Alg;
 

@@ -42,7 +42,7 @@ public class EngineStages
         }
 
         _info = PacketParser.Parse(_packet);
-        ConnTuple.TryRead(_packet, _info, out var tuple);
+        ConnTuples.TryRead(_packet, _info, out var tuple);
         if (!_engine.Connections.TryFind(tuple, out _connection, out _))
         {
             throw new InvalidOperationException("The connection is not in the table.");
@@ -76,7 +76,7 @@ public class EngineStages
     public bool ReadTupleAndFind()
     {
         _packet.CopyTo(_buffer, 0);
-        ConnTuple.TryRead(_buffer.AsSpan(0, _packet.Length), _info, out var tuple);
+        ConnTuples.TryRead(_buffer.AsSpan(0, _packet.Length), _info, out var tuple);
         return _engine.Connections.TryFind(tuple, out _, out _);
     }
 

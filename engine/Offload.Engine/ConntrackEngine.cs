@@ -103,6 +103,7 @@ public sealed class ConntrackEngine
     private int _rewriteScratchUsed;
     private int _gcCursor;
     private IConntrackObserver? _observer;
+    private readonly EngineHelperHost _helperHost;
 
     public ConntrackEngine(EngineOptions options, IClock clock)
     {
@@ -114,6 +115,8 @@ public sealed class ConntrackEngine
         _nat = new NatCore(_table, options.RandomSeed != 0 ? options.RandomSeed : RandomKey());
         _helpers = [.. options.Helpers];
         _rules = [.. options.NatRules];
+        _helperHost = new EngineHelperHost(this);
+        AttachLogs(_helpers);
         _observer = options.Observer;
         _expectations.Observer = _observer;
     }
@@ -139,6 +142,49 @@ public sealed class ConntrackEngine
     {
         _rules = [.. rules];
         _helpers = [.. helpers];
+        AttachLogs(_helpers);
+    }
+
+    private void AttachLogs(HelperBinding[] bindings)
+    {
+        foreach (var binding in bindings)
+        {
+            binding.Helper.LogSink = (helper, level, message) => _observer?.HelperLogged(helper, level, message);
+        }
+    }
+
+    /// <summary>
+    /// Moves every tracked connection and outstanding expectation from one helper to another (a plugin replaced by a
+    /// new version), or, with <paramref name="replacement"/> null, detaches them (a plugin unloaded). The connections
+    /// lose the old helper's per-connection state: its types belong to the old code. On removal, the expectations the
+    /// helper's connections announced are withdrawn, as the kernel does when a helper is unregistered; on replacement
+    /// they stay, since the new version would announce the same.
+    /// </summary>
+    /// <returns>How many connections were moved or detached.</returns>
+    public int ReplaceHelper(ConntrackHelper old, ConntrackHelper? replacement)
+    {
+        ArgumentNullException.ThrowIfNull(old);
+        int moved = 0;
+        foreach (var conn in _table.Entries())
+        {
+            if (conn.Extras is not { } extras || !ReferenceEquals(extras.Helper, old))
+            {
+                continue;
+            }
+
+            extras.Helper = replacement;
+            extras.HelperState = null;
+            if (replacement is null)
+            {
+                conn.StatusBits &= ~ConnStatus.Helper;
+                _expectations.RemoveAllOf(conn);
+            }
+
+            moved++;
+        }
+
+        _expectations.ReplaceHelper(old, replacement);
+        return moved;
     }
 
     public EngineOptions Options => _options;
@@ -217,7 +263,7 @@ public sealed class ConntrackEngine
             return PreRoutingIcmpError(ref ctx);
         }
 
-        ConnTuple.TryRead(packet, info, out var tuple);
+        ConnTuples.TryRead(packet, info, out var tuple);
         long now = Now;
         if (_table.TryFind(tuple, out var conn, out var dir) && conn.ExpiresAt <= now)
         {
@@ -319,7 +365,7 @@ public sealed class ConntrackEngine
             0,
             InetAddress.Read(inner.Family, quoted.Slice(inner.DestinationAddressOffset)),
             0);
-        ConnTuple.ReadPorts(quoted.Slice(inner.L4Offset), inner.Protocol, ref innerTuple);
+        ConnTuples.ReadPorts(quoted.Slice(inner.L4Offset), inner.Protocol, ref innerTuple);
 
         // The quoted packet went the other way: its inverse is the tuple of the error's own direction.
         if (!innerTuple.TryInvert(out var lookup) || !_table.TryFind(lookup, out var conn, out var dir) || conn.ExpiresAt <= Now)
@@ -381,7 +427,19 @@ public sealed class ConntrackEngine
                 conn.StatusBits |= ConnStatus.Helper;
             }
 
-            if (expectation.FollowMasterNat && !FollowMaster(conn, expectation))
+            if (expectation.Master.Extras?.Helper is { } masterHelper && !AcceptExpected(masterHelper, conn, expectation))
+            {
+                conn = null;
+                return Drop(EngineCounter.DroppedByHelper);
+            }
+
+            bool natted = expectation.Nat switch
+            {
+                ExpectationNat.FollowMaster => !expectation.FollowMasterNat || FollowMaster(conn, expectation),
+                ExpectationNat.Redirect => _nat.SetupInfo(conn, NatRange.ToAddressAndPort(expectation.NatAddress, expectation.NatPort), ManipType.Destination),
+                _ => true,
+            };
+            if (!natted)
             {
                 conn = null;
                 return Drop(EngineCounter.DroppedNatExhausted);
@@ -395,7 +453,7 @@ public sealed class ConntrackEngine
         {
             foreach (var binding in _helpers)
             {
-                if (binding.Matches(tuple))
+                if (binding.Matches(tuple) && binding.Helper.DisabledReason is null)
                 {
                     conn.EnsureExtras().Helper = binding.Helper;
                     conn.StatusBits |= ConnStatus.Helper;
@@ -700,10 +758,30 @@ public sealed class ConntrackEngine
 
     private Verdict RunHelper(ref PacketContext ctx, Connection conn, ConntrackHelper helper)
     {
+        if (helper.DisabledReason is not null)
+        {
+            // A failed helper's connections go on with plain tracking.
+            return Verdict.Accept;
+        }
+
         _rewriteCount = 0;
         _rewriteScratchUsed = 0;
-        var context = new HelperContext(this, ctx.Packet, ctx.Info, conn, ctx.Dir, ctx.Ct);
-        if (helper.Help(ref context) == HelperVerdict.Drop)
+        var layout = new HelperPacketLayout(ctx.Info.L4Offset, ctx.Info.PayloadOffset, ctx.Info.PayloadLength, ctx.Info.Protocol, ctx.Dir, ctx.Ct, conn.IsNatted);
+        var context = new HelperContext(_helperHost, helper, conn, ctx.Packet, layout, in conn.TupleOf(ctx.Dir), in conn.TupleOf(ctx.Dir.Opposite()));
+        HelperVerdict verdict;
+        try
+        {
+            verdict = _options.HelperInvoker is { } invoker ? invoker.Help(helper, ref context) : helper.Help(ref context);
+        }
+        catch (Exception e)
+        {
+            // Whatever the helper asked for before it failed is forgotten; the packet goes on untouched.
+            _rewriteCount = 0;
+            DisableHelper(helper, e);
+            return Verdict.Accept;
+        }
+
+        if (verdict == HelperVerdict.Drop)
         {
             _rewriteCount = 0;
             return Drop(EngineCounter.DroppedByHelper);
@@ -716,6 +794,50 @@ public sealed class ConntrackEngine
 
         return ApplyRewrites(ref ctx, conn) ? Verdict.Accept : Drop(EngineCounter.DroppedRewriteFailed);
     }
+
+    /// <summary>Asks the master's helper whether an expected connection may start; a failed helper lets it.</summary>
+    private bool AcceptExpected(ConntrackHelper helper, Connection conn, Expectation expectation)
+    {
+        if (helper.DisabledReason is not null)
+        {
+            return true;
+        }
+
+        var master = expectation.Master;
+        var arriving = new ExpectedConnection(conn.OriginalTuple, master.OriginalTuple, expectation.Class, master.Extras?.HelperState);
+        try
+        {
+            var verdict = _options.HelperInvoker is { } invoker ? invoker.OnExpectedConnection(helper, arriving) : helper.OnExpectedConnection(arriving);
+            return verdict == HelperVerdict.Accept;
+        }
+        catch (Exception e)
+        {
+            DisableHelper(helper, e);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Disables a helper that failed: no new connection is bound to it and its connections are tracked without it. Its
+    /// outstanding expectations stay: they were valid when made.
+    /// </summary>
+    private void DisableHelper(ConntrackHelper helper, Exception error)
+    {
+        if (helper.DisabledReason is not null)
+        {
+            return;
+        }
+
+        helper.DisabledReason = $"{error.GetType().Name}: {error.Message}";
+        _counters[(int)EngineCounter.HelperFailures]++;
+        _observer?.HelperDisabled(helper, error);
+    }
+
+    /// <summary>Why a helper was disabled, or null while it works.</summary>
+    public static string? DisabledReason(ConntrackHelper helper) => helper.DisabledReason;
+
+    /// <summary>Lets a disabled helper work again (after its plugin was replaced, say). New connections bind to it again.</summary>
+    public static void Enable(ConntrackHelper helper) => helper.DisabledReason = null;
 
     internal bool QueueRewrite(int payloadLength, int offset, int length, ReadOnlySpan<byte> replacement)
     {
@@ -883,8 +1005,12 @@ public sealed class ConntrackEngine
         tuple.DestinationPort = request.DestinationPort;
         expectation.Tuple = tuple;
 
+        expectation.Nat = request.Nat;
+        expectation.NatAddress = request.NatAddress;
+        expectation.NatPort = request.NatPort;
+
         ExpectResult result;
-        if (master.IsNatted)
+        if (master.IsNatted && request.Nat == ExpectationNat.FollowMaster)
         {
             // The expected connection arrives at the master's translated address: it must be translated the
             // same way, on a port nobody else expects, starting with the announced one.
@@ -956,6 +1082,58 @@ public sealed class ConntrackEngine
         return (first, min, size);
     }
 
+    /// <summary>
+    /// What a helper's actions do, on this engine. Each action runs in a <c>finally</c> block: a plugin aborted at its
+    /// time budget is stopped between actions, never in the middle of one (the runtime does not interrupt a finally).
+    /// </summary>
+    private sealed class EngineHelperHost(ConntrackEngine engine) : HelperHost
+    {
+        internal override long NowNanoseconds => engine.Now;
+
+        internal override object? GetState(object connection) => ((Connection)connection).Extras?.HelperState;
+
+        internal override void SetState(object connection, object? state)
+        {
+            try
+            {
+            }
+            finally
+            {
+                ((Connection)connection).EnsureExtras().HelperState = state;
+            }
+        }
+
+        internal override ExpectResult Expect(object connection, ConnDirection direction, ref ExpectationRequest request)
+        {
+            var result = ExpectResult.TableFull;
+            try
+            {
+            }
+            finally
+            {
+                result = engine.Expect((Connection)connection, direction, ref request);
+            }
+
+            return result;
+        }
+
+        internal override bool QueueRewrite(int payloadLength, int payloadOffset, int length, ReadOnlySpan<byte> replacement)
+        {
+            bool queued = false;
+            try
+            {
+            }
+            finally
+            {
+                queued = engine.QueueRewrite(payloadLength, payloadOffset, length, replacement);
+            }
+
+            return queued;
+        }
+
+        internal override void Count(HelperEvent helperEvent) => engine.CountHelperEvent(helperEvent);
+    }
+
     internal void CountHelperEvent(HelperEvent helperEvent) =>
         _counters[(int)EngineCounter.HelperMalformedCommand + (int)helperEvent]++;
 
@@ -975,7 +1153,17 @@ public sealed class ConntrackEngine
         if (conn.Extras is { } extras)
         {
             _expectations.RemoveAllOf(conn);
-            extras.Helper?.OnDestroy(conn);
+            if (extras.Helper is { } helper && helper.DisabledReason is null)
+            {
+                try
+                {
+                    helper.OnDestroy(extras.HelperState);
+                }
+                catch (Exception e)
+                {
+                    DisableHelper(helper, e);
+                }
+            }
         }
 
         if (reason is { } counter)

@@ -54,6 +54,29 @@ public interface IConntrackObserver
     void ConnectionDestroyed(Conntrack.Connection connection)
     {
     }
+
+    /// <summary>A helper failed (threw, or ran past its budget) and was disabled; its connections fall back to plain tracking.</summary>
+    void HelperDisabled(ConntrackHelper helper, Exception error)
+    {
+    }
+
+    /// <summary>A helper wrote a log line.</summary>
+    void HelperLogged(ConntrackHelper helper, HelperLogLevel level, string message)
+    {
+    }
+}
+
+/// <summary>
+/// Runs a helper's code for the engine. The default calls it directly; the daemon runs plugins under a time budget.
+/// An exception thrown out of <see cref="Help"/> or <see cref="OnExpectedConnection"/> disables the helper.
+/// </summary>
+public interface IHelperInvoker
+{
+    /// <summary>Calls <see cref="ConntrackHelper.Help"/>.</summary>
+    HelperVerdict Help(ConntrackHelper helper, ref HelperContext context);
+
+    /// <summary>Calls <see cref="ConntrackHelper.OnExpectedConnection"/>.</summary>
+    HelperVerdict OnExpectedConnection(ConntrackHelper helper, in ExpectedConnection connection);
 }
 
 /// <summary>What to do with a packet.</summary>
@@ -112,6 +135,9 @@ public sealed class EngineOptions
     internal bool HasNatPortRange => NatPortMin != 0 || NatPortMax != 0;
 
     public IReadOnlyList<HelperBinding> Helpers { get; init; } = [];
+
+    /// <summary>How helper code is called (null: directly, exceptions contained).</summary>
+    public IHelperInvoker? HelperInvoker { get; init; }
 
     public INetworkInterfaces Interfaces { get; init; } = new StaticNetworkInterfaces();
 
@@ -193,4 +219,7 @@ public enum EngineCounter
     HelperPartialCommand,
     HelperExpectationFailed,
     HelperRewriteFailed,
+
+    /// <summary>A helper threw or ran past its budget and was disabled (its connections fall back to plain tracking).</summary>
+    HelperFailures,
 }

@@ -624,7 +624,7 @@ public static class ConfigLoader
             int dash = text.IndexOf('-', StringComparison.Ordinal);
             var min = Address(node, dash < 0 ? text : text[..dash]);
             var max = dash < 0 ? min : Address(node, text[(dash + 1)..]);
-            if (min.AddressFamily != max.AddressFamily || Offload.Engine.Packets.InetAddress.Compare(Offload.Engine.Packets.InetAddress.From(min), Offload.Engine.Packets.InetAddress.From(max)) > 0)
+            if (min.AddressFamily != max.AddressFamily || InetAddress.Compare(InetAddress.From(min), InetAddress.From(max)) > 0)
             {
                 throw Error(node, $"'{text}' is not an address range (low-high, same family)");
             }

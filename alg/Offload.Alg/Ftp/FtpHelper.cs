@@ -1,7 +1,3 @@
-using Offload.Engine.Conntrack;
-using Offload.Engine.Expectations;
-using Offload.Engine.Helpers;
-using Offload.Engine.Packets;
 
 namespace Offload.Alg.Ftp;
 
@@ -32,6 +28,7 @@ public sealed class FtpHelper : ConntrackHelper
     public FtpHelper(bool loose = false)
         : base("ftp", DefaultPolicy)
     {
+        Ports = [DefaultPort];
         _loose = loose;
     }
 
@@ -136,7 +133,7 @@ public sealed class FtpHelper : ConntrackHelper
             return HelperVerdict.Drop;
         }
 
-        if (!context.Connection.IsNatted)
+        if (!context.IsNatted)
         {
             return HelperVerdict.Accept;
         }

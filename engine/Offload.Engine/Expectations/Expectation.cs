@@ -4,19 +4,6 @@ using Offload.Engine.Packets;
 
 namespace Offload.Engine.Expectations;
 
-/// <summary>Flags of an expectation, as the kernel's NF_CT_EXPECT_*.</summary>
-[Flags]
-public enum ExpectationFlags : byte
-{
-    None = 0,
-
-    /// <summary>Stays after a connection matched it, until it times out or its master dies.</summary>
-    Permanent = 1,
-
-    /// <summary>Registered but not matched yet (a helper arms it later).</summary>
-    Inactive = 2,
-}
-
 /// <summary>
 /// A connection announced by a helper before it arrives (the kernel's <c>nf_conntrack_expect</c>):
 /// a tuple and a mask saying which parts of the tuple must match, the master that announced it,
@@ -43,7 +30,7 @@ public sealed class Expectation
     public Connection Master { get; }
 
     /// <summary>The helper to attach to the expected connection, if any.</summary>
-    public ConntrackHelper? Helper { get; }
+    public ConntrackHelper? Helper { get; internal set; }
 
     public ExpectationFlags Flags { get; internal set; }
 
@@ -70,6 +57,15 @@ public sealed class Expectation
 
     /// <summary>The destination port the helper announced before NAT moved it (the kernel's saved_proto).</summary>
     public ushort SavedPort { get; internal set; }
+
+    /// <summary>How the expected connection is translated (see <see cref="ExpectationNat"/>).</summary>
+    public ExpectationNat Nat { get; internal set; }
+
+    /// <summary>With <see cref="ExpectationNat.Redirect"/>: where the expected connection is sent instead.</summary>
+    public InetAddress NatAddress { get; internal set; }
+
+    /// <summary>With <see cref="ExpectationNat.Redirect"/>: the port it is sent to instead.</summary>
+    public ushort NatPort { get; internal set; }
 
     internal Expectation? NextOfMaster;
     internal Expectation? NextInBucket;

@@ -2,27 +2,6 @@ using Offload.Engine.Conntrack;
 
 namespace Offload.Engine.Expectations;
 
-/// <summary>Why an expectation was not registered.</summary>
-public enum ExpectResult : byte
-{
-    Added,
-
-    /// <summary>Another master already expects a connection that could match this one (the kernel's -EBUSY).</summary>
-    Clash,
-
-    /// <summary>The master has as many outstanding as its helper's policy allows, and none could be evicted.</summary>
-    TooMany,
-
-    /// <summary>The global expectation limit is reached.</summary>
-    TableFull,
-
-    /// <summary>No port was free for a translated expectation.</summary>
-    NoFreePort,
-}
-
-/// <summary>How many expectations a helper may keep outstanding per master and class, and for how long.</summary>
-public readonly record struct ExpectationPolicy(int MaxExpected, TimeSpan Timeout);
-
 /// <summary>
 /// Outstanding expectations, indexed by the exact part of their tuple (destination, protocol) so a new
 /// connection finds its expectation in one bucket, and chained per master so they die with it.
@@ -202,6 +181,21 @@ public sealed class ExpectationTable
         }
 
         return removed;
+    }
+
+    /// <summary>Points the expectations that would attach <paramref name="old"/> to their connection at <paramref name="replacement"/> instead.</summary>
+    internal void ReplaceHelper(ConntrackHelper old, ConntrackHelper? replacement)
+    {
+        foreach (var head in _buckets)
+        {
+            for (var e = head; e is not null; e = e.NextInBucket)
+            {
+                if (ReferenceEquals(e.Helper, old))
+                {
+                    e.Helper = replacement;
+                }
+            }
+        }
     }
 
     /// <summary>Removes lapsed expectations; returns how many.</summary>

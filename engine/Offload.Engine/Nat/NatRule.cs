@@ -65,7 +65,7 @@ public sealed class NatRule
     public ManipType Manip => Action is NatAction.Snat or NatAction.Masquerade ? ManipType.Source : ManipType.Destination;
 
     /// <summary>True when a connection's original tuple and interfaces match this rule.</summary>
-    public bool Matches(in Conntrack.ConnTuple tuple, int inInterface, int outInterface)
+    public bool Matches(in ConnTuple tuple, int inInterface, int outInterface)
     {
         if (Family != 0 && Family != tuple.Family)
         {

@@ -133,31 +133,31 @@ public class ConnTupleTests
     public void TryRead_takes_addresses_and_ports_from_packets()
     {
         var tcp = Wire.V4("192.168.1.2", "8.8.8.8", 6, Wire.Tcp(33000, 443, 1, 0, Wire.Syn), [1, 1, 1, 1]);
-        Assert.True(ConnTuple.TryRead(tcp, PacketParser.Parse(tcp), out var t));
+        Assert.True(ConnTuples.TryRead(tcp, PacketParser.Parse(tcp), out var t));
         Assert.Equal(new ConnTuple(4, 6, A("192.168.1.2"), 33000, A("8.8.8.8"), 443), t);
 
         var udp6 = Wire.V6("fd00::2", "2001:db8::53", 17, Wire.Udp(40000, 53), [Ext.HopByHop()]);
-        Assert.True(ConnTuple.TryRead(udp6, PacketParser.Parse(udp6), out t));
+        Assert.True(ConnTuples.TryRead(udp6, PacketParser.Parse(udp6), out t));
         Assert.Equal(new ConnTuple(6, 17, A("fd00::2"), 40000, A("2001:db8::53"), 53), t);
 
         var echo = Wire.V4("10.0.0.1", "10.0.0.2", 1, Wire.IcmpQuery(8, 0xBEEF, 3, code: 0));
-        Assert.True(ConnTuple.TryRead(echo, PacketParser.Parse(echo), out t));
+        Assert.True(ConnTuples.TryRead(echo, PacketParser.Parse(echo), out t));
         Assert.Equal(0xBEEF, t.SourcePort);
         Assert.Equal(8 << 8, t.DestinationPort);
 
         var echo6 = Wire.V6("fd00::1", "fd00::2", 58, Wire.IcmpQuery(129, 0x0102, 9, code: 5));
-        Assert.True(ConnTuple.TryRead(echo6, PacketParser.Parse(echo6), out t));
+        Assert.True(ConnTuples.TryRead(echo6, PacketParser.Parse(echo6), out t));
         Assert.Equal(0x0102, t.SourcePort);
         Assert.Equal((129 << 8) | 5, t.DestinationPort);
 
         // SCTP and UDP-Lite use the port positions too; other protocols have none.
         var sctp = Wire.V4("10.0.0.1", "10.0.0.2", IpProtocol.Sctp, [0x0B, 0xB8, 0x13, 0x88, 0, 0, 0, 0, 0, 0, 0, 0]);
-        Assert.True(ConnTuple.TryRead(sctp, PacketParser.Parse(sctp), out t));
+        Assert.True(ConnTuples.TryRead(sctp, PacketParser.Parse(sctp), out t));
         Assert.Equal(3000, t.SourcePort);
         Assert.Equal(5000, t.DestinationPort);
 
         var esp = Wire.V4("10.0.0.1", "10.0.0.2", IpProtocol.Esp, [1, 2, 3, 4, 5, 6, 7, 8]);
-        Assert.True(ConnTuple.TryRead(esp, PacketParser.Parse(esp), out t));
+        Assert.True(ConnTuples.TryRead(esp, PacketParser.Parse(esp), out t));
         Assert.Equal(0, t.SourcePort);
         Assert.Equal(0, t.DestinationPort);
     }
@@ -166,11 +166,11 @@ public class ConnTupleTests
     public void TryRead_refuses_later_fragments_and_broken_packets()
     {
         var later = Wire.V4("10.0.0.1", "10.0.0.2", 17, new byte[16], fragmentOffsetUnits: 2, fixTransport: false);
-        Assert.False(ConnTuple.TryRead(later, PacketParser.Parse(later), out var t));
+        Assert.False(ConnTuples.TryRead(later, PacketParser.Parse(later), out var t));
         Assert.Equal(default, t);
 
         var broken = Wire.V4("10.0.0.1", "10.0.0.2", 6, new byte[10], fixTransport: false);
-        Assert.False(ConnTuple.TryRead(broken, PacketParser.Parse(broken), out _));
+        Assert.False(ConnTuples.TryRead(broken, PacketParser.Parse(broken), out _));
     }
 
     [Fact]

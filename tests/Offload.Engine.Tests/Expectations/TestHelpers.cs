@@ -22,7 +22,8 @@ internal sealed class ScriptedHelper : ConntrackHelper
 
     public int Calls { get; private set; }
 
-    public List<Connection> Destroyed { get; } = [];
+    /// <summary>The states of the connections destroyed so far (null for those without state).</summary>
+    public List<object?> Destroyed { get; } = [];
 
     public override HelperVerdict Help(ref HelperContext context)
     {
@@ -30,7 +31,7 @@ internal sealed class ScriptedHelper : ConntrackHelper
         return _script(ref context);
     }
 
-    public override void OnDestroy(Connection connection) => Destroyed.Add(connection);
+    public override void OnDestroy(object? state) => Destroyed.Add(state);
 }
 
 /// <summary>

@@ -390,7 +390,7 @@ public class EngineFuzzTests
                 return $"{info.Error} proto {info.Protocol} len {p.Length}";
             }
 
-            ConnTuple.TryRead(p, info, out var t);
+            ConnTuples.TryRead(p, info, out var t);
             return $"{t} seq {SeqOf(p)} ack {AckOf(p)} flags {p[info.L4Offset + 13]:x2} win {BinaryPrimitives.ReadUInt16BigEndian(p.AsSpan(info.L4Offset + 14))} len {info.PayloadLength}";
         }
 
@@ -417,7 +417,7 @@ public class EngineFuzzTests
                 ? Wire.Tcp(sourcePort, t.DestinationPort, (uint)_r.Next(), 0, Wire.Syn)
                 : Wire.Udp(sourcePort, t.DestinationPort, [1, 2, 3]);
             var packet = t.Family == 4 ? Wire.V4(src, dst, t.Protocol, l4) : Wire.V6(src, dst, t.Protocol, l4);
-            ConnTuple.TryRead(packet, PacketParser.Parse(packet), out var tuple);
+            ConnTuples.TryRead(packet, PacketParser.Parse(packet), out var tuple);
             if (Engine.Connections.IsTaken(tuple, null) || expectation.Master.HasStatus(ConnStatus.Dying))
             {
                 return; // it would belong to an existing flow, or its master is gone

@@ -37,7 +37,7 @@ public class ParserFuzzTests
         Assert.True(expected.Error == info.Error, $"error {info.Error}, reference {expected.Error}: {hex}");
         if (!info.IsValid)
         {
-            Assert.False(ConnTuple.TryRead(packet, info, out _));
+            Assert.False(ConnTuples.TryRead(packet, info, out _));
             return;
         }
 
@@ -50,7 +50,7 @@ public class ParserFuzzTests
         Assert.InRange(info.TotalLength, 1, packet.Length);
         Assert.InRange(info.L4Offset, info.Family == 4 ? 20 : 40, info.TotalLength);
         Assert.InRange(info.PayloadOffset, info.L4Offset, info.TotalLength);
-        Assert.Equal(info.HasTransportHeader, ConnTuple.TryRead(packet, info, out _));
+        Assert.Equal(info.HasTransportHeader, ConnTuples.TryRead(packet, info, out _));
 
         // Checksum verification reads only inside the datagram and never throws on a parsed packet.
         if (info.Family == 4)
@@ -78,7 +78,7 @@ public class ParserFuzzTests
 
             // What the engine reads from a quoted packet: addresses and the first 8 transport bytes.
             var tuple = default(ConnTuple);
-            ConnTuple.ReadPorts(quoted.Slice(info.L4Offset), info.Protocol, ref tuple);
+            ConnTuples.ReadPorts(quoted.Slice(info.L4Offset), info.Protocol, ref tuple);
             InetAddress.Read(info.Family, quoted.Slice(info.SourceAddressOffset));
             InetAddress.Read(info.Family, quoted.Slice(info.DestinationAddressOffset));
         }

@@ -61,7 +61,7 @@ public class PacketParserTests
         Assert.False(info.IsLaterFragment);
         Assert.True(info.HasTransportHeader);
         Assert.Equal(28, info.PayloadOffset);
-        Assert.True(ConnTuple.TryRead(first, info, out var tuple));
+        Assert.True(ConnTuples.TryRead(first, info, out var tuple));
         Assert.Equal(5353, tuple.SourcePort);
         Assert.Equal(53, tuple.DestinationPort);
         Assert.True(PacketParser.TransportChecksumIsValid(first, info)); // only the whole datagram can be checked
@@ -74,7 +74,7 @@ public class PacketParserTests
         Assert.False(info.HasTransportHeader);
         Assert.Equal(20, info.L4Offset);
         Assert.Equal(20, info.PayloadOffset);
-        Assert.False(ConnTuple.TryRead(middle, info, out _));
+        Assert.False(ConnTuples.TryRead(middle, info, out _));
 
         // The last fragment: offset set, MF clear. Even 3 bytes after the IP header are fine: no header is read.
         var last = Wire.V4(A4, B4, 6, [1, 2, 3], fragmentOffsetUnits: 100, fixTransport: false);
@@ -103,7 +103,7 @@ public class PacketParserTests
         Assert.Equal(16, info.AddressLength);
         Assert.True(PacketParser.TransportChecksumIsValid(p, info));
 
-        Assert.True(ConnTuple.TryRead(p, info, out var tuple));
+        Assert.True(ConnTuples.TryRead(p, info, out var tuple));
         Assert.Equal(1234, tuple.SourcePort);
         Assert.Equal(443, tuple.DestinationPort);
         Assert.Equal(A6, tuple.Source.ToString(6));
@@ -131,7 +131,7 @@ public class PacketParserTests
         Assert.False(info.IsLaterFragment);
         Assert.Equal(IpProtocol.Udp, info.Protocol);
         Assert.Equal(56, info.L4Offset);
-        Assert.True(ConnTuple.TryRead(first, info, out var tuple));
+        Assert.True(ConnTuples.TryRead(first, info, out var tuple));
         Assert.Equal(4000, tuple.SourcePort);
 
         var later = Wire.V6(A6, B6, 17, udp[32..], [Ext.Fragment(4, more: false)], fixTransport: false);
@@ -198,7 +198,7 @@ public class PacketParserTests
         info = PacketParser.Parse(gre);
         Assert.True(info.IsValid);
         Assert.Equal(20, info.PayloadOffset);
-        Assert.True(ConnTuple.TryRead(gre, info, out var tuple));
+        Assert.True(ConnTuples.TryRead(gre, info, out var tuple));
         Assert.Equal(0, tuple.SourcePort);
         Assert.Equal(0, tuple.DestinationPort);
     }

@@ -5,93 +5,54 @@ using Offload.Engine.Packets;
 namespace Offload.Engine.Conntrack;
 
 /// <summary>
-/// What identifies one direction of a connection, as the kernel's <c>nf_conntrack_tuple</c>:
-/// addresses, protocol, and per protocol the "ports". For ICMP and ICMPv6 queries the source
-/// port holds the identifier and the destination port holds <c>type &lt;&lt; 8 | code</c>.
+/// What the engine does with tuples beyond what helpers see (<see cref="ConnTuple"/> lives in the SDK): read them
+/// from packets, invert them, hash them into the tables.
 /// </summary>
-public struct ConnTuple : IEquatable<ConnTuple>
+public static class ConnTuples
 {
-    public InetAddress Source;
-    public InetAddress Destination;
-    public ushort SourcePort;
-    public ushort DestinationPort;
-    public byte Protocol;
-
-    /// <summary>4 or 6.</summary>
-    public byte Family;
-
-    public ConnTuple(byte family, byte protocol, InetAddress source, ushort sourcePort, InetAddress destination, ushort destinationPort)
-    {
-        Family = family;
-        Protocol = protocol;
-        Source = source;
-        SourcePort = sourcePort;
-        Destination = destination;
-        DestinationPort = destinationPort;
-    }
-
-    /// <summary>True for ICMP and ICMPv6, whose "ports" are an identifier and a type.</summary>
-    public readonly bool IsIcmp => Protocol is IpProtocol.Icmp or IpProtocol.IcmpV6;
-
-    /// <summary>The ICMP type of a query tuple.</summary>
-    public readonly byte IcmpType => (byte)(DestinationPort >> 8);
-
     /// <summary>
     /// The tuple of the answer to a packet with this tuple: addresses and ports swapped; for ICMP the
     /// identifier stays and the type becomes its reply type. False when an ICMP type has no answer.
     /// </summary>
-    public readonly bool TryInvert(out ConnTuple inverse)
+    public static bool TryInvert(this in ConnTuple tuple, out ConnTuple inverse)
     {
-        inverse = new ConnTuple(Family, Protocol, Destination, DestinationPort, Source, SourcePort);
-        if (!IsIcmp)
+        inverse = new ConnTuple(tuple.Family, tuple.Protocol, tuple.Destination, tuple.DestinationPort, tuple.Source, tuple.SourcePort);
+        if (!tuple.IsIcmp)
         {
             return true;
         }
 
-        inverse.SourcePort = SourcePort;
-        int replyType = Icmp.ReplyType(Protocol, IcmpType);
+        inverse.SourcePort = tuple.SourcePort;
+        int replyType = Icmp.ReplyType(tuple.Protocol, tuple.IcmpType);
         if (replyType < 0)
         {
             return false;
         }
 
-        inverse.DestinationPort = (ushort)((replyType << 8) | (DestinationPort & 0xFF));
+        inverse.DestinationPort = (ushort)((replyType << 8) | (tuple.DestinationPort & 0xFF));
         return true;
     }
 
     /// <summary>The inverse tuple; for an ICMP type without an answer the type is kept.</summary>
-    public readonly ConnTuple Invert()
+    public static ConnTuple Invert(this in ConnTuple tuple)
     {
-        if (!TryInvert(out var inverse))
+        if (!tuple.TryInvert(out var inverse))
         {
-            inverse.DestinationPort = DestinationPort;
+            inverse.DestinationPort = tuple.DestinationPort;
         }
 
         return inverse;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public readonly bool Equals(ConnTuple other) =>
-        Source.Equals(other.Source)
-        && Destination.Equals(other.Destination)
-        && SourcePort == other.SourcePort
-        && DestinationPort == other.DestinationPort
-        && Protocol == other.Protocol
-        && Family == other.Family;
-
-    public override readonly bool Equals(object? obj) => obj is ConnTuple other && Equals(other);
-
-    public override readonly int GetHashCode() => (int)Hash(0);
-
     /// <summary>A keyed hash of the tuple. The key is secret in a live daemon, so that nobody outside can aim at one bucket.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public readonly ulong Hash(ulong key)
+    public static ulong Hash(this in ConnTuple tuple, ulong key)
     {
-        ulong h = key ^ ((ulong)Family << 56) ^ ((ulong)Protocol << 48) ^ ((ulong)SourcePort << 16) ^ DestinationPort;
-        h = Mix(h, Source.High);
-        h = Mix(h, Source.Low);
-        h = Mix(h, Destination.High);
-        h = Mix(h, Destination.Low);
+        ulong h = key ^ ((ulong)tuple.Family << 56) ^ ((ulong)tuple.Protocol << 48) ^ ((ulong)tuple.SourcePort << 16) ^ tuple.DestinationPort;
+        h = Mix(h, tuple.Source.High);
+        h = Mix(h, tuple.Source.Low);
+        h = Mix(h, tuple.Destination.High);
+        h = Mix(h, tuple.Destination.Low);
         return h ^ (h >> 29);
     }
 
@@ -101,22 +62,6 @@ public struct ConnTuple : IEquatable<ConnTuple>
         h ^= v;
         h *= 0x9E3779B97F4A7C15UL;
         return h ^ (h >> 32);
-    }
-
-    public static bool operator ==(ConnTuple a, ConnTuple b) => a.Equals(b);
-
-    public static bool operator !=(ConnTuple a, ConnTuple b) => !a.Equals(b);
-
-    /// <summary>Formats like <c>conntrack -L</c>: <c>src=... dst=... sport=... dport=...</c> (allocates; display only).</summary>
-    public override readonly string ToString()
-    {
-        string src = Source.ToString(Family);
-        string dst = Destination.ToString(Family);
-        return IsIcmp
-            ? $"src={src} dst={dst} type={IcmpType} code={DestinationPort & 0xFF} id={SourcePort}"
-            : Protocol is IpProtocol.Tcp or IpProtocol.Udp or IpProtocol.UdpLite or IpProtocol.Sctp
-                ? $"src={src} dst={dst} sport={SourcePort} dport={DestinationPort}"
-                : $"src={src} dst={dst}";
     }
 
     /// <summary>

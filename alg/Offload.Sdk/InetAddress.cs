@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Runtime.CompilerServices;
 
-namespace Offload.Engine.Packets;
+namespace Offload.Sdk;
 
 /// <summary>
 /// An IPv4 or IPv6 address held by value in 16 bytes, in network order, as the kernel's

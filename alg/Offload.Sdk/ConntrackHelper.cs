@@ -1,0 +1,156 @@
+namespace Offload.Sdk;
+
+/// <summary>
+/// A protocol helper (ALG): it reads the payloads of the connections bound to it, announces the related
+/// connections they negotiate as expectations, and rewrites addresses in payloads when the connection is
+/// translated. The engine calls <see cref="Help"/> for each packet of a bound connection after NAT, as the
+/// kernel calls a helper at the end of POSTROUTING.
+/// </summary>
+/// <remarks>
+/// <para>A helper is one object shared by all the connections bound to it; what it must remember per connection
+/// goes in <see cref="HelperContext.GetState{T}"/>. Calls for one engine never overlap, so a helper needs no locks
+/// for its own state; it must not block, sleep or do I/O, because the packet waits for it.</para>
+/// <para>A helper that throws, or (when loaded as a plugin) runs or allocates past its budget, is disabled: its
+/// connections fall back to plain tracking and the daemon logs why.</para>
+/// </remarks>
+public abstract class ConntrackHelper
+{
+    /// <summary>A helper with its name and its expectation policy. Set <see cref="Protocol"/> and <see cref="Ports"/> in the constructor.</summary>
+    /// <param name="name">The name the configuration and listings use (as in <c>-j CT --helper NAME</c>).</param>
+    /// <param name="policy">How many expectations one connection may keep outstanding, and for how long.</param>
+    protected ConntrackHelper(string name, ExpectationPolicy policy)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        if (policy.MaxExpected < 1 || policy.Timeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(policy), policy, "a helper needs room for one expectation and a positive timeout");
+        }
+
+        Name = name;
+        Policy = policy;
+    }
+
+    /// <summary>The helper's name, as in <c>-j CT --helper NAME</c> and in listings.</summary>
+    public string Name { get; }
+
+    /// <summary>How many expectations a master may keep outstanding, and for how long.</summary>
+    public ExpectationPolicy Policy { get; }
+
+    /// <summary>The transport protocol of the connections it helps (<see cref="IpProtocol.Tcp"/> unless set).</summary>
+    public byte Protocol { get; protected init; } = IpProtocol.Tcp;
+
+    /// <summary>The destination ports it is bound to when the configuration names none.</summary>
+    public IReadOnlyList<ushort> Ports { get; protected init; } = [];
+
+    /// <summary>4 or 6 to serve one address family only; 0 (the default) for both.</summary>
+    public byte Family { get; protected init; }
+
+    /// <summary>Set by the engine when the helper failed; read by listings. Null while it is healthy.</summary>
+    internal volatile string? DisabledReason;
+
+    /// <summary>Where <see cref="Log"/> goes; set by the engine that runs the helper.</summary>
+    internal volatile Action<ConntrackHelper, HelperLogLevel, string>? LogSink;
+
+    /// <summary>
+    /// Looks at one packet of a connection bound to this helper. Must not keep references to the context or its
+    /// spans after returning.
+    /// </summary>
+    /// <param name="context">The packet, its connection, and what the helper may do about them.</param>
+    /// <returns><see cref="HelperVerdict.Accept"/> to let the packet go on (with any rewrites asked for), or <see cref="HelperVerdict.Drop"/>.</returns>
+    public abstract HelperVerdict Help(ref HelperContext context);
+
+    /// <summary>
+    /// Called when a connection this helper expected arrives, before its first packet goes on. The default accepts it.
+    /// </summary>
+    /// <param name="connection">The new connection, its master and the expectation's class.</param>
+    /// <returns><see cref="HelperVerdict.Drop"/> refuses the connection (its first packet is dropped and counted).</returns>
+    public virtual HelperVerdict OnExpectedConnection(in ExpectedConnection connection) => HelperVerdict.Accept;
+
+    /// <summary>Called when a connection bound to this helper is destroyed, with the state it kept for it (if any).</summary>
+    /// <param name="state">What <see cref="HelperContext.GetState{T}"/> created for the connection, or null.</param>
+    public virtual void OnDestroy(object? state)
+    {
+    }
+
+    /// <summary>Writes a line to the daemon's log, marked with the helper's name. For rare events: it allocates.</summary>
+    /// <param name="level">How important the line is.</param>
+    /// <param name="message">The text.</param>
+    protected void Log(HelperLogLevel level, string message) => LogSink?.Invoke(this, level, message);
+
+    /// <inheritdoc/>
+    public override string ToString() => Name;
+}
+
+/// <summary>What a helper decides about the packet it was shown.</summary>
+public enum HelperVerdict : byte
+{
+    /// <summary>Let the packet go on (with any rewrites the helper asked for).</summary>
+    Accept,
+
+    /// <summary>Drop the packet (counted); the sender will retransmit.</summary>
+    Drop,
+}
+
+/// <summary>Events helpers report, counted per kind in the daemon's statistics.</summary>
+public enum HelperEvent : byte
+{
+    /// <summary>A command matched but its argument was malformed.</summary>
+    MalformedCommand,
+
+    /// <summary>A command announced an address other than the sender's, and loose mode is off.</summary>
+    ForeignAddressRefused,
+
+    /// <summary>A command was split across segments and not parsed.</summary>
+    PartialCommand,
+
+    /// <summary>An expectation could not be registered.</summary>
+    ExpectationFailed,
+
+    /// <summary>A rewrite could not be applied.</summary>
+    RewriteFailed,
+}
+
+/// <summary>How important a helper's log line is (mapped to the daemon's levels and the journal's priorities).</summary>
+public enum HelperLogLevel : byte
+{
+    /// <summary>Detail for whoever debugs the helper.</summary>
+    Debug,
+
+    /// <summary>Something worth knowing happened.</summary>
+    Information,
+
+    /// <summary>Something went wrong with one connection (hostile or broken input).</summary>
+    Warning,
+
+    /// <summary>The helper cannot do its job.</summary>
+    Error,
+}
+
+/// <summary>A connection a helper expected, as it arrives (see <see cref="ConntrackHelper.OnExpectedConnection"/>).</summary>
+public readonly struct ExpectedConnection
+{
+    /// <summary>Describes an arriving expected connection.</summary>
+    /// <param name="tuple">The new connection's original tuple.</param>
+    /// <param name="masterTuple">The master's original tuple.</param>
+    /// <param name="expectationClass">The class the expectation was registered with.</param>
+    /// <param name="masterState">The helper's state for the master, or null.</param>
+    public ExpectedConnection(in ConnTuple tuple, in ConnTuple masterTuple, int expectationClass, object? masterState)
+    {
+        Tuple = tuple;
+        MasterTuple = masterTuple;
+        Class = expectationClass;
+        MasterState = masterState;
+    }
+
+    /// <summary>The new connection's original tuple (as its first packet arrived, before NAT).</summary>
+    public ConnTuple Tuple { get; }
+
+    /// <summary>The original tuple of the connection whose helper announced it.</summary>
+    public ConnTuple MasterTuple { get; }
+
+    /// <summary>The <see cref="ExpectationRequest.Class"/> it was announced with.</summary>
+    public int Class { get; }
+
+    /// <summary>The helper's state for the master connection, or null when it keeps none.</summary>
+    public object? MasterState { get; }
+}

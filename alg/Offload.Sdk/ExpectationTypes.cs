@@ -1,0 +1,35 @@
+namespace Offload.Sdk;
+
+/// <summary>Why an expectation was not registered.</summary>
+public enum ExpectResult : byte
+{
+    Added,
+
+    /// <summary>Another master already expects a connection that could match this one (the kernel's -EBUSY).</summary>
+    Clash,
+
+    /// <summary>The master has as many outstanding as its helper's policy allows, and none could be evicted.</summary>
+    TooMany,
+
+    /// <summary>The global expectation limit is reached.</summary>
+    TableFull,
+
+    /// <summary>No port was free for a translated expectation.</summary>
+    NoFreePort,
+}
+
+/// <summary>How many expectations a helper may keep outstanding per master and class, and for how long.</summary>
+public readonly record struct ExpectationPolicy(int MaxExpected, TimeSpan Timeout);
+
+/// <summary>Flags of an expectation, as the kernel's NF_CT_EXPECT_*.</summary>
+[Flags]
+public enum ExpectationFlags : byte
+{
+    None = 0,
+
+    /// <summary>Stays after a connection matched it, until it times out or its master dies.</summary>
+    Permanent = 1,
+
+    /// <summary>Registered but not matched yet (a helper arms it later).</summary>
+    Inactive = 2,
+}

@@ -1,0 +1,152 @@
+using System.Buffers.Binary;
+
+namespace Offload.Sdk;
+
+/// <summary>
+/// One packet as a helper sees it: the connection's tuples, direction, ctinfo and payload, and the actions a
+/// helper may take. Valid only during <see cref="ConntrackHelper.Help"/>.
+/// </summary>
+public ref struct HelperContext
+{
+    private readonly HelperHost _host;
+    private readonly ConntrackHelper _helper;
+    private readonly object _connection;
+    private readonly ReadOnlySpan<byte> _packet;
+    private readonly ref readonly ConnTuple _tuple;
+    private readonly ref readonly ConnTuple _otherTuple;
+    private readonly int _l4Offset;
+    private readonly int _payloadOffset;
+    private readonly int _payloadLength;
+
+    internal HelperContext(
+        HelperHost host,
+        ConntrackHelper helper,
+        object connection,
+        ReadOnlySpan<byte> packet,
+        in HelperPacketLayout layout,
+        ref readonly ConnTuple tuple,
+        ref readonly ConnTuple otherTuple)
+    {
+        _host = host;
+        _helper = helper;
+        _connection = connection;
+        _packet = packet;
+        _tuple = ref tuple;
+        _otherTuple = ref otherTuple;
+        _l4Offset = layout.L4Offset;
+        _payloadOffset = layout.PayloadOffset;
+        _payloadLength = layout.PayloadLength;
+        Protocol = layout.Protocol;
+        Direction = layout.Direction;
+        CtInfo = layout.CtInfo;
+        IsNatted = layout.IsNatted;
+    }
+
+    /// <summary>The direction the packet travels in.</summary>
+    public ConnDirection Direction { get; }
+
+    /// <summary>What the packet is to its connection (established, related, new; original or reply).</summary>
+    public CtInfo CtInfo { get; }
+
+    /// <summary>The IP protocol of the packet (<see cref="IpProtocol"/>).</summary>
+    public byte Protocol { get; }
+
+    /// <summary>True when the connection's source or destination is translated: announced endpoints must then be rewritten.</summary>
+    public bool IsNatted { get; }
+
+    /// <summary>4 or 6.</summary>
+    public readonly byte Family => _tuple.Family;
+
+    /// <summary>The transport payload (after the TCP or UDP header), as the sender sent it.</summary>
+    public readonly ReadOnlySpan<byte> Payload => _packet.Slice(_payloadOffset, _payloadLength);
+
+    /// <summary>The TCP sequence number of the payload's first byte, as the sender numbered it (before sequence adjustment); 0 for other protocols.</summary>
+    public readonly uint TcpSequence => Protocol == IpProtocol.Tcp ? BinaryPrimitives.ReadUInt32BigEndian(_packet.Slice(_l4Offset + 4)) : 0;
+
+    /// <summary>The tuple of the packet's direction, before NAT: who sent it and to whom, as the sender sees it.</summary>
+    public readonly ref readonly ConnTuple Tuple => ref _tuple;
+
+    /// <summary>
+    /// The tuple of the other direction, after NAT: its destination is the sender as the peer sees it (the address and
+    /// port to announce), its source is the peer as it sees itself.
+    /// </summary>
+    public readonly ref readonly ConnTuple OtherTuple => ref _otherTuple;
+
+    /// <summary>The engine's monotonic clock, in nanoseconds (capture time in a replay).</summary>
+    public readonly long NowNanoseconds => _host.NowNanoseconds;
+
+    /// <summary>The helper's state for this connection, created on first use.</summary>
+    /// <typeparam name="T">The helper's own state class.</typeparam>
+    public readonly T GetState<T>()
+        where T : class, new()
+    {
+        if (_host.GetState(_connection) is T state)
+        {
+            return state;
+        }
+
+        state = new T();
+        _host.SetState(_connection, state);
+        return state;
+    }
+
+    /// <summary>Replaces (or, with null, forgets) the helper's state for this connection.</summary>
+    /// <param name="state">The new state.</param>
+    public readonly void SetState(object? state) => _host.SetState(_connection, state);
+
+    /// <summary>
+    /// Registers an expectation with this connection as master. Unless the request says otherwise, the expected
+    /// connection follows the master's NAT, and the engine looks for a free port from the announced one up; the port
+    /// it chose is written back to <paramref name="request"/>.
+    /// </summary>
+    /// <param name="request">What is expected; its <see cref="ExpectationRequest.DestinationPort"/> may be changed.</param>
+    /// <returns><see cref="ExpectResult.Added"/>, or why not.</returns>
+    public readonly ExpectResult Expect(ref ExpectationRequest request) => _host.Expect(_connection, Direction, ref request);
+
+    /// <summary>
+    /// Asks for <paramref name="length"/> payload bytes at <paramref name="payloadOffset"/> to be replaced by
+    /// <paramref name="replacement"/> (of any length). Rewrites must come in increasing, non-overlapping order;
+    /// the engine applies them after the helper returns and fixes lengths, checksums and TCP sequence numbers.
+    /// </summary>
+    /// <param name="payloadOffset">Where the replaced bytes start in <see cref="Payload"/>.</param>
+    /// <param name="length">How many bytes are replaced.</param>
+    /// <param name="replacement">What goes there instead (copied at once).</param>
+    /// <returns>False when the request is out of bounds, out of order, or too large (nothing is changed then).</returns>
+    public readonly bool Rewrite(int payloadOffset, int length, ReadOnlySpan<byte> replacement) =>
+        _host.QueueRewrite(_payloadLength, payloadOffset, length, replacement);
+
+    /// <summary>Counts a helper event (e.g. a malformed command) in the daemon's statistics.</summary>
+    /// <param name="helperEvent">What happened.</param>
+    public readonly void Count(HelperEvent helperEvent) => _host.Count(helperEvent);
+
+    /// <summary>Writes a line to the daemon's log, marked with the helper's name. For rare events: it allocates.</summary>
+    /// <param name="level">How important the line is.</param>
+    /// <param name="message">The text.</param>
+    public readonly void Log(HelperLogLevel level, string message) => _helper.LogSink?.Invoke(_helper, level, message);
+}
+
+/// <summary>Where the parts of a packet lie, and what it is to its connection (filled by the engine).</summary>
+internal readonly record struct HelperPacketLayout(
+    int L4Offset,
+    int PayloadOffset,
+    int PayloadLength,
+    byte Protocol,
+    ConnDirection Direction,
+    CtInfo CtInfo,
+    bool IsNatted);
+
+/// <summary>The engine's side of <see cref="HelperContext"/>: what a helper's actions do.</summary>
+internal abstract class HelperHost
+{
+    internal abstract long NowNanoseconds { get; }
+
+    internal abstract object? GetState(object connection);
+
+    internal abstract void SetState(object connection, object? state);
+
+    internal abstract ExpectResult Expect(object connection, ConnDirection direction, ref ExpectationRequest request);
+
+    internal abstract bool QueueRewrite(int payloadLength, int payloadOffset, int length, ReadOnlySpan<byte> replacement);
+
+    internal abstract void Count(HelperEvent helperEvent);
+}
