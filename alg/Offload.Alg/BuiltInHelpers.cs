@@ -5,13 +5,18 @@ namespace Offload.Alg;
 /// <summary>The helpers that ship with Offload, by the names the configuration uses.</summary>
 public static class BuiltInHelpers
 {
+    // One line per helper: its name and how to make it from its configuration's loose switch.
+    private static readonly Dictionary<string, Func<bool, ConntrackHelper>> Factories = new(StringComparer.Ordinal)
+    {
+        ["ftp"] = loose => new FtpHelper(loose),
+    };
+
     /// <summary>The names of the built-in helpers.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["ftp"];
+    public static IReadOnlyList<string> Names { get; } = [.. Factories.Keys.Order(StringComparer.Ordinal)];
 
     /// <summary>Creates a built-in helper, or returns null when the name is not one.</summary>
-    public static ConntrackHelper? Create(string name, bool loose) => name switch
-    {
-        "ftp" => new FtpHelper(loose),
-        _ => null,
-    };
+    /// <param name="name">The helper's name (as in the configuration).</param>
+    /// <param name="loose">Accept announced addresses other than the sender's (for the helpers that check).</param>
+    public static ConntrackHelper? Create(string name, bool loose) =>
+        Factories.TryGetValue(name, out var factory) ? factory(loose) : null;
 }

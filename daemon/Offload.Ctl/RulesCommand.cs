@@ -1,11 +1,14 @@
 using System.CommandLine;
 using Offload.Rules;
+using Offload.Alg;
 
 namespace Offload.Ctl;
 
 /// <summary><c>offloadctl rules print|apply|remove</c>: the iptables rules that steer packets to offloadd.</summary>
 internal static class RulesCommand
 {
+    private static readonly EngineBuilder.HelperFactory BuiltIns = h => BuiltInHelpers.Create(h.Name, h.Loose);
+
     public static Command Create()
     {
         var rules = new Command("rules", "The iptables rules that hand offloadd its packets (chains OFFLOAD-PRE in raw and OFFLOAD-POST in mangle).");
@@ -14,14 +17,14 @@ internal static class RulesCommand
         var print = new Command("print", "Print the rules in iptables-restore form, IPv4 then IPv6.") { config };
         print.SetAction(parse => WithSteering(parse.GetValue(config)!, configuration =>
         {
-            Console.Write(SteeringRules.Render(configuration, 4));
-            Console.Write(SteeringRules.Render(configuration, 6));
+            Console.Write(SteeringRules.Render(configuration, 4, BuiltIns));
+            Console.Write(SteeringRules.Render(configuration, 6, BuiltIns));
         }));
         rules.Add(print);
 
         var applyConfig = new Option<FileInfo>("--config", "-c") { Description = "offloadd's configuration (its steering: section).", Required = true };
         var apply = new Command("apply", "Load the rules (replacing a previous copy) and jump to them from PREROUTING and POSTROUTING.") { applyConfig };
-        apply.SetAction(parse => WithSteering(parse.GetValue(applyConfig)!, SteeringApplier.Apply));
+        apply.SetAction(parse => WithSteering(parse.GetValue(applyConfig)!, c => SteeringApplier.Apply(c, BuiltIns)));
         rules.Add(apply);
 
         var prefix = new Option<string>("--set-prefix") { Description = "The prefix of the ipset sets to destroy (helpers mode).", DefaultValueFactory = _ => "offload" };

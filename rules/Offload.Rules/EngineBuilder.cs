@@ -42,13 +42,13 @@ public static class EngineBuilder
         foreach (var h in config.Helpers)
         {
             var helper = helpers(h) ?? throw new ConfigException(config.Source, h.Line, 1, $"unknown helper '{h.Name}'");
-            var ports = h.EffectivePorts;
+            var ports = h.PortsOf(helper);
             if (ports.Count == 0)
             {
                 throw new ConfigException(config.Source, h.Line, 1, $"helper '{h.Name}' needs ports:");
             }
 
-            byte protocol = h.EffectiveProtocol;
+            byte protocol = h.ProtocolOf(helper);
             foreach (var port in ports)
             {
                 bindings.Add(new HelperBinding(helper, protocol, port));

@@ -42,16 +42,11 @@ public sealed record NatRuleConfig(
 /// <summary>A helper attached to the connections of a protocol and port.</summary>
 public sealed record HelperConfig(string Name, byte Protocol, IReadOnlyList<ushort> Ports, bool Loose, int Line)
 {
-    /// <summary>The ports configured, or the helper's well-known ones (empty for a helper without any).</summary>
-    public IReadOnlyList<ushort> EffectivePorts => Ports.Count > 0 ? Ports : Name switch
-    {
-        "ftp" => [21],
-        "tftp" => [69],
-        _ => [],
-    };
+    /// <summary>The ports configured, or the helper's own (<see cref="ConntrackHelper.Ports"/>; empty for a helper without any).</summary>
+    public IReadOnlyList<ushort> PortsOf(ConntrackHelper helper) => Ports.Count > 0 ? Ports : helper.Ports;
 
-    /// <summary>The protocol configured, or the helper's own (UDP for TFTP, TCP otherwise).</summary>
-    public byte EffectiveProtocol => Protocol != 0 ? Protocol : Name == "tftp" ? (byte)17 : (byte)6;
+    /// <summary>The protocol configured, or the helper's own.</summary>
+    public byte ProtocolOf(ConntrackHelper helper) => Protocol != 0 ? Protocol : helper.Protocol;
 }
 
 /// <summary>Table size, validation and timeouts.</summary>

@@ -6,7 +6,9 @@ namespace Offload.Rules;
 public static class SteeringApplier
 {
     /// <summary>Loads our chains (replacing their previous content) and makes sure the built-in chains jump to them first.</summary>
-    public static void Apply(OffloadConfig config)
+    /// <param name="config">The configuration.</param>
+    /// <param name="helpers">Creates the configured helpers (for their ports).</param>
+    public static void Apply(OffloadConfig config, EngineBuilder.HelperFactory helpers)
     {
         var steering = config.Steering ?? throw new InvalidOperationException("the configuration has no steering: section");
         foreach (byte family in new byte[] { 4, 6 })
@@ -18,7 +20,7 @@ public static class SteeringApplier
                 Run("ipset", ["create", SteeringRules.SetName(steering, family), "hash:ip,port,ip", "family", family == 4 ? "inet" : "inet6", "timeout", "0", "maxelem", "1048576", "-exist"], null);
             }
 
-            Run(tool + "-restore", ["--noflush"], SteeringRules.Render(config, family));
+            Run(tool + "-restore", ["--noflush"], SteeringRules.Render(config, family, helpers));
             foreach (var (table, chain, target) in SteeringRules.Jumps)
             {
                 if (Run(tool, ["-w", "-t", table, "-C", chain, "-j", target], null, check: false) != 0)

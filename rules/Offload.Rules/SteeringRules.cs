@@ -32,12 +32,17 @@ public static class SteeringRules
     public static string SetName(SteeringConfig steering, byte family) => steering.SetPrefix + family.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>The (protocol, port) pairs of the configured helpers: what helpers mode steers by itself.</summary>
-    public static IReadOnlyList<(byte Protocol, ushort Port)> HelperPorts(OffloadConfig config) =>
-        [.. config.Helpers.SelectMany(h => h.EffectivePorts.Select(p => (h.EffectiveProtocol, p))).Distinct()];
+    /// <param name="config">The configuration.</param>
+    /// <param name="helpers">Creates the configured helpers, whose own ports apply where the configuration names none.</param>
+    public static IReadOnlyList<(byte Protocol, ushort Port)> HelperPorts(OffloadConfig config, EngineBuilder.HelperFactory helpers) =>
+        [.. config.Helpers.SelectMany(h => helpers(h) is { } helper ? h.PortsOf(helper).Select(p => (h.ProtocolOf(helper), p)) : []).Distinct()];
 
     /// <summary>The rules of a configuration for one family (4: iptables-restore, 6: ip6tables-restore).</summary>
-    public static string Render(OffloadConfig config, byte family) =>
-        Render(config.Steering ?? throw new ArgumentException("The configuration has no steering section.", nameof(config)), family, HelperPorts(config));
+    /// <param name="config">The configuration.</param>
+    /// <param name="family">4 or 6.</param>
+    /// <param name="helpers">Creates the configured helpers (for their ports).</param>
+    public static string Render(OffloadConfig config, byte family, EngineBuilder.HelperFactory helpers) =>
+        Render(config.Steering ?? throw new ArgumentException("The configuration has no steering section.", nameof(config)), family, HelperPorts(config, helpers));
 
     /// <summary>The rules for one family (4: iptables-restore, 6: ip6tables-restore).</summary>
     /// <param name="steering">The steering section.</param>
