@@ -61,7 +61,7 @@ internal sealed class Daemon : IDisposable
 
         if (_manageRules)
         {
-            SteeringApplier.Apply(_config);
+            SteeringApplier.Apply(_config, h => BuiltInHelpers.Create(h.Name, h.Loose));
             _rulesApplied = true;
             Log.SteeringApplied(_logger, steering.QueuePre, steering.QueuePost, steering.NatPortMin, steering.NatPortMax, steering.FailOpen ? "open" : "closed");
         }
