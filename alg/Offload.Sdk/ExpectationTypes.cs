@@ -3,6 +3,7 @@ namespace Offload.Sdk;
 /// <summary>Why an expectation was not registered.</summary>
 public enum ExpectResult : byte
 {
+    /// <summary>Registered.</summary>
     Added,
 
     /// <summary>Another master already expects a connection that could match this one (the kernel's -EBUSY).</summary>
@@ -19,12 +20,15 @@ public enum ExpectResult : byte
 }
 
 /// <summary>How many expectations a helper may keep outstanding per master and class, and for how long.</summary>
+/// <param name="MaxExpected">Outstanding expectations per master and class; a new one evicts the oldest beyond it.</param>
+/// <param name="Timeout">How long an expectation waits for its connection.</param>
 public readonly record struct ExpectationPolicy(int MaxExpected, TimeSpan Timeout);
 
 /// <summary>Flags of an expectation, as the kernel's NF_CT_EXPECT_*.</summary>
 [Flags]
 public enum ExpectationFlags : byte
 {
+    /// <summary>An ordinary expectation: one connection fulfils it.</summary>
     None = 0,
 
     /// <summary>Stays after a connection matched it, until it times out or its master dies.</summary>

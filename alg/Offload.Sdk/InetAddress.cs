@@ -15,6 +15,9 @@ public readonly struct InetAddress : IEquatable<InetAddress>
     private readonly ulong _high;
     private readonly ulong _low;
 
+    /// <summary>An address from its two halves in host order (see <see cref="High"/> and <see cref="Low"/>).</summary>
+    /// <param name="high">The first 8 bytes.</param>
+    /// <param name="low">The last 8 bytes.</param>
     public InetAddress(ulong high, ulong low)
     {
         _high = high;
@@ -27,6 +30,7 @@ public readonly struct InetAddress : IEquatable<InetAddress>
     /// <summary>The low 64 bits, in host order (the last 8 bytes of the address).</summary>
     public ulong Low => _low;
 
+    /// <summary>The all-zero address (no address).</summary>
     public static InetAddress None => default;
 
     /// <summary>Reads a 4-byte IPv4 address.</summary>
@@ -117,6 +121,10 @@ public readonly struct InetAddress : IEquatable<InetAddress>
 
     private bool LooksLikeIPv4 => _low == 0 && (uint)_high == 0;
 
+    /// <summary>Orders addresses as numbers (for ranges).</summary>
+    /// <param name="a">One address.</param>
+    /// <param name="b">The other.</param>
+    /// <returns>Negative, zero or positive as <paramref name="a"/> is below, equal to or above <paramref name="b"/>.</returns>
     public static int Compare(InetAddress a, InetAddress b) =>
         a._high != b._high ? a._high.CompareTo(b._high) : a._low.CompareTo(b._low);
 
@@ -144,15 +152,25 @@ public readonly struct InetAddress : IEquatable<InetAddress>
         return _high == network._high && (_low & lowMask) == (network._low & lowMask);
     }
 
+    /// <inheritdoc/>
     public bool Equals(InetAddress other) => _high == other._high && _low == other._low;
 
+    /// <inheritdoc/>
     public override bool Equals(object? obj) => obj is InetAddress other && Equals(other);
 
+    /// <inheritdoc/>
     public override int GetHashCode() => HashCode.Combine(_high, _low);
 
+    /// <summary>Equal addresses.</summary>
+    /// <param name="a">One address.</param>
+    /// <param name="b">The other.</param>
     public static bool operator ==(InetAddress a, InetAddress b) => a.Equals(b);
 
+    /// <summary>Different addresses.</summary>
+    /// <param name="a">One address.</param>
+    /// <param name="b">The other.</param>
     public static bool operator !=(InetAddress a, InetAddress b) => !a.Equals(b);
 
+    /// <summary>The usual text form; the family is guessed (an address with only its first 4 bytes set reads as IPv4). Allocates.</summary>
     public override string ToString() => LooksLikeIPv4 ? ToString(4) : ToString(6);
 }

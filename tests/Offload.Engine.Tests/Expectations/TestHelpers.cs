@@ -60,6 +60,24 @@ internal sealed class AnnouncingHelper : ConntrackHelper
     /// <summary>When set, the expected connection must come from this source port.</summary>
     public ushort? SourcePort { get; init; }
 
+    /// <summary>How the expected connections are to be translated.</summary>
+    public ExpectationNat Nat { get; init; }
+
+    /// <summary>With <see cref="ExpectationNat.Redirect"/>: where they go instead.</summary>
+    public (InetAddress Address, ushort Port) RedirectTo { get; init; }
+
+    /// <summary>What <see cref="OnExpectedConnection"/> answers.</summary>
+    public HelperVerdict ExpectedVerdict { get; init; }
+
+    /// <summary>The expected connections that arrived, as the helper was told of them.</summary>
+    public List<ExpectedConnection> Arrived { get; } = [];
+
+    public override HelperVerdict OnExpectedConnection(in ExpectedConnection connection)
+    {
+        Arrived.Add(connection);
+        return ExpectedVerdict;
+    }
+
     /// <summary>Every call to Expect, with the port the request held afterwards.</summary>
     public List<(ExpectResult Result, ushort Port)> Results { get; } = [];
 
@@ -88,6 +106,9 @@ internal sealed class AnnouncingHelper : ConntrackHelper
             Class = expectationClass,
             Flags = Flags,
             Helper = ChildHelper,
+            Nat = Nat,
+            NatAddress = RedirectTo.Address,
+            NatPort = RedirectTo.Port,
         };
 
         var result = context.Expect(ref request);
