@@ -97,7 +97,8 @@ public ref struct HelperContext
     /// <summary>
     /// Registers an expectation with this connection as master. Unless the request says otherwise, the expected
     /// connection follows the master's NAT, and the engine looks for a free port from the announced one up; the port
-    /// it chose is written back to <paramref name="request"/>.
+    /// it chose is written back to <paramref name="request"/>. If the packet is then dropped (the helper says so, or
+    /// its rewrite cannot be applied), the expectation is withdrawn: the peer never heard of it.
     /// </summary>
     /// <param name="request">What is expected; its <see cref="ExpectationRequest.DestinationPort"/> may be changed.</param>
     /// <returns><see cref="ExpectResult.Added"/>, or why not.</returns>

@@ -105,6 +105,11 @@ public sealed class ConntrackEngine
     private IConntrackObserver? _observer;
     private readonly EngineHelperHost _helperHost;
 
+    // The expectations registered during the current helper call: withdrawn if the packet that announced them is
+    // dropped (by the helper, or because its rewrite failed), since the peer never hears of them.
+    private readonly Expectation?[] _callExpectations = new Expectation?[MaxRewrites];
+    private int _callExpectationCount;
+
     public ConntrackEngine(EngineOptions options, IClock clock)
     {
         _options = options;
@@ -766,6 +771,7 @@ public sealed class ConntrackEngine
 
         _rewriteCount = 0;
         _rewriteScratchUsed = 0;
+        _callExpectationCount = 0;
         var layout = new HelperPacketLayout(ctx.Info.L4Offset, ctx.Info.PayloadOffset, ctx.Info.PayloadLength, ctx.Info.Protocol, ctx.Dir, ctx.Ct, conn.IsNatted);
         var context = new HelperContext(_helperHost, helper, conn, ctx.Packet, layout, in conn.TupleOf(ctx.Dir), in conn.TupleOf(ctx.Dir.Opposite()));
         HelperVerdict verdict;
@@ -775,8 +781,9 @@ public sealed class ConntrackEngine
         }
         catch (Exception e)
         {
-            // Whatever the helper asked for before it failed is forgotten; the packet goes on untouched.
+            // Its rewrites are forgotten and the packet goes on untouched; expectations it made stay (they were valid).
             _rewriteCount = 0;
+            ForgetCallExpectations();
             DisableHelper(helper, e);
             return Verdict.Accept;
         }
@@ -784,15 +791,34 @@ public sealed class ConntrackEngine
         if (verdict == HelperVerdict.Drop)
         {
             _rewriteCount = 0;
+            WithdrawCallExpectations();
             return Drop(EngineCounter.DroppedByHelper);
         }
 
-        if (_rewriteCount == 0)
+        if (_rewriteCount == 0 || ApplyRewrites(ref ctx, conn))
         {
+            ForgetCallExpectations();
             return Verdict.Accept;
         }
 
-        return ApplyRewrites(ref ctx, conn) ? Verdict.Accept : Drop(EngineCounter.DroppedRewriteFailed);
+        WithdrawCallExpectations();
+        return Drop(EngineCounter.DroppedRewriteFailed);
+    }
+
+    private void WithdrawCallExpectations()
+    {
+        for (int i = 0; i < _callExpectationCount; i++)
+        {
+            _expectations.Remove(_callExpectations[i]!);
+        }
+
+        ForgetCallExpectations();
+    }
+
+    private void ForgetCallExpectations()
+    {
+        Array.Clear(_callExpectations, 0, _callExpectationCount);
+        _callExpectationCount = 0;
     }
 
     /// <summary>Asks the master's helper whether an expected connection may start; a failed helper lets it.</summary>
@@ -1052,6 +1078,11 @@ public sealed class ConntrackEngine
 
         if (result == ExpectResult.Added)
         {
+            if (_callExpectationCount < _callExpectations.Length)
+            {
+                _callExpectations[_callExpectationCount++] = expectation;
+            }
+
             request.DestinationPort = expectation.Tuple.DestinationPort;
             _counters[(int)EngineCounter.ExpectationsCreated]++;
         }

@@ -88,6 +88,34 @@ public class HelperContractTests
     }
 
     [Fact]
+    public void Expectations_announced_by_a_dropped_packet_are_withdrawn()
+    {
+        var results = new List<ExpectResult>();
+        var helper = new ScriptedHelper((ref HelperContext context) =>
+        {
+            var request = new ExpectationRequest
+            {
+                Protocol = IpProtocol.Tcp,
+                Source = context.OtherTuple.Source,
+                SourcePrefixLength = 32,
+                Destination = context.OtherTuple.Destination,
+                DestinationPort = 6001,
+            };
+            results.Add(context.Expect(ref request));
+            return context.Payload.StartsWith("keep"u8) ? HelperVerdict.Accept : HelperVerdict.Drop;
+        });
+        var rig = new RouterRig(Masquerade, [new HelperBinding(helper, 17, ControlPort)]);
+
+        Assert.False(rig.Out(UdpPacket(Client, 3000, Server, ControlPort, Ascii("drop"))).Accepted);
+        Assert.Equal([ExpectResult.Added], results);
+        Assert.Equal(0, rig.Engine.Expectations.Count);
+        Assert.Equal(CtInfo.New, rig.In(TcpPacket(Server, 20, WanAddress, 6001, Syn)).CtInfo);
+
+        Assert.True(rig.Out(UdpPacket(Client, 3000, Server, ControlPort, Ascii("keep"))).Accepted);
+        Assert.Equal(1, rig.Engine.Expectations.Count);
+    }
+
+    [Fact]
     public void A_helper_that_throws_is_disabled_and_its_connections_go_on_with_plain_tracking()
     {
         var observer = new RecordingObserver();
