@@ -8,7 +8,9 @@ public static class BuiltInHelpers
     // One line per helper: its name and how to make it from its configuration's loose switch.
     private static readonly Dictionary<string, Func<bool, ConntrackHelper>> Factories = new(StringComparer.Ordinal)
     {
+        ["amanda"] = _ => new Amanda.AmandaHelper(),
         ["ftp"] = loose => new FtpHelper(loose),
+        ["sane"] = _ => new Sane.SaneHelper(),
     };
 
     /// <summary>The names of the built-in helpers.</summary>
