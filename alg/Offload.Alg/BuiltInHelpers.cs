@@ -1,4 +1,6 @@
 using Offload.Alg.Ftp;
+using Offload.Alg.Irc;
+using Offload.Alg.Tftp;
 
 namespace Offload.Alg;
 
@@ -9,6 +11,8 @@ public static class BuiltInHelpers
     private static readonly Dictionary<string, Func<bool, ConntrackHelper>> Factories = new(StringComparer.Ordinal)
     {
         ["ftp"] = loose => new FtpHelper(loose),
+        ["irc"] = loose => new IrcHelper(loose),
+        ["tftp"] = _ => new TftpHelper(),
     };
 
     /// <summary>The names of the built-in helpers.</summary>
