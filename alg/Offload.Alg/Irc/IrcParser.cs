@@ -261,23 +261,9 @@ public static class IrcParser
         return pos > start;
     }
 
-    private static bool StartsWithIgnoreCase(ReadOnlySpan<byte> data, ReadOnlySpan<byte> upper)
-    {
-        if (data.Length < upper.Length)
-        {
-            return false;
-        }
-
-        for (int i = 0; i < upper.Length; i++)
-        {
-            if ((data[i] & 0xDF) != upper[i] && data[i] != upper[i])
-            {
-                return false;
-            }
-        }
-
-        return true;
-    }
+    // "PRIVMSG" in any case: clearing bit 5 upper-cases an ASCII letter; the blank must match as it is.
+    private static bool StartsWithIgnoreCase(ReadOnlySpan<byte> data, ReadOnlySpan<byte> upper) =>
+        data.Length >= upper.Length && PrefixMatch(data.Slice(0, upper.Length), upper);
 
     private static bool IsIgnoreCasePrefixOf(ReadOnlySpan<byte> data, ReadOnlySpan<byte> upper) =>
         data.Length < upper.Length && PrefixMatch(data, upper);
@@ -286,7 +272,7 @@ public static class IrcParser
     {
         for (int i = 0; i < data.Length; i++)
         {
-            if ((data[i] & 0xDF) != upper[i] && data[i] != upper[i])
+            if (data[i] != upper[i] && (upper[i] == (byte)' ' || (data[i] & 0xDF) != upper[i]))
             {
                 return false;
             }
