@@ -1,4 +1,8 @@
+using Offload.Alg.Amanda;
 using Offload.Alg.Ftp;
+using Offload.Alg.Irc;
+using Offload.Alg.Sane;
+using Offload.Alg.Tftp;
 
 namespace Offload.Alg;
 
@@ -8,9 +12,11 @@ public static class BuiltInHelpers
     // One line per helper: its name and how to make it from its configuration's loose switch.
     private static readonly Dictionary<string, Func<bool, ConntrackHelper>> Factories = new(StringComparer.Ordinal)
     {
-        ["amanda"] = _ => new Amanda.AmandaHelper(),
+        ["amanda"] = _ => new AmandaHelper(),
         ["ftp"] = loose => new FtpHelper(loose),
-        ["sane"] = _ => new Sane.SaneHelper(),
+        ["irc"] = loose => new IrcHelper(loose),
+        ["sane"] = _ => new SaneHelper(),
+        ["tftp"] = _ => new TftpHelper(),
     };
 
     /// <summary>The names of the built-in helpers.</summary>
