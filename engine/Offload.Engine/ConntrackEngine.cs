@@ -1039,7 +1039,9 @@ public sealed class ConntrackEngine
         if (master.IsNatted && request.Nat == ExpectationNat.FollowMaster)
         {
             // The expected connection arrives at the master's translated address: it must be translated the
-            // same way, on a port nobody else expects, starting with the announced one.
+            // same way, on a port nobody else expects, starting with the announced one. The search then goes up
+            // one port at a time, as the kernel's helpers did until 6.x (today's kernel tries random ports above the
+            // announced one instead): predictable, and identical in a replay.
             expectation.FollowMasterNat = true;
             expectation.NatDirection = direction.Opposite();
             expectation.SavedPort = request.DestinationPort;
@@ -1059,7 +1061,9 @@ public sealed class ConntrackEngine
 
                 tuple.DestinationPort = port;
                 expectation.Tuple = tuple;
-                result = _expectations.Add(expectation, policy, Now);
+                // Announcing the same port again replaces the master's earlier expectation (a repeated PORT); a port
+                // the search moved to is a new one, and one the master already expects there is taken.
+                result = _expectations.Add(expectation, policy, Now, replaceSame: attempt == 0);
                 if (result != ExpectResult.Clash)
                 {
                     break;

@@ -33,7 +33,11 @@ public sealed class ExpectationTable
     }
 
     /// <summary>Registers an expectation, replacing an identical one and evicting the master's oldest when its policy is exceeded.</summary>
-    public ExpectResult Add(Expectation expectation, in ExpectationPolicy policy, long now)
+    /// <param name="expectation">The new expectation.</param>
+    /// <param name="policy">Its helper's limits.</param>
+    /// <param name="now">The engine's clock.</param>
+    /// <param name="replaceSame">False: an identical expectation of the same master counts as a clash instead.</param>
+    public ExpectResult Add(Expectation expectation, in ExpectationPolicy policy, long now, bool replaceSame = true)
     {
         int bucket = BucketOf(expectation.Tuple);
         for (var existing = _buckets[bucket]; existing is not null; existing = existing.NextInBucket)
@@ -45,6 +49,11 @@ public sealed class ExpectationTable
 
             if (existing.SameAs(expectation))
             {
+                if (!replaceSame)
+                {
+                    return ExpectResult.Clash;
+                }
+
                 Remove(existing);
                 break;
             }

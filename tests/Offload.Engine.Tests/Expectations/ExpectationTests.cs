@@ -172,6 +172,24 @@ public class ExpectationTests
     }
 
     [Fact]
+    public void A_moved_port_never_replaces_another_expectation_of_the_same_master()
+    {
+        // One master announces 6001 and 6002, another then announces the same two: its 6001 moves up, and must skip
+        // 6002 (expected by the first master) and the port its own 6001 just took, rather than replace it.
+        var (rig, helper) = Setup(rules: [new NatRule { Action = NatAction.Masquerade, OutInterface = Wan }]);
+        Announce(rig, Client, 3000, "EXPECT 6001");
+        Announce(rig, Client, 3000, "EXPECT 6002");
+        Announce(rig, Client2, 3000, "EXPECT 6001");
+        Announce(rig, Client2, 3000, "EXPECT 6002");
+
+        Assert.Equal([6001, 6002, 6003, 6004], helper.Results.Select(r => (int)r.Port));
+        Assert.All(helper.Results, r => Assert.Equal(ExpectResult.Added, r.Result));
+        Assert.Equal(4, rig.Engine.Expectations.Count);
+        Assert.Equal(Ip(Client2), Destination(OpenFromServer(rig, WanAddress, 6003).Packet));
+        Assert.Equal(Ip(Client2), Destination(OpenFromServer(rig, WanAddress, 6004).Packet));
+    }
+
+    [Fact]
     public void Max_expected_evicts_the_masters_oldest()
     {
         var (rig, helper) = Setup(policy: new ExpectationPolicy(2, TimeSpan.FromSeconds(60)));
