@@ -5,6 +5,7 @@
                              caller's address on that port and send a greeting, then answer "OK".
   peers.py client HOST PORT  listen on PORT, ask HOST:111 to call back, print what the callback brings.
 """
+import select
 import socket
 import sys
 
@@ -33,22 +34,29 @@ def server():
 
 
 def client(host, port):
+    """Exit status 0 when the call-back arrived, 1 when the server could not call back."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.create_server(("", port), family=family) as listener:
-        listener.settimeout(TIMEOUT)
         with socket.create_connection((host, 111), timeout=TIMEOUT) as control:
             control.sendall(f"CALLBACK {port}\n".encode())
-            back, _ = listener.accept()
-            with back:
-                back.settimeout(TIMEOUT)
-                print(back.makefile("rb").readline().decode().strip())
-            print("control:", control.makefile("rb").readline().decode().strip())
+            # Either the call-back arrives, or the server says on the control connection why it could not call.
+            ready, _, _ = select.select([listener, control], [], [], TIMEOUT)
+            if listener in ready:
+                back, _ = listener.accept()
+                with back:
+                    back.settimeout(TIMEOUT)
+                    print(back.makefile("rb").readline().decode().strip())
+                print("control:", control.makefile("rb").readline().decode().strip())
+                return 0
+            answer = control.makefile("rb").readline().decode().strip() if control in ready else "no answer"
+            print("no call-back; server says:", answer)
+            return 1
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["server"]:
         server()
     elif len(sys.argv) == 4 and sys.argv[1] == "client":
-        client(sys.argv[2], int(sys.argv[3]))
+        sys.exit(client(sys.argv[2], int(sys.argv[3])))
     else:
         sys.exit(__doc__)
