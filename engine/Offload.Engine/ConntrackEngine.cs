@@ -469,6 +469,7 @@ public sealed class ConntrackEngine
 
         if (tuple.Protocol == IpProtocol.Tcp && !StartTcp(packet, info, conn, now))
         {
+            ForgetUnconfirmed(conn);
             conn = null;
             return Drop(EngineCounter.DroppedCannotStart);
         }
@@ -754,8 +755,21 @@ public sealed class ConntrackEngine
                 _expectations.RemoveAllOf(conn);
             }
 
+            ForgetUnconfirmed(conn);
             ctx.Conn = null;
             ctx.Unconfirmed = false;
+        }
+    }
+
+    /// <summary>
+    /// An expected connection dropped before it was confirmed: the observer heard it fulfil its expectation, so it
+    /// hears it go too (or it would keep, say, the connection's steering entry forever).
+    /// </summary>
+    private void ForgetUnconfirmed(Connection conn)
+    {
+        if (conn.HasStatus(ConnStatus.Expected))
+        {
+            _observer?.ConnectionDestroyed(conn);
         }
     }
 

@@ -50,7 +50,10 @@ public interface IConntrackObserver
     {
     }
 
-    /// <summary>A confirmed connection left the table (expired, closed, dropped early, or its address went).</summary>
+    /// <summary>
+    /// A confirmed connection left the table (expired, closed, dropped early, or its address went), or an expected
+    /// connection whose <see cref="ExpectationFulfilled"/> was told was dropped before it was confirmed.
+    /// </summary>
     void ConnectionDestroyed(Conntrack.Connection connection)
     {
     }

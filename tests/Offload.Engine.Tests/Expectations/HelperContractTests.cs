@@ -183,10 +183,37 @@ public class HelperContractTests
         Assert.Equal(0, rig.Engine.ReplaceHelper(old, null));
     }
 
+    [Fact]
+    public void An_expected_connection_dropped_before_confirmation_is_reported_gone()
+    {
+        // The observer (the daemon's ipset steering) heard the expectation fulfilled; it must hear the connection go.
+        var observer = new RecordingObserver();
+        var child = new ScriptedHelper((ref HelperContext _) => HelperVerdict.Drop, name: "child");
+        var helper = new AnnouncingHelper(Generous) { ChildHelper = child };
+        var rig = new RouterRig(null, [new HelperBinding(helper, 17, ControlPort)]);
+        rig.Engine.Observer = observer;
+        Announce(rig, "EXPECT 6001");
+
+        var hop = rig.In(TcpPacket(Server, 20, Client, 6001, Syn, seq: 777));
+
+        Assert.False(hop.Accepted);
+        var fulfilled = Assert.Single(observer.Fulfilled);
+        Assert.Equal([fulfilled], observer.Destroyed);
+        Assert.Equal(1, rig.Engine.Connections.Count); // the master only
+    }
+
     private sealed class RecordingObserver : IConntrackObserver
     {
         public List<ConntrackHelper> Disabled { get; } = [];
 
+        public List<Connection> Fulfilled { get; } = [];
+
+        public List<Connection> Destroyed { get; } = [];
+
         public void HelperDisabled(ConntrackHelper helper, Exception error) => Disabled.Add(helper);
+
+        public void ExpectationFulfilled(Offload.Engine.Expectations.Expectation expectation, Connection connection) => Fulfilled.Add(connection);
+
+        public void ConnectionDestroyed(Connection connection) => Destroyed.Add(connection);
     }
 }
