@@ -34,7 +34,13 @@ public sealed class HelperManager
         Engine = engine;
         _engineLock = engineLock;
         _rebuild = rebuild;
-        _bindings = engine.Options.Helpers;
+        _bindings = [.. engine.Options.Helpers];
+        if (engine.Options.Helpers is List<HelperBinding> initial)
+        {
+            // The engine copied its first bindings; the options it keeps would otherwise hold the first instances of
+            // the plugins loaded at start for ever, and their load contexts could never be collected after an unload.
+            initial.Clear();
+        }
     }
 
     public HelperCatalog Catalog { get; }
