@@ -128,31 +128,49 @@ public static class PluginLoader
         return helpers;
     }
 
-    /// <summary>A constructor is plugin code too: it may throw or loop, and must not take the control thread with it.</summary>
+    /// <summary>
+    /// A constructor is plugin code too: it may throw or loop, and must not take the control thread with it. It runs on
+    /// a thread of its own, because the runtime cannot abort a thread twice (the second abort never lands), and the
+    /// thread that loads plugins is the control socket's, or a pool thread for a reload.
+    /// </summary>
     private static ConntrackHelper Construct(Type type, string path)
     {
         ConntrackHelper? helper = null;
         Exception? failure = null;
+        bool aborted = false;
         using var budget = new CancellationTokenSource(ConstructorBudget);
-        try
+        var thread = new Thread(() =>
         {
+            try
+            {
 #pragma warning disable SYSLIB0046 // ControlledExecution is the only way to stop a call that loops in .NET; see ContainedHelperInvoker.
-            ControlledExecution.Run(
-                () =>
-                {
-                    try
+                ControlledExecution.Run(
+                    () =>
                     {
-                        helper = (ConntrackHelper)Activator.CreateInstance(type)!;
-                    }
-                    catch (TargetInvocationException e)
-                    {
-                        failure = e.InnerException ?? e;
-                    }
-                },
-                budget.Token);
+                        try
+                        {
+                            helper = (ConntrackHelper)Activator.CreateInstance(type)!;
+                        }
+                        catch (TargetInvocationException e)
+                        {
+                            failure = e.InnerException ?? e;
+                        }
+                    },
+                    budget.Token);
 #pragma warning restore SYSLIB0046
-        }
-        catch (OperationCanceledException)
+            }
+            catch (OperationCanceledException)
+            {
+                aborted = true;
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "plugin-constructor",
+        };
+        thread.Start();
+        thread.Join();
+        if (aborted)
         {
             throw new PluginException($"{path}: the constructor of {type.FullName} ran past {ConstructorBudget.TotalSeconds:0.#} s and was aborted");
         }

@@ -45,6 +45,39 @@ public sealed class ContainmentTests
     }
 
     [Fact]
+    public void Looping_helpers_are_aborted_again_and_again_on_the_same_thread()
+    {
+        // Every abort ends the executor thread the call ran on; the next call gets a new one. The caller is never aborted.
+        using var rig = new PluginRig(setup: dir =>
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                File.WriteAllText(Path.Combine(dir, $"loop{i}.cs"), PluginSources.Faulty($"loop{i}", "loop").Replace("7777", (7777 + i).ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal));
+            }
+        });
+        File.WriteAllText(Path.Combine(rig.Directory, "announce.cs"), PluginSources.Announce().Replace("7777", "7780", StringComparison.Ordinal));
+        rig.Manager.Load(Path.Combine(rig.Directory, "announce.cs"));
+
+        for (int i = 0; i < 3; i++)
+        {
+            var c = rig.Connect((ushort)(7777 + i));
+            var started = Stopwatch.StartNew();
+            Assert.Equal(Verdict.Accept, c.Say("spin\r\n"));
+            Assert.InRange(started.Elapsed.TotalMilliseconds, 50, 1000);
+            Assert.Equal(i + 1, rig.Events.Disabled.Count);
+            Assert.StartsWith("HelperBudgetException: a call ran past", rig.Events.Disabled[i].Reason, StringComparison.Ordinal);
+
+            // A healthy plugin goes on being called (on the stand-in after the first abort) and still works.
+            var healthy = rig.Connect(7780);
+            Assert.Equal(Verdict.Accept, healthy.Say($"PORT {5000 + i}\r\n"));
+            Assert.Equal($"announce: v1 seen=1", rig.Events.Lines[^1]);
+        }
+
+        Assert.Equal(3, rig.Invoker.Aborted);
+        Assert.Equal(3, rig.Expectations);
+    }
+
+    [Fact]
     public void A_healthy_plugin_call_costs_no_allocation_of_ours_and_runs_under_the_budget()
     {
         using var rig = new PluginRig(setup: dir => File.WriteAllText(Path.Combine(dir, "quiet.cs"), """
