@@ -47,8 +47,17 @@ public sealed class HelperManager
 
     public ConntrackEngine Engine { get; }
 
-    /// <summary>Weak references to the load contexts of the plugins unloaded or replaced so far (tests watch them go).</summary>
+    /// <summary>Weak references to the load contexts of the last plugins unloaded or replaced (tests watch them go).</summary>
     public List<WeakReference> Unloaded { get; } = [];
+
+    private void Forget(WeakReference context)
+    {
+        Unloaded.Add(context);
+        if (Unloaded.Count > 16)
+        {
+            Unloaded.RemoveAt(0);
+        }
+    }
 
     /// <summary>Rebuilds the bindings from the configuration and the catalog and gives them to the engine.</summary>
     /// <param name="options">Options built already (a reload); null to build them now.</param>
@@ -82,11 +91,21 @@ public sealed class HelperManager
             }
             catch (PluginException)
             {
-                Unloaded.Add(plugin.Unload());
+                Forget(plugin.Unload());
                 throw;
             }
 
-            Rebind();
+            try
+            {
+                Rebind();
+            }
+            catch (ConfigException e)
+            {
+                Catalog.Remove(plugin);
+                Forget(plugin.Unload());
+                throw new PluginException($"{path}: its helpers cannot be bound: {e.Problem}");
+            }
+
             return $"loaded {Describe(plugin)}";
         }
     }
@@ -115,7 +134,7 @@ public sealed class HelperManager
             }
 
             string what = Describe(plugin);
-            Unloaded.Add(plugin.Unload());
+            Forget(plugin.Unload());
             return $"unloaded {what}: {detached} connections go on without a helper";
         }
     }
@@ -143,7 +162,7 @@ public sealed class HelperManager
         }
         catch (PluginException)
         {
-            Unloaded.Add(fresh.Unload());
+            Forget(fresh.Unload());
             throw;
         }
 
@@ -168,7 +187,7 @@ public sealed class HelperManager
             }
         }
 
-        Unloaded.Add(old.Unload());
+        Forget(old.Unload());
         return $"reloaded {Describe(fresh)}: {moved} connections moved to the new version" + (detached > 0 ? $", {detached} detached (their helper is gone from the file)" : string.Empty);
     }
 
