@@ -31,6 +31,24 @@ internal static class ControlCommands
         expect.Add(expectList);
         yield return expect;
 
+        var helper = new Command("helper", "The protocol helpers of offloadd: built-in, and plugins loaded from its plugin directory or by hand.");
+        var helperList = new Command("list", "One line per helper: name, origin (built-in or plugin file), version, ports, connections bound now, state (enabled, or disabled and why).") { socket };
+        helperList.SetAction(parse => Ask(parse.GetValue(socket)!, "helper list"));
+        helper.Add(helperList);
+        var path = new Argument<FileInfo>("PATH") { Description = "A helper assembly (.dll) or a single C# file (.cs). It is loaded from where it is, not copied: put it in the plugin directory to keep it across restarts." };
+        var helperLoad = new Command("load", "Load a plugin into the running daemon and bind its helpers (at their own ports unless the configuration names them).") { path, socket };
+        helperLoad.SetAction(parse => Ask(parse.GetValue(socket)!, "helper load " + parse.GetValue(path)!.FullName));
+        helper.Add(helperLoad);
+        var unloadName = new Argument<string>("NAME") { Description = "A helper name (its whole plugin file goes) or a plugin file path." };
+        var helperUnload = new Command("unload", "Remove a plugin: its connections go on without a helper, the expectations they announced are withdrawn.") { unloadName, socket };
+        helperUnload.SetAction(parse => Ask(parse.GetValue(socket)!, "helper unload " + parse.GetValue(unloadName)));
+        helper.Add(helperUnload);
+        var reloadName = new Argument<string>("NAME") { Description = "A helper name or a plugin file path." };
+        var helperReload = new Command("reload", "Re-read a plugin's file: its connections are helped by the new version with fresh state, expectations stay, a disabled helper is enabled again.") { reloadName, socket };
+        helperReload.SetAction(parse => Ask(parse.GetValue(socket)!, "helper reload " + parse.GetValue(reloadName)));
+        helper.Add(helperReload);
+        yield return helper;
+
         var stats = new Command("stats", "Per queue: packets, verdicts, drops by reason, table size, and the kernel's own queue counters.") { socket };
         stats.SetAction(parse => Ask(parse.GetValue(socket)!, "stats"));
         yield return stats;
@@ -46,12 +64,16 @@ internal static class ControlCommands
             var buffer = new byte[65536];
             using var stdout = Console.OpenStandardOutput();
             int n;
+            bool first = true, failed = false;
             while ((n = socket.Receive(buffer)) > 0)
             {
+                // The daemon answers a refused request with a line starting "error: ": a failure for scripts too.
+                failed |= first && buffer.AsSpan(0, n).StartsWith("error: "u8);
+                first = false;
                 stdout.Write(buffer, 0, n);
             }
 
-            return 0;
+            return failed ? 1 : 0;
         }
         catch (SocketException e)
         {

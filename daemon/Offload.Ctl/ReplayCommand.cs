@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Offload.Engine;
+using Offload.Plugins;
 using Offload.Replay;
 using Offload.Replay.Capture;
 using Offload.Rules;
@@ -19,27 +20,45 @@ internal static class ReplayCommand
         var input = new Argument<FileInfo>("IN") { Description = "A pcap or pcapng capture of the router's interfaces, named as in the configuration." };
         var output = new Argument<FileInfo>("OUT") { Description = "Where to write the packets that leave the router (pcapng, raw IP, one interface per router interface)." };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "Print nothing but errors." };
+        var plugins = new Option<DirectoryInfo?>("--plugins")
+        {
+            Description = "A directory of helper plugins (*.dll, *.cs) to load, as offloadd does; default: the configuration's plugins:, or none.",
+        };
 
         var command = new Command(
             "replay",
             "Run the engine over a capture: each packet that enters the router goes through PREROUTING, routing, TTL decrement and POSTROUTING; the capture's timestamps are the clock. Deterministic: the same input gives the same output.")
         {
             config,
+            plugins,
             input,
             output,
             quiet,
         };
 
-        command.SetAction(parse => Run(parse.GetValue(config)!, parse.GetValue(input)!, parse.GetValue(output)!, parse.GetValue(quiet)));
+        command.SetAction(parse => Run(parse.GetValue(config)!, parse.GetValue(plugins), parse.GetValue(input)!, parse.GetValue(output)!, parse.GetValue(quiet)));
         return command;
     }
 
-    private static int Run(FileInfo configFile, FileInfo input, FileInfo output, bool quiet)
+    private static int Run(FileInfo configFile, DirectoryInfo? pluginDirectory, FileInfo input, FileInfo output, bool quiet)
     {
         try
         {
             var config = ConfigLoader.LoadFile(configFile.FullName);
-            var session = ReplaySession.Create(config);
+            // A replay is hermetic: plugins only from where it is told, never the router's default directory.
+            string? directory = pluginDirectory?.FullName ?? config.Plugins?.Directory;
+            int failures = 0;
+            var catalog = HelperCatalog.Load(directory, e =>
+            {
+                failures++;
+                Console.Error.WriteLine($"offloadctl: {e.Message}");
+            });
+            if (failures > 0)
+            {
+                return 2;
+            }
+
+            var session = ReplaySession.Create(catalog.Effective(config, dropUnknown: false), catalog.Factory);
             using (var inStream = input.OpenRead())
             using (var outStream = output.Create())
             {

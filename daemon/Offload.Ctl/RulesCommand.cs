@@ -1,30 +1,28 @@
 using System.CommandLine;
+using Offload.Plugins;
 using Offload.Rules;
-using Offload.Alg;
 
 namespace Offload.Ctl;
 
 /// <summary><c>offloadctl rules print|apply|remove</c>: the iptables rules that steer packets to offloadd.</summary>
 internal static class RulesCommand
 {
-    private static readonly EngineBuilder.HelperFactory BuiltIns = h => BuiltInHelpers.Create(h.Name, h.Loose);
-
     public static Command Create()
     {
         var rules = new Command("rules", "The iptables rules that hand offloadd its packets (chains OFFLOAD-PRE in raw and OFFLOAD-POST in mangle).");
 
         var config = new Option<FileInfo>("--config", "-c") { Description = "offloadd's configuration (its steering: section).", Required = true };
         var print = new Command("print", "Print the rules in iptables-restore form, IPv4 then IPv6.") { config };
-        print.SetAction(parse => WithSteering(parse.GetValue(config)!, configuration =>
+        print.SetAction(parse => WithSteering(parse.GetValue(config)!, (configuration, helpers) =>
         {
-            Console.Write(SteeringRules.Render(configuration, 4, BuiltIns));
-            Console.Write(SteeringRules.Render(configuration, 6, BuiltIns));
+            Console.Write(SteeringRules.Render(configuration, 4, helpers));
+            Console.Write(SteeringRules.Render(configuration, 6, helpers));
         }));
         rules.Add(print);
 
         var applyConfig = new Option<FileInfo>("--config", "-c") { Description = "offloadd's configuration (its steering: section).", Required = true };
         var apply = new Command("apply", "Load the rules (replacing a previous copy) and jump to them from PREROUTING and POSTROUTING.") { applyConfig };
-        apply.SetAction(parse => WithSteering(parse.GetValue(applyConfig)!, c => SteeringApplier.Apply(c, BuiltIns)));
+        apply.SetAction(parse => WithSteering(parse.GetValue(applyConfig)!, (c, helpers) => SteeringApplier.Apply(c, helpers)));
         rules.Add(apply);
 
         var prefix = new Option<string>("--set-prefix") { Description = "The prefix of the ipset sets to destroy (helpers mode).", DefaultValueFactory = _ => "offload" };
@@ -34,7 +32,11 @@ internal static class RulesCommand
         return rules;
     }
 
-    private static int WithSteering(FileInfo file, Action<OffloadConfig> action)
+    /// <summary>
+    /// Runs an action on a configuration with its steering, and the helpers it names resolved as offloadd resolves them:
+    /// built-ins, and the plugins of its plugin directory (whose own ports are steered too).
+    /// </summary>
+    private static int WithSteering(FileInfo file, Action<OffloadConfig, EngineBuilder.HelperFactory> action)
     {
         try
         {
@@ -45,7 +47,8 @@ internal static class RulesCommand
                 return 2;
             }
 
-            return Guard(() => action(config));
+            var catalog = HelperCatalog.Load(HelperCatalog.DirectoryOf(config), e => Console.Error.WriteLine($"offloadctl: plugin left out: {e.Message}"));
+            return Guard(() => action(catalog.Effective(config, dropUnknown: false), catalog.Factory));
         }
         catch (ConfigException e)
         {

@@ -1,11 +1,12 @@
 using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Logging;
-using Offload.Alg;
+using Offload.Daemon.Plugins;
 using Offload.Engine;
 using Offload.Engine.Conntrack;
 using Offload.Engine.Routing;
 using Offload.Interop.Nfqueue;
+using Offload.Plugins;
 using Offload.Rules;
 
 namespace Offload.Daemon;
@@ -30,6 +31,9 @@ internal sealed class Daemon : IDisposable
     private ControlServer? _control;
     private IpsetSteering? _ipset;
     private bool _rulesApplied;
+    private HelperCatalog _catalog = new();
+    private ContainedHelperInvoker? _invoker;
+    private HelperManager? _helpers;
 
     public Daemon(OffloadConfig config, string configPath, string socketPath, bool manageRules, ILogger logger)
     {
@@ -40,16 +44,26 @@ internal sealed class Daemon : IDisposable
         _logger = logger;
     }
 
-    /// <summary>Builds the engine options from a configuration (also what <c>--check</c> runs).</summary>
-    public static EngineOptions BuildOptions(OffloadConfig config, Engine.Routing.INetworkInterfaces interfaces) =>
-        EngineBuilder.Build(config, interfaces, h => BuiltInHelpers.Create(h.Name, h.Loose));
+    /// <summary>Builds the engine options from a configuration and the helpers known (also what <c>--check</c> runs).</summary>
+    /// <param name="config">The configuration.</param>
+    /// <param name="interfaces">The interfaces NAT rules name.</param>
+    /// <param name="catalog">The helpers known: built-in and loaded plugins.</param>
+    /// <param name="invoker">How helper code is called (plugins under budgets).</param>
+    /// <param name="dropUnknown">Leave out entries naming a plugin that is gone (after an unload) instead of failing on them.</param>
+    public static EngineOptions BuildOptions(OffloadConfig config, Engine.Routing.INetworkInterfaces interfaces, HelperCatalog catalog, IHelperInvoker? invoker = null, bool dropUnknown = false) =>
+        EngineBuilder.Build(catalog.Effective(config, dropUnknown), interfaces, catalog.Factory, helperInvoker: invoker);
+
+    private EngineOptions BuildOptions(OffloadConfig config, bool dropUnknown = false) => BuildOptions(config, _interfaces, _catalog, _invoker, dropUnknown);
 
     /// <summary>Binds the queues, starts the workers and the control socket. Throws when a queue cannot be bound.</summary>
     public void Start()
     {
         var steering = _config.Steering ?? throw new ConfigException(_config.Source, 0, 0, "offloadd needs a steering: section (which queues to serve)");
+        _catalog = PluginSetup.LoadCatalog(_config, _logger);
+        _invoker = PluginSetup.Invoker(_config);
         // Reading the system clock costs a fifth of a packet's path: the workers read it once per burst instead.
-        _engine = new ConntrackEngine(BuildOptions(_config, _interfaces), _clock);
+        _engine = new ConntrackEngine(BuildOptions(_config), _clock);
+        _helpers = new HelperManager(_catalog, _engine, _engineLock, () => BuildOptions(_config, dropUnknown: true));
         _interfaces.Changed += OnInterfacesChanged;
 
         var options = new NfQueueOptions { FailOpen = steering.FailOpen, Gso = steering.Gso, MaxQueueLength = 4096 };
@@ -61,7 +75,7 @@ internal sealed class Daemon : IDisposable
 
         if (_manageRules)
         {
-            SteeringApplier.Apply(_config, h => BuiltInHelpers.Create(h.Name, h.Loose));
+            SteeringApplier.Apply(_catalog.Effective(_config, dropUnknown: false), _catalog.Factory);
             _rulesApplied = true;
             Log.SteeringApplied(_logger, steering.QueuePre, steering.QueuePost, steering.NatPortMin, steering.NatPortMax, steering.FailOpen ? "open" : "closed");
         }
@@ -70,8 +84,9 @@ internal sealed class Daemon : IDisposable
         {
             // The sets exist now (made by the rules, here or by offloadctl rules apply).
             _ipset = new IpsetSteering(SteeringRules.SetName(steering, 4), SteeringRules.SetName(steering, 6), _logger);
-            _engine.Observer = _ipset;
         }
+
+        _engine.Observer = new HelperObserver(_ipset, _catalog, _logger);
 
         _control = new ControlServer(_socketPath, Answer, _logger);
         _control.Start();
@@ -80,25 +95,29 @@ internal sealed class Daemon : IDisposable
             worker.Start();
         }
 
-        Log.Ready(_logger, steering.QueuePre, steering.QueuePost, _config.Nat.Count, HelperNames(_config));
+        Log.Ready(_logger, steering.QueuePre, steering.QueuePost, _config.Nat.Count, HelperNames(_catalog.Effective(_config, dropUnknown: false)));
     }
 
-    /// <summary>Re-reads the configuration; on success new connections follow it, tracked ones keep going as they were.</summary>
+    /// <summary>
+    /// Re-reads the configuration and rescans the plugin directory; on success new connections follow them, tracked
+    /// ones keep going as they were (a changed plugin's connections move to its new version).
+    /// </summary>
     public void Reload()
     {
         try
         {
             var config = ConfigLoader.LoadFile(_configPath);
-            var options = BuildOptions(config, _interfaces);
+            PluginSetup.Rescan(_helpers!, _logger);
+            var options = BuildOptions(config);
+            _helpers!.Rebind(options);
             int connections;
             lock (_engineLock)
             {
-                _engine!.Reconfigure(options.NatRules, options.Helpers);
-                connections = _engine.Connections.Count;
+                connections = _engine!.Connections.Count;
             }
 
             _config = config;
-            Log.Reloaded(_logger, _configPath, config.Nat.Count, HelperNames(config), connections);
+            Log.Reloaded(_logger, _configPath, config.Nat.Count, HelperNames(_catalog.Effective(config, dropUnknown: false)), connections);
         }
         catch (ConfigException e)
         {
@@ -117,12 +136,11 @@ internal sealed class Daemon : IDisposable
     private void OnInterfacesChanged()
     {
         // Rules name interfaces; their indexes may have changed with the links.
-        var options = BuildOptions(_config, _interfaces);
+        _helpers!.Rebind();
         int forgotten;
         lock (_engineLock)
         {
-            _engine!.Reconfigure(options.NatRules, options.Helpers);
-            forgotten = _engine.ForgetMasqueradedToGoneAddresses((index, family, address) => _interfaces.HasAddress(index, family, address));
+            forgotten = _engine!.ForgetMasqueradedToGoneAddresses((index, family, address) => _interfaces.HasAddress(index, family, address));
         }
 
         Log.InterfacesChanged(_logger, forgotten);
@@ -166,8 +184,11 @@ internal sealed class Daemon : IDisposable
             case "stats":
                 return Statistics();
 
+            case var helper when helper.StartsWith("helper ", StringComparison.Ordinal):
+                return PluginSetup.Answer(_helpers!, helper, _logger);
+
             default:
-                throw new ArgumentException($"unknown request '{request}' (conntrack list, expect list, stats)");
+                throw new ArgumentException($"unknown request '{request}' (conntrack list, expect list, stats, helper list|load|unload|reload)");
         }
     }
 
@@ -270,6 +291,7 @@ internal sealed class Daemon : IDisposable
         }
 
         _interfaces.Dispose();
+        _invoker?.Dispose();
         if (_engine is not null)
         {
             Log.Stopped(_logger, _engine[EngineCounter.PacketsIn], _engine.Connections.Count);

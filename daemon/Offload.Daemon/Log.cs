@@ -4,7 +4,7 @@ namespace Offload.Daemon;
 
 /// <summary>
 /// Every log line of the daemon, with event ids grouped per subsystem (1xxx lifecycle, 2xxx queues,
-/// 3xxx control socket, 4xxx steering). Nothing here is called per packet.
+/// 3xxx control socket, 4xxx steering, 5xxx helpers and plugins). Nothing here is called per packet.
 /// </summary>
 internal static partial class Log
 {
@@ -52,4 +52,16 @@ internal static partial class Log
 
     [LoggerMessage(4001, LogLevel.Information, "Steering rules removed")]
     public static partial void SteeringRemoved(ILogger logger);
+
+    [LoggerMessage(5000, LogLevel.Information, "Plugin: {Change}")]
+    public static partial void PluginChanged(ILogger logger, string change);
+
+    [LoggerMessage(5001, LogLevel.Error, "Plugin not loaded: {Error}")]
+    public static partial void PluginFailed(ILogger logger, string error);
+
+    [LoggerMessage(5002, LogLevel.Error, "Helper {Helper} ({Origin}) disabled: {Reason}; its connections go on with plain tracking (reload it to enable it again)")]
+    public static partial void HelperDisabled(ILogger logger, string helper, string origin, string reason, Exception? exception);
+
+    [LoggerMessage(EventId = 5003, Message = "Helper {Helper}: {Message}")]
+    public static partial void HelperLine(ILogger logger, LogLevel level, string helper, string message);
 }

@@ -36,7 +36,12 @@ static int Run(FileInfo configFile, bool checkOnly, string socketPath, bool appl
     try
     {
         config = ConfigLoader.LoadFile(configFile.FullName);
-        Daemon.BuildOptions(config, new Offload.Engine.Routing.StaticNetworkInterfaces());
+        if (checkOnly)
+        {
+            // The helpers the configuration names may be plugins: load them as the daemon would, failures included.
+            var catalog = Offload.Plugins.HelperCatalog.Load(Offload.Daemon.Plugins.PluginSetup.Directory(config), e => throw new ConfigException(e.Message));
+            Daemon.BuildOptions(config, new Offload.Engine.Routing.StaticNetworkInterfaces(), catalog);
+        }
         if (config.Steering is null && !checkOnly)
         {
             throw new ConfigException(configFile.FullName, 0, 0, "offloadd needs a steering: section (which queues to serve)");

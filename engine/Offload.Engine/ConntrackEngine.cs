@@ -1206,7 +1206,14 @@ public sealed class ConntrackEngine
             {
                 try
                 {
-                    helper.OnDestroy(extras.HelperState);
+                    if (_options.HelperInvoker is { } invoker)
+                    {
+                        invoker.OnDestroy(helper, extras.HelperState);
+                    }
+                    else
+                    {
+                        helper.OnDestroy(extras.HelperState);
+                    }
                 }
                 catch (Exception e)
                 {

@@ -80,6 +80,9 @@ public interface IHelperInvoker
 
     /// <summary>Calls <see cref="ConntrackHelper.OnExpectedConnection"/>.</summary>
     HelperVerdict OnExpectedConnection(ConntrackHelper helper, in ExpectedConnection connection);
+
+    /// <summary>Calls <see cref="ConntrackHelper.OnDestroy"/> (by default directly).</summary>
+    void OnDestroy(ConntrackHelper helper, object? state) => helper.OnDestroy(state);
 }
 
 /// <summary>What to do with a packet.</summary>

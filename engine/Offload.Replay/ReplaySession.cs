@@ -24,10 +24,12 @@ public sealed class ReplaySession
 
     public IReadOnlyList<ReplayInterface> Interfaces { get; }
 
-    public static ReplaySession Create(OffloadConfig config)
+    /// <param name="config">The router: interfaces, NAT rules, helpers.</param>
+    /// <param name="helpers">Resolves the configured helpers by name (default: the built-ins only).</param>
+    public static ReplaySession Create(OffloadConfig config, EngineBuilder.HelperFactory? helpers = null)
     {
         var table = EngineBuilder.Interfaces(config);
-        var options = EngineBuilder.Build(config, table, h => BuiltInHelpers.Create(h.Name, h.Loose), Seed);
+        var options = EngineBuilder.Build(config, table, helpers ?? (h => BuiltInHelpers.Create(h.Name, h.Loose)), Seed);
         var clock = new ManualClock();
         var engine = new ConntrackEngine(options, clock);
         var interfaces = config.Interfaces.Select(i => new ReplayInterface(i.Name, table.IndexOf(i.Name), i.Mac)).ToList();

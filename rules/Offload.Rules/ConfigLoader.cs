@@ -52,7 +52,8 @@ public static class ConfigLoader
         var conntrack = new ConntrackConfig();
 
         SteeringConfig? steering = null;
-        foreach (var (key, value) in reader.Entries(root, "interfaces", "nat", "helpers", "routes", "conntrack", "steering"))
+        PluginsConfig? plugins = null;
+        foreach (var (key, value) in reader.Entries(root, "interfaces", "nat", "helpers", "routes", "conntrack", "steering", "plugins"))
         {
             switch (key)
             {
@@ -90,10 +91,13 @@ public static class ConfigLoader
                 case "steering":
                     steering = reader.Steering(value);
                     break;
+                case "plugins":
+                    plugins = reader.Plugins(value);
+                    break;
             }
         }
 
-        var config = new OffloadConfig(interfaces, nat, helpers, routes, conntrack, file) { Steering = steering };
+        var config = new OffloadConfig(interfaces, nat, helpers, routes, conntrack, file) { Steering = steering, Plugins = plugins };
         Validate(config, reader);
         return config;
     }
@@ -468,6 +472,39 @@ public static class ConfigLoader
             }
 
             return config;
+        }
+
+        /// <summary><c>plugins: DIR</c>, or a mapping with <c>directory</c> and the budgets of one call.</summary>
+        public PluginsConfig Plugins(YamlNode node)
+        {
+            if (node is YamlScalarNode)
+            {
+                return new PluginsConfig(AbsoluteDirectory(node)) { Line = (int)node.Start.Line };
+            }
+
+            var config = new PluginsConfig(PluginsConfig.DefaultDirectory) { Line = (int)node.Start.Line };
+            foreach (var (key, value) in Entries(node, "directory", "call-budget-ms", "allocation-budget-mib"))
+            {
+                config = key switch
+                {
+                    "directory" => config with { Directory = AbsoluteDirectory(value) },
+                    "call-budget-ms" => config with { CallBudgetMilliseconds = Integer(value, 1, 10_000) },
+                    _ => config with { AllocationBudgetMiB = Integer(value, 1, 4096) },
+                };
+            }
+
+            return config;
+        }
+
+        private string AbsoluteDirectory(YamlNode node)
+        {
+            string text = Scalar(node);
+            if (!text.StartsWith('/'))
+            {
+                throw Error(node, $"'{text}' is not an absolute directory path (the daemon's working directory is not the configuration's)");
+            }
+
+            return text;
         }
 
         public ConntrackConfig Conntrack(YamlNode node)

@@ -29,7 +29,8 @@ public static class EngineBuilder
     /// <param name="interfaces">Name-to-index and address knowledge (a replay's static table, or the live one).</param>
     /// <param name="helpers">Creates helpers by name.</param>
     /// <param name="deterministicSeed">Non-zero for a replay: fixes the hash key and the port search.</param>
-    public static EngineOptions Build(OffloadConfig config, INetworkInterfaces interfaces, HelperFactory helpers, ulong deterministicSeed = 0)
+    /// <param name="helperInvoker">How helper code is called (null: directly); offloadd runs plugins under budgets.</param>
+    public static EngineOptions Build(OffloadConfig config, INetworkInterfaces interfaces, HelperFactory helpers, ulong deterministicSeed = 0, IHelperInvoker? helperInvoker = null)
     {
         var c = config.Conntrack;
         var tcp = new TcpTrackerSettings { BeLiberal = c.TcpLiberal, Loose = c.TcpLoose };
@@ -69,6 +70,7 @@ public static class EngineBuilder
             NatPortMin = config.Steering?.NatPortMin ?? 0,
             NatPortMax = config.Steering?.NatPortMax ?? 0,
             Helpers = bindings,
+            HelperInvoker = helperInvoker,
             Interfaces = interfaces,
             HashKey = deterministicSeed,
             RandomSeed = deterministicSeed,

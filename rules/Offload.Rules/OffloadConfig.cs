@@ -132,6 +132,24 @@ public sealed record SteeringConfig
     public int Line { get; init; }
 }
 
+/// <summary>
+/// Where offloadd finds helper plugins (<c>*.dll</c> assemblies and single <c>*.cs</c> files) and how long and how
+/// much one call of a plugin helper may run and allocate before the helper is disabled.
+/// </summary>
+public sealed record PluginsConfig(string Directory)
+{
+    /// <summary>The directory offloadd scans when the configuration has no <c>plugins:</c> key.</summary>
+    public const string DefaultDirectory = "/etc/offload/helpers.d";
+
+    /// <summary>Wall-clock time one call of a plugin helper may take before it is aborted (milliseconds).</summary>
+    public int CallBudgetMilliseconds { get; init; } = 50;
+
+    /// <summary>What one call of a plugin helper may allocate before the helper is disabled (MiB).</summary>
+    public int AllocationBudgetMiB { get; init; } = 16;
+
+    public int Line { get; init; }
+}
+
 /// <summary>The whole configuration of offloadd (and of a replay).</summary>
 public sealed record OffloadConfig(
     IReadOnlyList<InterfaceConfig> Interfaces,
@@ -143,6 +161,9 @@ public sealed record OffloadConfig(
 {
     /// <summary>Steering for a live daemon; null in a configuration meant only for replays.</summary>
     public SteeringConfig? Steering { get; init; }
+
+    /// <summary>The plugins section; null when absent (offloadd then scans <see cref="PluginsConfig.DefaultDirectory"/>).</summary>
+    public PluginsConfig? Plugins { get; init; }
 }
 
 /// <summary>A configuration error, with where it is.</summary>

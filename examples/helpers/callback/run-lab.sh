@@ -51,7 +51,7 @@ for _ in $(seq 100); do [[ -S $work/offloadd.sock ]] && break; sleep 0.1; done
 
 ip netns exec "$s" python3 "$here/peers.py" server >"$work/server.log" 2>&1 &
 server_pid=$!
-lab_wait_port "$s" tcp 111 >/dev/null
+lab_wait_port "$s" 111 >/dev/null
 
 call() { timeout 30 ip netns exec "$c" python3 "$here/peers.py" client "$1" 40000; }
 
