@@ -25,6 +25,7 @@ internal sealed class Daemon : IDisposable
     private readonly LiveNetworkInterfaces _interfaces = new();
     private readonly ManualResetEventSlim _stopped = new();
     private readonly List<QueueWorker> _workers = [];
+    private readonly SystemdNotifier _systemd = new(); // sd_notify: Type=notify in offloadd.service
     private OffloadConfig _config;
     private ConntrackEngine? _engine;
     private ControlServer? _control;
@@ -81,11 +82,13 @@ internal sealed class Daemon : IDisposable
         }
 
         Log.Ready(_logger, steering.QueuePre, steering.QueuePost, _config.Nat.Count, HelperNames(_config));
+        _systemd.Ready($"queues {steering.QueuePre} and {steering.QueuePost} bound");
     }
 
     /// <summary>Re-reads the configuration; on success new connections follow it, tracked ones keep going as they were.</summary>
     public void Reload()
     {
+        using var reloading = _systemd.Reloading(); // READY=1 again when the reload ends, failed or not
         try
         {
             var config = ConfigLoader.LoadFile(_configPath);
@@ -109,6 +112,7 @@ internal sealed class Daemon : IDisposable
     public void RequestStop(string signal)
     {
         Log.Stopping(_logger, signal);
+        _systemd.Stopping($"stopping ({signal})");
         _stopped.Set();
     }
 
