@@ -26,6 +26,7 @@ internal sealed class Daemon : IDisposable
     private readonly LiveNetworkInterfaces _interfaces = new();
     private readonly ManualResetEventSlim _stopped = new();
     private readonly List<QueueWorker> _workers = [];
+    private readonly SystemdNotifier _systemd = new(); // sd_notify: Type=notify in offloadd.service
     private OffloadConfig _config;
     private ConntrackEngine? _engine;
     private ControlServer? _control;
@@ -96,6 +97,7 @@ internal sealed class Daemon : IDisposable
         }
 
         Log.Ready(_logger, steering.QueuePre, steering.QueuePost, _config.Nat.Count, HelperNames(_catalog.Effective(_config, dropUnknown: false)));
+        _systemd.Ready($"queues {steering.QueuePre} and {steering.QueuePost} bound");
     }
 
     /// <summary>
@@ -104,6 +106,7 @@ internal sealed class Daemon : IDisposable
     /// </summary>
     public void Reload()
     {
+        using var reloading = _systemd.Reloading(); // READY=1 again when the reload ends, failed or not
         try
         {
             var config = ConfigLoader.LoadFile(_configPath);
@@ -128,6 +131,7 @@ internal sealed class Daemon : IDisposable
     public void RequestStop(string signal)
     {
         Log.Stopping(_logger, signal);
+        _systemd.Stopping($"stopping ({signal})");
         _stopped.Set();
     }
 

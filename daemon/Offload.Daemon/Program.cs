@@ -59,11 +59,11 @@ static int Run(FileInfo configFile, bool checkOnly, string socketPath, bool appl
         return 0;
     }
 
-    // Under systemd the journal stamps each line itself.
-    bool journal = Environment.GetEnvironmentVariable("JOURNAL_STREAM") is not null;
+    // Under systemd the journal stamps each line itself, and takes each line's priority from its <N> prefix.
+    bool journal = JournalFormat.StandardOutputIsJournal();
     using var serilog = new LoggerConfiguration()
         .MinimumLevel.Information()
-        .WriteTo.Console(outputTemplate: journal ? "{Message:lj}{NewLine}{Exception}" : "{Timestamp:HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}")
+        .WriteTo.ConsoleOrJournal(journal)
         .CreateLogger();
     using var factory = new LoggerFactory([new SerilogLoggerProvider(serilog)]);
     var logger = factory.CreateLogger("offloadd");
@@ -77,7 +77,7 @@ static int Run(FileInfo configFile, bool checkOnly, string socketPath, bool appl
     }
     catch (Exception e) when (e is NetlinkException or ConfigException or InvalidOperationException or IOException or UnauthorizedAccessException)
     {
-        Console.Error.WriteLine($"offloadd: cannot start: {e.Message}");
+        Console.Error.WriteLine($"{(journal ? "<3>" : string.Empty)}offloadd: cannot start: {e.Message}");
         return 1;
     }
 
