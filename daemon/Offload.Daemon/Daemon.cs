@@ -29,6 +29,7 @@ internal sealed class Daemon : IDisposable
     private readonly SystemdNotifier _systemd = new(); // sd_notify: Type=notify in offloadd.service
     private OffloadConfig _config;
     private ConntrackEngine? _engine;
+    private volatile bool _started;
     private ControlServer? _control;
     private IpsetSteering? _ipset;
     private bool _rulesApplied;
@@ -97,6 +98,7 @@ internal sealed class Daemon : IDisposable
         }
 
         Log.Ready(_logger, steering.QueuePre, steering.QueuePost, _config.Nat.Count, HelperNames(_catalog.Effective(_config, dropUnknown: false)));
+        _started = true;
         _systemd.Ready($"queues {steering.QueuePre} and {steering.QueuePost} bound");
     }
 
@@ -106,6 +108,11 @@ internal sealed class Daemon : IDisposable
     /// </summary>
     public void Reload()
     {
+        if (!_started)
+        {
+            return; // SIGHUP while starting: the configuration being started is the newest anyway
+        }
+
         using var reloading = _systemd.Reloading(); // READY=1 again when the reload ends, failed or not
         try
         {

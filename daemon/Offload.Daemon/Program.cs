@@ -71,6 +71,11 @@ static int Run(FileInfo configFile, bool checkOnly, string socketPath, bool appl
     Offload.Daemon.Log.Starting(logger, version, configFile.FullName);
 
     using var daemon = new Daemon(config, configFile.FullName, socketPath, applyRules, logger);
+
+    // Handlers first: Start tells systemd we are ready, and a reload or stop may follow at once.
+    using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; daemon.RequestStop("SIGTERM"); });
+    using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; daemon.RequestStop("SIGINT"); });
+    using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; daemon.Reload(); });
     try
     {
         daemon.Start();
@@ -81,9 +86,6 @@ static int Run(FileInfo configFile, bool checkOnly, string socketPath, bool appl
         return 1;
     }
 
-    using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; daemon.RequestStop("SIGTERM"); });
-    using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; daemon.RequestStop("SIGINT"); });
-    using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; daemon.Reload(); });
     daemon.WaitForStop();
     return 0;
 }
