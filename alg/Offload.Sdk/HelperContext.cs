@@ -95,6 +95,23 @@ public ref struct HelperContext
     public readonly void SetState(object? state) => _host.SetState(_connection, state);
 
     /// <summary>
+    /// The request most announcements make: a connection the peer opens, from its own address and any port, to the
+    /// packet's sender as the peer sees it (after NAT), on <paramref name="port"/>. An FTP PORT or 227 reply, a DCC
+    /// offer, a TFTP request all mean this. Change any field before <see cref="Expect"/> (a wider
+    /// <see cref="ExpectationRequest.SourcePrefixLength"/>, another <see cref="ExpectationRequest.Destination"/>...).
+    /// </summary>
+    /// <param name="protocol">The expected connection's transport protocol.</param>
+    /// <param name="port">The port the peer will connect to, as announced.</param>
+    public readonly ExpectationRequest FromPeer(byte protocol, ushort port) => new()
+    {
+        Protocol = protocol,
+        Source = _otherTuple.Source,
+        SourcePrefixLength = _otherTuple.Family == 4 ? 32 : 128,
+        Destination = _otherTuple.Destination,
+        DestinationPort = port,
+    };
+
+    /// <summary>
     /// Registers an expectation with this connection as master. Unless the request says otherwise, the expected
     /// connection follows the master's NAT, and the engine looks for a free port from the announced one up; the port
     /// it chose is written back to <paramref name="request"/>. If the packet is then dropped (the helper says so, or

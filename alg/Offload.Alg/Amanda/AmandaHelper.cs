@@ -67,15 +67,7 @@ public sealed class AmandaHelper : ConntrackHelper
         ref readonly var other = ref context.OtherTuple;
 
         // The server (the peer, as it sees itself) connects to the client as the server sees it.
-        var request = new ExpectationRequest
-        {
-            Protocol = IpProtocol.Tcp,
-            Source = other.Source,
-            SourcePrefixLength = own.Family == 4 ? 32 : 128,
-            MatchSourcePort = false,
-            Destination = other.Destination,
-            DestinationPort = announced.Port,
-        };
+        var request = context.FromPeer(IpProtocol.Tcp, announced.Port);
 
         if (context.Expect(ref request) != ExpectResult.Added)
         {

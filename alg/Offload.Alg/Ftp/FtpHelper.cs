@@ -116,15 +116,8 @@ public sealed class FtpHelper : ConntrackHelper
             }
         }
 
-        var request = new ExpectationRequest
-        {
-            Protocol = IpProtocol.Tcp,
-            Source = other.Source,
-            SourcePrefixLength = own.Family == 4 ? 32 : 128,
-            MatchSourcePort = false,
-            Destination = destination,
-            DestinationPort = announced.Port,
-        };
+        var request = context.FromPeer(IpProtocol.Tcp, announced.Port);
+        request.Destination = destination;
 
         if (context.Expect(ref request) != ExpectResult.Added)
         {

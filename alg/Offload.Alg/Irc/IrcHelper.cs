@@ -108,14 +108,8 @@ public sealed class IrcHelper : ConntrackHelper
         }
 
         // The peer connects from anywhere to the client as the outside sees it.
-        var request = new ExpectationRequest
-        {
-            Protocol = IpProtocol.Tcp,
-            SourcePrefixLength = 0,
-            MatchSourcePort = false,
-            Destination = other.Destination,
-            DestinationPort = offer.Port,
-        };
+        var request = context.FromPeer(IpProtocol.Tcp, offer.Port);
+        request.SourcePrefixLength = 0;
 
         if (context.Expect(ref request) != ExpectResult.Added)
         {

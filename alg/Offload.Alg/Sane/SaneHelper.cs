@@ -88,15 +88,7 @@ public sealed class SaneHelper : ConntrackHelper
         ref readonly var other = ref context.OtherTuple;
 
         // The client (the peer, as it sees itself) connects to the server as the client sees it.
-        var request = new ExpectationRequest
-        {
-            Protocol = IpProtocol.Tcp,
-            Source = other.Source,
-            SourcePrefixLength = own.Family == 4 ? 32 : 128,
-            MatchSourcePort = false,
-            Destination = other.Destination,
-            DestinationPort = port,
-        };
+        var request = context.FromPeer(IpProtocol.Tcp, port);
 
         if (context.Expect(ref request) != ExpectResult.Added)
         {

@@ -74,15 +74,7 @@ public sealed class TftpHelper : ConntrackHelper
         ref readonly var own = ref context.Tuple;
 
         // The answer comes from the peer (as it sees itself), from any port, to the sender as the peer sees it.
-        var request = new ExpectationRequest
-        {
-            Protocol = IpProtocol.Udp,
-            Source = other.Source,
-            SourcePrefixLength = own.Family == 4 ? 32 : 128,
-            MatchSourcePort = false,
-            Destination = other.Destination,
-            DestinationPort = other.DestinationPort,
-        };
+        var request = context.FromPeer(IpProtocol.Udp, other.DestinationPort);
 
         if (other.Destination != own.Source || other.DestinationPort != own.SourcePort)
         {

@@ -16,15 +16,8 @@ public sealed class CallbackHelper : ConntrackHelper
             return HelperVerdict.Accept;
         }
 
-        // The server calls the client back as it sees it: OtherTuple is the server's view, after NAT.
-        var request = new ExpectationRequest
-        {
-            Protocol = IpProtocol.Tcp,
-            Source = context.OtherTuple.Source,
-            SourcePrefixLength = context.Family == 4 ? 32 : 128,
-            Destination = context.OtherTuple.Destination,
-            DestinationPort = port,
-        };
+        // The server calls the client back as it sees it: after NAT, at the router's address.
+        var request = context.FromPeer(IpProtocol.Tcp, port);
         if (context.Expect(ref request) != ExpectResult.Added)
         {
             return HelperVerdict.Drop; // the client will retry
