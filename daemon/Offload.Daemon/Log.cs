@@ -64,4 +64,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 5003, Message = "Helper {Helper}: {Message}")]
     public static partial void HelperLine(ILogger logger, LogLevel level, string helper, string message);
+
+    [LoggerMessage(5004, LogLevel.Warning, "Helper {Helper} logs too much: {Suppressed} of its lines were left out")]
+    public static partial void HelperLinesSuppressed(ILogger logger, string helper, long suppressed);
 }

@@ -8,10 +8,12 @@ namespace Offload.Daemon.Plugins;
 
 /// <summary>
 /// The daemon's engine observer: writes the helpers' failures and log lines to the daemon's log (naming the helper and
-/// where it came from), and passes the flow events on to the steering observer, if any (helpers mode).
+/// where it came from; a helper's lines are rate-limited), and passes the flow events on to the steering observer, if any (helpers mode).
 /// </summary>
 internal sealed class HelperObserver(IConntrackObserver? inner, HelperCatalog catalog, ILogger logger) : IConntrackObserver
 {
+    private readonly HelperLogLimiter _limiter = new();
+
     public void ExpectationAdded(Expectation expectation) => inner?.ExpectationAdded(expectation);
 
     public void ExpectationRemoved(Expectation expectation) => inner?.ExpectationRemoved(expectation);
@@ -45,6 +47,16 @@ internal sealed class HelperObserver(IConntrackObserver? inner, HelperCatalog ca
             HelperLogLevel.Warning => LogLevel.Warning,
             _ => LogLevel.Error,
         };
+        if (!_limiter.TryLog(helper, out long suppressed))
+        {
+            return;
+        }
+
+        if (suppressed > 0)
+        {
+            Log.HelperLinesSuppressed(logger, helper.Name, suppressed);
+        }
+
         Log.HelperLine(logger, logLevel, helper.Name, message);
         inner?.HelperLogged(helper, level, message);
     }
