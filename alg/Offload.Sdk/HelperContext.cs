@@ -90,6 +90,25 @@ public ref struct HelperContext
         return state;
     }
 
+    /// <summary>The helper's state for this connection, if it has one of that type; nothing is created.</summary>
+    /// <typeparam name="T">The helper's own state class.</typeparam>
+    /// <param name="state">The state, or null.</param>
+    public readonly bool TryGetState<T>([System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out T? state)
+        where T : class
+    {
+        state = _host.GetState(_connection) as T;
+        return state is not null;
+    }
+
+    /// <summary>
+    /// Sets the connection to expire <paramref name="timeout"/> from now, whatever its protocol's timeout says (the
+    /// kernel's <c>nf_ct_refresh</c>): for a control connection whose answers come late, as Amanda's. The next packet
+    /// may set the protocol's timeout again, as in the kernel.
+    /// </summary>
+    /// <param name="timeout">How long the connection lives from now without packets; at most a day.</param>
+    public readonly void RefreshTimeout(TimeSpan timeout) =>
+        _host.RefreshTimeout(_connection, timeout < TimeSpan.Zero ? TimeSpan.Zero : timeout > TimeSpan.FromDays(1) ? TimeSpan.FromDays(1) : timeout);
+
     /// <summary>Replaces (or, with null, forgets) the helper's state for this connection.</summary>
     /// <param name="state">The new state.</param>
     public readonly void SetState(object? state) => _host.SetState(_connection, state);
@@ -167,4 +186,6 @@ internal abstract class HelperHost
     internal abstract bool QueueRewrite(int payloadLength, int payloadOffset, int length, ReadOnlySpan<byte> replacement);
 
     internal abstract void Count(HelperEvent helperEvent);
+
+    internal abstract void RefreshTimeout(object connection, TimeSpan timeout);
 }

@@ -1181,6 +1181,17 @@ public sealed class ConntrackEngine
         }
 
         internal override void Count(HelperEvent helperEvent) => engine.CountHelperEvent(helperEvent);
+
+        internal override void RefreshTimeout(object connection, TimeSpan timeout)
+        {
+            try
+            {
+            }
+            finally
+            {
+                ((Connection)connection).ExpiresAt = engine.Now + (long)(timeout.Ticks * 100);
+            }
+        }
     }
 
     internal void CountHelperEvent(HelperEvent helperEvent) =>

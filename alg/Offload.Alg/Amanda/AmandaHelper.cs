@@ -18,6 +18,9 @@ public sealed class AmandaHelper : ConntrackHelper
     /// <summary>The kernel's Amanda policy: four outstanding expectations per UDP flow (one per stream), for three minutes.</summary>
     public static readonly ExpectationPolicy DefaultPolicy = new(4, TimeSpan.FromMinutes(3));
 
+    /// <summary>How long an Amanda exchange lives after each of the client's answers (the kernel's master_timeout).</summary>
+    public static readonly TimeSpan MasterTimeout = TimeSpan.FromMinutes(5);
+
     /// <summary>amandad's UDP port.</summary>
     public const ushort DefaultPort = 10080;
 
@@ -35,6 +38,10 @@ public sealed class AmandaHelper : ConntrackHelper
         {
             return HelperVerdict.Accept;
         }
+
+        // The client's answers to the server can come late: keep the exchange for longer than UDP's timeout, as the
+        // kernel's helper does.
+        context.RefreshTimeout(MasterTimeout);
 
         var payload = context.Payload;
         if (payload.IsEmpty)

@@ -51,18 +51,16 @@ public sealed class SaneHelper : ConntrackHelper
                 case SaneMessage.StartRequest:
                     context.GetState<SaneState>().StartRequested = true;
                     break;
-                case SaneMessage.OtherRequest:
-                    // Another procedure: a START before it has had its answer. (The SDK cannot look at state without
-                    // creating it, so this costs one small object per connection that sends such requests.)
-                    context.GetState<SaneState>().StartRequested = false;
+                case SaneMessage.OtherRequest when context.TryGetState<SaneState>(out var requested):
+                    // Another procedure: a START before it has had its answer.
+                    requested.StartRequested = false;
                     break;
             }
 
             return HelperVerdict.Accept;
         }
 
-        var state = context.GetState<SaneState>();
-        if (!state.StartRequested)
+        if (!context.TryGetState<SaneState>(out var state) || !state.StartRequested)
         {
             // A reply to something else, or an answer nobody asked for.
             return HelperVerdict.Accept;

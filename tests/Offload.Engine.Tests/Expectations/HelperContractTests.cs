@@ -202,6 +202,33 @@ public class HelperContractTests
         Assert.Equal(1, rig.Engine.Connections.Count); // the master only
     }
 
+    [Fact]
+    public void A_helper_may_refresh_its_connections_timeout_and_look_at_its_state_without_creating_it()
+    {
+        bool? hadState = null;
+        var helper = new ScriptedHelper((ref HelperContext context) =>
+        {
+            hadState = context.TryGetState<List<int>>(out var seen);
+            if (context.Payload.StartsWith("remember"u8))
+            {
+                context.GetState<List<int>>().Add(1);
+            }
+
+            context.RefreshTimeout(TimeSpan.FromMinutes(5));
+            return HelperVerdict.Accept;
+        });
+        var rig = new RouterRig(null, [new HelperBinding(helper, 17, ControlPort)]);
+
+        var conn = rig.Out(UdpPacket(Client, 3000, Server, ControlPort, Ascii("hello"))).Connection!;
+        Assert.False(hadState);
+        Assert.Null(conn.Extras?.HelperState);
+        Assert.Equal(rig.Clock.NowNanoseconds + 300_000_000_000L, conn.ExpiresAtNanoseconds); // not UDP's 30 s
+
+        rig.Out(UdpPacket(Client, 3000, Server, ControlPort, Ascii("remember")));
+        rig.Out(UdpPacket(Client, 3000, Server, ControlPort, Ascii("again")));
+        Assert.True(hadState);
+    }
+
     private sealed class RecordingObserver : IConntrackObserver
     {
         public List<ConntrackHelper> Disabled { get; } = [];
