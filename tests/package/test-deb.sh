@@ -286,6 +286,10 @@ version_out=$(in_root offloadd --version 2>&1 || true)
 if [[ $version_out == "$v1" ]]; then ok "offloadd --version prints the package version ($v1)"; else not_ok "offloadd --version prints the package version" "$version_out"; fi
 check "offloadctl runs (offloadctl --help)" in_root offloadctl --help
 check "the shipped /etc/offload/offloadd.yaml passes offloadd --check" in_root offloadd --check
+# Every example the shipped configuration keeps in comments is valid too, so that uncommenting one never breaks it.
+sed -E 's/^([[:space:]]*)# ([[:space:]]*(- )?[a-z][a-z0-9-]*:([[:space:]]|$))/\1\2/' "$root/etc/offload/offloadd.yaml" >"$root/tmp/all-examples.yaml"
+check "the shipped configuration with its commented examples turned on passes offloadd --check" \
+    in_root offloadd --check --config /tmp/all-examples.yaml
 files=$(in_root dpkg -L offload)
 # shellcheck disable=SC2016
 conffiles=$(in_root dpkg-query -W -f='${Conffiles}' offload)
