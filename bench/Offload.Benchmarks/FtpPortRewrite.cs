@@ -1,7 +1,9 @@
 using System.Text;
 using BenchmarkDotNet.Attributes;
+using Offload.Alg.Ftp;
 using Offload.Engine;
 using Offload.Engine.Packets;
+using Offload.Plugins;
 
 namespace Offload.Benchmarks;
 
@@ -38,6 +40,9 @@ public class FtpPortRewrite
     private static readonly byte[] User = Encoding.ASCII.GetBytes("USER x\r\n");
     private static readonly byte[] Port = Encoding.ASCII.GetBytes("PORT 192,0,2,2,195,80\r\n");
     private static readonly byte[] TranslatedPort = Encoding.ASCII.GetBytes("PORT 198,51,100,1,195,80\r\n");
+
+    // One invoker for the process, as in offloadd: its executor thread is reused from call to call.
+    private static readonly ContainedHelperInvoker PluginInvoker = new(TimeSpan.FromMilliseconds(50), 16 << 20);
 
     private readonly byte[] _buffer = new byte[Lab.BufferSize];
     private byte[][] _commands = null!;
@@ -85,7 +90,14 @@ public class FtpPortRewrite
         GC.Collect();
     }
 
-    [IterationCleanup(Target = nameof(FtpHelperRewritesPort))]
+    [IterationSetup(Target = nameof(FtpHelperAsPlugin))]
+    public void FreshConnectionWithPluginHelper()
+    {
+        _engine = NewControlConnection(ftpHelper: true, asPlugin: true);
+        GC.Collect();
+    }
+
+    [IterationCleanup(Targets = [nameof(FtpHelperRewritesPort), nameof(FtpHelperAsPlugin)])]
     public void CheckEveryCommandRewritten()
     {
         if (_engine[EngineCounter.PayloadRewrites] != Commands || _engine[EngineCounter.ExpectationsCreated] != Commands
@@ -111,6 +123,10 @@ public class FtpPortRewrite
     [Benchmark(OperationsPerInvoke = Commands)]
     public int FtpHelperRewritesPort() => SendCommands();
 
+    /// <summary>The same helper loaded as a plugin would be: each call handed to the executor thread, under budgets.</summary>
+    [Benchmark(OperationsPerInvoke = Commands)]
+    public int FtpHelperAsPlugin() => SendCommands();
+
     private int SendCommands()
     {
         int accepted = 0;
@@ -128,9 +144,11 @@ public class FtpPortRewrite
     }
 
     /// <summary>An engine with one established control connection whose client has sent a complete line (USER).</summary>
-    private static ConntrackEngine NewControlConnection(bool ftpHelper)
+    private static ConntrackEngine NewControlConnection(bool ftpHelper, bool asPlugin = false)
     {
-        var engine = Lab.CreateEngine(maxConnections: 4096, ftpHelper: ftpHelper);
+        var engine = asPlugin
+            ? Lab.CreateEngine(maxConnections: 4096, ftpHelper: true, ftpAs: new PluginFtpHelper(), invoker: PluginInvoker)
+            : Lab.CreateEngine(maxConnections: 4096, ftpHelper: ftpHelper);
         Lab.ForwardOrThrow(engine, TcpPackets.Build(Lab.Client, ClientPort, Lab.Server, 21, ClientIsn, 0, TcpFlags.Syn, 64240, TcpPackets.LinuxSynOptions), Lab.Lan);
         Lab.ForwardOrThrow(engine, TcpPackets.Build(Lab.Server, 21, Lab.WanRouter, ClientPort, ServerIsn, ClientIsn + 1, TcpFlags.Syn | TcpFlags.Ack, 65160, TcpPackets.LinuxSynOptions), Lab.Wan);
         Lab.ForwardOrThrow(engine, TcpPackets.Build(Lab.Client, ClientPort, Lab.Server, 21, ClientIsn + 1, ServerIsn + 1, TcpFlags.Ack, 502), Lab.Lan);
@@ -140,4 +158,15 @@ public class FtpPortRewrite
         Lab.ForwardOrThrow(engine, TcpPackets.Build(Lab.Client, ClientPort, Lab.Server, 21, ClientIsn + 1, ServerAck, TcpFlags.Ack | TcpFlags.Psh, 502, default, User), Lab.Lan);
         return engine;
     }
+}
+
+/// <summary>The FTP helper in a type of this assembly: to the invoker, a plugin (only the built-ins are called directly).</summary>
+public sealed class PluginFtpHelper : ConntrackHelper
+{
+    private readonly FtpHelper _inner = new();
+
+    public PluginFtpHelper()
+        : base("ftp", FtpHelper.DefaultPolicy) => Ports = [FtpHelper.DefaultPort];
+
+    public override HelperVerdict Help(ref HelperContext context) => _inner.Help(ref context);
 }

@@ -34,7 +34,9 @@ internal static class Lab
         bool validateChecksums = true,
         int maxConnections = 262_144,
         bool ftpHelper = false,
-        IClock? clock = null)
+        IClock? clock = null,
+        ConntrackHelper? ftpAs = null,
+        IHelperInvoker? invoker = null)
     {
         var interfaces = new StaticNetworkInterfaces();
         int lan = interfaces.Add("lan0", (InetAddress.FromIPv4(LanRouter), 4, 24));
@@ -52,7 +54,8 @@ internal static class Lab
             RandomSeed = Seed,
             Interfaces = interfaces,
             NatRules = [new NatRule { Action = NatAction.Masquerade, OutInterface = wan, Origin = "lab.yaml" }],
-            Helpers = ftpHelper ? [new HelperBinding(new FtpHelper(), IpProtocol.Tcp, FtpHelper.DefaultPort)] : [],
+            Helpers = ftpHelper ? [new HelperBinding(ftpAs ?? new FtpHelper(), IpProtocol.Tcp, FtpHelper.DefaultPort)] : [],
+            HelperInvoker = invoker,
         };
 
         // The live daemon reads the system's monotonic clock for every packet, so the benchmarks do too.
