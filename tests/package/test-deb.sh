@@ -462,6 +462,10 @@ sed -i -e 's/^\(  queue-pre:\) 0 /\1 10 /' -e 's/^\(  queue-post:\) 1 /\1 11 /' 
 echo "# edited by the administrator" >>"$root/etc/offload/offloadd.yaml"
 grep -q '^  queue-pre: 10 ' "$root/etc/offload/offloadd.yaml" || die "the configuration edit did not apply"
 
+# A helper plugin as the administrator drops it: the walk-through's single .cs file, compiled by the packaged
+# (self-contained, ReadyToRun) daemon with no .NET SDK on the machine.
+install -m 0644 "$repo/examples/helpers/callback/CallbackHelper.cs" "$root/etc/offload/helpers.d/CallbackHelper.cs"
+
 notify=$work/notify.log
 dlog=$work/offloadd.log
 start_listener "@ol-notify$sfx" "$notify"
@@ -494,6 +498,12 @@ else
     not_ok "offloadctl stats talks to offloadd" "$(tr '\n' ' ' <<<"$stats")"
 fi
 check "offloadctl conntrack list talks to offloadd" in_root offloadctl conntrack list
+helpers=$(in_root offloadctl helper list 2>&1 || true)
+if grep -qE '^callback +/etc/offload/helpers.d/CallbackHelper.cs .*tcp/111 .*enabled' <<<"$helpers"; then
+    ok "the packaged daemon compiled and loaded the .cs helper dropped into /etc/offload/helpers.d"
+else
+    not_ok "the packaged daemon loads the .cs helper from /etc/offload/helpers.d" "$(tr '\n' ' ' <<<"$helpers")"
+fi
 
 # Reload: RELOADING=1 with the time it began (CLOCK_MONOTONIC, which systemd compares), then READY=1.
 lines=$(wc -l <"$notify")
