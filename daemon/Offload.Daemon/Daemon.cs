@@ -33,6 +33,7 @@ internal sealed class Daemon : IDisposable
     private ControlServer? _control;
     private IpsetSteering? _ipset;
     private bool _rulesApplied;
+    private SteeringConfig? _runningSteering;
     private HelperCatalog _catalog = new();
     private ContainedHelperInvoker? _invoker;
     private HelperManager? _helpers;
@@ -79,6 +80,7 @@ internal sealed class Daemon : IDisposable
         {
             SteeringApplier.Apply(_catalog.Effective(_config, dropUnknown: false), _catalog.Factory);
             _rulesApplied = true;
+            _runningSteering = steering;
             Log.SteeringApplied(_logger, steering.QueuePre, steering.QueuePost, steering.NatPortMin, steering.NatPortMax, steering.FailOpen ? "open" : "closed");
         }
 
@@ -127,11 +129,35 @@ internal sealed class Daemon : IDisposable
             }
 
             _config = config;
+            RefreshHelperSteering(config);
             Log.Reloaded(_logger, _configPath, config.Nat.Count, HelperNames(_catalog.Effective(config, dropUnknown: false)), connections);
         }
         catch (ConfigException e)
         {
             Log.ReloadFailed(_logger, _configPath, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// In helpers mode the steering rules name the helpers' ports: after a reload or a plugin loaded, replaced or
+    /// removed, they are rewritten for the helpers bound now. Only the helper ports change: the queues and the rest of
+    /// the steering stay as they were when the queues were bound (a new steering section needs a restart).
+    /// </summary>
+    private void RefreshHelperSteering(OffloadConfig config)
+    {
+        if (!_rulesApplied || _runningSteering is not { Flows: SteeredFlows.Helpers })
+        {
+            return;
+        }
+
+        try
+        {
+            SteeringApplier.Apply(_catalog.Effective(config, dropUnknown: true) with { Steering = _runningSteering }, _catalog.Factory);
+            Log.SteeringRefreshed(_logger, string.Join(", ", SteeringRules.HelperPorts(_catalog.Effective(config, dropUnknown: true), _catalog.Factory).Select(p => $"{(p.Protocol == IpProtocol.Udp ? "udp" : "tcp")}/{p.Port}")));
+        }
+        catch (InvalidOperationException e)
+        {
+            Log.SteeringRefreshFailed(_logger, e.Message);
         }
     }
 
@@ -195,8 +221,13 @@ internal sealed class Daemon : IDisposable
             case "stats":
                 return Statistics();
 
+            case "helper list":
+                return PluginSetup.Answer(_helpers!, request, _logger);
+
             case var helper when helper.StartsWith("helper ", StringComparison.Ordinal):
-                return PluginSetup.Answer(_helpers!, helper, _logger);
+                string answer = PluginSetup.Answer(_helpers!, helper, _logger);
+                RefreshHelperSteering(_config);
+                return answer;
 
             default:
                 throw new ArgumentException($"unknown request '{request}' (conntrack list, expect list, stats, helper list|load|unload|reload)");

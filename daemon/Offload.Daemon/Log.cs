@@ -47,6 +47,12 @@ internal static partial class Log
     [LoggerMessage(4000, LogLevel.Information, "Steering rules applied (queues {QueuePre} and {QueuePost}, NAT ports {PortMin}-{PortMax}, fail-{Mode})")]
     public static partial void SteeringApplied(ILogger logger, int queuePre, int queuePost, int portMin, int portMax, string mode);
 
+    [LoggerMessage(4003, LogLevel.Information, "Steering rules rewritten for the helpers bound now: {Ports}")]
+    public static partial void SteeringRefreshed(ILogger logger, string ports);
+
+    [LoggerMessage(4004, LogLevel.Error, "Steering rules could not be rewritten for the helpers bound now, the previous ones stay: {Error}")]
+    public static partial void SteeringRefreshFailed(ILogger logger, string error);
+
     [LoggerMessage(4002, LogLevel.Warning, "Steering: a set entry could not be changed ({Entry}); only the first ten are logged, all are counted")]
     public static partial void SteeringEntryFailed(ILogger logger, string entry);
 

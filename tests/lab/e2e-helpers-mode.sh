@@ -70,6 +70,21 @@ else
     not_ok "steering rules are not the helpers-mode rules"
 fi
 
+# A helper plugin loaded at run time is steered at once (its own port, 111), and no more once unloaded.
+pre_rules() { ip netns exec "$r" iptables -t raw -S OFFLOAD-PRE; }
+dotnet "$offloadctl" helper load "$repo/examples/helpers/callback/CallbackHelper.cs" --socket "$sock" >/dev/null
+if pre_rules | grep -q -- '--dport 111 -j CT --notrack' && pre_rules | grep -q -- '--dport 21 -j CT --notrack'; then
+    ok "a plugin loaded at run time gets its port steered (helpers mode rewrites the rules)"
+else
+    not_ok "the loaded plugin's port 111 is not steered: $(pre_rules | grep -c dport) port rules"
+fi
+dotnet "$offloadctl" helper unload callback --socket "$sock" >/dev/null
+if ! pre_rules | grep -q -- '--dport 111 ' && pre_rules | grep -q -- '--dport 21 -j CT --notrack'; then
+    ok "unloading it takes its port out of the steering again"
+else
+    not_ok "port 111 still steered after unloading"
+fi
+
 kill -TERM "$daemon_pid"
 wait "$daemon_pid" || true
 daemon_pid=
