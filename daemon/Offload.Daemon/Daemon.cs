@@ -152,8 +152,10 @@ internal sealed class Daemon : IDisposable
 
         try
         {
-            SteeringApplier.Apply(_catalog.Effective(config, dropUnknown: true) with { Steering = _runningSteering }, _catalog.Factory);
-            Log.SteeringRefreshed(_logger, string.Join(", ", SteeringRules.HelperPorts(_catalog.Effective(config, dropUnknown: true), _catalog.Factory).Select(p => $"{(p.Protocol == IpProtocol.Udp ? "udp" : "tcp")}/{p.Port}")));
+            var effective = _catalog.Effective(config, dropUnknown: true) with { Steering = _runningSteering };
+            SteeringApplier.Apply(effective, _catalog.Factory);
+            var ports = SteeringRules.HelperPorts(effective, _catalog.Factory);
+            Log.SteeringRefreshed(_logger, string.Join(", ", ports.Select(p => $"{ConnectionFormatter.ProtocolName(p.Protocol)}/{p.Port}")));
         }
         catch (InvalidOperationException e)
         {

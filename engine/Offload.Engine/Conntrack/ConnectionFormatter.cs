@@ -54,7 +54,8 @@ public static class ConnectionFormatter
         return text.ToString();
     }
 
-    private static string ProtocolName(byte protocol) => protocol switch
+    /// <summary>A protocol's name as conntrack -L prints it ("unknown" for those it has no name for).</summary>
+    public static string ProtocolName(byte protocol) => protocol switch
     {
         IpProtocol.Tcp => "tcp",
         IpProtocol.Udp => "udp",
