@@ -175,3 +175,25 @@ public sealed class SteeringRulesTests
         Assert.Contains(Table(Lines(moved, 4), "mangle"), l => l.Contains("-m mark ! --mark 0x100/0x100", StringComparison.Ordinal));
     }
 }
+
+/// <summary>The stateful policy <c>offloadctl rules firewall</c> prints: the kernel's usual rules, plus the same on the daemon's marks.</summary>
+public sealed class FirewallPolicyTests
+{
+    [Fact]
+    public void Established_related_and_forwarded_ports_pass_on_either_states_and_new_flows_only_from_the_lan()
+    {
+        var steering = ConfigLoader.Parse("""
+            interfaces: [{name: lan0}, {name: wan0}]
+            steering: {from: [lan0], to: [wan0]}
+            """).Steering!;
+        var lines = FirewallPolicy.Render(steering, 4).Split('\n');
+        Assert.Contains(":FORWARD DROP [0:0]", lines);
+        Assert.Contains("-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", lines);
+        Assert.Contains("-A FORWARD -m mark --mark 0x40000/0x40000 -j ACCEPT", lines);
+        Assert.Contains("-A FORWARD -m mark --mark 0x80000/0x80000 -j ACCEPT", lines);
+        Assert.Contains("-A FORWARD -i lan0 -o wan0 -j ACCEPT", lines);
+        Assert.Contains("-A FORWARD -i lan0 -o lan0 -j ACCEPT", lines);
+        Assert.Contains("-A FORWARD -i wan0 -o lan0 -m mark --mark 0x200000/0x200000 -j ACCEPT", lines);
+        Assert.DoesNotContain("-A FORWARD -i wan0 -o lan0 -j ACCEPT", lines);
+    }
+}
