@@ -63,9 +63,39 @@ public ref struct PacketContext
     /// <summary>The connection the packet belongs to, once PreRouting has run.</summary>
     public readonly Connection? Connection => Conn;
 
+    /// <summary>
+    /// The packet's relation to its connection (the kernel's ctinfo), valid once PreRouting accepted it: New for a
+    /// connection that has seen no reply yet, Established once it has, Related for an expected connection's packets and
+    /// for an ICMP error quoting a tracked flow; the reply variants for packets in the reply direction.
+    /// </summary>
     public readonly CtInfo CtInfo => Ct;
 
+    /// <summary>Which of its connection's tuples the packet matched, valid once PreRouting accepted it.</summary>
     public readonly ConnDirection Direction => Dir;
+
+    /// <summary>
+    /// The status bits of the packet's connection as they stand (the kernel's ct->status), or
+    /// <see cref="ConnStatus.None"/> when the packet has none (it was dropped, or PreRouting has not run). For an ICMP
+    /// error these are the bits of the flow it quotes.
+    /// </summary>
+    /// <remarks>
+    /// After <see cref="ConntrackEngine.Process"/> (or PostRouting) accepted a packet, both translations of its
+    /// connection are decided, so <see cref="ConnStatus.SrcNat"/> and <see cref="ConnStatus.DstNat"/> are final and
+    /// <see cref="ConnStatus.Confirmed"/> is set. A field read: nothing is allocated.
+    /// </remarks>
+    public readonly ConnStatus ConnectionStatus => Conn is { } conn ? conn.StatusBits : ConnStatus.None;
+
+    /// <summary>
+    /// True when the packet's connection has its source translated in the original direction (SNAT or MASQUERADE,
+    /// the kernel's IPS_SRC_NAT): its replies are addressed to the translated source. False without a connection.
+    /// </summary>
+    public readonly bool IsSourceNatted => (ConnectionStatus & ConnStatus.SrcNat) != 0;
+
+    /// <summary>
+    /// True when the packet's connection has its destination translated in the original direction (DNAT or REDIRECT,
+    /// a port forward; the kernel's IPS_DST_NAT). False without a connection.
+    /// </summary>
+    public readonly bool IsDestinationNatted => (ConnectionStatus & ConnStatus.DstNat) != 0;
 
     /// <summary>The parsed headers (valid after PreRouting accepted the packet).</summary>
     public readonly PacketInfo Headers => Info;
