@@ -690,7 +690,7 @@ public sealed class ConntrackEngine
                 : Drop(EngineCounter.DroppedIcmpUnrelated);
         }
 
-        if (!NatCore.IsDone(conn, ManipType.Source) && !DecideNat(conn, ManipType.Source, ctx.InInterface, ctx.OutInterface))
+        if (!NatCore.IsDone(conn, ManipType.Source) && !DecideNat(conn, ManipType.Source, ctx.InInterface, SourceNatOutInterface(in ctx, conn)))
         {
             Abandon(ref ctx);
             return Drop(EngineCounter.DroppedNatExhausted);
@@ -729,6 +729,23 @@ public sealed class ConntrackEngine
         return Out();
     }
 
+    /// <summary>
+    /// The out interface the SNAT rules of a new connection are matched against: the one routing chose, or, for a
+    /// packet queued before routing (a live queue at PREROUTING reports none), the interface whose connected subnet
+    /// holds the destination after DNAT. The kernel decides source NAT after its full routing decision; we know only
+    /// the connected subnets, which is what a hairpin flow (DNAT'd to a host on the LAN, MASQUERADE out the LAN) needs.
+    /// </summary>
+    private int SourceNatOutInterface(in PacketContext ctx, Connection conn)
+    {
+        if (ctx.OutInterface != 0 || !ctx.Unconfirmed)
+        {
+            return ctx.OutInterface;
+        }
+
+        // The reply tuple's source is where the original packet goes after DNAT.
+        return _options.Interfaces.RouteOut(conn.ReplyTuple.Family, conn.ReplyTuple.Source);
+    }
+
     /// <summary>Looks up the NAT rules for a new connection's manip; without a match, a null binding reserves its tuple.</summary>
     private bool DecideNat(Connection conn, ManipType manip, int inInterface, int outInterface)
     {
@@ -763,10 +780,11 @@ public sealed class ConntrackEngine
             return true;
         }
 
-        // MASQUERADE takes the outgoing interface's address; REDIRECT the incoming one's.
+        // MASQUERADE takes the outgoing interface's address towards where the packet goes after DNAT (the reply
+        // tuple's source); REDIRECT the incoming one's.
         var tuple = conn.OriginalTuple;
         int ifindex = rule.Action == NatAction.Masquerade ? outInterface : inInterface;
-        if (!_options.Interfaces.TryGetPrimaryAddress(ifindex, tuple.Family, rule.Action == NatAction.Masquerade ? tuple.Destination : tuple.Source, out var address))
+        if (!_options.Interfaces.TryGetPrimaryAddress(ifindex, tuple.Family, rule.Action == NatAction.Masquerade ? conn.ReplyTuple.Source : tuple.Source, out var address))
         {
             return false;
         }
