@@ -269,6 +269,11 @@ public sealed class ConntrackEngine
             return Drop(EngineCounter.DroppedLaterFragment);
         }
 
+        if (info.Protocol == (info.Family == 4 ? IpProtocol.IcmpV6 : IpProtocol.Icmp))
+        {
+            return Drop(EngineCounter.DroppedIcmpOtherFamily);
+        }
+
         // Ethernet padding and the like: the datagram ends where its header says.
         ctx.Length = info.TotalLength;
         ctx.Info = info;
@@ -402,8 +407,16 @@ public sealed class ConntrackEngine
             0);
         ConnTuples.ReadPorts(quoted.Slice(inner.L4Offset), inner.Protocol, ref innerTuple);
 
-        // The quoted packet went the other way: its inverse is the tuple of the error's own direction.
+        // The quoted packet went the other way: its inverse is the tuple of the error's own direction. (A quoted ICMP
+        // error has no inverse: an error about an error is never related.)
         if (!innerTuple.TryInvert(out var lookup) || !_table.TryFind(lookup, out var conn, out var dir) || conn.ExpiresAt <= Now)
+        {
+            return Drop(EngineCounter.DroppedIcmpUnrelated);
+        }
+
+        // The error must go where that direction's packets go, as in the kernel's nf_conntrack_inet_error: a quote of
+        // B->T sent from B to some X would otherwise pass as related to A->B although X never took part.
+        if (InetAddress.Read(info.Family, packet.Slice(info.DestinationAddressOffset)) != conn.TupleOf(dir).Destination)
         {
             return Drop(EngineCounter.DroppedIcmpUnrelated);
         }
