@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace Offload.Sdk;
 
 /// <summary>
@@ -71,6 +73,33 @@ public abstract class ConntrackHelper
     public virtual void OnDestroy(object? state)
     {
     }
+
+    /// <summary>
+    /// The version of the per-connection state <see cref="SaveState"/> writes. 0 (the default): the helper carries no
+    /// state across a restart of the daemon, and its connections come back with fresh state, as after a reload.
+    /// Raise it whenever the layout of what <see cref="SaveState"/> writes changes.
+    /// </summary>
+    public virtual int StateVersion => 0;
+
+    /// <summary>
+    /// Writes the state this helper keeps for one connection, so that the daemon can restore it after a restart or an
+    /// upgrade (see <see cref="RestoreState"/>). Called while the daemon saves its table (on stop and at checkpoints),
+    /// never during <see cref="Help"/>; it must not keep a reference to <paramref name="writer"/>.
+    /// </summary>
+    /// <param name="state">What <see cref="HelperContext.GetState{T}"/> created for the connection.</param>
+    /// <param name="writer">Where to write the bytes (a few dozen at most, as a rule).</param>
+    /// <returns>True when written; false (the default) to let the connection start with fresh state after a restart.</returns>
+    public virtual bool SaveState(object state, IBufferWriter<byte> writer) => false;
+
+    /// <summary>
+    /// Rebuilds the state of one connection from what <see cref="SaveState"/> wrote, possibly by an older build of this
+    /// helper (<paramref name="version"/> is the <see cref="StateVersion"/> it had). Called before the daemon handles any
+    /// packet. Throwing, or returning null, gives the connection fresh state (counted as reset).
+    /// </summary>
+    /// <param name="data">The bytes written.</param>
+    /// <param name="version">The <see cref="StateVersion"/> of the helper that wrote them.</param>
+    /// <returns>The state, as <see cref="HelperContext.GetState{T}"/> will return it; null when it cannot be restored.</returns>
+    public virtual object? RestoreState(ReadOnlySpan<byte> data, int version) => null;
 
     /// <summary>Writes a line to the daemon's log, marked with the helper's name. For rare events: it allocates.</summary>
     /// <param name="level">How important the line is.</param>

@@ -224,6 +224,20 @@ public sealed class ConntrackEngine
 
     public EngineOptions Options => _options;
 
+    /// <summary>The helper of that name among those bound now (restoring a snapshot), or null.</summary>
+    internal ConntrackHelper? FindHelper(string name)
+    {
+        foreach (var binding in _helpers)
+        {
+            if (binding.Helper.Name == name)
+            {
+                return binding.Helper;
+            }
+        }
+
+        return null;
+    }
+
     public ConnectionTable Connections => _table;
 
     public ExpectationTable Expectations => _expectations;
@@ -469,6 +483,7 @@ public sealed class ConntrackEngine
             conn.StatusBits |= ConnStatus.Expected;
             var extras = conn.EnsureExtras();
             extras.Master = expectation.Master;
+            extras.ExpectedAtTranslatedAddress = expectation.AtTranslatedAddress;
             if (expectation.Helper is not null)
             {
                 extras.Helper = expectation.Helper;

@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Buffers.Binary;
 
 namespace Offload.Alg.Ftp;
 
@@ -63,6 +65,23 @@ public sealed class FtpHelper : ConntrackHelper
 
         return verdict;
     }
+
+    /// <summary>Version 1: per direction, the count of positions after a newline (a byte) and two positions (32 bits each).</summary>
+    public override int StateVersion => 1;
+
+    public override bool SaveState(object state, IBufferWriter<byte> writer)
+    {
+        if (state is not FtpState ftp)
+        {
+            return false;
+        }
+
+        ftp.Write(writer);
+        return true;
+    }
+
+    public override object? RestoreState(ReadOnlySpan<byte> data, int version) =>
+        version == 1 ? FtpState.Read(data) : null;
 
     private HelperVerdict ScanLines(ref HelperContext context, ReadOnlySpan<byte> payload)
     {
@@ -152,6 +171,39 @@ public sealed class FtpHelper : ConntrackHelper
         // Two positions per direction, as the kernel keeps: enough to survive one retransmission.
         private readonly uint[] _afterNewline = new uint[4];
         private readonly int[] _count = new int[2];
+
+        private const int SavedLength = 2 * (1 + 8);
+
+        public void Write(IBufferWriter<byte> writer)
+        {
+            var span = writer.GetSpan(SavedLength);
+            for (int dir = 0; dir < 2; dir++)
+            {
+                span[dir * 9] = (byte)_count[dir];
+                BinaryPrimitives.WriteUInt32LittleEndian(span.Slice((dir * 9) + 1), _afterNewline[dir * 2]);
+                BinaryPrimitives.WriteUInt32LittleEndian(span.Slice((dir * 9) + 5), _afterNewline[(dir * 2) + 1]);
+            }
+
+            writer.Advance(SavedLength);
+        }
+
+        public static FtpState? Read(ReadOnlySpan<byte> data)
+        {
+            if (data.Length != SavedLength || data[0] > 2 || data[9] > 2)
+            {
+                return null;
+            }
+
+            var state = new FtpState();
+            for (int dir = 0; dir < 2; dir++)
+            {
+                state._count[dir] = data[dir * 9];
+                state._afterNewline[dir * 2] = BinaryPrimitives.ReadUInt32LittleEndian(data.Slice((dir * 9) + 1));
+                state._afterNewline[(dir * 2) + 1] = BinaryPrimitives.ReadUInt32LittleEndian(data.Slice((dir * 9) + 5));
+            }
+
+            return state;
+        }
 
         public bool FollowsNewline(int dir, uint seq)
         {

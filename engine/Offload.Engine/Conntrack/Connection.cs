@@ -91,6 +91,13 @@ internal sealed class ConnectionExtras
 
     public Connection? Master;
 
+    /// <summary>
+    /// For an expected connection: it arrived at an address its master's helper announced (the expectation's
+    /// <see cref="Expectation.AtTranslatedAddress"/>), so the LAN side sends its replies. Kept for per-flow steering
+    /// after a restart.
+    /// </summary>
+    public bool ExpectedAtTranslatedAddress;
+
     /// <summary>The expectations this connection (as a master) has outstanding, oldest first.</summary>
     public Expectation? FirstExpectation;
     public int ExpectationCount;

@@ -82,6 +82,19 @@ public sealed class ExpectationTable
         }
 
         expectation.ExpiresAt = now + (long)policy.Timeout.TotalNanoseconds;
+        Link(expectation, bucket);
+        Observer?.ExpectationAdded(expectation);
+        return ExpectResult.Added;
+    }
+
+    /// <summary>
+    /// Puts back an expectation saved in a snapshot, with its own expiry, as it was (no policy, no clash check, no
+    /// observer: the daemon brings its steering in step with the restored table itself).
+    /// </summary>
+    internal void Restore(Expectation expectation) => Link(expectation, BucketOf(expectation.Tuple));
+
+    private void Link(Expectation expectation, int bucket)
+    {
         expectation.NextInBucket = _buckets[bucket];
         _buckets[bucket] = expectation;
 
@@ -106,8 +119,6 @@ public sealed class ExpectationTable
         extras.ExpectationCount++;
         expectation.Linked = true;
         Count++;
-        Observer?.ExpectationAdded(expectation);
-        return ExpectResult.Added;
     }
 
     /// <summary>
