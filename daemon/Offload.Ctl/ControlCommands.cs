@@ -49,9 +49,15 @@ internal static class ControlCommands
         helper.Add(helperReload);
         yield return helper;
 
-        var stats = new Command("stats", "Per queue: packets, verdicts, drops by reason, table size, and the kernel's own queue counters.") { socket };
+        var stats = new Command("stats", "Per queue: packets, verdicts, drops by reason, table size, the kernel's own queue counters, and the state carried across restarts (what was restored at start, the checkpoints).") { socket };
         stats.SetAction(parse => Ask(parse.GetValue(socket)!, "stats"));
         yield return stats;
+
+        var state = new Command("state", "The state offloadd keeps across restarts (its snapshot).");
+        var stateSave = new Command("save", "Write the snapshot now (as a checkpoint does), and show what it holds and what it cost.") { socket };
+        stateSave.SetAction(parse => Ask(parse.GetValue(socket)!, "state save"));
+        state.Add(stateSave);
+        yield return state;
     }
 
     private static int Ask(string path, string request)

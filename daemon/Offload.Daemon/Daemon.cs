@@ -20,6 +20,7 @@ internal sealed class Daemon : IDisposable
     private readonly string _configPath;
     private readonly string _socketPath;
     private readonly bool _manageRules;
+    private readonly DaemonOptions _options;
     private readonly ILogger _logger;
     private readonly object _engineLock = new();
     private readonly ManualClock _clock = new() { NowNanoseconds = SystemClock.Instance.NowNanoseconds };
@@ -37,13 +38,15 @@ internal sealed class Daemon : IDisposable
     private HelperCatalog _catalog = new();
     private ContainedHelperInvoker? _invoker;
     private HelperManager? _helpers;
+    private StateKeeper? _state;
 
-    public Daemon(OffloadConfig config, string configPath, string socketPath, bool manageRules, ILogger logger)
+    public Daemon(OffloadConfig config, string configPath, DaemonOptions options, ILogger logger)
     {
         _config = config;
         _configPath = configPath;
-        _socketPath = socketPath;
-        _manageRules = manageRules;
+        _options = options;
+        _socketPath = options.SocketPath;
+        _manageRules = options.ApplyRules;
         _logger = logger;
     }
 
@@ -69,6 +72,13 @@ internal sealed class Daemon : IDisposable
         _helpers = new HelperManager(_catalog, _engine, _engineLock, () => BuildOptions(_config, dropUnknown: true));
         _interfaces.Changed += OnInterfacesChanged;
 
+        // The state of the daemon that ran before (a restart, an upgrade, a crash), before any packet is read.
+        if (_options.StatePath is { } statePath)
+        {
+            _state = new StateKeeper(statePath, _options.CheckpointPeriod, _engine, _clock, _engineLock, _logger);
+            _state.Restore();
+        }
+
         var options = new NfQueueOptions { FailOpen = steering.FailOpen, Gso = steering.Gso, MaxQueueLength = 4096 };
         var marker = new StateMarker(steering);
         foreach (var (role, number) in new[] { ("pre", steering.QueuePre), ("post", steering.QueuePost) })
@@ -89,6 +99,10 @@ internal sealed class Daemon : IDisposable
         {
             // The sets exist now (made by the rules, here or by offloadctl rules apply).
             _ipset = new IpsetSteering(SteeringRules.SetName(steering, 4), SteeringRules.SetName(steering, 6), _logger);
+            lock (_engineLock)
+            {
+                _ipset.Resync(_engine);
+            }
         }
 
         _engine.Observer = new HelperObserver(_ipset, _catalog, _logger);
@@ -99,6 +113,8 @@ internal sealed class Daemon : IDisposable
         {
             worker.Start();
         }
+
+        _state?.StartCheckpoints();
 
         Log.Ready(_logger, steering.QueuePre, steering.QueuePost, _config.Nat.Count, HelperNames(_catalog.Effective(_config, dropUnknown: false)));
         _started = true;
@@ -224,6 +240,11 @@ internal sealed class Daemon : IDisposable
             case "stats":
                 return Statistics();
 
+            case "state save":
+                return _state is { } state
+                    ? (state.Save("on request") ? state.Statistics() : throw new InvalidOperationException("the snapshot could not be written (see the log)"))
+                    : throw new InvalidOperationException("offloadd runs without --state: nothing is saved");
+
             case "helper list":
                 return PluginSetup.Answer(_helpers!, request, _logger);
 
@@ -233,7 +254,7 @@ internal sealed class Daemon : IDisposable
                 return answer;
 
             default:
-                throw new ArgumentException($"unknown request '{request}' (conntrack list, expect list, stats, helper list|load|unload|reload)");
+                throw new ArgumentException($"unknown request '{request}' (conntrack list, expect list, stats, state save, helper list|load|unload|reload)");
         }
     }
 
@@ -252,6 +273,11 @@ internal sealed class Daemon : IDisposable
         foreach (var line in KernelQueueCounters())
         {
             text.Append("  kernel: ").Append(line).Append('\n');
+        }
+
+        if (_state is { } keeper)
+        {
+            text.Append(keeper.Statistics());
         }
 
         lock (_engineLock)
@@ -312,6 +338,17 @@ internal sealed class Daemon : IDisposable
         }
 
         _control?.Dispose();
+
+        // The queues read nothing more: no packet changes the state after this snapshot.
+        if (_state is { } state)
+        {
+            state.Dispose();
+            if (_started)
+            {
+                state.Save("stop");
+            }
+        }
+
         lock (_engineLock)
         {
             if (_engine is not null)
@@ -322,7 +359,7 @@ internal sealed class Daemon : IDisposable
             _ipset?.Dispose();
         }
 
-        if (_rulesApplied)
+        if (_rulesApplied && _options.RemoveRulesOnStop)
         {
             try
             {

@@ -47,6 +47,26 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     /// <summary>Connections steered by an entry.</summary>
     public int Steered => _byConnection.Count;
 
+    /// <summary>
+    /// Puts in the sets what a table restored from a snapshot needs (the sets were flushed when this was made): the
+    /// outstanding expectations and the expected connections that live.
+    /// </summary>
+    public void Resync(ConntrackEngine engine)
+    {
+        foreach (var expectation in engine.Expectations.Entries())
+        {
+            ExpectationAdded(expectation);
+        }
+
+        foreach (var connection in engine.Connections.Entries())
+        {
+            if (connection.HasStatus(ConnStatus.Expected))
+            {
+                Steer(connection, connection.ArrivedAtAnnouncedAddress);
+            }
+        }
+    }
+
     public void ExpectationAdded(Expectation expectation)
     {
         // One that arrives at our own address and port range is steered by the range rule; the others (a server's
@@ -69,7 +89,12 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     {
         // The packets the LAN side sends: the original direction of a connection the LAN opened, or the replies
         // of one that arrived at our address.
-        var key = EntryKey.Of(expectation.AtTranslatedAddress ? connection.Reply : connection.Original);
+        Steer(connection, expectation.AtTranslatedAddress);
+    }
+
+    private void Steer(Connection connection, bool atTranslatedAddress)
+    {
+        var key = EntryKey.Of(atTranslatedAddress ? connection.Reply : connection.Original);
         if (Acquire(key))
         {
             _byConnection[connection] = key;

@@ -4,7 +4,7 @@ namespace Offload.Daemon;
 
 /// <summary>
 /// Every log line of the daemon, with event ids grouped per subsystem (1xxx lifecycle, 2xxx queues,
-/// 3xxx control socket, 4xxx steering, 5xxx helpers and plugins). Nothing here is called per packet.
+/// 3xxx control socket, 4xxx steering, 5xxx helpers and plugins, 6xxx state across restarts). Nothing here is called per packet.
 /// </summary>
 internal static partial class Log
 {
@@ -73,4 +73,19 @@ internal static partial class Log
 
     [LoggerMessage(5004, LogLevel.Warning, "Helper {Helper} logs too much: {Suppressed} of its lines were left out")]
     public static partial void HelperLinesSuppressed(ILogger logger, string helper, long suppressed);
+
+    [LoggerMessage(6000, LogLevel.Information, "State restored from {Path}: {Summary}")]
+    public static partial void SnapshotRestored(ILogger logger, string path, string summary);
+
+    [LoggerMessage(6001, LogLevel.Error, "State snapshot {Path} refused ({Reason}): {Error}; starting with an empty table")]
+    public static partial void SnapshotRefused(ILogger logger, string path, string reason, string error);
+
+    [LoggerMessage(6002, LogLevel.Information, "State saved to {Path}: {Summary}")]
+    public static partial void SnapshotSaved(ILogger logger, string path, string summary);
+
+    [LoggerMessage(6003, LogLevel.Error, "State snapshot {Path} could not be written: {Error}")]
+    public static partial void SnapshotWriteFailed(ILogger logger, string path, string error);
+
+    [LoggerMessage(6004, LogLevel.Information, "No state snapshot at {Path}: starting with an empty table")]
+    public static partial void SnapshotAbsent(ILogger logger, string path);
 }

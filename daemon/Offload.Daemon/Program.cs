@@ -17,7 +17,17 @@ var check = new Option<bool>("--check") { Description = "Only validate the confi
 var socket = new Option<string>("--socket") { Description = "The control socket offloadctl talks to.", DefaultValueFactory = _ => ControlServer.DefaultPath };
 var applyRules = new Option<bool>("--apply-rules")
 {
-    Description = "Apply the steering rules when the queues are bound, and remove them when stopping. Without it the rules are left to `offloadctl rules apply|remove`.",
+    Description = "Apply the steering rules when the queues are bound. They stay when offloadd stops (a restart must not let a packet out untranslated) unless --remove-rules-on-stop; without it the rules are left to `offloadctl rules apply|remove`.",
+};
+var removeRules = new Option<bool>("--remove-rules-on-stop") { Description = "With --apply-rules: remove the steering rules when stopping (the flows then pass untranslated or go to the kernel until the next start)." };
+var state = new Option<string>("--state")
+{
+    Description = "The state snapshot kept across restarts (connections, NAT, expectations, helper state): read at start, written at every checkpoint and on stop. Default: `state` beside the control socket (/run/offload/state); \"none\" keeps nothing.",
+};
+var checkpoint = new Option<int>("--checkpoint")
+{
+    Description = "Seconds between checkpoints of the state (what a crash loses at most); 0 writes it only on stop.",
+    DefaultValueFactory = _ => 10,
 };
 
 var root = new RootCommand("offloadd: connection tracking, NAT and protocol helpers in userspace for the flows iptables queues to it (NFQUEUE).")
@@ -26,11 +36,25 @@ var root = new RootCommand("offloadd: connection tracking, NAT and protocol help
     check,
     socket,
     applyRules,
+    removeRules,
+    state,
+    checkpoint,
 };
-root.SetAction(parse => Run(parse.GetValue(config)!, parse.GetValue(check), parse.GetValue(socket)!, parse.GetValue(applyRules)));
+root.SetAction(parse =>
+{
+    string socketPath = parse.GetValue(socket)!;
+    string statePath = parse.GetValue(state) ?? DaemonOptions.StateBeside(socketPath);
+    var options = new DaemonOptions(
+        socketPath,
+        parse.GetValue(applyRules),
+        parse.GetValue(removeRules),
+        statePath == "none" ? null : Path.GetFullPath(statePath),
+        TimeSpan.FromSeconds(Math.Max(0, parse.GetValue(checkpoint))));
+    return Run(parse.GetValue(config)!, parse.GetValue(check), options);
+});
 return root.Parse(args).Invoke();
 
-static int Run(FileInfo configFile, bool checkOnly, string socketPath, bool applyRules)
+static int Run(FileInfo configFile, bool checkOnly, DaemonOptions options)
 {
     OffloadConfig config;
     try
@@ -70,7 +94,7 @@ static int Run(FileInfo configFile, bool checkOnly, string socketPath, bool appl
     string version = typeof(Daemon).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "?";
     Offload.Daemon.Log.Starting(logger, version, configFile.FullName);
 
-    using var daemon = new Daemon(config, configFile.FullName, socketPath, applyRules, logger);
+    using var daemon = new Daemon(config, configFile.FullName, options, logger);
 
     // Handlers first: Start tells systemd we are ready, and a reload or stop may follow at once.
     using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; daemon.RequestStop("SIGTERM"); });

@@ -35,7 +35,7 @@ r=$(lab_ns router "$sfx")
 c=$(lab_ns client "$sfx")
 root=$(lab_ftp_root "$sfx")
 sock="$work/offloadd.sock"
-ip netns exec "$r" dotnet "$offloadd" --config "$repo/tests/lab/offloadd-helpers.yaml" --apply-rules --socket "$sock" >"$work/daemon.log" 2>&1 &
+ip netns exec "$r" dotnet "$offloadd" --config "$repo/tests/lab/offloadd-helpers.yaml" --apply-rules --remove-rules-on-stop --socket "$sock" >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do [[ -S $sock ]] && break; sleep 0.1; done
 [[ -S $sock ]] && ok "offloadd started in helpers mode" || { not_ok "offloadd did not start: $(tail -5 "$work/daemon.log")"; exit 1; }

@@ -401,7 +401,7 @@ ftp_root=$(lab_ftp_root "$sfx")
 vlog=$(lab_tmp "$sfx")/vsftpd.log
 cp "$here/offloadd.yaml" "$cfg"
 
-start_daemon --apply-rules || die "offloadd did not become ready: $(tail -n 20 "$dlog")"
+start_daemon --apply-rules --remove-rules-on-stop || die "offloadd did not become ready: $(tail -n 20 "$dlog")"
 info "offloadd (pid $daemon_pid) ready in $R: $(grep -m1 'Steering rules applied' "$dlog" | sed 's/^.*\] //')"
 
 # The kernel's NAT rules offloadd manages (OFFLOAD-NAT-*) serve only what it leaves to the kernel (other protocols):

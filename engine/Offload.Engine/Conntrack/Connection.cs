@@ -73,6 +73,12 @@ public sealed class Connection
     /// <summary>The helper attached, if any.</summary>
     public ConntrackHelper? Helper => Extras?.Helper;
 
+    /// <summary>
+    /// For an expected connection: it arrived at the address its master's helper announced (the expectation's
+    /// <see cref="Expectation.AtTranslatedAddress"/>), so the LAN side sends its replies.
+    /// </summary>
+    public bool ArrivedAtAnnouncedAddress => Extras?.ExpectedAtTranslatedAddress ?? false;
+
     /// <summary>True when the source or destination is translated.</summary>
     public bool IsNatted => (StatusBits & ConnStatus.NatMask) != 0;
 
