@@ -15,7 +15,7 @@ namespace Offload.Benchmarks;
 internal static class MemoryPerConnection
 {
     public const int DefaultConnections = 1_000_000;
-    private const int TableSize = 1_048_576;
+    public const int TableSize = 1_048_576;
 
     /// <summary>Source ports used per destination address; 16 destinations give 1,032,192 distinct tuples.</summary>
     private const int PortsPerDestination = 64_512;
@@ -35,20 +35,11 @@ internal static class MemoryPerConnection
         var engine = Lab.CreateEngine(maxConnections: TableSize, clock: new ManualClock { NowNanoseconds = 1_000_000_000 });
         long heapEmptyEngine = GC.GetTotalMemory(forceFullCollection: true);
 
-        var buffer = new byte[Lab.BufferSize];
         long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         var stopwatch = Stopwatch.StartNew();
-        for (int i = 0; i < connections; i++)
+        if (!Fill(engine, connections))
         {
-            ushort sourcePort = (ushort)(1024 + (i % PortsPerDestination));
-            uint destination = Lab.Server + (uint)(i / PortsPerDestination);
-            int length = TcpPackets.Write(
-                buffer, Lab.Client, sourcePort, destination, 443, (uint)i * 2654435761u, 0, TcpFlags.Syn, 64240, TcpPackets.LinuxSynOptions, default);
-            if (Lab.Forward(engine, buffer, ref length, Lab.Lan) != Verdict.Accept)
-            {
-                Console.Error.WriteLine($"SYN {i} was dropped: {Lab.DescribeCounters(engine)}");
-                return 1;
-            }
+            return 1;
         }
 
         stopwatch.Stop();
@@ -87,6 +78,29 @@ internal static class MemoryPerConnection
         Console.WriteLine($"GC after: heap {info.HeapSizeBytes:N0} bytes, fragmented {info.FragmentedBytes:N0}, committed {info.TotalCommittedBytes:N0}; process working set {Environment.WorkingSet:N0} bytes");
         GC.KeepAlive(engine);
         return 0;
+    }
+
+    /// <summary>
+    /// Fills an engine with distinct MASQUERADE'd TCP connections, one SYN each through PREROUTING and POSTROUTING
+    /// (one client; source ports 1024-65535 to 16 servers). False, with the reason on stderr, when a SYN is dropped.
+    /// </summary>
+    public static bool Fill(ConntrackEngine engine, int connections)
+    {
+        var buffer = new byte[Lab.BufferSize];
+        for (int i = 0; i < connections; i++)
+        {
+            ushort sourcePort = (ushort)(1024 + (i % PortsPerDestination));
+            uint destination = Lab.Server + (uint)(i / PortsPerDestination);
+            int length = TcpPackets.Write(
+                buffer, Lab.Client, sourcePort, destination, 443, (uint)i * 2654435761u, 0, TcpFlags.Syn, 64240, TcpPackets.LinuxSynOptions, default);
+            if (Lab.Forward(engine, buffer, ref length, Lab.Lan) != Verdict.Accept)
+            {
+                Console.Error.WriteLine($"SYN {i} was dropped: {Lab.DescribeCounters(engine)}");
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>Bytes one call of <paramref name="create"/> allocates, averaged over many.</summary>

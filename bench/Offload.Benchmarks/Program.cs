@@ -9,11 +9,18 @@ using Offload.Benchmarks;
 // dotnet run -c Release --project bench/Offload.Benchmarks -- --filter '*'           every benchmark, BenchmarkDotNet's default job
 // dotnet run -c Release --project bench/Offload.Benchmarks -- --quick --filter '*'   a few fixed iterations (minutes on 2 cores)
 // dotnet run -c Release --project bench/Offload.Benchmarks -- --memory [N]          bytes per tracked connection (N, default 1,000,000)
+// dotnet run -c Release --project bench/Offload.Benchmarks -- --snapshot [N] [DIR]  the state snapshot: capture, write, load (N default 1,000,000; DIR default /tmp)
 // Other arguments go to BenchmarkDotNet (--list flat, --filter '*Ftp*', --join, ...).
 if (args.Length > 0 && args[0] == "--memory")
 {
     int connections = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : MemoryPerConnection.DefaultConnections;
     return MemoryPerConnection.Run(connections);
+}
+
+if (args.Length > 0 && args[0] == "--snapshot")
+{
+    int connections = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : MemoryPerConnection.DefaultConnections;
+    return SnapshotCost.Run(connections, args.Length > 2 ? args[2] : Path.GetTempPath());
 }
 
 bool quick = args.Contains("--quick");

@@ -62,7 +62,7 @@ internal sealed class StateKeeper : IDisposable
                 result = EngineSnapshot.LoadFile(_engine, _path, UnixNow());
             }
 
-            _restored = string.Create(CultureInfo.InvariantCulture, $"{result.Connections} connections, {result.Expectations} expectations; helper states restored {result.HelperStatesRestored}, reset {result.HelperStatesReset}, helper gone {result.HelpersMissing}; expired while down {result.ExpiredWhileDown}; down {result.Downtime.TotalSeconds:0.###} s; {result.Bytes} bytes read in {result.Duration.TotalMilliseconds:0.#} ms");
+            _restored = string.Create(CultureInfo.InvariantCulture, $"{result.Connections} connections, {result.Expectations} expectations from {(result.FromCheckpoint ? "a checkpoint (TCP windows tracked liberally)" : "a clean stop")}; helper states restored {result.HelperStatesRestored}, reset {result.HelperStatesReset}, helper gone {result.HelpersMissing}; expired while down {result.ExpiredWhileDown}; down {result.Downtime.TotalSeconds:0.###} s; {result.Bytes} bytes read in {result.Duration.TotalMilliseconds:0.#} ms");
             Log.SnapshotRestored(_logger, _path, _restored);
             return result;
         }
@@ -105,7 +105,7 @@ internal sealed class StateKeeper : IDisposable
             {
                 // An idle daemon's clock stands still between bursts: remaining times are taken against now.
                 _clock.NowNanoseconds = Math.Max(_clock.NowNanoseconds, SystemClock.Instance.NowNanoseconds);
-                image = EngineSnapshot.Capture(_engine, UnixNow());
+                image = EngineSnapshot.Capture(_engine, UnixNow(), final: why == "stop");
             }
 
             using (image)

@@ -25,7 +25,12 @@ public static class EngineSnapshot
     /// </summary>
     /// <param name="engine">The engine.</param>
     /// <param name="unixNanoseconds">The wall clock now (ns since 1970): remaining times are relative to it.</param>
-    public static SnapshotImage Capture(ConntrackEngine engine, long unixNanoseconds)
+    /// <param name="final">
+    /// True when no packet can change the state any more (the queues stopped reading): the load takes it as exact. A
+    /// checkpoint (false) may be overtaken by packets before a crash, so the load relaxes the TCP window checks of its
+    /// connections (as conntrackd does for the entries it injects) rather than drop segments that run ahead of it.
+    /// </param>
+    public static SnapshotImage Capture(ConntrackEngine engine, long unixNanoseconds, bool final = false)
     {
         ArgumentNullException.ThrowIfNull(engine);
         var started = Stopwatch.GetTimestamp();
@@ -56,7 +61,7 @@ public static class EngineSnapshot
             expectations++;
         }
 
-        return new SnapshotImage(body, unixNanoseconds, connections, expectations, states, Stopwatch.GetElapsedTime(started));
+        return new SnapshotImage(body, unixNanoseconds, final, connections, expectations, states, Stopwatch.GetElapsedTime(started));
     }
 
     private static void WriteConnection(SnapshotBuffer body, Connection conn, long now, ArrayBufferWriter<byte> scratch, ref int states)
@@ -207,7 +212,8 @@ public static class EngineSnapshot
         stream.Position = SnapshotFormat.HeaderLength;
 
         long downtime = Math.Max(0, unixNanoseconds - header.WrittenAtUnixNanoseconds);
-        var parsed = new Parsed(engine, engine.Clock.NowNanoseconds, downtime);
+        bool final = (header.Flags & SnapshotFormat.FlagFinal) != 0;
+        var parsed = new Parsed(engine, engine.Clock.NowNanoseconds, downtime, liberal: !final);
         var reader = new SnapshotReader(stream, header.BodyLength);
         for (int i = 0; i < header.Connections; i++)
         {
@@ -236,6 +242,7 @@ public static class EngineSnapshot
             Downtime = TimeSpan.FromTicks(downtime / 100),
             Bytes = SnapshotFormat.HeaderLength + header.BodyLength,
             Duration = Stopwatch.GetElapsedTime(started),
+            FromCheckpoint = !final,
         };
     }
 
@@ -270,7 +277,7 @@ public static class EngineSnapshot
     }
 
     /// <summary>What a snapshot holds, read but not yet in the engine.</summary>
-    private sealed class Parsed(ConntrackEngine engine, long now, long downtime)
+    private sealed class Parsed(ConntrackEngine engine, long now, long downtime, bool liberal)
     {
         public readonly List<Connection> Connections = [];
         public readonly List<Expectation> Expectations = [];
@@ -305,6 +312,11 @@ public static class EngineSnapshot
             if ((kind & SnapshotFormat.RecordTcp) != 0)
             {
                 conn.Tcp = ReadTcp(reader);
+                if (liberal)
+                {
+                    conn.Tcp.Original.Flags |= TcpTrackFlags.BeLiberal;
+                    conn.Tcp.Reply.Flags |= TcpTrackFlags.BeLiberal;
+                }
             }
 
             if ((kind & SnapshotFormat.RecordExtras) != 0)
@@ -540,6 +552,9 @@ public sealed record SnapshotLoadResult
 
     /// <summary>The file's size.</summary>
     public long Bytes { get; init; }
+
+    /// <summary>The snapshot was a checkpoint (the daemon did not stop cleanly): its TCP connections are tracked liberally.</summary>
+    public bool FromCheckpoint { get; init; }
 
     /// <summary>How long the load took.</summary>
     public TimeSpan Duration { get; init; }

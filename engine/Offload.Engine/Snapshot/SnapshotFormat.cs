@@ -17,6 +17,8 @@ namespace Offload.Engine.Snapshot;
 ///  32     4   connections in the body
 ///  36     4   expectations in the body
 ///  40    32   SHA-256 of the body
+///  72     4   flags: 1 = written on stop, after the queues stopped reading (exact); 0 = a checkpoint of a running daemon
+///  76     4   reserved (0)
 /// </code>
 /// A newer daemon reads the versions it knows; an older one refuses a newer version whole (and starts empty).
 /// </remarks>
@@ -26,7 +28,7 @@ public static class SnapshotFormat
     public const int Version = 1;
 
     /// <summary>The size of the header.</summary>
-    public const int HeaderLength = 72;
+    public const int HeaderLength = 80;
 
     /// <summary>The magic at the start of every snapshot.</summary>
     public static ReadOnlySpan<byte> Magic => "OFLDSNAP"u8;
@@ -36,7 +38,9 @@ public static class SnapshotFormat
     internal const int NoState = -1;
     internal const int MaxHelperState = 64 * 1024;
 
-    internal readonly record struct Header(int Version, long WrittenAtUnixNanoseconds, long BodyLength, int Connections, int Expectations, byte[] Sha256);
+    internal const int FlagFinal = 1;
+
+    internal readonly record struct Header(int Version, long WrittenAtUnixNanoseconds, long BodyLength, int Connections, int Expectations, byte[] Sha256, int Flags);
 
     internal static void WriteHeader(Span<byte> destination, in Header header)
     {
@@ -49,6 +53,7 @@ public static class SnapshotFormat
         BinaryPrimitives.WriteInt32LittleEndian(destination.Slice(32), header.Connections);
         BinaryPrimitives.WriteInt32LittleEndian(destination.Slice(36), header.Expectations);
         header.Sha256.CopyTo(destination.Slice(40, 32));
+        BinaryPrimitives.WriteInt32LittleEndian(destination.Slice(72), header.Flags);
     }
 
     /// <summary>Reads and checks a header. Throws <see cref="SnapshotException"/> when it is not one this build reads.</summary>
@@ -86,7 +91,7 @@ public static class SnapshotFormat
                 $"the header announces {HeaderLength + body} bytes, the file has {fileLength}");
         }
 
-        return new Header(version, BinaryPrimitives.ReadInt64LittleEndian(source.Slice(16)), body, connections, expectations, source.Slice(40, 32).ToArray());
+        return new Header(version, BinaryPrimitives.ReadInt64LittleEndian(source.Slice(16)), body, connections, expectations, source.Slice(40, 32).ToArray(), BinaryPrimitives.ReadInt32LittleEndian(source.Slice(72)));
     }
 }
 

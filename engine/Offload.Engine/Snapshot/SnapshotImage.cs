@@ -11,8 +11,9 @@ public sealed class SnapshotImage : IDisposable
     private readonly SnapshotBuffer _body;
     private readonly long _capturedAt;
 
-    internal SnapshotImage(SnapshotBuffer body, long capturedAtUnixNanoseconds, int connections, int expectations, int helperStates, TimeSpan captureTime)
+    internal SnapshotImage(SnapshotBuffer body, long capturedAtUnixNanoseconds, bool final, int connections, int expectations, int helperStates, TimeSpan captureTime)
     {
+        Final = final;
         _body = body;
         _capturedAt = capturedAtUnixNanoseconds;
         Connections = connections;
@@ -20,6 +21,9 @@ public sealed class SnapshotImage : IDisposable
         HelperStates = helperStates;
         CaptureTime = captureTime;
     }
+
+    /// <summary>Taken after the queues stopped reading: exact, rather than a checkpoint some packets may have overtaken.</summary>
+    public bool Final { get; }
 
     /// <summary>Connections copied.</summary>
     public int Connections { get; }
@@ -47,7 +51,7 @@ public sealed class SnapshotImage : IDisposable
         }
 
         Span<byte> header = stackalloc byte[SnapshotFormat.HeaderLength];
-        SnapshotFormat.WriteHeader(header, new SnapshotFormat.Header(SnapshotFormat.Version, _capturedAt, _body.Length, Connections, Expectations, sha.GetHashAndReset()));
+        SnapshotFormat.WriteHeader(header, new SnapshotFormat.Header(SnapshotFormat.Version, _capturedAt, _body.Length, Connections, Expectations, sha.GetHashAndReset(), Final ? SnapshotFormat.FlagFinal : 0));
         destination.Write(header);
         foreach (var segment in _body.Segments())
         {

@@ -34,9 +34,9 @@ public class SnapshotTests
     private static RouterRig Router(ConntrackHelper helper, byte protocol = 6, ushort port = ServicePort) =>
         new(Masquerade, [new HelperBinding(helper, protocol, port)]);
 
-    private static byte[] Save(RouterRig rig)
+    private static byte[] Save(RouterRig rig, bool final = true)
     {
-        using var image = EngineSnapshot.Capture(rig.Engine, WrittenAt);
+        using var image = EngineSnapshot.Capture(rig.Engine, WrittenAt, final);
         using var stream = new MemoryStream();
         image.WriteTo(stream);
         Assert.Equal(image.Length, stream.Length);
@@ -78,6 +78,33 @@ public class SnapshotTests
         Assert.Same(helper, conn.Helper);
         Assert.Equal(0, after[EngineCounter.PacketsDropped]);
         Assert.Equal(0, after[EngineCounter.ConnectionsCreated]);
+    }
+
+    [Fact]
+    public void A_clean_stop_restores_tcp_tracking_exactly_and_a_checkpoint_relaxes_its_window_checks()
+    {
+        var rig = new RouterRig(Masquerade);
+        Established(rig);
+
+        var exact = new RouterRig(Masquerade);
+        var fromStop = Restore(exact, Save(rig, final: true));
+        var relaxed = new RouterRig(Masquerade);
+        var fromCheckpoint = Restore(relaxed, Save(rig, final: false));
+
+        Assert.False(fromStop.FromCheckpoint);
+        Assert.True(fromCheckpoint.FromCheckpoint);
+        var liberal = Offload.Engine.Conntrack.Tcp.TcpTrackFlags.BeLiberal;
+        var before = rig.Engine.Connections.Entries().Single().Tcp;
+        var afterStop = exact.Engine.Connections.Entries().Single().Tcp;
+        var afterCheckpoint = relaxed.Engine.Connections.Entries().Single().Tcp;
+        Assert.Equal(before, afterStop);
+        Assert.Equal(liberal, afterCheckpoint.Original.Flags & liberal);
+        Assert.Equal(liberal, afterCheckpoint.Reply.Flags & liberal);
+        Assert.Equal(0, (int)(afterStop.Original.Flags & liberal));
+
+        // A segment far ahead of what the checkpoint knew (the packets after it were lost with the daemon) still passes.
+        var ahead = relaxed.Out(TcpPacket(Client, ClientPort, Server, ServicePort, Ack | Psh, seq: C + 1 + 200_000, ack: S + 1, payload: Ascii("late")));
+        Assert.True(ahead.Accepted, relaxed.DropSummary());
     }
 
     [Fact]
