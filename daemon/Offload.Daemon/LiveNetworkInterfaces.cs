@@ -45,6 +45,9 @@ internal sealed class LiveNetworkInterfaces : INetworkInterfaces, IDisposable
         return search.Interface;
     }
 
+    public bool IsLocal(byte family, InetAddress address) =>
+        _snapshot.ByIndex.Values.Any(entry => NetworkInterfacesExtensions.Holds(entry.Addresses, family, address));
+
     public void Dispose() => NetworkChange.NetworkAddressChanged -= OnChanged;
 
     private void OnChanged(object? sender, EventArgs e)

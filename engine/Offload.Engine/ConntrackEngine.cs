@@ -384,9 +384,31 @@ public sealed class ConntrackEngine
             return Drop(EngineCounter.DroppedNatExhausted);
         }
 
+        if (ctx.Unconfirmed && ArrivesUnknownAtNatPort(conn!))
+        {
+            Abandon(ref ctx);
+            return Drop(EngineCounter.DroppedUnknownToNatPort);
+        }
+
         NatManip.Apply(packet, info, conn!, dir, ManipType.Destination);
         ctx.PassedPreRouting = true;
         return Verdict.Accept;
+    }
+
+    /// <summary>
+    /// A new connection to one of the router's addresses at a port of the NAT range, neither expected nor forwarded by a
+    /// DNAT rule: the reply of a translation this engine does not know (made before a restart whose state was lost, or
+    /// forged). The kernel would deliver it to the router's stack, which resets the peer; it is dropped instead, so a
+    /// flow the daemon forgot fails quietly and nobody learns which ports the router's NAT uses.
+    /// </summary>
+    private bool ArrivesUnknownAtNatPort(Connection conn)
+    {
+        ref readonly var tuple = ref conn.OriginalTuple;
+        return _options.HasNatPortRange
+            && (conn.StatusBits & (ConnStatus.Expected | ConnStatus.DstNat)) == 0
+            && tuple.Protocol is IpProtocol.Tcp or IpProtocol.Udp
+            && tuple.DestinationPort >= _options.NatPortMin && tuple.DestinationPort <= _options.NatPortMax
+            && _options.Interfaces.IsLocal(tuple.Family, tuple.Destination);
     }
 
     /// <summary>The end of PostRouting for a packet that goes on: it leaves the router.</summary>

@@ -214,6 +214,13 @@ public enum EngineCounter
     /// <summary>A payload rewrite could not be applied (the packet would exceed 64 KiB or its buffer).</summary>
     DroppedRewriteFailed,
 
+    /// <summary>
+    /// A new flow to one of the router's addresses at a port of the NAT range that no connection or expectation
+    /// explains (a reply to a translation the daemon no longer knows): never handed to the router's own stack, which
+    /// would reset the peer's connection.
+    /// </summary>
+    DroppedUnknownToNatPort,
+
     ConnectionsCreated,
     ConnectionsExpected,
     ConnectionsExpired,

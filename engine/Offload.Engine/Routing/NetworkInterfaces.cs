@@ -29,6 +29,12 @@ public interface INetworkInterfaces
     /// (gateways, policy routing) are not consulted. The default answers 0: such rules then never match before routing.
     /// </remarks>
     int RouteOut(byte family, InetAddress destination) => 0;
+
+    /// <summary>
+    /// True when <paramref name="address"/> is one of the router's own. The engine asks it only for a new connection to
+    /// a port of its NAT range, which it drops when nothing it knows explains it. The default answers false.
+    /// </summary>
+    bool IsLocal(byte family, InetAddress address) => false;
 }
 
 /// <summary>Lookups every interface table offers beyond the engine's needs.</summary>
@@ -37,6 +43,10 @@ public static class NetworkInterfacesExtensions
     /// <summary>True when <paramref name="interfaceIndex"/> has <paramref name="address"/> (its primary address for that address is itself).</summary>
     public static bool HasAddress(this INetworkInterfaces interfaces, int interfaceIndex, byte family, InetAddress address) =>
         interfaces.TryGetPrimaryAddress(interfaceIndex, family, address, out var found) && found == address;
+
+    /// <summary>True when the addresses of one interface include <paramref name="address"/>.</summary>
+    public static bool Holds(IEnumerable<(InetAddress Address, byte Family, int PrefixLength)> addresses, byte family, InetAddress address) =>
+        addresses.Any(a => a.Family == family && a.Address == address);
 
     /// <summary>
     /// The address an interface with <paramref name="addresses"/> uses towards <paramref name="nextHop"/>: the one whose
@@ -161,21 +171,8 @@ public sealed class StaticNetworkInterfaces : INetworkInterfaces
     }
 
     /// <summary>True when <paramref name="address"/> is one of the router's own.</summary>
-    public bool IsLocal(byte family, InetAddress address)
-    {
-        foreach (var entry in _entries)
-        {
-            foreach (var (candidate, candidateFamily, _) in entry.Addresses)
-            {
-                if (candidateFamily == family && candidate == address)
-                {
-                    return true;
-                }
-            }
-        }
-
-        return false;
-    }
+    public bool IsLocal(byte family, InetAddress address) =>
+        _entries.Any(entry => NetworkInterfacesExtensions.Holds(entry.Addresses, family, address));
 
     private sealed record Entry(string Name, (InetAddress Address, byte Family, int PrefixLength)[] Addresses);
 }

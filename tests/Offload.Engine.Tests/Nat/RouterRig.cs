@@ -65,7 +65,7 @@ internal sealed class RouterRig
     public const string Server6 = "2001:db8:5::80";
     public const string FarRouter6 = "2001:db8:5::fe";
 
-    public RouterRig(IEnumerable<NatRule>? rules = null, IEnumerable<HelperBinding>? helpers = null, ulong seed = 0x5eed, int maxConnections = 4096, int maxExpectations = 0)
+    public RouterRig(IEnumerable<NatRule>? rules = null, IEnumerable<HelperBinding>? helpers = null, ulong seed = 0x5eed, int maxConnections = 4096, int maxExpectations = 0, (ushort Min, ushort Max) natPorts = default)
     {
         Interfaces = new StaticNetworkInterfaces();
         Assert.Equal(Lan, Interfaces.Add("lan0", (A(LanAddress), 4, 24), (A(LanAddress6), 6, 64)));
@@ -86,6 +86,8 @@ internal sealed class RouterRig
                 NatRules = [.. rules ?? []],
                 Helpers = [.. helpers ?? []],
                 Interfaces = Interfaces,
+                NatPortMin = natPorts.Min,
+                NatPortMax = natPorts.Max,
             },
             Clock);
     }
