@@ -549,11 +549,14 @@ if [[ $stop_rc == 0 ]] && tail -n +"$((lines + 1))" "$notify" | grep -q ' STOPPI
 else
     not_ok "SIGTERM: STOPPING=1, then exit 0" "exit $stop_rc, notified: $(tail -n +"$((lines + 1))" "$notify" | tr '\n' ' ')"
 fi
-if [[ -z $(steering_rules) && -z $(offload_sets) && ! -e $root/run/offload/offloadd.sock ]]; then
-    ok "stopping removed the rules and the control socket"
+# The rules stay when the daemon stops: a restart or an upgrade must not let a steered packet out untranslated. Its
+# state waits beside the socket for the next start.
+if [[ -n $(steering_rules) && ! -e $root/run/offload/offloadd.sock && -s $root/run/offload/state ]]; then
+    ok "stopping keeps the rules (fail closed until the next start), removes the control socket, saves the state"
 else
-    not_ok "stopping removed the rules and the control socket" "rules: $(steering_rules | tr '\n' ' '), socket: $(ls "$root/run/offload" 2>&1)"
+    not_ok "stopping keeps the rules, removes the control socket, saves the state" "rules: $(steering_rules | wc -l), /run/offload: $(ls "$root/run/offload" 2>&1 | tr '\n' ' ')"
 fi
+in_root offloadctl rules remove >/dev/null 2>&1 || not_ok "offloadctl rules remove after the stop" "failed"
 
 # "Unless configured otherwise": the administrator takes --apply-rules out of /etc/default/offload. This run's
 # standard output is a journal-like stream, to see the journal's format: priorities, no time.
@@ -622,7 +625,7 @@ fi
 # --- remove and purge ------------------------------------------------------------------------------
 
 # The service runs, with its rules, when the package is removed: prerm must stop it (here, without systemd,
-# by SIGTERM: the daemon removes its rules itself).
+# by SIGTERM), and postrm removes the rules the daemon leaves.
 sed -i 's/^OFFLOADD_ARGS=.*/OFFLOADD_ARGS="--apply-rules"/' "$root/etc/default/offload"
 mapfile -t cmd < <(unit_command)
 dlog=$work/offloadd-3.log
@@ -641,10 +644,10 @@ if ! running "$daemon_pid"; then
     stop_rc=0
     wait "$daemon_pid" || stop_rc=$?
     daemon_pid=
-    if [[ $stop_rc == 0 ]] && grep -q 'Steering rules removed' "$dlog"; then
-        ok "prerm stopped the running offloadd, which removed its rules"
+    if [[ $stop_rc == 0 ]] && grep -q 'State saved to ' "$dlog"; then
+        ok "prerm stopped the running offloadd, which saved its state and exited 0"
     else
-        not_ok "prerm stopped the running offloadd, which removed its rules" "exit $stop_rc; $(tail -n 2 "$dlog" | tr '\n' ' ')"
+        not_ok "prerm stopped the running offloadd, which saved its state and exited 0" "exit $stop_rc; $(tail -n 2 "$dlog" | tr '\n' ' ')"
     fi
 else
     not_ok "prerm stopped the running offloadd" "still running"
