@@ -762,9 +762,10 @@ public sealed class ConntrackEngine
     /// <summary>Looks up the NAT rules for a new connection's manip; without a match, a null binding reserves its tuple.</summary>
     private bool DecideNat(Connection conn, ManipType manip, int inInterface, int outInterface)
     {
+        var packet = manip == ManipType.Source ? AfterDestinationNat(conn) : conn.OriginalTuple;
         foreach (var rule in _rules)
         {
-            if (rule.Manip != manip || !rule.Matches(conn.OriginalTuple, inInterface, outInterface))
+            if (rule.Manip != manip || !rule.Matches(packet, inInterface, outInterface))
             {
                 continue;
             }
@@ -783,6 +784,28 @@ public sealed class ConntrackEngine
         }
 
         return _nat.SetupNullBinding(conn, manip);
+    }
+
+    /// <summary>
+    /// The original direction as POSTROUTING sees it, where source NAT rules are matched: after destination NAT (the
+    /// kernel's nat table matches the packet, whose destination DNAT has already rewritten). The reply tuple's source
+    /// is where the packet goes; an ICMP query keeps its type in place of a destination port.
+    /// </summary>
+    private static ConnTuple AfterDestinationNat(Connection conn)
+    {
+        var tuple = conn.OriginalTuple;
+        if (!conn.HasStatus(ConnStatus.DstNat))
+        {
+            return tuple;
+        }
+
+        tuple.Destination = conn.ReplyTuple.Source;
+        if (!tuple.IsIcmp)
+        {
+            tuple.DestinationPort = conn.ReplyTuple.SourcePort;
+        }
+
+        return tuple;
     }
 
     private bool TryRangeOf(NatRule rule, Connection conn, int inInterface, int outInterface, out NatRange range)
