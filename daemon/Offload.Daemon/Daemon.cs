@@ -253,6 +253,12 @@ internal sealed class Daemon : IDisposable
             text.Append("  kernel: ").Append(line).Append('\n');
         }
 
+        text.Append(CultureInfo.InvariantCulture, $"plugins: {_catalog.Plugins.Count} loaded, {_catalog.Modes.Refusals} refused by strict modes (owner or mode of the file or a directory above it)\n");
+        if (_control is { } control)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"control: {control.Served} requests answered, {control.RefusedPeers} clients refused (not root or the daemon's user), {control.BadRequests} bad requests (too long, malformed, too slow, or too many at once)\n");
+        }
+
         lock (_engineLock)
         {
             text.Append(CultureInfo.InvariantCulture, $"table: {engine.Connections.Count} connections of {engine.Connections.Capacity}, {engine.Expectations.Count} expectations\n");
