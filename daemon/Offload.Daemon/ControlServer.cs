@@ -174,6 +174,13 @@ internal sealed class ControlServer : IDisposable
             {
                 return "error: " + e.Message + "\n";
             }
+#pragma warning disable CA1031 // Whatever failed, the client is answered and the control socket goes on.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                Log.ControlHandlerFailed(_logger, request, e);
+                return $"error: offloadd failed to answer: {e.GetType().Name}: {e.Message}\n";
+            }
         }
     }
 

@@ -285,12 +285,25 @@ internal sealed class Daemon : IDisposable
     {
         const string path = "/proc/net/netfilter/nfnetlink_queue";
         string[] lines;
+        bool readable = true;
         try
         {
             lines = File.ReadAllLines(path);
         }
         catch (IOException)
         {
+            yield break;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            // The kernel makes it root's alone (0440): a daemon run as a user of its own cannot see its queues' drops.
+            lines = [];
+            readable = false;
+        }
+
+        if (!readable)
+        {
+            yield return $"counters unreadable ({path} is root's only)";
             yield break;
         }
 

@@ -47,6 +47,9 @@ internal static partial class Log
     [LoggerMessage(3002, LogLevel.Warning, "Control socket: refused a client of uid {Uid} (pid {Pid}): only root or the daemon's user may talk to offloadd; only the first ten are logged, all are counted")]
     public static partial void ControlPeerRefused(ILogger logger, uint uid, int pid);
 
+    [LoggerMessage(3004, LogLevel.Error, "Control socket: the request '{Request}' failed; the client was sent the error")]
+    public static partial void ControlHandlerFailed(ILogger logger, string request, Exception exception);
+
     [LoggerMessage(3003, LogLevel.Warning, "Control socket: {Problem} (pid {Pid}); answered with an error and closed; only the first ten are logged, all are counted")]
     public static partial void ControlBadRequest(ILogger logger, string problem, string pid);
 
