@@ -70,10 +70,11 @@ internal sealed class Daemon : IDisposable
         _interfaces.Changed += OnInterfacesChanged;
 
         var options = new NfQueueOptions { FailOpen = steering.FailOpen, Gso = steering.Gso, MaxQueueLength = 4096 };
+        var marker = new StateMarker(steering);
         foreach (var (role, number) in new[] { ("pre", steering.QueuePre), ("post", steering.QueuePost) })
         {
             var queue = NfQueue.Open(number, options);
-            _workers.Add(new QueueWorker(role, queue, _engine, _clock, _engineLock, _logger));
+            _workers.Add(new QueueWorker(role, queue, _engine, _clock, _engineLock, marker, _logger));
         }
 
         if (_manageRules)

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Offload.Engine;
 using Offload.Interop;
 using Offload.Interop.Nfqueue;
+using Offload.Rules;
 
 namespace Offload.Daemon;
 
@@ -37,6 +38,7 @@ internal sealed class QueueWorker : IDisposable
     private readonly ManualClock _clock;
     private readonly object _engineLock;
     private readonly ILogger _logger;
+    private readonly StateMarker _marker;
     private readonly byte[] _buffer = GC.AllocateUninitializedArray<byte>(PacketBufferSize, pinned: true);
     private readonly QueuedPacket[] _packets = new QueuedPacket[Burst];
     private readonly Thread _thread;
@@ -44,8 +46,9 @@ internal sealed class QueueWorker : IDisposable
     private long _lastGc;
 
     // The clock is the engine's, which this worker sets from the system clock once per burst.
-    public QueueWorker(string role, NfQueue queue, ConntrackEngine engine, ManualClock clock, object engineLock, ILogger logger)
+    public QueueWorker(string role, NfQueue queue, ConntrackEngine engine, ManualClock clock, object engineLock, StateMarker marker, ILogger logger)
     {
+        _marker = marker;
         Role = role;
         _queue = queue;
         _engine = engine;
@@ -153,16 +156,19 @@ internal sealed class QueueWorker : IDisposable
             return;
         }
 
+        // Every accepted packet carries our view of it in its mark: the firewall after the queue matches on it, and
+        // the steering rules after routing know not to queue it a second time.
+        uint mark = _marker.For(ref ctx, packet.Mark);
         var result = ctx.Packet;
         if (result.SequenceEqual(original))
         {
             Statistics.Accepted++;
-            _queue.SetVerdict(packet.PacketId, NfVerdict.Accept);
+            _queue.SetVerdict(packet.PacketId, NfVerdict.Accept, mark);
         }
         else
         {
             Statistics.AcceptedChanged++;
-            _queue.SetVerdict(packet.PacketId, NfVerdict.Accept, result);
+            _queue.SetVerdict(packet.PacketId, NfVerdict.Accept, result, mark);
         }
     }
 

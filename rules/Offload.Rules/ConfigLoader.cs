@@ -144,6 +144,16 @@ public static class ConfigLoader
             {
                 throw reader.Error(steering.Line, 1, "steering: queue-pre and queue-post must differ");
             }
+
+            if (SteeringRules.KernelPorts(steering) is null)
+            {
+                throw reader.Error(steering.Line, 1, "steering: nat-ports leaves no ports for the kernel's NAT of the flows offloadd does not take (keep some of 1024-65535 outside it)");
+            }
+
+            if (steering.Flows == SteeredFlows.Helpers)
+            {
+                RefuseForwardsToHelperPorts(config, reader);
+            }
         }
 
         foreach (var route in config.Routes)
@@ -151,6 +161,26 @@ public static class ConfigLoader
             if (!names.Contains(route.Device))
             {
                 throw reader.Error(route.Line, 1, $"route names interface '{route.Device}', which is not under interfaces:");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Helpers mode leaves a port forward to the kernel, which has no helper of ours: a forward to a helper's port would
+    /// lose what the helper does (FTP's passive replies, say) where the kernel with its own helper would not.
+    /// </summary>
+    private static void RefuseForwardsToHelperPorts(OffloadConfig config, Reader reader)
+    {
+        foreach (var rule in config.Nat.Where(r => r.Action is NatAction.Dnat or NatAction.Redirect))
+        {
+            foreach (var helper in config.Helpers.Where(h => h.Ports.Count > 0))
+            {
+                bool protocolMatches = rule.Protocol == 0 || helper.Protocol == 0 || rule.Protocol == helper.Protocol;
+                ushort min = rule.DestinationPortMin, max = rule.DestinationPortMax;
+                if (protocolMatches && helper.Ports.Any(p => min == 0 || (p >= min && p <= max)))
+                {
+                    throw reader.Error(rule.Line, 1, $"flows: helpers leaves this {rule.Action.ToString().ToLowerInvariant()} rule to the kernel, without the {helper.Name} helper its port needs: use flows: all, or give the rule a dport: outside the helper's ports");
+                }
             }
         }
     }
@@ -287,6 +317,22 @@ public static class ConfigLoader
             };
         }
 
+        /// <summary>A mark mask of eight contiguous bits, in hex (0x00ff0000) or decimal.</summary>
+        public uint StateMark(YamlNode node)
+        {
+            string text = Scalar(node);
+            bool parsed = text.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+                ? uint.TryParse(text.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out uint mask)
+                : uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out mask);
+            uint lowest = mask & (~mask + 1);
+            if (!parsed || mask == 0 || mask != (ulong)lowest * 0xff)
+            {
+                throw Error(node, $"'{text}' is not a state mark mask (eight contiguous bits, e.g. 0x00ff0000)");
+            }
+
+            return mask;
+        }
+
         public byte Family(YamlNode node)
         {
             string text = Scalar(node);
@@ -413,7 +459,7 @@ public static class ConfigLoader
         public SteeringConfig Steering(YamlNode node)
         {
             var config = new SteeringConfig { Line = (int)node.Start.Line };
-            foreach (var (key, value) in Entries(node, "from", "to", "queue-pre", "queue-post", "nat-ports", "protocols", "fail-open", "gso", "flows", "set-prefix"))
+            foreach (var (key, value) in Entries(node, "from", "to", "queue-pre", "queue-post", "nat-ports", "protocols", "fail-open", "gso", "flows", "set-prefix", "state-mark"))
             {
                 switch (key)
                 {
@@ -434,10 +480,11 @@ public static class ConfigLoader
                         config = config with { NatPortMin = min, NatPortMax = max };
                         break;
                     case "protocols":
-                        var protocols = Sequence(value).Select(Protocol).ToList();
-                        if (protocols.Any(p => p is not (6 or 17)))
+                        // icmp and icmpv6 name the same choice: ICMP of each family.
+                        var protocols = Sequence(value).Select(Protocol).Select(p => p == 58 ? (byte)1 : p).Distinct().ToList();
+                        if (protocols.Any(p => p is not (6 or 17 or 1)))
                         {
-                            throw Error(value, "steering protocols: tcp and udp only (others carry no ports to steer replies by)");
+                            throw Error(value, "steering protocols: tcp, udp and icmp only (the kernel keeps the others, NATed by the rules offloadd gives it)");
                         }
 
                         config = config with { Protocols = protocols };
@@ -458,6 +505,9 @@ public static class ConfigLoader
                                 var other => throw Error(value, $"'{other}' is not a flows choice (all, helpers)"),
                             },
                         };
+                        break;
+                    case "state-mark":
+                        config = config with { StateMark = StateMark(value) };
                         break;
                     case "set-prefix":
                         string prefix = Scalar(value);

@@ -108,8 +108,18 @@ public sealed record SteeringConfig
 
     public ushort NatPortMax { get; init; } = 65535;
 
-    /// <summary>Protocols steered (TCP and UDP by default).</summary>
-    public IReadOnlyList<byte> Protocols { get; init; } = [6, 17];
+    /// <summary>Protocols steered: TCP, UDP and ICMP (1, which means ICMPv6 in IPv6) by default; the others stay with the kernel and its NAT.</summary>
+    public IReadOnlyList<byte> Protocols { get; init; } = [6, 17, 1];
+
+    /// <summary>
+    /// The eight contiguous bits of the packet mark where offloadd writes its view of each packet it accepts (see
+    /// <see cref="StateMarkBits"/>), for firewall rules to match as they would match <c>--ctstate</c>. The rest of the
+    /// mark is left as it was.
+    /// </summary>
+    public uint StateMark { get; init; } = DefaultStateMark;
+
+    /// <summary>The default <see cref="StateMark"/>: bits 16 to 23.</summary>
+    public const uint DefaultStateMark = 0x00ff0000;
 
     /// <summary>
     /// When true, packets pass un-NATed while the daemon is absent (NFQUEUE --queue-bypass). False by default:

@@ -47,6 +47,12 @@ public static class SteeringApplier
                 Run(tool, ["-w", "-t", table, "-F", target], null, check: false);
                 Run(tool, ["-w", "-t", table, "-X", target], null, check: false);
             }
+
+            foreach (var (table, chain) in SteeringRules.InnerChains)
+            {
+                Run(tool, ["-w", "-t", table, "-F", chain], null, check: false);
+                Run(tool, ["-w", "-t", table, "-X", chain], null, check: false);
+            }
         }
 
         foreach (byte family in new byte[] { 4, 6 })
