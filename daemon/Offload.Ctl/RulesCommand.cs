@@ -4,12 +4,12 @@ using Offload.Rules;
 
 namespace Offload.Ctl;
 
-/// <summary><c>offloadctl rules print|apply|remove</c>: the iptables rules that steer packets to offloadd.</summary>
+/// <summary><c>offloadctl rules print|firewall|apply|remove</c>: the iptables rules that steer packets to offloadd, and a firewall policy that understands them.</summary>
 internal static class RulesCommand
 {
     public static Command Create()
     {
-        var rules = new Command("rules", "The iptables rules that hand offloadd its packets (chains OFFLOAD-PRE in raw and OFFLOAD-POST in mangle).");
+        var rules = new Command("rules", "The iptables rules that hand offloadd its packets and give the kernel NAT rules for what offloadd leaves to it (chains OFFLOAD-* in raw, mangle and nat).");
 
         var config = new Option<FileInfo>("--config", "-c") { Description = "offloadd's configuration (its steering: section).", Required = true };
         var print = new Command("print", "Print the rules in iptables-restore form, IPv4 then IPv6.") { config };
@@ -20,8 +20,17 @@ internal static class RulesCommand
         }));
         rules.Add(print);
 
+        var firewallConfig = new Option<FileInfo>("--config", "-c") { Description = "offloadd's configuration (its steering: section).", Required = true };
+        var firewall = new Command("firewall", "Print a stateful FORWARD policy (default DROP) that matches offloadd's state marks as well as the kernel's conntrack, IPv4 then IPv6; it is yours to load.") { firewallConfig };
+        firewall.SetAction(parse => WithSteering(parse.GetValue(firewallConfig)!, (configuration, _) =>
+        {
+            Console.Write(FirewallPolicy.Render(configuration.Steering!, 4));
+            Console.Write(FirewallPolicy.Render(configuration.Steering!, 6));
+        }));
+        rules.Add(firewall);
+
         var applyConfig = new Option<FileInfo>("--config", "-c") { Description = "offloadd's configuration (its steering: section).", Required = true };
-        var apply = new Command("apply", "Load the rules (replacing a previous copy) and jump to them from PREROUTING and POSTROUTING.") { applyConfig };
+        var apply = new Command("apply", "Load the rules (replacing a previous copy) and jump to them from the built-in chains (raw PREROUTING, mangle FORWARD and POSTROUTING, nat PREROUTING and POSTROUTING).") { applyConfig };
         apply.SetAction(parse => WithSteering(parse.GetValue(applyConfig)!, (c, helpers) => SteeringApplier.Apply(c, helpers)));
         rules.Add(apply);
 

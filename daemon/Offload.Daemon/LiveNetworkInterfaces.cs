@@ -1,5 +1,6 @@
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Offload.Engine.Packets;
 using Offload.Engine.Routing;
 
@@ -31,6 +32,17 @@ internal sealed class LiveNetworkInterfaces : INetworkInterfaces, IDisposable
         address = default;
         return _snapshot.ByIndex.TryGetValue(interfaceIndex, out var entry)
             && NetworkInterfacesExtensions.TryChoosePrimary(entry.Addresses, family, nextHop, out address);
+    }
+
+    public int RouteOut(byte family, InetAddress destination)
+    {
+        var search = new ConnectedRouteSearch(family, destination);
+        foreach (var entry in _snapshot.ByIndex.Values)
+        {
+            search.Consider(entry.Index, CollectionsMarshal.AsSpan(entry.Addresses));
+        }
+
+        return search.Interface;
     }
 
     public void Dispose() => NetworkChange.NetworkAddressChanged -= OnChanged;

@@ -64,9 +64,39 @@ public ref struct PacketContext
     /// <summary>The connection the packet belongs to, once PreRouting has run.</summary>
     public readonly Connection? Connection => Conn;
 
+    /// <summary>
+    /// The packet's relation to its connection (the kernel's ctinfo), valid once PreRouting accepted it: New for a
+    /// connection that has seen no reply yet, Established once it has, Related for an expected connection's packets and
+    /// for an ICMP error quoting a tracked flow; the reply variants for packets in the reply direction.
+    /// </summary>
     public readonly CtInfo CtInfo => Ct;
 
+    /// <summary>Which of its connection's tuples the packet matched, valid once PreRouting accepted it.</summary>
     public readonly ConnDirection Direction => Dir;
+
+    /// <summary>
+    /// The status bits of the packet's connection as they stand (the kernel's ct->status), or
+    /// <see cref="ConnStatus.None"/> when the packet has none (it was dropped, or PreRouting has not run). For an ICMP
+    /// error these are the bits of the flow it quotes.
+    /// </summary>
+    /// <remarks>
+    /// After <see cref="ConntrackEngine.Process"/> (or PostRouting) accepted a packet, both translations of its
+    /// connection are decided, so <see cref="ConnStatus.SrcNat"/> and <see cref="ConnStatus.DstNat"/> are final and
+    /// <see cref="ConnStatus.Confirmed"/> is set. A field read: nothing is allocated.
+    /// </remarks>
+    public readonly ConnStatus ConnectionStatus => Conn is { } conn ? conn.StatusBits : ConnStatus.None;
+
+    /// <summary>
+    /// True when the packet's connection has its source translated in the original direction (SNAT or MASQUERADE,
+    /// the kernel's IPS_SRC_NAT): its replies are addressed to the translated source. False without a connection.
+    /// </summary>
+    public readonly bool IsSourceNatted => (ConnectionStatus & ConnStatus.SrcNat) != 0;
+
+    /// <summary>
+    /// True when the packet's connection has its destination translated in the original direction (DNAT or REDIRECT,
+    /// a port forward; the kernel's IPS_DST_NAT). False without a connection.
+    /// </summary>
+    public readonly bool IsDestinationNatted => (ConnectionStatus & ConnStatus.DstNat) != 0;
 
     /// <summary>The parsed headers (valid after PreRouting accepted the packet).</summary>
     public readonly PacketInfo Headers => Info;
@@ -241,6 +271,11 @@ public sealed class ConntrackEngine
             return Drop(EngineCounter.DroppedLaterFragment);
         }
 
+        if (info.Protocol == (info.Family == 4 ? IpProtocol.IcmpV6 : IpProtocol.Icmp))
+        {
+            return Drop(EngineCounter.DroppedIcmpOtherFamily);
+        }
+
         // Ethernet padding and the like: the datagram ends where its header says.
         ctx.Length = info.TotalLength;
         ctx.Info = info;
@@ -395,8 +430,16 @@ public sealed class ConntrackEngine
             0);
         ConnTuples.ReadPorts(quoted.Slice(inner.L4Offset), inner.Protocol, ref innerTuple);
 
-        // The quoted packet went the other way: its inverse is the tuple of the error's own direction.
+        // The quoted packet went the other way: its inverse is the tuple of the error's own direction. (A quoted ICMP
+        // error has no inverse: an error about an error is never related.)
         if (!innerTuple.TryInvert(out var lookup) || !_table.TryFind(lookup, out var conn, out var dir) || conn.ExpiresAt <= Now)
+        {
+            return Drop(EngineCounter.DroppedIcmpUnrelated);
+        }
+
+        // The error must go where that direction's packets go, as in the kernel's nf_conntrack_inet_error: a quote of
+        // B->T sent from B to some X would otherwise pass as related to A->B although X never took part.
+        if (InetAddress.Read(info.Family, packet.Slice(info.DestinationAddressOffset)) != conn.TupleOf(dir).Destination)
         {
             return Drop(EngineCounter.DroppedIcmpUnrelated);
         }
@@ -688,7 +731,7 @@ public sealed class ConntrackEngine
                 : Drop(EngineCounter.DroppedIcmpUnrelated);
         }
 
-        if (!NatCore.IsDone(conn, ManipType.Source) && !DecideNat(conn, ManipType.Source, ctx.InInterface, ctx.OutInterface))
+        if (!NatCore.IsDone(conn, ManipType.Source) && !DecideNat(conn, ManipType.Source, ctx.InInterface, SourceNatOutInterface(in ctx, conn)))
         {
             Abandon(ref ctx);
             return Drop(EngineCounter.DroppedNatExhausted);
@@ -727,6 +770,23 @@ public sealed class ConntrackEngine
         return Out();
     }
 
+    /// <summary>
+    /// The out interface the SNAT rules of a new connection are matched against: the one routing chose, or, for a
+    /// packet queued before routing (a live queue at PREROUTING reports none), the interface whose connected subnet
+    /// holds the destination after DNAT. The kernel decides source NAT after its full routing decision; we know only
+    /// the connected subnets, which is what a hairpin flow (DNAT'd to a host on the LAN, MASQUERADE out the LAN) needs.
+    /// </summary>
+    private int SourceNatOutInterface(in PacketContext ctx, Connection conn)
+    {
+        if (ctx.OutInterface != 0 || !ctx.Unconfirmed)
+        {
+            return ctx.OutInterface;
+        }
+
+        // The reply tuple's source is where the original packet goes after DNAT.
+        return _options.Interfaces.RouteOut(conn.ReplyTuple.Family, conn.ReplyTuple.Source);
+    }
+
     /// <summary>Looks up the NAT rules for a new connection's manip; without a match, a null binding reserves its tuple.</summary>
     private bool DecideNat(Connection conn, ManipType manip, int inInterface, int outInterface)
     {
@@ -761,10 +821,11 @@ public sealed class ConntrackEngine
             return true;
         }
 
-        // MASQUERADE takes the outgoing interface's address; REDIRECT the incoming one's.
+        // MASQUERADE takes the outgoing interface's address towards where the packet goes after DNAT (the reply
+        // tuple's source); REDIRECT the incoming one's.
         var tuple = conn.OriginalTuple;
         int ifindex = rule.Action == NatAction.Masquerade ? outInterface : inInterface;
-        if (!_options.Interfaces.TryGetPrimaryAddress(ifindex, tuple.Family, rule.Action == NatAction.Masquerade ? tuple.Destination : tuple.Source, out var address))
+        if (!_options.Interfaces.TryGetPrimaryAddress(ifindex, tuple.Family, rule.Action == NatAction.Masquerade ? conn.ReplyTuple.Source : tuple.Source, out var address))
         {
             return false;
         }

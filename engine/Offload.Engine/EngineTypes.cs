@@ -189,8 +189,15 @@ public enum EngineCounter
     /// <summary>A TCP segment outside the window or with impossible flags.</summary>
     DroppedTcpInvalid,
 
-    /// <summary>An ICMP error quoting a packet of no tracked connection, or one that cannot be parsed.</summary>
+    /// <summary>
+    /// An ICMP error quoting a packet of no tracked connection (or of one, but sent elsewhere than that direction's
+    /// destination), or a quote that cannot be read: garbage, cut inside the first 8 bytes of its transport header,
+    /// of the other family, a later fragment, or itself an ICMP error.
+    /// </summary>
     DroppedIcmpUnrelated,
+
+    /// <summary>ICMPv6 in an IPv4 packet or ICMP in an IPv6 one (the kernel tracks them as an unknown protocol; nobody sends them).</summary>
+    DroppedIcmpOtherFamily,
 
     /// <summary>The table was full and no unassured entry could be dropped early.</summary>
     DroppedTableFull,

@@ -47,11 +47,14 @@ public sealed class StateMarker
             bits |= _reply;
         }
 
-        if (ctx.Connection is { } conn)
+        if (ctx.IsDestinationNatted)
         {
-            var status = conn.Status;
-            bits |= ((status & Engine.Conntrack.ConnStatus.DstNat) != 0 ? _destinationNat : 0)
-                | ((status & Engine.Conntrack.ConnStatus.SrcNat) != 0 ? _sourceNat : 0);
+            bits |= _destinationNat;
+        }
+
+        if (ctx.IsSourceNatted)
+        {
+            bits |= _sourceNat;
         }
 
         return (mark & ~_mask) | bits;

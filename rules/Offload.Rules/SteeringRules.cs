@@ -117,8 +117,12 @@ public static class SteeringRules
 
         private bool Icmp => steering.Protocols.Contains(IpProtocol.Icmp);
 
-        /// <summary>Forwarded, not to the router itself nor to a group (link-local multicast never leaves the link).</summary>
-        private string NotLocal => family == 4 ? "-m addrtype ! --dst-type LOCAL,BROADCAST,MULTICAST" : "-m addrtype ! --dst-type LOCAL,MULTICAST";
+        /// <summary>
+        /// Forwarded: not to the router itself nor to a group. (IPv6 groups and link-local addresses leave the chain
+        /// first: addrtype cannot tell an IPv6 group once LOCAL is asked too, nor judge a link-local address without
+        /// its interface, and neighbour discovery goes to both.)
+        /// </summary>
+        private string NotLocal => family == 4 ? "-m addrtype ! --dst-type LOCAL,BROADCAST,MULTICAST" : "-m addrtype ! --dst-type LOCAL";
 
         private IEnumerable<NatRuleConfig> Rules(params NatAction[] actions) =>
             config.Nat.Where(r => (r.Family == 0 || r.Family == family) && actions.Contains(r.Action));
@@ -142,6 +146,11 @@ public static class SteeringRules
             _text.Append("*raw\n:").Append(PreChain).Append(" - [0:0]\n:").Append(QueuePreChain).Append(" - [0:0]\n");
             Line($"-A {QueuePreChain} -j CT --notrack");
             Line($"-A {QueuePreChain} -j NFQUEUE --queue-num {steering.QueuePre}{_bypass}");
+            if (family == 6)
+            {
+                Line($"-A {PreChain} -d ff00::/8 -j RETURN");
+                Line($"-A {PreChain} -d fe80::/10 -j RETURN");
+            }
 
             // REDIRECT ends the connection at the router itself, whose traffic is the kernel's: leave it tracked, so the
             // mirrored kernel rule redirects it, before any rule below could take it.
@@ -319,13 +328,14 @@ public static class SteeringRules
                 }
             }
 
-            // A packet the daemon already took before routing carries its mark and is not queued twice.
+            // A packet the daemon already took before routing carries its mark and is not queued twice. The router's own
+            // packets are not forwarded traffic: its IPv6 neighbour discovery, for one, leaves untracked.
             foreach (byte protocol in steering.Protocols)
             {
                 string p = ProtocolName(protocol, family);
                 foreach (var to in steering.To)
                 {
-                    Line($"-A {PostChain} -o {to} -p {p} -m conntrack --ctstate UNTRACKED -m mark ! --mark {_offloaded}/{_offloaded} -j NFQUEUE --queue-num {steering.QueuePost}{_bypass}");
+                    Line($"-A {PostChain} -o {to} -p {p} -m addrtype ! --src-type LOCAL -m conntrack --ctstate UNTRACKED -m mark ! --mark {_offloaded}/{_offloaded} -j NFQUEUE --queue-num {steering.QueuePost}{_bypass}");
                 }
             }
 

@@ -272,10 +272,17 @@ public static class PacketParser
         info.L4Offset = offset;
     }
 
+    /// <summary>
+    /// The headers conntrack steps over to find the upper-layer protocol, as the kernel's ipv6_skip_exthdr does:
+    /// hop-by-hop, routing, fragment, AH (by its own length unit) and destination options. Mobility (135), HIP (139)
+    /// and shim6 (140) end the walk there, as in the kernel: the packet is of that protocol, tracked by its addresses
+    /// alone, and whatever follows is never read as a TCP or UDP header (a packet filter's <c>-p tcp</c> does not
+    /// match it either).
+    /// </summary>
     private static bool IsIPv6ExtensionHeader(byte next) => next switch
     {
         IpProtocol.HopByHop or IpProtocol.IPv6Routing or IpProtocol.IPv6Fragment or IpProtocol.IPv6DestinationOptions
-            or IpProtocol.Ah or IpProtocol.Mobility or IpProtocol.Hip or IpProtocol.Shim6 => true,
+            or IpProtocol.Ah => true,
         _ => false,
     };
 

@@ -17,6 +17,18 @@ public interface INetworkInterfaces
     /// address of the outgoing interface in the next hop's scope). False when the interface has none.
     /// </summary>
     bool TryGetPrimaryAddress(int interfaceIndex, byte family, InetAddress nextHop, out InetAddress address);
+
+    /// <summary>
+    /// The interface whose connected subnet holds <paramref name="destination"/> (the kernel's link-scope route; the
+    /// longest prefix wins), or 0 when none does or the destination is one of the router's own addresses (the kernel's
+    /// local route: such a packet is delivered, never routed out).
+    /// </summary>
+    /// <remarks>
+    /// The engine asks it only for a new connection queued before routing (no out interface yet), to match the
+    /// SNAT/MASQUERADE rules that name one: a hairpin flow DNAT'd to a host on a LAN. Routes beyond connected subnets
+    /// (gateways, policy routing) are not consulted. The default answers 0: such rules then never match before routing.
+    /// </remarks>
+    int RouteOut(byte family, InetAddress destination) => 0;
 }
 
 /// <summary>Lookups every interface table offers beyond the engine's needs.</summary>
@@ -58,6 +70,51 @@ public static class NetworkInterfacesExtensions
     }
 }
 
+/// <summary>
+/// Finds <see cref="INetworkInterfaces.RouteOut"/>'s answer over interfaces given one at a time: call
+/// <see cref="Consider"/> with each interface's addresses, then read <see cref="Interface"/>. A struct: nothing is allocated.
+/// </summary>
+public struct ConnectedRouteSearch
+{
+    private readonly byte _family;
+    private readonly InetAddress _destination;
+    private int _bestPrefix;
+    private int _best;
+    private bool _local;
+
+    public ConnectedRouteSearch(byte family, InetAddress destination)
+    {
+        _family = family;
+        _destination = destination;
+        _bestPrefix = -1;
+    }
+
+    /// <summary>The interface found so far: the longest connected prefix holding the destination; 0 for none, or for a local destination.</summary>
+    public readonly int Interface => _local ? 0 : _best;
+
+    /// <summary>Weighs the addresses of interface <paramref name="interfaceIndex"/>.</summary>
+    public void Consider(int interfaceIndex, ReadOnlySpan<(InetAddress Address, byte Family, int PrefixLength)> addresses)
+    {
+        foreach (var (address, family, prefix) in addresses)
+        {
+            if (family != _family)
+            {
+                continue;
+            }
+
+            if (address == _destination)
+            {
+                _local = true;
+            }
+            else if (prefix > _bestPrefix && _destination.IsInPrefix(family, address, prefix))
+            {
+                _bestPrefix = prefix;
+                _best = interfaceIndex;
+            }
+        }
+    }
+}
+
 /// <summary>A fixed set of interfaces, for replays and tests.</summary>
 public sealed class StaticNetworkInterfaces : INetworkInterfaces
 {
@@ -90,6 +147,17 @@ public sealed class StaticNetworkInterfaces : INetworkInterfaces
         address = default;
         return interfaceIndex >= 1 && interfaceIndex <= _entries.Count
             && NetworkInterfacesExtensions.TryChoosePrimary(_entries[interfaceIndex - 1].Addresses, family, nextHop, out address);
+    }
+
+    public int RouteOut(byte family, InetAddress destination)
+    {
+        var search = new ConnectedRouteSearch(family, destination);
+        for (int i = 0; i < _entries.Count; i++)
+        {
+            search.Consider(i + 1, _entries[i].Addresses);
+        }
+
+        return search.Interface;
     }
 
     /// <summary>True when <paramref name="address"/> is one of the router's own.</summary>

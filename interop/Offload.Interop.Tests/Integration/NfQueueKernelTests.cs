@@ -147,6 +147,48 @@ public sealed class NfQueueKernelTests(ITestOutputHelper output)
     }
 
     [LinuxRootFact]
+    public void Marks_given_by_one_coalesced_batch_verdict_reach_every_packet_it_covers()
+    {
+        const int count = 5;
+        using Lab lab = Lab.Create();
+        QueueUdpToDiscard(lab);
+
+        // mangle OUTPUT comes after raw OUTPUT: its counters say which mark each packet left our verdict with.
+        Lab.Exec(lab.A, "iptables", "-t", "mangle", "-A", "OUTPUT", "-p", "udp", "--dport", "9", "-m", "mark", "--mark", "0x5a", "-j", "ACCEPT");
+        Lab.Exec(lab.A, "iptables", "-t", "mangle", "-A", "OUTPUT", "-p", "udp", "--dport", "9", "-m", "mark", "--mark", "0x0", "-j", "ACCEPT");
+        using NfQueue queue = Lab.In(lab.A, () => NfQueue.Open(QueueNumber));
+        using Socket sender = Lab.Udp(lab.A);
+        using Socket receiver = Lab.Udp(lab.B, Discard);
+        var packets = new QueuedPacket[8];
+
+        for (int i = 0; i < count; i++)
+        {
+            sender.SendTo(Encoding.ASCII.GetBytes($"mark-{i}"), Discard);
+        }
+
+        Assert.Equal(count, ReceiveAtLeast(queue, packets, count));
+        for (int i = 0; i < count - 1; i++)
+        {
+            queue.SetVerdict(packets[i].PacketId, NfVerdict.Accept, 0x5au);
+        }
+
+        queue.SetVerdict(packets[count - 1].PacketId, NfVerdict.Accept);
+        queue.FlushVerdicts();
+
+        for (int i = 0; i < count; i++)
+        {
+            Assert.Equal($"mark-{i}", ReceiveText(receiver));
+        }
+
+        Assert.Equal(1, queue.Counters.BatchVerdictMessages);
+        Assert.Equal(2, queue.Counters.VerdictMessages);
+        Assert.Equal(0, queue.Counters.VerdictErrors);
+        string rules = Lab.Exec(lab.A, "iptables", "-t", "mangle", "-L", "OUTPUT", "-v", "-x", "-n");
+        Assert.Matches(@$"(?m)^\s*{count - 1}\s+\d+\s+ACCEPT.*mark match 0x5a", rules);
+        Assert.Matches(@"(?m)^\s*1\s+\d+\s+ACCEPT.*mark match 0x0", rules);
+    }
+
+    [LinuxRootFact]
     public void Repeat_sends_the_packet_through_the_hook_again_and_so_back_to_us()
     {
         using Lab lab = Lab.Create();

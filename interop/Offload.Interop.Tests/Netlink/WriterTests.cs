@@ -38,6 +38,30 @@ public sealed class WriterTests
     }
 
     [Fact]
+    public void Batch_verdict_with_a_mark_is_laid_out_byte_for_byte_as_the_kernel_expects()
+    {
+        var buffer = new byte[64];
+        buffer.AsSpan().Fill(0xAA);
+        var w = new NetlinkMessageWriter(buffer);
+        NfqMessages.WriteVerdictBatch(ref w, 7, 3, 0x01020304, NF_ACCEPT, hasMark: true, 0xC0FFEE01);
+
+        byte[] expected =
+        [
+            // nlmsghdr: len 40, type 0x0303 (queue, verdict batch), flags REQUEST, seq 3, pid 0
+            40, 0, 0, 0, 0x03, 0x03, 0x01, 0x00, 3, 0, 0, 0, 0, 0, 0, 0,
+            // nfgenmsg: AF_UNSPEC, v0, queue 7 (network order)
+            0, 0, 0, 7,
+            // NFQA_VERDICT_HDR (2): verdict accept, max id (both network order)
+            12, 0, 2, 0, 0, 0, 0, 1, 1, 2, 3, 4,
+            // NFQA_MARK (3), network order: the kernel sets it on every packet the batch covers
+            8, 0, 3, 0, 0xC0, 0xFF, 0xEE, 0x01,
+        ];
+        Assert.Equal(expected, w.WrittenSpan.ToArray());
+        Assert.Equal(NfqMessages.VerdictSize(hasMark: true, -1), w.Length);
+        Assert.Equal(0xAA, buffer[40]);
+    }
+
+    [Fact]
     public void Verdict_with_mark_and_payload_reads_back()
     {
         var buffer = new byte[256];

@@ -127,6 +127,66 @@ public sealed class NfQueueReplayTests
     }
 
     [Fact]
+    public void A_run_of_verdicts_with_the_same_mark_leaves_as_one_batch_message_carrying_the_mark()
+    {
+        (FakeTransport t, NfQueue queue) = OpenWithPackets(1, 2, 3, 4);
+        using (queue)
+        {
+            for (uint id = 1; id <= 4; id++)
+            {
+                queue.SetVerdict(id, NfVerdict.Accept, 0x10u);
+            }
+
+            queue.FlushVerdicts();
+            Assert.Equal(["batch accept 4 mark 16"], Decode(t.Sent[^1]));
+            Assert.Equal(1, queue.Counters.BatchVerdictMessages);
+            Assert.Equal(4, queue.Counters.PacketsVerdicted);
+            Assert.Equal(0, queue.PendingVerdictBytes);
+        }
+    }
+
+    [Fact]
+    public void A_run_splits_where_the_mark_or_its_presence_changes()
+    {
+        (FakeTransport t, NfQueue queue) = OpenWithPackets(1, 2, 3, 4, 5, 6, 7, 8);
+        using (queue)
+        {
+            queue.SetVerdict(1, NfVerdict.Accept, 0x10u);
+            queue.SetVerdict(2, NfVerdict.Accept, 0x10u);
+            queue.SetVerdict(3, NfVerdict.Accept, 0x20u);
+            queue.SetVerdict(4, NfVerdict.Accept, 0x20u);
+            queue.SetVerdict(5, NfVerdict.Accept);
+            queue.SetVerdict(6, NfVerdict.Accept);
+
+            // Mark 0 is a mark (it clears skb->mark); no mark leaves the packet's own.
+            queue.SetVerdict(7, NfVerdict.Accept, 0u);
+            queue.SetVerdict(8, NfVerdict.Drop, 0u);
+            queue.FlushVerdicts();
+
+            Assert.Equal(
+                ["batch accept 2 mark 16", "batch accept 4 mark 32", "batch accept 6", "verdict accept 7 mark 0", "verdict drop 8 mark 0"],
+                Decode(t.Sent[^1]));
+            Assert.Equal(8, queue.Counters.PacketsVerdicted);
+        }
+    }
+
+    [Fact]
+    public void A_marked_verdict_for_a_packet_with_an_older_one_undecided_leaves_alone()
+    {
+        (FakeTransport t, NfQueue queue) = OpenWithPackets(1, 2, 3);
+        using (queue)
+        {
+            queue.SetVerdict(2, NfVerdict.Accept, 0x10u);
+            queue.SetVerdict(3, NfVerdict.Accept, 0x10u);
+            Assert.Equal(2 * NfqMessages.VerdictSize(hasMark: true, -1), queue.PendingVerdictBytes);
+            queue.SetVerdict(1, NfVerdict.Accept, 0x10u);
+            Assert.Equal(3 * NfqMessages.VerdictSize(hasMark: true, -1), queue.PendingVerdictBytes);
+            queue.FlushVerdicts();
+            Assert.Equal(["verdict accept 2 mark 16", "verdict accept 3 mark 16", "verdict accept 1 mark 16"], Decode(t.Sent[^1]));
+        }
+    }
+
+    [Fact]
     public void No_batch_covers_an_older_packet_still_undecided()
     {
         (FakeTransport t, NfQueue queue) = OpenWithPackets(1, 2, 3);
@@ -360,6 +420,10 @@ public sealed class NfQueueReplayTests
                     {
                         p.Payload.CopyTo(rewritten);
                         queue.SetVerdict(p.PacketId, NfVerdict.Accept, rewritten, 5u);
+                    }
+                    else if (p.PacketId % 3 == 1)
+                    {
+                        queue.SetVerdict(p.PacketId, NfVerdict.Accept, 7u);
                     }
                     else
                     {

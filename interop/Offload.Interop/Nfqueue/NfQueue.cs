@@ -40,9 +40,12 @@ public sealed class NfQueue : IDisposable
     private int _slotFilled;
     private int _slotOffset;
 
-    // An open run of plain verdicts for the oldest undecided packets, to leave as one batch message.
+    // An open run of alike verdicts (verdict, mark or none) for the oldest undecided packets, to leave as one
+    // batch message.
     private bool _runOpen;
     private uint _runVerdict;
+    private bool _runHasMark;
+    private uint _runMark;
     private uint _runMaxId;
     private int _runCount;
 
@@ -82,7 +85,7 @@ public sealed class NfQueue : IDisposable
     public NfQueueCounters Counters => _counters;
 
     /// <summary>Bytes of verdicts waiting for the next send.</summary>
-    public int PendingVerdictBytes => _sendLength + (_runOpen ? NfqMessages.PlainVerdictSize : 0);
+    public int PendingVerdictBytes => _sendLength + (_runOpen ? NfqMessages.VerdictSize(_runHasMark, -1) : 0);
 
     /// <summary>How long <see cref="ReceiveBatch"/> waits for the first packet before returning 0.</summary>
     public TimeSpan ReceiveTimeout
@@ -190,35 +193,20 @@ public sealed class NfQueue : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ValidateVerdict(verdict);
-        if (_options.CoalesceVerdicts && _ledger.IsOldest(packetId))
-        {
-            if (_runOpen && _runVerdict != (uint)verdict)
-            {
-                CloseRun();
-            }
-
-            _ledger.Complete(packetId);
-            if (!_runOpen)
-            {
-                _runOpen = true;
-                _runVerdict = (uint)verdict;
-                _runCount = 0;
-            }
-
-            _runMaxId = packetId;
-            _runCount++;
-            return;
-        }
-
-        WriteSingle(packetId, (uint)verdict, hasMark: false, 0, default, hasPayload: false);
+        SetVerdictCoalescing(packetId, (uint)verdict, hasMark: false, 0);
     }
 
     /// <summary>Gives <paramref name="verdict"/> and sets the packet's mark (skb->mark) to <paramref name="mark"/>.</summary>
+    /// <remarks>
+    /// Merges like <see cref="SetVerdict(uint, NfVerdict)"/>: a run is alike when verdict and mark both are. The
+    /// kernel's batch verdict sets the NFQA_MARK it carries on every packet it covers, and a batch without one
+    /// leaves their marks alone, so a run of marked verdicts never merges with an unmarked one or another mark.
+    /// </remarks>
     public void SetVerdict(uint packetId, NfVerdict verdict, uint mark)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ValidateVerdict(verdict);
-        WriteSingle(packetId, (uint)verdict, hasMark: true, mark, default, hasPayload: false);
+        SetVerdictCoalescing(packetId, (uint)verdict, hasMark: true, mark);
     }
 
     /// <summary>
@@ -257,7 +245,7 @@ public sealed class NfQueue : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         ValidateVerdict(verdict);
         CloseRun();
-        WriteBatch(maxPacketId, (uint)verdict, packets: 1);
+        WriteBatch(maxPacketId, (uint)verdict, hasMark: false, 0, packets: 1);
         _ledger.CompleteThrough(maxPacketId);
     }
 
@@ -569,6 +557,33 @@ public sealed class NfQueue : IDisposable
         }
     }
 
+    private void SetVerdictCoalescing(uint packetId, uint verdict, bool hasMark, uint mark)
+    {
+        if (!_options.CoalesceVerdicts || !_ledger.IsOldest(packetId))
+        {
+            WriteSingle(packetId, verdict, hasMark, mark, default, hasPayload: false);
+            return;
+        }
+
+        if (_runOpen && (_runVerdict != verdict || _runHasMark != hasMark || _runMark != mark))
+        {
+            CloseRun();
+        }
+
+        _ledger.Complete(packetId);
+        if (!_runOpen)
+        {
+            _runOpen = true;
+            _runVerdict = verdict;
+            _runHasMark = hasMark;
+            _runMark = mark;
+            _runCount = 0;
+        }
+
+        _runMaxId = packetId;
+        _runCount++;
+    }
+
     private void WriteSingle(uint packetId, uint verdict, bool hasMark, uint mark, ReadOnlySpan<byte> payload, bool hasPayload)
     {
         CloseRun();
@@ -592,23 +607,23 @@ public sealed class NfQueue : IDisposable
         if (_runCount == 1)
         {
             // One packet: the plain message says exactly that, nothing more.
-            EnsureRoom(NfqMessages.PlainVerdictSize);
+            EnsureRoom(NfqMessages.VerdictSize(_runHasMark, -1));
             var w = new NetlinkMessageWriter(_send.AsSpan(_sendLength));
-            NfqMessages.WriteVerdict(ref w, QueueNumber, _sendSequence, _runMaxId, _runVerdict, false, 0, default, false);
+            NfqMessages.WriteVerdict(ref w, QueueNumber, _sendSequence, _runMaxId, _runVerdict, _runHasMark, _runMark, default, false);
             _sendLength += w.Length;
             _counters.VerdictMessages++;
             _counters.PacketsVerdicted++;
             return;
         }
 
-        WriteBatch(_runMaxId, _runVerdict, _runCount);
+        WriteBatch(_runMaxId, _runVerdict, _runHasMark, _runMark, _runCount);
     }
 
-    private void WriteBatch(uint maxPacketId, uint verdict, int packets)
+    private void WriteBatch(uint maxPacketId, uint verdict, bool hasMark, uint mark, int packets)
     {
-        EnsureRoom(NfqMessages.PlainVerdictSize);
+        EnsureRoom(NfqMessages.VerdictSize(hasMark, -1));
         var w = new NetlinkMessageWriter(_send.AsSpan(_sendLength));
-        NfqMessages.WriteVerdictBatch(ref w, QueueNumber, _sendSequence, maxPacketId, verdict);
+        NfqMessages.WriteVerdictBatch(ref w, QueueNumber, _sendSequence, maxPacketId, verdict, hasMark, mark);
         _sendLength += w.Length;
         _counters.VerdictMessages++;
         _counters.BatchVerdictMessages++;

@@ -8,7 +8,7 @@ namespace Offload.Interop.Nfqueue;
 /// <summary>The messages a queue consumer sends: configuration and verdicts, laid out by the shared writer.</summary>
 internal static class NfqMessages
 {
-    /// <summary>A verdict with neither mark nor payload, and a batch verdict without mark.</summary>
+    /// <summary>A verdict with neither mark nor payload, and a batch verdict without mark (add <see cref="MarkSize"/> for one).</summary>
     internal const int PlainVerdictSize = NLMSG_HDRLEN + KernelLayout.NfGenMsg.Size + NLA_HDRLEN + KernelLayout.NfqVerdictHdr.Size;
 
     internal const int MarkSize = NLA_HDRLEN + 4;
@@ -90,13 +90,19 @@ internal static class NfqMessages
 
     /// <summary>
     /// NFQNL_MSG_VERDICT_BATCH: the kernel applies the verdict to every packet it still holds for this queue whose
-    /// id is not after <paramref name="maxPacketId"/>.
+    /// id is not after <paramref name="maxPacketId"/>, and with <paramref name="hasMark"/> sets the mark of each
+    /// (nfqnl_recv_verdict_batch; its policy takes NFQA_MARK, never a payload).
     /// </summary>
-    internal static void WriteVerdictBatch(ref NetlinkMessageWriter w, ushort queue, uint sequence, uint maxPacketId, uint verdict)
+    internal static void WriteVerdictBatch(ref NetlinkMessageWriter w, ushort queue, uint sequence, uint maxPacketId, uint verdict, bool hasMark = false, uint mark = 0)
     {
         w.BeginMessage(MessageType(NFQNL_MSG_VERDICT_BATCH), NLM_F_REQUEST, sequence);
         w.WriteNfGenMsg(NFPROTO_UNSPEC, NFNETLINK_V0, queue);
         WriteVerdictHeader(ref w, verdict, maxPacketId);
+        if (hasMark)
+        {
+            w.PutU32BigEndian(NFQA_MARK, mark);
+        }
+
         w.EndMessage();
     }
 

@@ -136,7 +136,8 @@ internal static class FuzzPackets
         return chain;
     }
 
-    // Mobility, HIP or shim6: extension headers the parser must step over without knowing them.
+    // Mobility, HIP or shim6: they look like extension headers, but conntrack (the kernel's ipv6_skip_exthdr) stops at
+    // them: the packet is of that protocol, and what follows must never be read as the header it announces.
     private static Ext Unlisted(Random r)
     {
         var b = Bytes(r, 8);

@@ -21,6 +21,20 @@ internal sealed record Hop(
     public bool Accepted => Verdict == Verdict.Accept;
 }
 
+/// <summary>What a live queue's worker learns of one packet from <see cref="ConntrackEngine.Process"/>: the facts it turns into mark bits.</summary>
+internal sealed record LiveHop(
+    Verdict Verdict,
+    byte[] Packet,
+    Connection? Connection,
+    CtInfo CtInfo,
+    ConnDirection Direction,
+    ConnStatus Status,
+    bool SourceNatted,
+    bool DestinationNatted)
+{
+    public bool Accepted => Verdict == Verdict.Accept;
+}
+
 /// <summary>
 /// A router with three interfaces driving one engine as a forwarding path does: PreRouting, routing (the test
 /// names the out interface), PostRouting. The clock is manual, the hash key and port-search seed fixed.
@@ -127,6 +141,20 @@ internal sealed class RouterRig
         ctx.OutInterface = outInterface;
         verdict = Engine.PostRouting(ref ctx);
         return new Hop(verdict, verdict == Verdict.Accept ? ctx.Packet.ToArray() : [], afterPre, connection, ctInfo, direction);
+    }
+
+    /// <summary>
+    /// Both hooks in one <see cref="ConntrackEngine.Process"/> call, as the live daemon runs a queued packet:
+    /// <paramref name="outInterface"/> is what the kernel reported (0 for a packet queued before routing).
+    /// </summary>
+    public LiveHop Live(byte[] packet, int inInterface, int outInterface = 0, int room = 2048)
+    {
+        var buffer = TestPackets.WithRoom(packet, room);
+        var ctx = new PacketContext(buffer, packet.Length, inInterface) { OutInterface = outInterface };
+        var verdict = Engine.Process(ref ctx);
+        return new LiveHop(
+            verdict, verdict == Verdict.Accept ? ctx.Packet.ToArray() : [], ctx.Connection, ctx.CtInfo, ctx.Direction,
+            ctx.ConnectionStatus, ctx.IsSourceNatted, ctx.IsDestinationNatted);
     }
 
     /// <summary>PreRouting alone (a packet delivered to the router itself, e.g. after REDIRECT).</summary>
