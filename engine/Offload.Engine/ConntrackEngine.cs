@@ -790,9 +790,12 @@ public sealed class ConntrackEngine
     /// <summary>Looks up the NAT rules for a new connection's manip; without a match, a null binding reserves its tuple.</summary>
     private bool DecideNat(Connection conn, ManipType manip, int inInterface, int outInterface)
     {
+        // A source NAT rule sees the packet as the kernel's POSTROUTING does, after destination NAT: its destination
+        // and port match the translated ones (a hairpin rule names the LAN server, not the public address).
+        var tuple = manip == ManipType.Source ? AfterDestinationNat(conn) : conn.OriginalTuple;
         foreach (var rule in _rules)
         {
-            if (rule.Manip != manip || !rule.Matches(conn.OriginalTuple, inInterface, outInterface))
+            if (rule.Manip != manip || !rule.Matches(tuple, inInterface, outInterface))
             {
                 continue;
             }
@@ -811,6 +814,23 @@ public sealed class ConntrackEngine
         }
 
         return _nat.SetupNullBinding(conn, manip);
+    }
+
+    /// <summary>
+    /// The original tuple with the destination the packet has after destination NAT: the reply tuple's source (and,
+    /// for protocols with ports, its source port), which destination NAT set and source NAT has not touched yet.
+    /// </summary>
+    private static ConnTuple AfterDestinationNat(Connection conn)
+    {
+        var original = conn.OriginalTuple;
+        var reply = conn.ReplyTuple;
+        return new ConnTuple(
+            original.Family,
+            original.Protocol,
+            original.Source,
+            original.SourcePort,
+            reply.Source,
+            original.IsIcmp ? original.DestinationPort : reply.SourcePort);
     }
 
     private bool TryRangeOf(NatRule rule, Connection conn, int inInterface, int outInterface, out NatRange range)

@@ -299,30 +299,45 @@ steering:
 EOF
 }
 
-# forward_policy MODE CONFIG : default DROP and the state rules; through offloadd, its marks as well.
+# forward_policy MODE CONFIG [OFFLOADD_CONFIG] : default DROP and the state rules. Through the kernel, the usual
+# policy; through offloadd, what `offloadctl rules firewall` prints for its configuration (docs/steering.md: the
+# kernel's states and offloadd's marks), as a user would load it.
 forward_policy() {
-    local mode=$1 config=$2 t
-    for t in ipt ip6t; do
-        $t -P FORWARD DROP
-        if [[ $mode == kernel ]]; then
-            # Without it the kernel forwards what its conntrack calls INVALID (an ICMP error quoting nothing
-            # it knows) untranslated: a leak of the LAN's addresses. offloadd's guard chain does the same job.
+    local mode=$1 config=$2 cfg=${3-} t out rc=0
+    if [[ $mode == kernel ]]; then
+        for t in ipt ip6t; do
+            $t -P FORWARD DROP
+            # Without it the kernel forwards what its conntrack calls INVALID (an ICMP error quoting nothing it
+            # knows) untranslated: a leak of the LAN's addresses. offloadd's guard chain does the same job.
             $t -A FORWARD -m conntrack --ctstate INVALID -j DROP
-        fi
-        $t -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-        if [[ $mode != kernel ]]; then
-            $t -A FORWARD -m mark --mark "$MARK_ESTABLISHED/$MARK_ESTABLISHED" -j ACCEPT
-            $t -A FORWARD -m mark --mark "$MARK_RELATED/$MARK_RELATED" -j ACCEPT
-        fi
-        $t -A FORWARD -i lan0 -o wan0 -j ACCEPT
-        $t -A FORWARD -i lan0 -o lan0 -j ACCEPT
-        if [[ $mode != offloadd ]]; then
+            $t -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+            $t -A FORWARD -i lan0 -o wan0 -j ACCEPT
+            $t -A FORWARD -i lan0 -o lan0 -j ACCEPT
             $t -A FORWARD -i wan0 -o lan0 -m conntrack --ctstate DNAT -j ACCEPT
+        done
+    else
+        out=$(h_ctl_in "$R" rules firewall --config "$cfg" 2>&1) || rc=$?
+        printf '%s\n' "$out" >"$H_WORK/$config-$mode.firewall"
+        if ((rc == 0)) &&
+            awk '/^COMMIT/ { print; exit } { print }' <<<"$out" | ip netns exec "$R" iptables-restore -w --noflush &&
+            awk 'done { print } /^COMMIT/ { done = 1 }' <<<"$out" | ip netns exec "$R" ip6tables-restore -w --noflush &&
+            [[ $(ipt -S FORWARD | head -n 1) == "-P FORWARD DROP" && $(ip6t -S FORWARD | head -n 1) == "-P FORWARD DROP" ]]; then
+            ok "$mode: offloadctl rules firewall prints a FORWARD policy that loads (default DROP, $(grep -c '^-A FORWARD' <<<"$out") rules)"
+        else
+            not_ok "$mode: offloadctl rules firewall prints a FORWARD policy that loads" "exit $rc: $(tail -n 3 <<<"$out")"
+            for t in ipt ip6t; do
+                $t -F FORWARD
+                $t -P FORWARD DROP
+                $t -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+                $t -A FORWARD -m mark --mark "$MARK_ESTABLISHED/$MARK_ESTABLISHED" -j ACCEPT
+                $t -A FORWARD -m mark --mark "$MARK_RELATED/$MARK_RELATED" -j ACCEPT
+                $t -A FORWARD -i lan0 -o wan0 -j ACCEPT
+                $t -A FORWARD -i lan0 -o lan0 -j ACCEPT
+                $t -A FORWARD -i wan0 -o lan0 -m mark --mark "$MARK_DNAT/$MARK_DNAT" -j ACCEPT
+                $t -A FORWARD -i wan0 -o lan0 -m conntrack --ctstate DNAT -j ACCEPT
+            done
         fi
-        if [[ $mode != kernel ]]; then
-            $t -A FORWARD -i wan0 -o lan0 -m mark --mark "$MARK_DNAT/$MARK_DNAT" -j ACCEPT
-        fi
-    done
+    fi
     if [[ $config == dual ]]; then
         # Routed IPv6: the LAN server's own services are open to the WAN (a pinhole, not a port forward).
         ip6t -A FORWARD -i wan0 -o lan0 -d "$L6/128" -p tcp --dport 80 -j ACCEPT
@@ -666,7 +681,7 @@ run() {
             return 0
         fi
     fi
-    forward_policy "$mode" "$config"
+    forward_policy "$mode" "$config" "$cfg"
     if [[ -n ${LAB_HOLD:-} ]]; then
         # For a person debugging: the router is set up; the run goes on when LAB_HOLD (a file) is removed.
         touch "$LAB_HOLD"
