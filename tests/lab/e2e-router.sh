@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The router parity matrix: a new user's dual-stack router, every everyday shape of traffic, once through the
-# kernel alone (its NAT rules, its ftp helper where FTP needs one) and once through offloadd, with the same
-# stateful FORWARD policy (default DROP). The kernel is the reference: a shape that works through it and not
-# through offloadd fails here. A capture on the router's wan0 proves that no packet with a LAN-private source
-# ever leaves.
+# kernel alone (its NAT rules, its ftp helper where FTP needs one) and once through offloadd, each behind a
+# stateful FORWARD policy with default DROP: through the kernel the usual one (INVALID dropped, ESTABLISHED and
+# RELATED accepted, new flows from the LAN, hairpin, --ctstate DNAT), through offloadd the one `offloadctl rules
+# firewall` prints (the same with offloadd's state marks). The kernel is the reference: a shape that works through
+# it and not through offloadd fails here. A capture on the router's wan0 proves that no packet with a LAN-private
+# source ever leaves, and scapy's bad input (broken ICMP errors, IPv6 behind AH, Mobility or a broken header chain,
+# a short flood) from both sides changes nothing of that.
 #
 # Topology (namespaces rl-ROLE$LAB_SUFFIX, documentation addresses only):
 #
