@@ -790,12 +790,10 @@ public sealed class ConntrackEngine
     /// <summary>Looks up the NAT rules for a new connection's manip; without a match, a null binding reserves its tuple.</summary>
     private bool DecideNat(Connection conn, ManipType manip, int inInterface, int outInterface)
     {
-        // A source NAT rule sees the packet as the kernel's POSTROUTING does, after destination NAT: its destination
-        // and port match the translated ones (a hairpin rule names the LAN server, not the public address).
-        var tuple = manip == ManipType.Source ? AfterDestinationNat(conn) : conn.OriginalTuple;
+        var packet = manip == ManipType.Source ? AfterDestinationNat(conn) : conn.OriginalTuple;
         foreach (var rule in _rules)
         {
-            if (rule.Manip != manip || !rule.Matches(tuple, inInterface, outInterface))
+            if (rule.Manip != manip || !rule.Matches(packet, inInterface, outInterface))
             {
                 continue;
             }
@@ -817,20 +815,25 @@ public sealed class ConntrackEngine
     }
 
     /// <summary>
-    /// The original tuple with the destination the packet has after destination NAT: the reply tuple's source (and,
-    /// for protocols with ports, its source port), which destination NAT set and source NAT has not touched yet.
+    /// The original direction as POSTROUTING sees it, where source NAT rules are matched: after destination NAT (the
+    /// kernel's nat table matches the packet, whose destination DNAT has already rewritten). The reply tuple's source
+    /// is where the packet goes; an ICMP query keeps its type in place of a destination port.
     /// </summary>
     private static ConnTuple AfterDestinationNat(Connection conn)
     {
-        var original = conn.OriginalTuple;
-        var reply = conn.ReplyTuple;
-        return new ConnTuple(
-            original.Family,
-            original.Protocol,
-            original.Source,
-            original.SourcePort,
-            reply.Source,
-            original.IsIcmp ? original.DestinationPort : reply.SourcePort);
+        var tuple = conn.OriginalTuple;
+        if (!conn.HasStatus(ConnStatus.DstNat))
+        {
+            return tuple;
+        }
+
+        tuple.Destination = conn.ReplyTuple.Source;
+        if (!tuple.IsIcmp)
+        {
+            tuple.DestinationPort = conn.ReplyTuple.SourcePort;
+        }
+
+        return tuple;
     }
 
     private bool TryRangeOf(NatRule rule, Connection conn, int inInterface, int outInterface, out NatRange range)

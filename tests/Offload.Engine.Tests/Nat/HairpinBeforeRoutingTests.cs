@@ -70,48 +70,6 @@ public class HairpinBeforeRoutingTests
     }
 
     [Fact]
-    public void A_hairpin_rule_that_names_the_lan_server_as_destination_matches_the_destination_after_dnat_as_postrouting_does()
-    {
-        // The kernel's usual pair: DNAT by the public address, and MASQUERADE out the LAN for LAN sources to that one
-        // server (-d the server: POSTROUTING sees the packet after DNAT).
-        NatRule[] rules =
-        [
-            HairpinRules[0],
-            new NatRule
-            {
-                Action = NatAction.Masquerade, OutInterface = Lan, SourceNetwork = A("192.168.1.0"), SourcePrefixLength = 24,
-                DestinationNetwork = A(InternalServer), DestinationPrefixLength = 32,
-            },
-            HairpinRules[2],
-        ];
-        var rig = new RouterRig(rules);
-
-        var syn = rig.Live(TcpPacket(Client, 40001, WanAddress, 8080, Syn, seq: 100), Lan);
-
-        Assert.True(syn.Accepted, rig.DropSummary());
-        Assert.Equal(Ip(LanAddress), Source(syn.Packet));
-        Assert.Equal(Ip(InternalServer), Destination(syn.Packet));
-        Assert.True(syn.SourceNatted);
-
-        // A rule naming the public address (the destination before DNAT) does not match, as in the kernel.
-        NatRule[] before =
-        [
-            HairpinRules[0],
-            new NatRule
-            {
-                Action = NatAction.Masquerade, OutInterface = Lan, SourceNetwork = A("192.168.1.0"), SourcePrefixLength = 24,
-                DestinationNetwork = A(WanAddress), DestinationPrefixLength = 32,
-            },
-        ];
-        var other = new RouterRig(before);
-        var plain = other.Live(TcpPacket(Client, 40002, WanAddress, 8080, Syn, seq: 100), Lan);
-
-        Assert.True(plain.Accepted, other.DropSummary());
-        Assert.Equal(Ip(Client), Source(plain.Packet));
-        Assert.False(plain.SourceNatted);
-    }
-
-    [Fact]
     public void A_port_forward_from_outside_queued_before_routing_keeps_its_source_when_the_lan_rule_names_only_lan_sources()
     {
         var rig = new RouterRig(HairpinRules);
@@ -229,5 +187,29 @@ public class HairpinBeforeRoutingTests
 
         public bool TryGetPrimaryAddress(int interfaceIndex, byte family, InetAddress nextHop, out InetAddress address) =>
             inner.TryGetPrimaryAddress(interfaceIndex, family, nextHop, out address);
+    }
+
+    [Fact]
+    public void A_source_nat_rule_matches_the_destination_after_dnat_as_the_kernels_postrouting_does()
+    {
+        // The kernel's usual hairpin rule names the LAN server (-d SERVER -p tcp --dport 80), which the packet carries
+        // only after DNAT: its public address and port must not be what the rule is matched against.
+        NatRule[] rules =
+        [
+            HairpinRules[0],
+            new NatRule
+            {
+                Action = NatAction.Masquerade, OutInterface = Lan, Protocol = IpProtocol.Tcp,
+                DestinationNetwork = A(InternalServer), DestinationPrefixLength = 32, DestinationPortMin = 80, DestinationPortMax = 80,
+            },
+        ];
+        var rig = new RouterRig(rules);
+
+        var syn = rig.Live(TcpPacket(Client, 40000, WanAddress, 8080, Syn, seq: 100), Lan);
+
+        Assert.True(syn.Accepted, rig.DropSummary());
+        Assert.True(syn.SourceNatted);
+        Assert.Equal(Ip(LanAddress), Source(syn.Packet));
+        Assert.Equal(Ip(InternalServer), Destination(syn.Packet));
     }
 }
