@@ -183,6 +183,10 @@ rl_reset() {
         done
         ip netns exec "$R" "$ipt" -w -P FORWARD ACCEPT
     done
+    # offloadd --apply-rules lets the hairpin LAN accept the router's own source (docs/steering.md): as new again.
+    ip netns exec "$R" sysctl -q -w net.ipv4.conf.all.accept_local=0 net.ipv4.conf.lan0.accept_local=0 \
+        net.ipv4.conf.wan0.accept_local=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.lan0.rp_filter=0 \
+        net.ipv4.conf.wan0.rp_filter=0
     ip netns exec "$R" conntrack -F -f ipv4 >/dev/null 2>&1 || true
     ip netns exec "$R" conntrack -F -f ipv6 >/dev/null 2>&1 || true
     for n in "${ALL_NS[@]}"; do
