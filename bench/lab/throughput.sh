@@ -5,9 +5,11 @@
 #            accepts (one recv and one verdict per packet: the floor a userspace daemon should beat)
 #   nfq-gso  the C consumer with the queue's GSO flag
 #   offloadd our daemon tracking and NAT'ing the flow (the kernel's conntrack and NAT out of the way)
+#   kernel6  routed IPv6 (no NAT) through the kernel's forwarding and conntrack: a dual-stack router's other half
+#   offloadd6 the same routed IPv6 flow tracked by offloadd (NAT44 configured, IPv6 routed): both directions queued
 # For each: iperf3 TCP for DURATION seconds (Gbit/s), and 64-byte UDP datagrams (packets/s received).
 #
-# Usage: sudo bench/lab/throughput.sh [mode...]   (default: all four)
+# Usage: sudo bench/lab/throughput.sh [mode...]   (default: all six)
 # Environment: DURATION (default 5), OFFLOADS=on to leave the veth offloads on (the lab turns them off).
 set -euo pipefail
 
@@ -19,7 +21,7 @@ repo=$(cd "$here/../.." && pwd)
 sfx=${LAB_SUFFIX:--bench}
 duration=${DURATION:-5}
 modes=("$@")
-((${#modes[@]})) || modes=(kernel nfq-c nfq-gso offloadd)
+((${#modes[@]})) || modes=(kernel nfq-c nfq-gso offloadd kernel6 offloadd6)
 work=$(mktemp -d)
 consumer_pid=
 results=()
@@ -42,7 +44,13 @@ offloadd="$repo/daemon/Offload.Daemon/bin/Release/net10.0/offloadd.dll"
 offloadctl="$repo/daemon/Offload.Ctl/bin/Release/net10.0/offloadctl.dll"
 dotnet build "$repo/daemon/Offload.Ctl" -c Release --nologo -v quiet >/dev/null
 
-server_ip=198.51.100.2
+# The dual-stack router of docs/steering.md: NAT44, routed IPv6 (the server routes the LAN's prefix back).
+cat >"$work/dualstack.yaml" <<'EOF'
+interfaces: [{name: lan0}, {name: wan0}]
+nat: [{type: masquerade, family: ipv4, out: wan0}]
+helpers: [{name: ftp, ports: [21]}]
+steering: {from: [lan0], to: [wan0], queue-pre: 0, queue-post: 1, nat-ports: 61000-65535}
+EOF
 
 run_iperf() { # prints "tcp_gbps udp_pps"
     local c s
@@ -75,10 +83,22 @@ setup_lab() {
     fi
 }
 
+start_offloadd() { # config
+    ip netns exec "$r" dotnet "$offloadd" --config "$1" --apply-rules \
+        --socket "$work/offloadd.sock" >"$work/offloadd.log" 2>&1 &
+    consumer_pid=$!
+    for _ in $(seq 50); do [[ -S $work/offloadd.sock ]] && break; sleep 0.2; done
+}
+
 for mode in "${modes[@]}"; do
     setup_lab
     r=$(lab_ns router "$sfx")
     extra=""
+    server_ip=198.51.100.2
+    if [[ $mode == *6 ]]; then
+        server_ip=2001:db8:2::2
+        ip -n "$(lab_ns server "$sfx")" -6 route add 2001:db8:1::/64 via 2001:db8:2::1
+    fi
     case $mode in
     kernel)
         lab_kernel_nat "$sfx" >/dev/null
@@ -92,10 +112,14 @@ for mode in "${modes[@]}"; do
         sleep 0.5
         ;;
     offloadd)
-        ip netns exec "$r" dotnet "$offloadd" --config "$repo/tests/lab/offloadd.yaml" --apply-rules \
-            --socket "$work/offloadd.sock" >"$work/offloadd.log" 2>&1 &
-        consumer_pid=$!
-        for _ in $(seq 50); do [[ -S $work/offloadd.sock ]] && break; sleep 0.2; done
+        start_offloadd "$repo/tests/lab/offloadd.yaml"
+        ;;
+    kernel6)
+        # The kernel's conntrack tracks the routed flow, as a stateful router's would.
+        ip netns exec "$r" ip6tables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED,NEW -j ACCEPT
+        ;;
+    offloadd6)
+        start_offloadd "$work/dualstack.yaml"
         ;;
     *)
         echo "unknown mode $mode" >&2
@@ -104,7 +128,7 @@ for mode in "${modes[@]}"; do
     esac
 
     read -r tcp udp < <(run_iperf)
-    if [[ $mode == offloadd ]]; then
+    if [[ $mode == offloadd* ]]; then
         stats=$(dotnet "$offloadctl" stats --socket "$work/offloadd.sock")
         packets=$(grep -oE '^queue [0-9]+ .*packets [0-9]+' <<<"$stats" | grep -oE 'packets [0-9]+' | awk '{s+=$2} END {print s}')
         batches=$(grep -oE 'batches [0-9]+' <<<"$stats" | awk '{s+=$2} END {print s}')

@@ -1,8 +1,11 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Offload.Engine;
 using Offload.Engine.Conntrack;
 using Offload.Engine.Expectations;
 using Offload.Engine.Packets;
+using Offload.Interop;
 using Offload.Interop.Ipset;
 
 namespace Offload.Daemon;
@@ -13,29 +16,53 @@ namespace Offload.Daemon;
 /// taken out when it (or its unused expectation) goes. Entries are (destination, port, source) of the packets the
 /// LAN side sends, which the steering rules match with <c>dst,dst,src</c>.
 /// </summary>
-/// <remarks>Called on the packet thread, under the engine's lock, for rare events only (never per packet).</remarks>
+/// <remarks>
+/// <para>Called on the packet thread, under the engine's lock, for rare events only (never per packet).</para>
+/// <para>
+/// An entry that outlives what it was for would steer unrelated later connections of the same addresses and port
+/// away from the kernel, so none may: an entry only an expectation needs carries the expectation's timeout, and the
+/// kernel removes it even if its removal is never sent; one a connection needs has none and goes with the
+/// connection; a delete that fails is retried on the next event; and the sets are flushed when the daemon stops,
+/// since no entry means anything without its engine.
+/// </para>
+/// </remarks>
 internal sealed class IpsetSteering : IConntrackObserver, IDisposable
 {
-    private readonly IpsetClient _client;
+    /// <summary>Added to an expectation's timeout for an entry's: the kernel must not remove it before the engine's expectation lapses.</summary>
+    internal static readonly TimeSpan ExpectationGrace = TimeSpan.FromSeconds(2);
+
+    /// <summary>Failed deletes kept for retrying; past this, the oldest are given up (and counted).</summary>
+    private const int MaxPendingDeletes = 4096;
+
+    private readonly ISteeringSets _sets;
     private readonly string _set4;
     private readonly string _set6;
     private readonly ILogger _logger;
+
     // An entry is (destination, port, source) without the source port: several flows may share one (e.g. the
     // active-mode data connections of one client, all from the server's port 20), so entries are counted.
-    private readonly Dictionary<EntryKey, int> _users = [];
+    private readonly Dictionary<EntryKey, EntryState> _entries = [];
     private readonly Dictionary<Connection, EntryKey> _byConnection = new(ReferenceEqualityComparer.Instance);
-    private readonly IpsetOperation[] _one = new IpsetOperation[1];
+    private readonly HashSet<EntryKey> _pendingDeletes = [];
+    private readonly List<EntryKey> _retry = [];
+    private bool _setsWithoutTimeouts;
+    private bool _disposed;
 
     public IpsetSteering(string set4, string set6, ILogger logger)
+        : this(new ClientSets(IpsetClient.Open()), set4, set6, logger)
     {
-        _client = IpsetClient.Open();
+    }
+
+    internal IpsetSteering(ISteeringSets sets, string set4, string set6, ILogger logger)
+    {
+        _sets = sets;
         _set4 = set4;
         _set6 = set6;
         _logger = logger;
 
         // Entries left by an earlier run describe flows this engine does not know.
-        _client.Flush(set4);
-        _client.Flush(set6);
+        _sets.Flush(set4);
+        _sets.Flush(set6);
     }
 
     public long Added { get; private set; }
@@ -46,6 +73,9 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
 
     /// <summary>Connections steered by an entry.</summary>
     public int Steered => _byConnection.Count;
+
+    /// <summary>Entries in the sets now, as far as the daemon knows (those waiting for a retried delete included).</summary>
+    public int Entries => _entries.Count + _pendingDeletes.Count;
 
     /// <summary>
     /// Puts in the sets what a table restored from a snapshot needs (the sets were flushed when this was made): the
@@ -73,7 +103,7 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         // passive port) must be in the set before the client's first packet.
         if (!expectation.AtTranslatedAddress)
         {
-            Acquire(EntryKey.Of(expectation.Tuple));
+            Acquire(EntryKey.Of(expectation.Tuple), ExpectationLifetime(expectation));
         }
     }
 
@@ -95,7 +125,7 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     private void Steer(Connection connection, bool atTranslatedAddress)
     {
         var key = EntryKey.Of(atTranslatedAddress ? connection.Reply : connection.Original);
-        if (Acquire(key))
+        if (Acquire(key, lifetime: null))
         {
             _byConnection[connection] = key;
         }
@@ -109,46 +139,132 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         }
     }
 
-    private bool Acquire(EntryKey key)
+    /// <summary>Removes every entry of both sets (the daemon stops: nothing may be steered to a queue nobody reads).</summary>
+    public void Dispose()
     {
-        if (_users.TryGetValue(key, out int users))
+        if (_disposed)
         {
-            _users[key] = users + 1;
+            return;
+        }
+
+        _disposed = true;
+        try
+        {
+            _sets.Flush(_set4);
+            _sets.Flush(_set6);
+        }
+        catch (Exception e) when (e is NetlinkException or IOException)
+        {
+            Failed++;
+            Log.SteeringEntryFailed(_logger, $"flush of {_set4} and {_set6} at exit: {e.Message}");
+        }
+        finally
+        {
+            _entries.Clear();
+            _byConnection.Clear();
+            _pendingDeletes.Clear();
+            _sets.Dispose();
+        }
+    }
+
+    /// <summary>How long the kernel keeps an expectation's entry by itself: the expectation's timeout, and a little more.</summary>
+    private static TimeSpan ExpectationLifetime(Expectation expectation) =>
+        (expectation.Master.Helper?.Policy.Timeout ?? TimeSpan.FromMinutes(5)) + ExpectationGrace;
+
+    /// <summary>
+    /// Counts a user of <paramref name="key"/>, adding the entry or lengthening its timeout when this user needs it
+    /// longer: <paramref name="lifetime"/> for an expectation, null (no timeout) for a connection.
+    /// </summary>
+    private bool Acquire(EntryKey key, TimeSpan? lifetime)
+    {
+        RetryDeletes();
+        long deadline = lifetime is { } l ? Stopwatch.GetTimestamp() + (long)(l.TotalSeconds * Stopwatch.Frequency) : long.MaxValue;
+        ref EntryState state = ref CollectionsMarshal.GetValueRefOrNullRef(_entries, key);
+        if (!System.Runtime.CompilerServices.Unsafe.IsNullRef(ref state) && state.Deadline >= deadline)
+        {
+            state.Users++;
             return true;
         }
 
-        if (!Apply(IpsetOperation.Add(SetOf(key.Family), key.ToEntry())))
+        // New, or needed longer than the kernel will keep it: (re)add; an add of a present entry sets its timeout.
+        uint? timeoutSeconds = _setsWithoutTimeouts ? null : lifetime is { } t ? (uint)Math.Ceiling(t.TotalSeconds) : 0;
+        _pendingDeletes.Remove(key);
+        if (!Apply(IpsetOperation.Add(SetOf(key.Family), key.ToEntry(), timeoutSeconds)))
         {
             return false;
         }
 
-        _users[key] = 1;
+        if (_setsWithoutTimeouts)
+        {
+            deadline = long.MaxValue;
+        }
+
+        ref EntryState added = ref CollectionsMarshal.GetValueRefOrAddDefault(_entries, key, out _);
+        added.Users++;
+        added.Deadline = deadline;
         return true;
     }
 
     private void Release(EntryKey key)
     {
-        if (!_users.TryGetValue(key, out int users))
+        RetryDeletes();
+        ref EntryState state = ref CollectionsMarshal.GetValueRefOrNullRef(_entries, key);
+        if (System.Runtime.CompilerServices.Unsafe.IsNullRef(ref state))
         {
             return;
         }
 
-        if (users > 1)
+        if (--state.Users > 0)
         {
-            _users[key] = users - 1;
             return;
         }
 
-        _users.Remove(key);
-        Apply(IpsetOperation.Delete(SetOf(key.Family), key.ToEntry()));
+        _entries.Remove(key);
+        if (!Apply(IpsetOperation.Delete(SetOf(key.Family), key.ToEntry())))
+        {
+            // Left in the kernel's set, an entry without timeout would steer unrelated connections for good.
+            if (_pendingDeletes.Count >= MaxPendingDeletes)
+            {
+                Failed++;
+                return;
+            }
+
+            _pendingDeletes.Add(key);
+        }
+    }
+
+    private void RetryDeletes()
+    {
+        if (_pendingDeletes.Count == 0)
+        {
+            return;
+        }
+
+        _retry.Clear();
+        _retry.AddRange(_pendingDeletes);
+        foreach (var key in _retry)
+        {
+            if (Apply(IpsetOperation.Delete(SetOf(key.Family), key.ToEntry())))
+            {
+                _pendingDeletes.Remove(key);
+            }
+        }
     }
 
     private string SetOf(byte family) => family == 4 ? _set4 : _set6;
 
     private bool Apply(in IpsetOperation operation)
     {
-        _one[0] = operation;
-        bool ok = _client.Apply(_one) == 0;
+        Errno result = _sets.Apply(operation);
+        if (result == IpsetErrors.Timeout && operation.TimeoutSeconds is not null)
+        {
+            // Sets made without timeout support (by hand, or by an older offloadd): entries live until deleted.
+            _setsWithoutTimeouts = true;
+            result = _sets.Apply(IpsetOperation.Add(operation.SetName, operation.Entry));
+        }
+
+        // Deleting what is not there (the kernel timed it out, or someone flushed the set) is what a delete is for.
+        bool ok = result == Errno.None || (operation.Kind == IpsetOperationKind.Delete && result == IpsetErrors.Exist);
         if (!ok)
         {
             if (Failed++ < 10)
@@ -168,10 +284,15 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         return ok;
     }
 
-    public void Dispose() => _client.Dispose();
+    /// <summary>How many users an entry has, and until when the kernel keeps it by itself (<see cref="long.MaxValue"/>: no timeout).</summary>
+    private struct EntryState
+    {
+        public int Users;
+        public long Deadline;
+    }
 
     /// <summary>The set entry of the packets with this tuple: (destination, port, source) and the protocol.</summary>
-    private readonly record struct EntryKey(byte Family, byte Protocol, InetAddress Destination, ushort Port, InetAddress Source)
+    internal readonly record struct EntryKey(byte Family, byte Protocol, InetAddress Destination, ushort Port, InetAddress Source)
     {
         public static EntryKey Of(in ConnTuple tuple) => new(tuple.Family, tuple.Protocol, tuple.Destination, tuple.DestinationPort, tuple.Source);
 
@@ -185,4 +306,32 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
             return new IpsetEntry(Family == 4 ? IpsetFamily.IPv4 : IpsetFamily.IPv6, Protocol, destination.Slice(0, length), Port, source.Slice(0, length));
         }
     }
+
+    /// <summary>The real sets, through one ipset netlink client.</summary>
+    private sealed class ClientSets(IpsetClient client) : ISteeringSets
+    {
+        private readonly IpsetOperation[] _one = new IpsetOperation[1];
+        private readonly Errno[] _result = new Errno[1];
+
+        public Errno Apply(in IpsetOperation operation)
+        {
+            _one[0] = operation;
+            client.Apply(_one, _result);
+            return _result[0];
+        }
+
+        public void Flush(string set) => client.Flush(set);
+
+        public void Dispose() => client.Dispose();
+    }
+}
+
+/// <summary>What <see cref="IpsetSteering"/> asks of ipset: the real client, or a test's record of it.</summary>
+internal interface ISteeringSets : IDisposable
+{
+    /// <summary>Adds or deletes one entry; <see cref="Errno.None"/> when it took effect, else the errno or ipset code.</summary>
+    Errno Apply(in IpsetOperation operation);
+
+    /// <summary>Removes every entry of a set.</summary>
+    void Flush(string set);
 }

@@ -47,6 +47,7 @@ public ref struct PacketContext
     internal bool Unconfirmed;
     internal bool IsIcmpError;
     internal bool PassedPreRouting;
+    internal bool Untracked;
     internal PacketInfo Inner;
     internal int InnerOffset;
 
@@ -271,6 +272,7 @@ public sealed class ConntrackEngine
         ctx.Unconfirmed = false;
         ctx.IsIcmpError = false;
         ctx.PassedPreRouting = false;
+        ctx.Untracked = false;
 
         var info = PacketParser.Parse(ctx.Packet);
         if (!info.IsValid)
@@ -310,6 +312,17 @@ public sealed class ConntrackEngine
         else if (_options.ValidateChecksums && !ChecksumsAreValid(packet, info))
         {
             return Drop(EngineCounter.MalformedBadChecksum);
+        }
+
+        if (info.Protocol == IpProtocol.IcmpV6 && Icmp.IsLinkScoped(packet[info.L4Offset]) && StaysOnLink(packet))
+        {
+            // Neighbour discovery and MLD: the kernel's conntrack leaves them untracked and lets them pass
+            // (nf_conntrack_proto_icmpv6.c, noct_valid_new). A router's own, or one sent to its link-local address,
+            // reaches a queue like any ICMPv6: dropping it would leave the router without neighbours on that link.
+            ctx.Untracked = true;
+            ctx.PassedPreRouting = true;
+            _counters[(int)EngineCounter.AcceptedUntracked]++;
+            return Verdict.Accept;
         }
 
         if (info.Protocol is IpProtocol.Icmp or IpProtocol.IcmpV6 && Icmp.IsError(info.Protocol, packet[info.L4Offset]))
@@ -417,6 +430,16 @@ public sealed class ConntrackEngine
         _counters[(int)EngineCounter.PacketsOut]++;
         return Verdict.Accept;
     }
+
+    /// <summary>
+    /// True for an IPv6 packet that never left its link: neighbour discovery goes with hop limit 255 (RFC 4861, a
+    /// forwarded packet has at most 254), MLD from a link-local or the unspecified address (RFC 3810). A forwarded
+    /// packet of those types is neither, and stays subject to tracking (so it is not let out untranslated).
+    /// </summary>
+    private static bool StaysOnLink(ReadOnlySpan<byte> packet) =>
+        packet[7] == 255
+        || (packet[8] == 0xFE && (packet[9] & 0xC0) == 0x80)
+        || packet.Slice(8, 16).IndexOfAnyExcept((byte)0) < 0;
 
     private static bool ChecksumsAreValid(ReadOnlySpan<byte> packet, in PacketInfo info) =>
         (info.Family != 4 || PacketParser.IPv4HeaderChecksumIsValid(packet))
@@ -726,6 +749,11 @@ public sealed class ConntrackEngine
     /// </summary>
     public Verdict PostRouting(ref PacketContext ctx)
     {
+        if (ctx.Untracked && ctx.PassedPreRouting)
+        {
+            return Out();
+        }
+
         var conn = ctx.Conn;
         if (!ctx.PassedPreRouting || conn is null)
         {
@@ -799,9 +827,10 @@ public sealed class ConntrackEngine
     /// <summary>Looks up the NAT rules for a new connection's manip; without a match, a null binding reserves its tuple.</summary>
     private bool DecideNat(Connection conn, ManipType manip, int inInterface, int outInterface)
     {
+        var packet = manip == ManipType.Source ? AfterDestinationNat(conn) : conn.OriginalTuple;
         foreach (var rule in _rules)
         {
-            if (rule.Manip != manip || !rule.Matches(conn.OriginalTuple, inInterface, outInterface))
+            if (rule.Manip != manip || !rule.Matches(packet, inInterface, outInterface))
             {
                 continue;
             }
@@ -820,6 +849,28 @@ public sealed class ConntrackEngine
         }
 
         return _nat.SetupNullBinding(conn, manip);
+    }
+
+    /// <summary>
+    /// The original direction as POSTROUTING sees it, where source NAT rules are matched: after destination NAT (the
+    /// kernel's nat table matches the packet, whose destination DNAT has already rewritten). The reply tuple's source
+    /// is where the packet goes; an ICMP query keeps its type in place of a destination port.
+    /// </summary>
+    private static ConnTuple AfterDestinationNat(Connection conn)
+    {
+        var tuple = conn.OriginalTuple;
+        if (!conn.HasStatus(ConnStatus.DstNat))
+        {
+            return tuple;
+        }
+
+        tuple.Destination = conn.ReplyTuple.Source;
+        if (!tuple.IsIcmp)
+        {
+            tuple.DestinationPort = conn.ReplyTuple.SourcePort;
+        }
+
+        return tuple;
     }
 
     private bool TryRangeOf(NatRule rule, Connection conn, int inInterface, int outInterface, out NatRange range)

@@ -242,4 +242,10 @@ public enum EngineCounter
 
     /// <summary>A helper threw or ran past its budget and was disabled (its connections fall back to plain tracking).</summary>
     HelperFailures,
+
+    /// <summary>
+    /// IPv6 neighbour discovery and MLD that stayed on their link (the router's own, or to its link-local address):
+    /// let through untracked, as the kernel's conntrack does.
+    /// </summary>
+    AcceptedUntracked,
 }

@@ -11,6 +11,11 @@ public static class SteeringApplier
     public static void Apply(OffloadConfig config, EngineBuilder.HelperFactory helpers)
     {
         var steering = config.Steering ?? throw new InvalidOperationException("the configuration has no steering: section");
+        foreach (var name in SteeringRules.HairpinInterfaces(config))
+        {
+            AcceptLocalSources(name);
+        }
+
         foreach (byte family in new byte[] { 4, 6 })
         {
             string tool = Tool(family);
@@ -70,6 +75,46 @@ public static class SteeringApplier
             }
         }
     }
+
+    /// <summary>
+    /// Lets hairpin packets, which offloadd gives a source address of the router's own before routing, through the
+    /// kernel's martian check on <paramref name="name"/> (accept_local), and loosens strict reverse-path filtering
+    /// there to loose, which accepts them too. Strict filtering for all interfaces cannot be loosened for one.
+    /// </summary>
+    private static void AcceptLocalSources(string name)
+    {
+        string conf = "/proc/sys/net/ipv4/conf/";
+        if (!Directory.Exists(conf + name))
+        {
+            return; // Not there (yet): nothing forwards through it, and the rules name it anyway.
+        }
+
+        string hint = $"hairpin NAT out of {name} needs net.ipv4.conf.{name}.accept_local=1 and reverse-path filtering 0 or 2 (loose)";
+        if (ReadSysctl(conf + "all/rp_filter") == 1)
+        {
+            throw new InvalidOperationException($"{hint}, but net.ipv4.conf.all.rp_filter is 1 (strict) for every interface: set it to 2");
+        }
+
+        try
+        {
+            if (ReadSysctl(conf + name + "/accept_local") != 1)
+            {
+                File.WriteAllText(conf + name + "/accept_local", "1");
+            }
+
+            if (ReadSysctl(conf + name + "/rp_filter") == 1)
+            {
+                File.WriteAllText(conf + name + "/rp_filter", "2");
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidOperationException($"{hint}; they could not be set here ({e.Message}): set them in /etc/sysctl.d", e);
+        }
+    }
+
+    private static int ReadSysctl(string path) =>
+        int.TryParse(File.ReadAllText(path).Trim(), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int value) ? value : -1;
 
     private static string Tool(byte family) => family == 4 ? "iptables" : "ip6tables";
 

@@ -82,6 +82,19 @@ public static class SteeringRules
         ("nat", "POSTROUTING", NatPostChain),
     ];
 
+    /// <summary>
+    /// The interfaces where hairpin NAT brings packets whose source offloadd already translated to one of the router's
+    /// own addresses: the <c>out:</c> interfaces of IPv4 source NAT rules other than the <c>to</c> ones. offloadd
+    /// translates both addresses of such a packet before routing (where it is queued), and the kernel drops a packet
+    /// with a local source address as a martian unless the interface has <c>accept_local</c>.
+    /// </summary>
+    public static IReadOnlyList<string> HairpinInterfaces(OffloadConfig config) =>
+        config.Steering is not { } steering ? []
+        : [.. config.Nat.Where(r => r.Action is NatAction.Masquerade or NatAction.Snat && r.Family != 6)
+            .Select(r => r.OutInterface).OfType<string>()
+            .Where(i => !steering.To.Contains(i, StringComparer.Ordinal))
+            .Distinct(StringComparer.Ordinal)];
+
     /// <summary>Our chains that no built-in chain jumps to (removed after the ones that jump to them).</summary>
     public static IReadOnlyList<(string Table, string Chain)> InnerChains { get; } = [("raw", QueuePreChain)];
 

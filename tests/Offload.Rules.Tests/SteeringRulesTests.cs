@@ -110,6 +110,14 @@ public sealed class SteeringRulesTests
     }
 
     [Fact]
+    public void The_lan_of_a_hairpin_rule_is_where_packets_with_the_routers_own_source_arrive()
+    {
+        Assert.Equal(["lan0"], SteeringRules.HairpinInterfaces(ConfigLoader.Parse(Router)));
+        string plain = Router.Replace("  - {type: masquerade, family: ipv4, out: lan0, source: 192.0.2.0/24, destination: 192.0.2.10/32}\n", string.Empty, StringComparison.Ordinal);
+        Assert.Empty(SteeringRules.HairpinInterfaces(ConfigLoader.Parse(plain)));
+    }
+
+    [Fact]
     public void A_redirect_stays_with_the_kernel_before_any_rule_could_untrack_it()
     {
         var lines = Lines(Router, 4);

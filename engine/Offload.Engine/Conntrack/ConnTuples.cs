@@ -156,6 +156,12 @@ public static class Icmp
         };
     }
 
+    /// <summary>
+    /// True for the ICMPv6 types the kernel's conntrack leaves untracked (its noct_valid_new): MLD query, report and
+    /// done, router and neighbour solicitation and advertisement, MLDv2 report. They never leave their link.
+    /// </summary>
+    public static bool IsLinkScoped(byte type) => type is >= 130 and <= 136 or 143;
+
     /// <summary>True for the query types that may start a tracked "connection" (the kernel's valid_new).</summary>
     public static bool IsQuery(byte protocol, byte type) => protocol == IpProtocol.Icmp
         ? type is 8 or 13 or 15 or 17

@@ -284,6 +284,42 @@ public class EngineTrackingTests
     }
 
     [Fact]
+    public void Neighbour_discovery_and_mld_that_stay_on_their_link_pass_untracked_as_in_the_kernel()
+    {
+        var rig = new EngineRig();
+
+        // The router's own solicitation out of a steered interface (hop limit 255, to a solicited-node group).
+        var solicitation = rig.Send(Wire.V6("2001:db8:ffff::1", "ff02::1:ff00:2", 58, Wire.IcmpQuery(135, 0), hopLimit: 255), 0, EngineRig.Wan);
+        Assert.True(solicitation.Accepted);
+        Assert.Null(solicitation.Connection);
+
+        // A neighbour's advertisement to the router's link-local address, and a router advertisement.
+        Assert.True(rig.Send(Wire.V6("fe80::2", "fe80::1", 58, Wire.IcmpQuery(136, 0), hopLimit: 255), EngineRig.Wan, 0).Accepted);
+        Assert.True(rig.Send(Wire.V6("fe80::2", "ff02::1", 58, Wire.IcmpQuery(134, 0), hopLimit: 255), EngineRig.Wan, 0).Accepted);
+
+        // MLDv2 report and an MLD query from a link-local address, hop limit 1, behind the router alert option.
+        Assert.True(rig.Send(Wire.V6("fe80::1", "ff02::16", 58, Wire.IcmpQuery(143, 0), [Ext.HopByHop()], hopLimit: 1), 0, EngineRig.Wan).Accepted);
+        Assert.True(rig.Send(Wire.V6("fe80::2", "ff02::1", 58, Wire.IcmpQuery(130, 0), [Ext.HopByHop()], hopLimit: 1), EngineRig.Wan, 0).Accepted);
+
+        // A duplicate address detection probe comes from the unspecified address.
+        Assert.True(rig.Send(Wire.V6("::", "ff02::1:ff00:1", 58, Wire.IcmpQuery(135, 0), hopLimit: 255), 0, EngineRig.Wan).Accepted);
+
+        Assert.Equal(6, rig[EngineCounter.AcceptedUntracked]);
+        Assert.Equal(0, rig.Engine.Connections.Count);
+
+        // The same types forwarded (global source, hop limit below 255) are not let through untracked.
+        Assert.Equal(Verdict.Drop, rig.Out(Wire.V6(Client6, Server6, 58, Wire.IcmpQuery(135, 0), hopLimit: 254)).Pre);
+        Assert.Equal(Verdict.Drop, rig.Out(Wire.V6(Client6, Server6, 58, Wire.IcmpQuery(143, 0), hopLimit: 1)).Pre);
+        Assert.Equal(6, rig[EngineCounter.AcceptedUntracked]);
+
+        // A bad checksum is still a bad checksum.
+        var broken = Wire.V6("fe80::2", "fe80::1", 58, Wire.IcmpQuery(136, 0), hopLimit: 255);
+        broken[^1] ^= 0xFF;
+        Assert.Equal(Verdict.Drop, rig.Send(broken, EngineRig.Wan, 0).Pre);
+        Assert.Equal(1, rig[EngineCounter.MalformedBadChecksum]);
+    }
+
+    [Fact]
     public void Icmp_error_for_a_tracked_flow_is_related_and_for_an_unknown_flow_is_dropped()
     {
         var rig = new EngineRig();

@@ -188,4 +188,28 @@ public class HairpinBeforeRoutingTests
         public bool TryGetPrimaryAddress(int interfaceIndex, byte family, InetAddress nextHop, out InetAddress address) =>
             inner.TryGetPrimaryAddress(interfaceIndex, family, nextHop, out address);
     }
+
+    [Fact]
+    public void A_source_nat_rule_matches_the_destination_after_dnat_as_the_kernels_postrouting_does()
+    {
+        // The kernel's usual hairpin rule names the LAN server (-d SERVER -p tcp --dport 80), which the packet carries
+        // only after DNAT: its public address and port must not be what the rule is matched against.
+        NatRule[] rules =
+        [
+            HairpinRules[0],
+            new NatRule
+            {
+                Action = NatAction.Masquerade, OutInterface = Lan, Protocol = IpProtocol.Tcp,
+                DestinationNetwork = A(InternalServer), DestinationPrefixLength = 32, DestinationPortMin = 80, DestinationPortMax = 80,
+            },
+        ];
+        var rig = new RouterRig(rules);
+
+        var syn = rig.Live(TcpPacket(Client, 40000, WanAddress, 8080, Syn, seq: 100), Lan);
+
+        Assert.True(syn.Accepted, rig.DropSummary());
+        Assert.True(syn.SourceNatted);
+        Assert.Equal(Ip(LanAddress), Source(syn.Packet));
+        Assert.Equal(Ip(InternalServer), Destination(syn.Packet));
+    }
 }

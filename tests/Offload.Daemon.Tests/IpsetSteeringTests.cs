@@ -1,0 +1,274 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Offload.Alg.Ftp;
+using Offload.Engine;
+using Offload.Engine.Conntrack;
+using Offload.Engine.Helpers;
+using Offload.Engine.Nat;
+using Offload.Engine.Packets;
+using Offload.Engine.Routing;
+using Offload.Interop;
+using Offload.Interop.Ipset;
+using Xunit;
+using static Offload.Engine.Tests.Support.TestPackets;
+
+namespace Offload.Daemon.Tests;
+
+/// <summary>
+/// Helpers mode steers an expected connection by an ipset entry (destination, port, source), as the kernel lets an
+/// expectation admit one connection and the connection then live on its own: the entry appears with the expectation,
+/// stays while the connection it admitted lives, and is gone once both are, so that no later, unrelated connection of
+/// the same addresses and port is steered by it. An entry only an expectation needs carries the expectation's
+/// timeout (the kernel removes it even if the daemon never does); a failed delete is retried; stopping empties the sets.
+/// </summary>
+public sealed class IpsetSteeringTests
+{
+    private const string Client = "192.168.1.10";
+    private const string Server = "192.0.2.80";
+    private const string Outside = "198.51.100.1";
+    private const int Lan = 1;
+    private const int Wan = 2;
+
+    private static readonly string PassivePort = "227 Entering Passive Mode (192,0,2,80,195,80).\r\n"; // port 50000
+
+    [Fact]
+    public void The_entry_of_an_expected_connection_lives_as_long_as_the_expectation_and_then_the_connection_and_no_longer()
+    {
+        var rig = new Rig();
+        rig.OpenControl();
+
+        rig.Announce(PassivePort);
+        var entry = Assert.Single(rig.Sets.Contents);
+        Assert.Equal(("offload4", $"{Server},tcp:50000,{Client}"), (entry.Set, entry.Text));
+        Assert.Equal((uint)(FtpHelper.DefaultPolicy.Timeout + IpsetSteering.ExpectationGrace).TotalSeconds, entry.Timeout);
+
+        // The client's data connection takes the expectation: the entry stays, now without a timeout.
+        rig.Forward(TcpPacket(Client, 40001, Server, 50000, Syn, seq: 7000), Lan, Wan);
+        entry = Assert.Single(rig.Sets.Contents);
+        Assert.Equal(0u, entry.Timeout);
+        Assert.Equal(1, rig.Steering.Steered);
+        Assert.Empty(rig.Engine.Expectations.Entries());
+
+        // The data connection times out: nothing is left to steer a later connection to that port.
+        rig.Clock.Advance(TimeSpan.FromMinutes(3));
+        rig.Engine.CollectGarbage(4096);
+        Assert.Empty(rig.Sets.Contents);
+        Assert.Equal(0, rig.Steering.Steered);
+        Assert.Equal(0, rig.Steering.Entries);
+        Assert.Equal(0, rig.Steering.Failed);
+    }
+
+    [Fact]
+    public void An_expectation_that_lapses_unused_takes_its_entry_with_it()
+    {
+        var rig = new Rig();
+        rig.OpenControl();
+        rig.Announce(PassivePort);
+        Assert.Single(rig.Sets.Contents);
+
+        rig.Clock.Advance(FtpHelper.DefaultPolicy.Timeout + TimeSpan.FromSeconds(1));
+        rig.Engine.CollectGarbage(16);
+
+        Assert.Empty(rig.Sets.Contents);
+        Assert.Equal(0, rig.Steering.Entries);
+    }
+
+    [Fact]
+    public void When_the_control_connection_dies_its_outstanding_expectation_and_entry_go_with_it()
+    {
+        var rig = new Rig();
+        var control = rig.OpenControl();
+        rig.Announce(PassivePort);
+
+        rig.Engine.Destroy(control);
+
+        Assert.Empty(rig.Sets.Contents);
+    }
+
+    [Fact]
+    public void A_delete_the_kernel_refused_is_retried_on_the_next_event_and_the_entry_does_not_stay()
+    {
+        var rig = new Rig();
+        rig.OpenControl();
+        rig.Announce(PassivePort);
+        rig.Sets.FailNextDeletes = 1;
+
+        rig.Clock.Advance(FtpHelper.DefaultPolicy.Timeout + TimeSpan.FromSeconds(1));
+        rig.Engine.CollectGarbage(16);
+        Assert.Single(rig.Sets.Contents);
+        Assert.Equal(1, rig.Steering.Entries);
+
+        // The next announcement (any event) first retries the delete.
+        rig.Announce("227 Entering Passive Mode (192,0,2,80,195,81).\r\n");
+        Assert.Equal([$"{Server},tcp:50001,{Client}"], rig.Sets.Contents.Select(c => c.Text));
+        Assert.Equal(1, rig.Steering.Entries);
+    }
+
+    [Fact]
+    public void An_entry_two_flows_need_stays_until_the_last_is_gone()
+    {
+        var rig = new Rig();
+        var control = rig.OpenControl();
+        rig.Announce(PassivePort);
+        rig.Forward(TcpPacket(Client, 40001, Server, 50000, Syn, seq: 7000), Lan, Wan);
+
+        // The server announces the same port again; the next data connection takes it too.
+        rig.Announce(PassivePort);
+        rig.Forward(TcpPacket(Client, 40002, Server, 50000, Syn, seq: 8000), Lan, Wan);
+        Assert.Single(rig.Sets.Contents);
+        Assert.Equal(2, rig.Steering.Steered);
+
+        var first = rig.Engine.Connections.Entries().Single(c => c.Original.SourcePort == 40001);
+        rig.Engine.Destroy(first);
+        Assert.Single(rig.Sets.Contents);
+
+        var second = rig.Engine.Connections.Entries().Single(c => c.Original.SourcePort == 40002);
+        rig.Engine.Destroy(second);
+        rig.Engine.Destroy(control);
+        Assert.Empty(rig.Sets.Contents);
+    }
+
+    [Fact]
+    public void Sets_made_without_timeout_support_still_get_their_entries()
+    {
+        var rig = new Rig(timeouts: false);
+        rig.OpenControl();
+
+        rig.Announce(PassivePort);
+
+        var entry = Assert.Single(rig.Sets.Contents);
+        Assert.Null(entry.Timeout);
+        Assert.Equal(0, rig.Steering.Failed);
+    }
+
+    [Fact]
+    public void Stopping_empties_both_sets()
+    {
+        var rig = new Rig();
+        rig.OpenControl();
+        rig.Announce(PassivePort);
+
+        rig.Steering.Dispose();
+
+        Assert.Empty(rig.Sets.Contents);
+        Assert.Equal(["offload4", "offload6", "offload4", "offload6"], rig.Sets.Flushed);
+        Assert.True(rig.Sets.Disposed);
+    }
+
+    /// <summary>An engine with MASQUERADE and the FTP helper, observed by the steering under test over a fake pair of sets.</summary>
+    private sealed class Rig
+    {
+        public Rig(bool timeouts = true)
+        {
+            Sets = new FakeSets(timeouts);
+            Steering = new IpsetSteering(Sets, "offload4", "offload6", NullLogger.Instance);
+            var interfaces = new StaticNetworkInterfaces();
+            interfaces.Add("lan0", (InetAddress.From(System.Net.IPAddress.Parse("192.168.1.1")), 4, 24));
+            interfaces.Add("wan0", (InetAddress.From(System.Net.IPAddress.Parse(Outside)), 4, 24));
+            Engine = new ConntrackEngine(
+                new EngineOptions
+                {
+                    MaxConnections = 256,
+                    HashKey = 3,
+                    RandomSeed = 3,
+                    Interfaces = interfaces,
+                    NatRules = [new NatRule { Action = NatAction.Masquerade, OutInterface = Wan }],
+                    Helpers = [new HelperBinding(new FtpHelper(), IpProtocol.Tcp, 21)],
+                    Observer = Steering,
+                },
+                Clock);
+        }
+
+        public FakeSets Sets { get; }
+
+        public IpsetSteering Steering { get; }
+
+        public ConntrackEngine Engine { get; }
+
+        public ManualClock Clock { get; } = new() { NowNanoseconds = 1_000_000_000_000 };
+
+        private uint _serverSeq = 5001;
+
+        public ushort OutsidePort { get; private set; }
+
+        /// <summary>Client to server port 21, masqueraded, handshake done.</summary>
+        public Connection OpenControl()
+        {
+            var syn = Forward(TcpPacket(Client, 40000, Server, 21, Syn, seq: 1000), Lan, Wan);
+            OutsidePort = SourcePort(syn);
+            Forward(TcpPacket(Server, 21, Outside, OutsidePort, Syn | Ack, seq: 5000, ack: 1001), Wan, Lan);
+            Forward(TcpPacket(Client, 40000, Server, 21, Ack, seq: 1001, ack: 5001), Lan, Wan);
+            Announce("220 ready\r\n");
+            return Engine.Connections.Entries().Single(c => c.Original.DestinationPort == 21);
+        }
+
+        /// <summary>A line from the server on the control connection (the helper reads lines that start after a newline).</summary>
+        public void Announce(string line)
+        {
+            Forward(TcpPacket(Server, 21, Outside, OutsidePort, Psh | Ack, seq: _serverSeq, ack: 1001, payload: Ascii(line)), Wan, Lan);
+            _serverSeq += (uint)line.Length;
+
+            // Acknowledged, or the control connection would time out as unacknowledged (5 minutes) in the tests that wait.
+            Forward(TcpPacket(Client, 40000, Server, 21, Ack, seq: 1001, ack: _serverSeq), Lan, Wan);
+        }
+
+        public byte[] Forward(byte[] packet, int inInterface, int outInterface)
+        {
+            var buffer = WithRoom(packet, 256);
+            var ctx = new PacketContext(buffer, packet.Length, inInterface) { OutInterface = outInterface };
+            Assert.Equal(Verdict.Accept, Engine.Process(ref ctx));
+            return ctx.Packet.ToArray();
+        }
+    }
+
+    /// <summary>A pair of sets as the kernel keeps them: entries with their timeouts, deletes of absent entries accepted.</summary>
+    private sealed class FakeSets(bool timeouts) : ISteeringSets
+    {
+        private readonly Dictionary<(string Set, IpsetEntry Entry), uint?> _contents = [];
+
+        public int FailNextDeletes { get; set; }
+
+        public List<string> Flushed { get; } = [];
+
+        public bool Disposed { get; private set; }
+
+        public IEnumerable<(string Set, string Text, uint? Timeout)> Contents =>
+            _contents.Select(c => (c.Key.Set, Text(c.Key.Entry), c.Value));
+
+        public Errno Apply(in IpsetOperation operation)
+        {
+            if (operation.Kind == IpsetOperationKind.Add)
+            {
+                if (!timeouts && operation.TimeoutSeconds is not null)
+                {
+                    return IpsetErrors.Timeout;
+                }
+
+                _contents[(operation.SetName, operation.Entry)] = operation.TimeoutSeconds;
+                return Errno.None;
+            }
+
+            if (FailNextDeletes > 0)
+            {
+                FailNextDeletes--;
+                return Errno.ENOBUFS;
+            }
+
+            _contents.Remove((operation.SetName, operation.Entry));
+            return Errno.None;
+        }
+
+        public void Flush(string set)
+        {
+            Flushed.Add(set);
+            foreach (var key in _contents.Keys.Where(k => k.Set == set).ToList())
+            {
+                _contents.Remove(key);
+            }
+        }
+
+        public void Dispose() => Disposed = true;
+
+        private static string Text(IpsetEntry e) =>
+            $"{e.Address.ToString(e.Family)},{(e.Protocol == 6 ? "tcp" : "udp")}:{e.Port},{e.Address2.ToString(e.Family)}";
+    }
+}
