@@ -60,7 +60,7 @@ internal static class ControlCommands
         {
             using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             socket.Connect(new UnixDomainSocketEndPoint(path));
-            socket.Send(Encoding.ASCII.GetBytes(request + "\n"));
+            socket.Send(Encoding.UTF8.GetBytes(request + "\n"));
             var buffer = new byte[65536];
             using var stdout = Console.OpenStandardOutput();
             int n;

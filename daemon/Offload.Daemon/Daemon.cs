@@ -254,6 +254,12 @@ internal sealed class Daemon : IDisposable
             text.Append("  kernel: ").Append(line).Append('\n');
         }
 
+        text.Append(CultureInfo.InvariantCulture, $"plugins: {_catalog.Plugins.Count} loaded, {_catalog.Modes.Refusals} refused by strict modes (owner or mode of the file or a directory above it)\n");
+        if (_control is { } control)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"control: {control.Served} requests answered, {control.RefusedPeers} clients refused (not root or the daemon's user), {control.BadRequests} bad requests (too long, malformed, too slow, or too many at once)\n");
+        }
+
         lock (_engineLock)
         {
             text.Append(CultureInfo.InvariantCulture, $"table: {engine.Connections.Count} connections of {engine.Connections.Capacity}, {engine.Expectations.Count} expectations\n");
@@ -280,12 +286,25 @@ internal sealed class Daemon : IDisposable
     {
         const string path = "/proc/net/netfilter/nfnetlink_queue";
         string[] lines;
+        bool readable = true;
         try
         {
             lines = File.ReadAllLines(path);
         }
         catch (IOException)
         {
+            yield break;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            // The kernel makes it root's alone (0440): a daemon run as a user of its own cannot see its queues' drops.
+            lines = [];
+            readable = false;
+        }
+
+        if (!readable)
+        {
+            yield return $"counters unreadable ({path} is root's only)";
             yield break;
         }
 

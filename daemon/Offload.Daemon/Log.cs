@@ -44,6 +44,15 @@ internal static partial class Log
     [LoggerMessage(3001, LogLevel.Warning, "Control socket: {Error}")]
     public static partial void ControlError(ILogger logger, string error);
 
+    [LoggerMessage(3002, LogLevel.Warning, "Control socket: refused a client of uid {Uid} (pid {Pid}): only root or the daemon's user may talk to offloadd; only the first ten are logged, all are counted")]
+    public static partial void ControlPeerRefused(ILogger logger, uint uid, int pid);
+
+    [LoggerMessage(3004, LogLevel.Error, "Control socket: the request '{Request}' failed; the client was sent the error")]
+    public static partial void ControlHandlerFailed(ILogger logger, string request, Exception exception);
+
+    [LoggerMessage(3003, LogLevel.Warning, "Control socket: {Problem} (pid {Pid}); answered with an error and closed; only the first ten are logged, all are counted")]
+    public static partial void ControlBadRequest(ILogger logger, string problem, string pid);
+
     [LoggerMessage(4000, LogLevel.Information, "Steering rules applied (queues {QueuePre} and {QueuePost}, NAT ports {PortMin}-{PortMax}, fail-{Mode})")]
     public static partial void SteeringApplied(ILogger logger, int queuePre, int queuePost, int portMin, int portMax, string mode);
 

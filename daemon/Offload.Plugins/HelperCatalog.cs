@@ -13,10 +13,15 @@ public sealed class HelperCatalog
     private Plugin[] _plugins = [];
 
     /// <param name="directory">The plugin directory (null: none).</param>
-    public HelperCatalog(string? directory = null)
+    /// <param name="modes">Who may own a plugin file and its directories: <see cref="StrictModes.Default"/> unless given.</param>
+    public HelperCatalog(string? directory = null, StrictModes? modes = null)
     {
         Directory = directory;
+        Modes = modes ?? StrictModes.Default;
     }
+
+    /// <summary>The check every plugin file of this catalog passes before it is read (and its count of refusals).</summary>
+    public StrictModes Modes { get; }
 
     /// <summary>The plugin directory scanned at start and on reload; null when there is none.</summary>
     public string? Directory { get; }
@@ -166,16 +171,16 @@ public sealed class HelperCatalog
 
     /// <summary>
     /// Loads every plugin of the directory into a new catalog (what offloadd does at start, and offloadctl to resolve
-    /// names). A file that fails is reported to <paramref name="failed"/> and skipped.
+    /// names). A file that fails, or that <paramref name="modes"/> refuse, is reported to <paramref name="failed"/> and skipped.
     /// </summary>
-    public static HelperCatalog Load(string? directory, Action<PluginException> failed)
+    public static HelperCatalog Load(string? directory, Action<PluginException> failed, StrictModes? modes = null)
     {
-        var catalog = new HelperCatalog(directory);
+        var catalog = new HelperCatalog(directory, modes);
         foreach (var file in PluginFiles(directory))
         {
             try
             {
-                var plugin = PluginLoader.Load(file);
+                var plugin = PluginLoader.Load(file, catalog.Modes);
                 try
                 {
                     catalog.Add(plugin);

@@ -84,7 +84,7 @@ public sealed class HelperManager
                 throw new PluginException($"{path}: give an absolute path");
             }
 
-            var plugin = PluginLoader.Load(path);
+            var plugin = PluginLoader.Load(path, Catalog.Modes);
             try
             {
                 Catalog.Add(plugin);
@@ -149,7 +149,7 @@ public sealed class HelperManager
         lock (_changes)
         {
             var old = PluginOf(nameOrPath);
-            var fresh = PluginLoader.Load(old.Path);
+            var fresh = PluginLoader.Load(old.Path, Catalog.Modes);
             return Replace(old, fresh);
         }
     }
@@ -228,17 +228,13 @@ public sealed class HelperManager
         }
     }
 
-    private static bool Changed(Plugin plugin)
-    {
-        try
-        {
-            return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(plugin.Path))) != plugin.ContentHash;
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-    }
+    /// <summary>
+    /// Whether a loaded plugin's file changed. A file that can no longer be read, or no longer passes the strict
+    /// modes, counts as changed: the reload that follows says why (and counts a refusal), and the running version stays.
+    /// </summary>
+    private bool Changed(Plugin plugin) =>
+        !Catalog.Modes.TryRead(plugin.Path, out byte[] bytes)
+        || Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)) != plugin.ContentHash;
 
     private static void Try(List<(bool, string)> report, Func<string> action)
     {

@@ -1,7 +1,7 @@
 namespace Offload.Plugins;
 
 /// <summary>A plugin could not be loaded, replaced or removed; the message says which file and why (compile errors as file:line:col).</summary>
-public sealed class PluginException : Exception
+public class PluginException : Exception
 {
     public PluginException()
     {

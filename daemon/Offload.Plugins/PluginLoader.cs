@@ -36,24 +36,21 @@ public static class PluginLoader
     // assemblies: a plugin sees the helper contract and nothing of the engine. Made on the first compilation only.
     private static readonly Lazy<MetadataReference[]> References = new(MakeReferences);
 
-    /// <summary>Loads a plugin file; throws <see cref="PluginException"/> with the file's name and what is wrong.</summary>
+    /// <summary>
+    /// Loads a plugin file; throws <see cref="PluginException"/> with the file's name and what is wrong, or
+    /// <see cref="PluginRefusedException"/> when <paramref name="modes"/> refuse it (someone other than root could
+    /// change it). The bytes compiled or loaded are the ones read from the descriptor that was checked.
+    /// </summary>
     /// <param name="path">An absolute path to a .dll or a .cs file.</param>
-    public static Plugin Load(string path)
+    /// <param name="modes">Who may own the file and its directories: <see cref="StrictModes.Default"/> unless given.</param>
+    public static Plugin Load(string path, StrictModes? modes = null)
     {
         if (!IsPluginFile(path))
         {
             throw new PluginException($"{path}: a plugin is a .dll assembly or a .cs file");
         }
 
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new PluginException($"{path}: cannot read it: {e.Message}");
-        }
+        byte[] bytes = (modes ?? StrictModes.Default).Read(path);
 
         string hash = Convert.ToHexStringLower(SHA256.HashData(bytes));
         bool source = path.EndsWith(".cs", StringComparison.Ordinal);

@@ -9,7 +9,7 @@ using static Offload.Engine.Tests.Support.TestPackets;
 namespace Offload.Daemon.Tests;
 
 /// <summary>
-/// A plugin directory in a temporary folder, a catalog, the budgeted invoker and an engine built the way offloadd
+/// A plugin directory (in a directory strict modes accept, see <see cref="CleanDirectory"/>), a catalog, the budgeted invoker and an engine built the way offloadd
 /// builds it, with a manager to load, reload and unload plugins; and a TCP conversation to drive through the engine.
 /// </summary>
 internal sealed class PluginRig : IDisposable
@@ -20,15 +20,15 @@ internal sealed class PluginRig : IDisposable
     private readonly OffloadConfig _config;
     private ushort _nextClientPort = 40000;
 
-    public PluginRig(TimeSpan? callBudget = null, long allocationBudget = 16L * 1024 * 1024, OffloadConfig? config = null, Action<string>? setup = null)
+    /// <param name="modes">The strict modes plugins are checked with: the production rule unless given.</param>
+    public PluginRig(TimeSpan? callBudget = null, long allocationBudget = 16L * 1024 * 1024, OffloadConfig? config = null, Action<string>? setup = null, StrictModes? modes = null)
     {
-        Directory = Path.Combine(Path.GetTempPath(), "offload-plugins-" + Guid.NewGuid().ToString("N"));
-        System.IO.Directory.CreateDirectory(Directory);
+        Directory = CleanDirectory.Create("plugins-");
         setup?.Invoke(Directory);
         _config = config ?? new OffloadConfig([], [], [], [], new ConntrackConfig(), "test.yaml");
         Invoker = new ContainedHelperInvoker(callBudget ?? TimeSpan.FromMilliseconds(50), allocationBudget);
         Failures = [];
-        Catalog = HelperCatalog.Load(Directory, e => Failures.Add(e.Message));
+        Catalog = HelperCatalog.Load(Directory, e => Failures.Add(e.Message), modes);
         Engine = new ConntrackEngine(Build(dropUnknown: false), Clock) { Observer = Events };
         Manager = new HelperManager(Catalog, Engine, EngineLock, () => Build(dropUnknown: true));
     }
@@ -113,13 +113,7 @@ internal sealed class PluginRig : IDisposable
     public void Dispose()
     {
         Invoker.Dispose();
-        try
-        {
-            System.IO.Directory.Delete(Directory, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
+        CleanDirectory.Delete(Directory);
     }
 
     /// <summary>A TCP conversation whose sequence numbers the rig keeps.</summary>

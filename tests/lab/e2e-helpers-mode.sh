@@ -10,7 +10,10 @@ repo=$(cd "$here/../.." && pwd)
 . "$here/lab.sh"
 
 sfx=${LAB_SUFFIX:--hm}
-work=$(mktemp -d)
+# Under /run (root's, 0755), not /tmp: the plugin loaded below is copied here, and strict modes refuse a plugin in a
+# directory someone other than root may write (docs/helpers.md).
+umask 022
+work=$(mktemp -d "/run/ol-helpers-mode$sfx.XXXXXX")
 passed=0
 failed=0
 daemon_pid=
@@ -72,7 +75,8 @@ fi
 
 # A helper plugin loaded at run time is steered at once (its own port, 111), and no more once unloaded.
 pre_rules() { ip netns exec "$r" iptables -t raw -S OFFLOAD-PRE; }
-dotnet "$offloadctl" helper load "$repo/examples/helpers/callback/CallbackHelper.cs" --socket "$sock" >/dev/null
+install -m 0644 "$repo/examples/helpers/callback/CallbackHelper.cs" "$work/CallbackHelper.cs"
+dotnet "$offloadctl" helper load "$work/CallbackHelper.cs" --socket "$sock" >/dev/null
 if pre_rules | grep -q -- '--dport 111 -j CT --notrack' && pre_rules | grep -q -- '--dport 21 -j CT --notrack'; then
     ok "a plugin loaded at run time gets its port steered (helpers mode rewrites the rules)"
 else

@@ -3,7 +3,9 @@
 # (single .cs files) are loaded, listed, reloaded and unloaded with offloadctl, and the directory is rescanned on
 # SIGHUP, all while a long FTP download (the built-in ftp helper) runs through the daemon, which must complete
 # intact. Then faulty plugins (one throws, one loops) are bound to ports whose traffic must still flow: the daemon
-# logs the disabling, stays up, and `offloadctl helper list` shows why.
+# logs the disabling, stays up, and `offloadctl helper list` shows why. Strict modes: a plugin file writable by
+# others, one under /tmp and one owned by another user are refused and counted; the control socket refuses a client
+# that is not root (SO_PEERCRED) and one that sends nothing, without holding up the others.
 #
 # Prints "ok - what" or "not ok - what: details" per check and ends with "N passed, N failed"; exits non-zero if
 # any check failed. Usage (as root): tests/lab/e2e-plugins.sh. Environment: LAB_SUFFIX (default -pl), KEEP_WORK=1.
@@ -66,7 +68,10 @@ if [[ ! -f $offloadd || ! -f $offloadctl ]]; then
     dotnet build "$repo/Offload.sln" -c Release --nologo -v quiet >&2 || die "build failed"
 fi
 
-work=$(mktemp -d /tmp/ol-plugins.XXXXXX)
+# Strict modes refuse a plugin under /tmp (world-writable, 1777): the work directory, which holds the plugin
+# directories, is made under /run (root's, 0755) instead, mode 0700. Files are made 0644 whatever the caller's umask.
+umask 022
+work=$(mktemp -d /run/ol-plugins$sfx.XXXXXX)
 plugins=$work/helpers.d # the daemon's plugin directory
 extra=$work/extra       # plugins loaded by hand, from outside the directory
 mkdir -p "$plugins" "$extra"
@@ -226,6 +231,80 @@ if ((rc == 1)) && [[ $out == *"helper 'ftp' clashes with the built-in helper"* ]
     ok "a plugin named like a built-in is refused"
 else
     not_ok "a plugin named like a built-in is refused" "exit $rc: $out"
+fi
+
+# --- strict modes: a plugin someone other than root could change is refused ---------------------------------
+counting_helper loose 7010 loose >"$extra/loose.cs"
+chmod 0646 "$extra/loose.cs"
+out=$(ctl helper load "$extra/loose.cs" 2>&1) && rc=0 || rc=$?
+if ((rc == 1)) && [[ $out == "error: $extra/loose.cs: refused (strict modes): the file is writable by others (owner uid 0, mode 0646)"* ]]; then
+    ok "strict modes: a plugin file writable by others is refused by helper load, naming the file and its mode"
+else
+    not_ok "strict modes: a plugin file writable by others is refused" "exit $rc: $out"
+fi
+in_tmp=$(mktemp -d /tmp/ol-plugins-tmp.XXXXXX)
+chmod 0755 "$in_tmp"
+counting_helper intmp 7011 tmp >"$in_tmp/intmp.cs"
+out=$(ctl helper load "$in_tmp/intmp.cs" 2>&1) && rc=0 || rc=$?
+rm -rf -- "$in_tmp"
+if ((rc == 1)) && [[ $out == "error: $in_tmp/intmp.cs: refused (strict modes): /tmp is writable by group and others (owner uid 0, mode 1777)"* ]]; then
+    ok "strict modes: a plugin under /tmp (sticky, world-writable) is refused, naming /tmp"
+else
+    not_ok "strict modes: a plugin under /tmp is refused" "exit $rc: $out"
+fi
+counting_helper nobodys 7012 nobody >"$plugins/nobodys.cs"
+chown 65534 "$plugins/nobodys.cs"
+from=$(log_lines)
+kill -HUP "$daemon_pid"
+wait_log "$from" 'Reloaded ' 20 >/dev/null || true
+if tail -n +"$((from + 1))" "$dlog" | grep -q "Plugin not loaded: $plugins/nobodys.cs: refused (strict modes): the file is owned by uid 65534, not root (owner uid 65534, mode 0644)"; then
+    ok "strict modes: a file in the plugin directory owned by another user is refused by SIGHUP, and logged with its owner"
+else
+    not_ok "strict modes: a file owned by another user is refused by SIGHUP" "$(tail -n +"$((from + 1))" "$dlog" | grep -i nobodys | head -n 2 | tr '\n' ' ')"
+fi
+rm -f "$plugins/nobodys.cs"
+stats=$(ctl stats)
+if grep -Eq '^plugins: [0-9]+ loaded, 3 refused by strict modes' <<<"$stats" && ! grep -Eq '^(loose|intmp|nobodys) ' <<<"$(ctl helper list)"; then
+    ok "strict modes: offloadctl stats counts the 3 refusals; none of them is loaded"
+else
+    not_ok "strict modes: the refusals are counted" "$(grep '^plugins:' <<<"$stats")"
+fi
+
+# --- the control socket answers root only ---------------------------------------------------------------------
+# The socket's mode (0600, in a 0700 directory) keeps others out; opened on purpose here, the daemon still refuses a
+# client whose uid (SO_PEERCRED) is neither root nor its own.
+chmod 0711 "$work"
+chmod 0666 "$sock"
+out=$(setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"stats\n")
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+sys.stdout.write(data.decode())' "$sock" 2>&1) || true
+chmod 0700 "$work"
+chmod 0600 "$sock"
+if [[ $out == "error: refused: uid 65534 is not root or the daemon's user" ]] && grep -q '^control: .* 1 clients refused' <<<"$(ctl stats)"; then
+    ok "the control socket refuses a client of uid 65534 (SO_PEERCRED), and counts it"
+else
+    not_ok "the control socket refuses a non-root client" "$out"
+fi
+# A client that connects and sends nothing is answered with an error after 2 s and closed; another is served meanwhile
+# (how soon is checked by the unit tests: this machine's load makes a lab's timing loose).
+sleep 5 | socat -t 1 - "UNIX-CONNECT:$sock" >"$work/silent.out" 2>&1 &
+silent_pid=$!
+sleep 0.3
+out=$(ctl stats 2>&1 | head -n 1)
+wait "$silent_pid" || true
+if [[ $out == "queue "* && $(cat "$work/silent.out") == "error: no complete request within 2 s" ]]; then
+    ok "a client that sends nothing gets an error and a closed connection; another is served meanwhile"
+else
+    not_ok "a client that sends nothing gets an error; another is served" "other: $out; silent: $(cat "$work/silent.out")"
 fi
 
 # --- faulty plugins: contained ------------------------------------------------------------------------

@@ -305,6 +305,21 @@ for f in /usr/share/man/man8/offloadd.8.gz /usr/share/man/man8/offloadctl.8.gz /
 done
 if [[ -z $missing ]]; then ok "the package installs the man pages, both commands, the unit and its tmpfiles.d entry"; else not_ok "the package installs the man pages, both commands, the unit and its tmpfiles.d entry" "missing: $missing"; fi
 check "postinst created /run/xtables.lock (systemd-tmpfiles, for iptables-legacy in the sandbox)" test -f "$root/run/xtables.lock"
+# Strict modes (docs/helpers.md): offloadd loads a plugin only when root alone can change it and every directory
+# above it. The plugin directory ships ready for that, and nothing the daemon runs can be changed by another user.
+modes=$(cd "$root" && stat -c '/%n %U:%G %a' etc etc/offload etc/offload/helpers.d etc/offload/helpers.d/README 2>&1)
+expected=$'/etc root:root 755\n/etc/offload root:root 755\n/etc/offload/helpers.d root:root 755\n/etc/offload/helpers.d/README root:root 644'
+if [[ $modes == "$expected" ]]; then
+    ok "/etc/offload/helpers.d is installed root:root 0755 (strict modes), its README 0644"
+else
+    not_ok "/etc/offload/helpers.d is installed root:root 0755" "$(tr '\n' ' ' <<<"$modes")"
+fi
+loose=$(cd "$root" && find usr/lib/offload etc/offload lib/systemd/system/offloadd.service \( ! -user root -o -perm /022 \) -printf '/%p %u %m ' 2>&1)
+if [[ -z $loose ]]; then
+    ok "no file or directory of the daemon's code, configuration or plugins is writable by anyone but root"
+else
+    not_ok "nothing of the daemon is writable by anyone but root" "$loose"
+fi
 # Not enabled on installation: the example interfaces must be replaced first (debian/rules says why).
 check "the service is installed but not enabled" \
     bash -c "[[ -z \$(find '$root/etc/systemd/system' -name offloadd.service) ]]"
@@ -498,6 +513,14 @@ else
     not_ok "offloadctl stats talks to offloadd" "$(tr '\n' ' ' <<<"$stats")"
 fi
 check "offloadctl conntrack list talks to offloadd" in_root offloadctl conntrack list
+sock_mode=$(stat -c '%U %a %F' "$root/run/offload/offloadd.sock" 2>&1)
+if [[ $sock_mode == "root 600 socket" ]]; then ok "the control socket is root's, mode 0600"; else not_ok "the control socket is root's, mode 0600" "$sock_mode"; fi
+nobody_out=$(in_root setpriv --reuid=65534 --regid=65534 --clear-groups offloadctl stats 2>&1) && nobody_rc=0 || nobody_rc=$?
+if ((nobody_rc == 1)) && [[ $nobody_out == *"cannot talk to offloadd"* ]]; then
+    ok "a user other than root cannot talk to offloadd (offloadctl exit 1)"
+else
+    not_ok "a user other than root cannot talk to offloadd" "exit $nobody_rc: $nobody_out"
+fi
 helpers=$(in_root offloadctl helper list 2>&1 || true)
 if grep -qE '^callback +/etc/offload/helpers.d/CallbackHelper.cs .*tcp/111 .*enabled' <<<"$helpers"; then
     ok "the packaged daemon compiled and loaded the .cs helper dropped into /etc/offload/helpers.d"
@@ -522,6 +545,19 @@ if wait_for "$dlog" 'Reloaded ' 20 >/dev/null && wait_for "$notify" 'RELOADING=1
 else
     not_ok "SIGHUP reloads and tells systemd" "log: $(tail -n 2 "$dlog" | tr '\n' ' ')"
 fi
+
+# A plugin file another user may write is refused at the next reload, with the path, owner and mode logged.
+install -m 0646 "$repo/examples/helpers/callback/CallbackHelper.cs" "$root/etc/offload/helpers.d/Loose.cs"
+lines=$(wc -l <"$dlog")
+kill -HUP "$daemon_pid"
+for _ in $(seq 1 200); do tail -n +"$((lines + 1))" "$dlog" | grep -q 'Reloaded ' && break; sleep 0.1; done
+if tail -n +"$((lines + 1))" "$dlog" | grep -q "Plugin not loaded: /etc/offload/helpers.d/Loose.cs: refused (strict modes): the file is writable by others (owner uid 0, mode 0646)" &&
+    grep -q '^plugins: 1 loaded, 1 refused by strict modes' <<<"$(in_root offloadctl stats 2>&1)"; then
+    ok "a plugin in helpers.d writable by others is refused on reload, logged with its mode and counted"
+else
+    not_ok "a plugin writable by others is refused on reload" "$(tail -n +"$((lines + 1))" "$dlog" | grep -i -m2 'loose\|strict' | tr '\n' ' ')"
+fi
+rm -f "$root/etc/offload/helpers.d/Loose.cs"
 
 # A second daemon cannot bind the queues the first holds: it must fail, and never say READY=1.
 notify2=$work/notify2.log
@@ -590,6 +626,39 @@ fi
 kill -TERM "$daemon_pid" 2>/dev/null || true
 wait "${pids[-1]}" || true
 daemon_pid=
+
+# Least privilege (docs/packaging.md): the packaged daemon also runs as a user of its own with CAP_NET_ADMIN and
+# CAP_NET_RAW alone (ambient, as AmbientCapabilities= gives them), in helpers mode, whose `-m set` rules need
+# CAP_NET_RAW. setpriv gives it the credentials a `User=`/`DynamicUser=` drop-in would (systemd is not PID 1 here).
+sed 's/^  # flows: all .*/  flows: helpers/' "$root/etc/offload/offloadd.yaml" >"$root/tmp/user.yaml"
+mkdir -p "$root/run/offload-user"
+chown 65534:65534 "$root/run/offload-user"
+chmod 0750 "$root/run/offload-user"
+ulog=$work/offloadd-user.log
+caps=-all,+net_admin,+net_raw
+"${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=$caps --ambient-caps=$caps --bounding-set=$caps \
+    /usr/sbin/offloadd --config /tmp/user.yaml --apply-rules --socket /run/offload-user/offloadd.sock </dev/null >"$ulog" 2>&1 &
+daemon_pid=$!
+dlog=$ulog
+if wait_for "$ulog" '\] Ready: ' 40 >/dev/null; then
+    user_stats=$(in_root offloadctl stats --socket /run/offload-user/offloadd.sock 2>&1 || true)
+    user_helpers=$(in_root offloadctl helper list --socket /run/offload-user/offloadd.sock 2>&1 || true)
+    if [[ -n $(steering_rules) && $(offload_sets | wc -l) == 2 ]] && grep -q '^queue 10 (pre routing)' <<<"$user_stats" &&
+        grep -q 'kernel: counters unreadable' <<<"$user_stats" && grep -qE '^callback .*enabled$' <<<"$user_helpers"; then
+        ok "as uid 65534 with CAP_NET_ADMIN and CAP_NET_RAW only: queues bound, helpers-mode rules and sets applied, plugin loaded, answers root"
+    else
+        not_ok "as an unprivileged user with CAP_NET_ADMIN and CAP_NET_RAW" "rules $(steering_rules | wc -l), sets $(offload_sets | tr '\n' ' '); $(head -n 2 <<<"$user_stats" | tr '\n' ' ') $(grep -E '^callback' <<<"$user_helpers")"
+    fi
+else
+    not_ok "as an unprivileged user with CAP_NET_ADMIN and CAP_NET_RAW, offloadd starts" "$(tail -n 3 "$ulog" | tr '\n' ' ')"
+fi
+stop_daemon
+if [[ $stop_rc == 0 && -z $(steering_rules) && -z $(offload_sets) ]]; then
+    ok "as that user, SIGTERM removes its rules and sets, exit 0"
+else
+    not_ok "as that user, SIGTERM removes its rules and sets" "exit $stop_rc; rules $(steering_rules | wc -l), sets $(offload_sets | tr '\n' ' ')"
+fi
 info "daemon runs done at $((SECONDS - t_start)) s"
 
 # --- upgrade -----------------------------------------------------------------------------------------

@@ -12,7 +12,11 @@ repo=$(cd "$here/../../.." && pwd)
 . "$repo/tests/lab/lab.sh"
 
 sfx=${LAB_SUFFIX:--cb}
-work=$(mktemp -d)
+# The daemon loads only a plugin that root alone can change, in a directory chain root alone can change (strict
+# modes, docs/helpers.md): not under /tmp, nor in a checkout of another user's. The work directory is made under
+# /run (root's, 0755), and the helper copied there, 0644, when it is loaded.
+umask 022
+work=$(mktemp -d "/run/ol-callback$sfx.XXXXXX")
 passed=0
 failed=0
 daemon_pid=
@@ -59,7 +63,8 @@ else
     ok "without the helper, the server cannot call the client back ($out)"
 fi
 
-ctl helper load "$here/CallbackHelper.cs" && ok "offloadctl helper load CallbackHelper.cs" || not_ok "the helper did not load"
+install -m 0644 "$here/CallbackHelper.cs" "$work/CallbackHelper.cs"
+ctl helper load "$work/CallbackHelper.cs" && ok "offloadctl helper load CallbackHelper.cs" || not_ok "the helper did not load"
 ctl helper list | grep -E '^callback' && ok "the helper is listed" || not_ok "callback is not in: $(ctl helper list)"
 
 for target in 198.51.100.2 2001:db8:2::2; do

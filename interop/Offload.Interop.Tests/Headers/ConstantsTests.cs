@@ -44,6 +44,14 @@ public sealed class ConstantsTests
         Assert.Empty(mismatches);
     }
 
+    [CcFact]
+    public void O_NOFOLLOW_is_the_one_of_this_architecture()
+    {
+        Dictionary<string, long> c = HeaderProbe.Run(HeaderProbe.PrintValue("O_NOFOLLOW", "O_NOFOLLOW"));
+
+        Assert.Equal(c["O_NOFOLLOW"], Interop.Sys.OpenFlagNoFollow);
+    }
+
     [Fact]
     public void Constants_are_found_in_every_class_we_name_after_C()
     {

@@ -15,6 +15,9 @@ internal static class HeaderProbe
         #include <stddef.h>
         #include <stdio.h>
         #include <errno.h>
+        #include <fcntl.h>
+        #include <limits.h>
+        #include <sys/stat.h>
         #include <sched.h>
         #include <sys/socket.h>
         #include <sys/uio.h>

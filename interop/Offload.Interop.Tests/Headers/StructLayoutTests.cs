@@ -73,6 +73,22 @@ public sealed class StructLayoutTests
         ("struct timeval", null, Marshal.SizeOf<S.TimeVal>()),
         ("struct timeval", "tv_sec", Offset<S.TimeVal>("tv_sec")),
         ("struct timeval", "tv_usec", Offset<S.TimeVal>("tv_usec")),
+        ("struct statx", null, Marshal.SizeOf<S.StatX>()),
+        ("struct statx", "stx_mask", Offset<S.StatX>("stx_mask")),
+        ("struct statx", "stx_uid", Offset<S.StatX>("stx_uid")),
+        ("struct statx", "stx_gid", Offset<S.StatX>("stx_gid")),
+        ("struct statx", "stx_mode", Offset<S.StatX>("stx_mode")),
+        ("struct statx", "stx_ino", Offset<S.StatX>("stx_ino")),
+        ("struct statx", "stx_size", Offset<S.StatX>("stx_size")),
+        ("struct statx", "stx_atime", Offset<S.StatX>("stx_atime")),
+        ("struct statx", "stx_mtime", Offset<S.StatX>("stx_mtime")),
+        ("struct statx", "stx_dev_minor", Offset<S.StatX>("stx_dev_minor")),
+        ("struct statx_timestamp", null, Marshal.SizeOf<S.StatXTimestamp>()),
+        ("struct statx_timestamp", "tv_nsec", Offset<S.StatXTimestamp>("tv_nsec")),
+        ("struct ucred", null, Marshal.SizeOf<S.UCred>()),
+        ("struct ucred", "pid", Offset<S.UCred>("pid")),
+        ("struct ucred", "uid", Offset<S.UCred>("uid")),
+        ("struct ucred", "gid", Offset<S.UCred>("gid")),
     ];
 
     [CcFact]

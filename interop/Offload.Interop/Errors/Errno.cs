@@ -1,7 +1,7 @@
 namespace Offload.Interop;
 
 /// <summary>
-/// The errno values Offload meets on netlink and socket calls, with Linux's numbers (x86-64 and arm64 share them),
+/// The errno values Offload meets on netlink, socket and file calls, with Linux's numbers (x86-64 and arm64 share them),
 /// so an error can be compared and switched on without parsing messages.
 /// </summary>
 /// <remarks>
@@ -25,9 +25,12 @@ public enum Errno
     EBUSY = 16,
     EEXIST = 17,
     ENODEV = 19,
+    ENOTDIR = 20,
     EINVAL = 22,
     ENOSPC = 28,
     ERANGE = 34,
+    ENAMETOOLONG = 36,
+    ELOOP = 40,
     EMSGSIZE = 90,
     ENOPROTOOPT = 92,
     EPROTONOSUPPORT = 93,

@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace Offload.Interop;
 
 /// <summary>
@@ -34,8 +32,7 @@ public class NetlinkException : IOException
 
     private static string Format(Errno errno, string operation, string? kernelMessage, string? hint)
     {
-        string name = Enum.IsDefined(errno) ? errno.ToString() : "errno " + ((int)errno).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        string text = $"{operation} failed: {name} ({(int)errno}, {Marshal.GetPInvokeErrorMessage((int)errno)})";
+        string text = $"{operation} failed: {ErrnoText.Describe(errno)}";
         if (!string.IsNullOrEmpty(kernelMessage))
         {
             text += $"; kernel says: {kernelMessage}";

@@ -32,6 +32,35 @@ internal static partial class Interop
         internal const int MSG_DONTWAIT = 0x40;
         internal const int MSG_WAITFORONE = 0x10000;
         internal const int CLONE_NEWNET = 0x40000000;
+        internal const int SO_PEERCRED = 17;
+
+        // <fcntl.h>, <sys/stat.h>, <limits.h>: what opening and checking a file needs (plugins, StrictModes).
+        // O_NOFOLLOW is not here: its value differs by architecture (see OpenFlagNoFollow).
+        internal const int O_RDONLY = 0;
+        internal const int O_NONBLOCK = 0x800;
+        internal const int O_CLOEXEC = 0x80000;
+        internal const int AT_FDCWD = -100;
+        internal const int AT_SYMLINK_NOFOLLOW = 0x100;
+        internal const int AT_EMPTY_PATH = 0x1000;
+        internal const uint STATX_TYPE = 0x1;
+        internal const uint STATX_MODE = 0x2;
+        internal const uint STATX_UID = 0x8;
+        internal const uint STATX_INO = 0x100;
+        internal const uint STATX_SIZE = 0x200;
+        internal const int S_IFMT = 0xF000;
+        internal const int S_IFDIR = 0x4000;
+        internal const int S_IFREG = 0x8000;
+        internal const int S_IFLNK = 0xA000;
+        internal const int S_IWGRP = 0x10;
+        internal const int S_IWOTH = 0x2;
+        internal const int PATH_MAX = 4096;
+
+        /// <summary>
+        /// O_NOFOLLOW, whose number is the architecture's: 0400000 on x86-64, 0100000 on arm64 (the two Offload is
+        /// built for). ConstantsTests checks it against the headers of the machine the tests run on.
+        /// </summary>
+        internal static int OpenFlagNoFollow =>
+            RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x8000 : 0x20000;
 
         [StructLayout(LayoutKind.Sequential)]
         internal struct SockAddrNl
@@ -76,6 +105,49 @@ internal static partial class Interop
             internal nint tv_usec;
         }
 
+        /// <summary>struct statx (Linux's, the same on every architecture: 256 bytes); the fields permission checks need.</summary>
+        [StructLayout(LayoutKind.Sequential, Size = 256)]
+        internal struct StatX
+        {
+            internal uint stx_mask;
+            internal uint stx_blksize;
+            internal ulong stx_attributes;
+            internal uint stx_nlink;
+            internal uint stx_uid;
+            internal uint stx_gid;
+            internal ushort stx_mode;
+            internal ushort stx_spare0;
+            internal ulong stx_ino;
+            internal ulong stx_size;
+            internal ulong stx_blocks;
+            internal ulong stx_attributes_mask;
+            internal StatXTimestamp stx_atime;
+            internal StatXTimestamp stx_btime;
+            internal StatXTimestamp stx_ctime;
+            internal StatXTimestamp stx_mtime;
+            internal uint stx_rdev_major;
+            internal uint stx_rdev_minor;
+            internal uint stx_dev_major;
+            internal uint stx_dev_minor;
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct StatXTimestamp
+        {
+            internal long tv_sec;
+            internal uint tv_nsec;
+            internal int reserved;
+        }
+
+        /// <summary>struct ucred: what SO_PEERCRED says of the process at the other end of a Unix socket.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct UCred
+        {
+            internal int pid;
+            internal uint uid;
+            internal uint gid;
+        }
+
         [LibraryImport(Libraries.Libc, SetLastError = true)]
         private static partial int socket(int domain, int type, int protocol);
 
@@ -108,6 +180,24 @@ internal static partial class Interop
 
         [LibraryImport(Libraries.Libc, SetLastError = true)]
         private static partial int setns(SafeHandle fd, int nstype);
+
+        [LibraryImport(Libraries.Libc, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        private static partial int open(string path, int flags);
+
+        [LibraryImport(Libraries.Libc, SetLastError = true)]
+        private static partial nint read(SafeFdHandle fd, Span<byte> buf, nuint count);
+
+        [LibraryImport(Libraries.Libc, EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        private static partial int statx_path(int dirfd, string path, int flags, uint mask, out StatX buf);
+
+        [LibraryImport(Libraries.Libc, EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        private static partial int statx_fd(SafeFdHandle fd, string path, int flags, uint mask, out StatX buf);
+
+        [LibraryImport(Libraries.Libc, EntryPoint = "realpath", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        private static partial nint realpath(string path, Span<byte> resolved);
+
+        [LibraryImport(Libraries.Libc)]
+        private static partial uint geteuid();
 
         private static Errno LastErrno() => (Errno)Marshal.GetLastPInvokeError();
 
@@ -226,6 +316,75 @@ internal static partial class Interop
                 }
             }
         }
+
+        /// <summary>Opens a file read-only, close-on-exec, with the extra <paramref name="flags"/> (O_NOFOLLOW, O_NONBLOCK).</summary>
+        internal static Errno OpenReadOnly(string path, int flags, out SafeFdHandle handle)
+        {
+            while (true)
+            {
+                int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+                if (fd >= 0)
+                {
+                    handle = new SafeFdHandle(fd);
+                    return 0;
+                }
+
+                Errno e = LastErrno();
+                if (e != Errno.EINTR)
+                {
+                    handle = new SafeFdHandle();
+                    return e;
+                }
+            }
+        }
+
+        /// <summary>Reads up to the buffer's length from the file's current position; 0 at its end.</summary>
+        internal static Errno Read(SafeFdHandle fd, Span<byte> buffer, out int count)
+        {
+            while (true)
+            {
+                nint n = read(fd, buffer, (nuint)buffer.Length);
+                if (n >= 0)
+                {
+                    count = (int)n;
+                    return 0;
+                }
+
+                Errno e = LastErrno();
+                if (e != Errno.EINTR)
+                {
+                    count = 0;
+                    return e;
+                }
+            }
+        }
+
+        private const uint StatXMask = STATX_TYPE | STATX_MODE | STATX_UID | STATX_INO | STATX_SIZE;
+
+        /// <summary>lstat: what a path names, a symbolic link itself rather than its target.</summary>
+        internal static Errno LStat(string path, out StatX status) =>
+            statx_path(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, StatXMask, out status) == 0 ? 0 : LastErrno();
+
+        /// <summary>fstat: what an open descriptor is.</summary>
+        internal static Errno FStat(SafeFdHandle fd, out StatX status) =>
+            statx_fd(fd, string.Empty, AT_EMPTY_PATH, StatXMask, out status) == 0 ? 0 : LastErrno();
+
+        /// <summary>realpath: the absolute path with every symbolic link, "." and ".." resolved.</summary>
+        internal static Errno RealPath(string path, out string resolved)
+        {
+            Span<byte> buffer = stackalloc byte[PATH_MAX];
+            if (realpath(path, buffer) == 0)
+            {
+                resolved = string.Empty;
+                return LastErrno();
+            }
+
+            int end = buffer.IndexOf((byte)0);
+            resolved = System.Text.Encoding.UTF8.GetString(buffer[..(end < 0 ? buffer.Length : end)]);
+            return 0;
+        }
+
+        internal static uint EffectiveUserId() => geteuid();
 
         // Not retried on EINTR: on Linux the descriptor is gone whatever close returns.
         internal static int Close(int fd) => close(fd);

@@ -99,7 +99,9 @@ public class IcmpErrorDropTests
         Flood(flood);
         long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
 
-        Assert.Equal(0, allocated);
+        // Less than a byte per error: nothing per packet. (Not zero: under a loaded test run the runtime itself has been
+        // seen to allocate a few bytes on this thread once, e.g. while replacing the loop's code with optimized code.)
+        Assert.True(allocated < flood, $"{allocated} bytes allocated for {flood} errors");
         Assert.Equal(flood + 1000, rig[EngineCounter.DroppedIcmpUnrelated]);
         Assert.Equal(flood + 1000, rig[EngineCounter.PacketsDropped]);
         Assert.Equal(before, Snapshot(rig));

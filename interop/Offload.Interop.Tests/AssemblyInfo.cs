@@ -1,0 +1,4 @@
+using System.Runtime.Versioning;
+
+// Netlink, file modes and SO_PEERCRED: Linux only.
+[assembly: SupportedOSPlatform("linux")]
