@@ -175,10 +175,11 @@ public static class SteeringRules
                 }
             }
 
-            DestinationNat();
             NatReplies();
             if (steering.Flows == SteeredFlows.All)
             {
+                // Helpers mode leaves port forwards to the kernel (the loader refuses one to a helper's port).
+                DestinationNat();
                 foreach (byte protocol in steering.Protocols)
                 {
                     string p = ProtocolName(protocol, family);
@@ -311,7 +312,10 @@ public static class SteeringRules
                     Line($"-A {PreChain} -i {from} -p {p} {NotLocal} -m {p} --dport {port} -j CT --notrack");
                 }
 
+                // An expected connection may start on either side (FTP active data comes from the server): its
+                // entry is its original direction, so both the entry and its inverse are taken on both sides.
                 Line($"-A {PreChain} -i {from} {NotLocal} -m set --match-set {set} dst,dst,src -j CT --notrack");
+                Line($"-A {PreChain} -i {from} {NotLocal} -m set --match-set {set} src,src,dst -j CT --notrack");
             }
 
             foreach (var to in steering.To)
@@ -323,6 +327,7 @@ public static class SteeringRules
                 }
 
                 Line($"-A {PreChain} -i {to} {NotLocal} -m set --match-set {set} src,src,dst -j {QueuePreChain}");
+                Line($"-A {PreChain} -i {to} {NotLocal} -m set --match-set {set} dst,dst,src -j {QueuePreChain}");
             }
         }
 

@@ -162,8 +162,21 @@ public sealed class SteeringRulesTests
         Assert.Contains("-A OFFLOAD-PRE -i lan0 -p tcp -m addrtype ! --dst-type LOCAL -m tcp --dport 21 -j CT --notrack", raw);
         Assert.Contains("-A OFFLOAD-PRE -i wan0 -p tcp -m addrtype ! --dst-type LOCAL -m tcp --sport 21 -j OFFLOAD-QPRE", raw);
         Assert.Contains("-A OFFLOAD-PRE -i wan0 -m addrtype ! --dst-type LOCAL -m set --match-set offload6 src,src,dst -j OFFLOAD-QPRE", raw);
+
+        // An expected connection that starts from outside (FTP active data to a routed client) is taken there too.
+        Assert.Contains("-A OFFLOAD-PRE -i wan0 -m addrtype ! --dst-type LOCAL -m set --match-set offload6 dst,dst,src -j OFFLOAD-QPRE", raw);
+        Assert.Contains("-A OFFLOAD-PRE -i lan0 -m addrtype ! --dst-type LOCAL -m set --match-set offload6 src,src,dst -j CT --notrack", raw);
         Assert.DoesNotContain(raw, l => l.StartsWith("-A OFFLOAD-PRE -i lan0 -p tcp -m addrtype ! --dst-type LOCAL -j", StringComparison.Ordinal));
         Assert.Contains("-A OFFLOAD-NAT-POST -o wan0 -p tcp -j MASQUERADE --to-ports 1024-60999", Table(Lines(helpers, 6), "nat"));
+    }
+
+    [Fact]
+    public void Helpers_mode_leaves_port_forwards_to_the_kernel_whole()
+    {
+        string helpers = Router.Replace("nat-ports: 61000-65535}", "nat-ports: 61000-65535, flows: helpers}", StringComparison.Ordinal);
+        var lines = Lines(helpers, 4);
+        Assert.DoesNotContain(Table(lines, "raw"), l => l.Contains("--dport 8080", StringComparison.Ordinal));
+        Assert.Contains("-A OFFLOAD-NAT-PRE -i wan0 -p tcp -d 198.51.100.1/32 -m tcp --dport 8080 -j DNAT --to-destination 192.0.2.10:80", Table(lines, "nat"));
     }
 
     [Fact]

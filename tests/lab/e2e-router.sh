@@ -16,6 +16,7 @@
 #                                        2001:db8:1::1 2001:db8:2::1  2001:db8:2::2  2001:db8:3::1   2001:db8:3::2
 #   (client 2001:db8:1::2, lansrv 2001:db8:1::3)                           MTU 1400 (IPv6 1280) on hop─server
 #
+# GRE is a scripted echo over raw sockets (router-peer.py): this kernel has no gre link type.
 # The server advertises a full-size MSS (route advmss), so that both directions through the narrow hop need
 # path MTU discovery: ICMP "fragmentation needed" / ICMPv6 "packet too big" from the hop, through the router.
 #
@@ -23,7 +24,8 @@
 # reset in between; offloadd started once per configuration and mode):
 #   dual   NAT44 masquerade (family ipv4), routed IPv6, port forwards 8080 -> lansrv:80 (IPv4 and IPv6) and
 #          21 -> lansrv:21 (IPv4), hairpin masquerade out lan0; modes kernel, offloadd (flows: all) and
-#          helpers (flows: helpers: only FTP through offloadd, the rest through the kernel's NAT it manages)
+#          helpers (flows: helpers: only FTP through offloadd, the rest through the kernel's NAT it manages; no
+#          FTP port forward there, which offloadd --check refuses in that mode)
 #   nat66  the same with masquerade for IPv6 as well (and IPv6 hairpin); modes kernel and offloadd
 #
 # Output: "ok - MODE: SHAPE" / "not ok - MODE: SHAPE: why", "# ..." information, a matrix, and last the line
@@ -565,6 +567,21 @@ shapes_dual() {
     fi
     shape "IPv6 routed FTP active (EPRT, RELATED)" "$(v ftp "$C" "ftp://[$S6]" '^> EPRT ' server "\"EPRT \\|2\\|$C6\\|" -P -)"
     shape "GRE through NAT44" "$(v gre "$C" "$S4")"
+    [[ $mode != helpers ]] || helpers_tables
+}
+
+# helpers_tables : in helpers mode offloadd's table holds the FTP control connections (with the helper), the
+# kernel's the other flows.
+helpers_tables() {
+    local ours theirs why=''
+    ours=$(h_ctl conntrack list 2>&1) || why+="offloadctl conntrack list failed: $ours; "
+    grep -Eq "tcp .*src=$C4 dst=$S4 sport=[0-9]+ dport=21 .*helper=ftp" <<<"$ours" ||
+        why+="offloadd's table has no FTP control connection with helper=ftp; "
+    grep -Eq "tcp .*src=$C4 dst=$S4 sport=[0-9]+ dport=80 " <<<"$ours" && why+="offloadd's table has the HTTP flow; "
+    theirs=$(in_ns "$R" conntrack -L -p tcp -s "$C4" -d "$S4" 2>/dev/null || true)
+    grep -Eq "dport=80 " <<<"$theirs" || why+="the kernel's table has no HTTP flow from the client; "
+    grep -Eq "dport=21 " <<<"$theirs" && why+="the kernel's table has the FTP control connection; "
+    shape "FTP through offloadd, the rest through the kernel" "$why"
 }
 
 shapes_nat66() {
