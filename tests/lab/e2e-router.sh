@@ -700,7 +700,8 @@ run() {
             return 0
         fi
         h_ctl_in "$R" rules print --config "$cfg" >"$H_WORK/$config-$mode.rules" 2>&1 || true
-        if ! h_daemon_start "$R" "$cfg" --apply-rules; then
+        # Each run a fresh daemon: no state carried over from the previous configuration or mode.
+        if ! h_daemon_start "$R" "$cfg" --apply-rules --state none; then
             not_ok "$mode: offloadd starts with the $config configuration" "$(tail -n 5 "$H_DAEMON_LOG")"
             return 0
         fi
