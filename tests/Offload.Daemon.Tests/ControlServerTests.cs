@@ -13,6 +13,7 @@ namespace Offload.Daemon.Tests;
 /// an error and a closed connection, and never holds up the other clients. As root, the other user is nobody (65534)
 /// by setpriv; otherwise the server is told to trust root only, which makes the test's own user the stranger.
 /// </summary>
+[Collection(AloneCollection.Name)]
 public sealed class ControlServerTests : IDisposable
 {
     // Under /tmp: a socket's path must fit in 108 bytes. 0755, so that another user can reach the socket itself.

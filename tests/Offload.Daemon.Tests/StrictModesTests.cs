@@ -11,6 +11,7 @@ namespace Offload.Daemon.Tests;
 /// owner and the mode in the message. Ownership by another user is made with chown when the tests run as root, and
 /// with a set of trusted owners that leaves out the test's own user otherwise.
 /// </summary>
+[Collection(AloneCollection.Name)]
 public sealed class StrictModesTests : IDisposable
 {
     private const UnixFileMode Mode0644 = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
