@@ -9,7 +9,7 @@ namespace Offload.Daemon.Tests;
 /// Budgets of wall-clock time and allocation: these tests run alone, since another test class of this assembly compiling
 /// plugins with Roslyn at the same time can hold a 2-core machine long enough for a healthy call to overrun 50 ms.
 /// </summary>
-[Collection(nameof(TimingSensitive))]
+[Collection(AloneCollection.Name)]
 public sealed class ContainmentTests
 {
     [Theory]
@@ -119,10 +119,4 @@ public sealed class ContainmentTests
     {
         Assert.False(ContainedHelperInvoker.IsContained(Offload.Alg.BuiltInHelpers.Create("ftp", false)!));
     }
-}
-
-/// <summary>The tests that measure time or allocation, run with no other test of this assembly beside them.</summary>
-[CollectionDefinition(nameof(TimingSensitive), DisableParallelization = true)]
-public sealed class TimingSensitive
-{
 }
