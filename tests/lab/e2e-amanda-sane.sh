@@ -166,7 +166,7 @@ lab_saned "$sfx"
 lab_sane_local_scan "$sfx" "$work/local.pnm"
 [[ $(stat -c %s "$work/local.pnm") -gt 100000 ]] || die "the local reference scan failed"
 
-ip netns exec "$R" dotnet "$offloadd" --config "$repo/tests/lab/offloadd-amanda-sane.yaml" --apply-rules \
+ip netns exec "$R" dotnet "$offloadd" --config "$repo/tests/lab/offloadd-amanda-sane.yaml" --apply-rules --remove-rules-on-stop \
     --socket "$sock" </dev/null >>"$dlog" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 1 300); do grep -q '\] Ready: ' "$dlog" && break; kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
