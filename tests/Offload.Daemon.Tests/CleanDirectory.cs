@@ -1,10 +1,12 @@
 namespace Offload.Daemon.Tests;
 
 /// <summary>
-/// A scratch directory for plugin files that strict modes accept: under the test's own output directory (whose
-/// ancestors belong to root or to the user running the tests, mode 0755 in a checkout), not under /tmp, which is
-/// world-writable (1777) and refused, as sshd refuses it.
+/// A scratch directory for plugin files that strict modes accept, never under /tmp, which is world-writable (1777)
+/// and refused, as sshd refuses it: as root under /run (root's, 0755, whatever folder the checkout is in: CI may clone
+/// it under /tmp); otherwise under the test's own output directory (whose ancestors belong to root or to the user
+/// running the tests in a checkout of their own).
 /// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 internal static class CleanDirectory
 {
     private const UnixFileMode Mode0755 = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
@@ -12,7 +14,9 @@ internal static class CleanDirectory
 
     public static string Create(string prefix)
     {
-        string scratch = Path.Combine(AppContext.BaseDirectory, "scratch");
+        string scratch = Environment.IsPrivilegedProcess && Directory.Exists("/run")
+            ? "/run/offload-tests"
+            : Path.Combine(AppContext.BaseDirectory, "scratch");
         Directory.CreateDirectory(scratch);
         File.SetUnixFileMode(scratch, Mode0755);
         string directory = Path.Combine(scratch, prefix + Guid.NewGuid().ToString("N"));

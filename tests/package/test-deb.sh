@@ -592,7 +592,9 @@ if [[ -n $(steering_rules) && ! -e $root/run/offload/offloadd.sock && -s $root/r
 else
     not_ok "stopping keeps the rules, removes the control socket, saves the state" "rules: $(steering_rules | wc -l), /run/offload: $(ls "$root/run/offload" 2>&1 | tr '\n' ' ')"
 fi
-in_root offloadctl rules remove >/dev/null 2>&1 || not_ok "offloadctl rules remove after the stop" "failed"
+# In the lab's network namespace, where the rules are (in_root alone runs in the host's).
+"${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin offloadctl rules remove >/dev/null 2>&1 ||
+    not_ok "offloadctl rules remove after the stop" "failed"
 
 # "Unless configured otherwise": the administrator takes --apply-rules out of /etc/default/offload. This run's
 # standard output is a journal-like stream, to see the journal's format: priorities, no time.
@@ -641,7 +643,7 @@ ulog=$work/offloadd-user.log
 caps=-all,+net_admin,+net_raw
 "${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=$caps --ambient-caps=$caps --bounding-set=$caps \
-    /usr/sbin/offloadd --config /tmp/user.yaml --apply-rules --socket /run/offload-user/offloadd.sock </dev/null >"$ulog" 2>&1 &
+    /usr/sbin/offloadd --config /tmp/user.yaml --apply-rules --remove-rules-on-stop --socket /run/offload-user/offloadd.sock </dev/null >"$ulog" 2>&1 &
 daemon_pid=$!
 dlog=$ulog
 if wait_for "$ulog" '\] Ready: ' 40 >/dev/null; then
