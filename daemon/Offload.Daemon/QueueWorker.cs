@@ -159,16 +159,16 @@ internal sealed class QueueWorker : IDisposable
         // Every accepted packet carries our view of it in its mark: the firewall after the queue matches on it, and
         // the steering rules after routing know not to queue it a second time.
         uint mark = _marker.For(ref ctx, packet.Mark);
-        var result = ctx.Packet;
-        if (result.SequenceEqual(original))
+        if (!ctx.Changed)
         {
+            // As it came: a plain verdict, which the queue may merge with its neighbours'.
             Statistics.Accepted++;
             _queue.SetVerdict(packet.PacketId, NfVerdict.Accept, mark);
         }
         else
         {
             Statistics.AcceptedChanged++;
-            _queue.SetVerdict(packet.PacketId, NfVerdict.Accept, result, mark);
+            _queue.SetVerdict(packet.PacketId, NfVerdict.Accept, ctx.Packet, mark);
         }
     }
 

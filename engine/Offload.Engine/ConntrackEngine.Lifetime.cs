@@ -152,8 +152,9 @@ public sealed partial class ConntrackEngine
     }
 
     /// <summary>
-    /// Removes expired connections and expectations, looking at up to <paramref name="budget"/> table slots from
-    /// where the last call stopped, so the work per call stays bounded. Returns the number of connections removed.
+    /// Removes expired connections and expectations, looking at up to <paramref name="budget"/> slots of the connection
+    /// table and as many buckets of the expectations, each from where the last call stopped, so the work per call stays
+    /// bounded. Returns the number of connections removed.
     /// </summary>
     public int CollectGarbage(int budget)
     {
@@ -171,7 +172,7 @@ public sealed partial class ConntrackEngine
             }
         }
 
-        _counters.Add(EngineCounter.ExpectationsExpired, _expectations.Expire(now));
+        _counters.Add(EngineCounter.ExpectationsExpired, _expectations.Expire(now, budget));
         return removed;
     }
 }

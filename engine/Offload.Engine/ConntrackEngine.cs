@@ -115,6 +115,7 @@ public sealed partial class ConntrackEngine
         ctx.IsIcmpError = false;
         ctx.PassedPreRouting = false;
         ctx.Untracked = false;
+        ctx.Changed = false;
 
         var info = PacketParser.Parse(ctx.Packet);
         if (!info.IsValid)
@@ -133,6 +134,7 @@ public sealed partial class ConntrackEngine
         }
 
         // Ethernet padding and the like: the datagram ends where its header says.
+        ctx.Changed = info.TotalLength != ctx.Length;
         ctx.Length = info.TotalLength;
         ctx.Info = info;
         var packet = ctx.Packet;
@@ -149,6 +151,7 @@ public sealed partial class ConntrackEngine
             // packet we give back as final (CHECKSUM_NONE), so finish it here: every later update is then an ordinary
             // incremental one. (A GSO super-packet gets its segments' checksums from the kernel anyway.)
             TransportChecksum.Complete(packet, info);
+            ctx.Changed = true;
             ctx.ChecksumPartial = false;
         }
         else if (_options.ValidateChecksums && !ChecksumsAreValid(packet, info))
@@ -246,7 +249,7 @@ public sealed partial class ConntrackEngine
             return Drop(EngineCounter.DroppedUnknownToNatPort);
         }
 
-        NatManip.Apply(packet, info, conn!, dir, ManipType.Destination);
+        ctx.Changed |= NatManip.Apply(packet, info, conn!, dir, ManipType.Destination);
         ctx.PassedPreRouting = true;
         return Verdict.Accept;
     }
@@ -318,6 +321,8 @@ public sealed partial class ConntrackEngine
         {
             return Drop(EngineCounter.DroppedIcmpUnrelated);
         }
+
+        ctx.Changed |= NatManip.NeedsManip(conn, dir, ManipType.Destination);
 
         ctx.PassedPreRouting = true;
         return Verdict.Accept;
@@ -432,9 +437,13 @@ public sealed partial class ConntrackEngine
 
         if (ctx.IsIcmpError)
         {
-            return NatManip.TranslateIcmpError(ctx.Packet, ctx.Info, ctx.Inner, ctx.InnerOffset, conn, ctx.Dir, ManipType.Source)
-                ? Out()
-                : Drop(EngineCounter.DroppedIcmpUnrelated);
+            if (!NatManip.TranslateIcmpError(ctx.Packet, ctx.Info, ctx.Inner, ctx.InnerOffset, conn, ctx.Dir, ManipType.Source))
+            {
+                return Drop(EngineCounter.DroppedIcmpUnrelated);
+            }
+
+            ctx.Changed |= NatManip.NeedsManip(conn, ctx.Dir, ManipType.Source);
+            return Out();
         }
 
         if (!NatCore.IsDone(conn, ManipType.Source) && !_natRules.Decide(conn, ManipType.Source, ctx.InInterface, _natRules.SourceNatOutInterface(ctx.OutInterface, ctx.Unconfirmed, conn)))
@@ -443,7 +452,7 @@ public sealed partial class ConntrackEngine
             return Drop(EngineCounter.DroppedNatExhausted);
         }
 
-        NatManip.Apply(ctx.Packet, ctx.Info, conn, ctx.Dir, ManipType.Source);
+        ctx.Changed |= NatManip.Apply(ctx.Packet, ctx.Info, conn, ctx.Dir, ManipType.Source);
 
         if (conn.Extras?.Helper is { } helper)
         {
@@ -457,7 +466,7 @@ public sealed partial class ConntrackEngine
 
         if (ctx.Info.Protocol == IpProtocol.Tcp && conn.HasStatus(ConnStatus.SeqAdjust) && conn.Extras is { } extras)
         {
-            SeqAdj.Adjust(ctx.Packet, ctx.Info, extras.SeqAdj(ctx.Dir), extras.SeqAdj(ctx.Dir.Opposite()));
+            ctx.Changed |= SeqAdj.Adjust(ctx.Packet, ctx.Info, extras.SeqAdj(ctx.Dir), extras.SeqAdj(ctx.Dir.Opposite()));
         }
 
         if (ctx.Unconfirmed)

@@ -92,6 +92,13 @@ public ref struct PacketContext
     /// </summary>
     public readonly bool IsDestinationNatted => (ConnectionStatus & ConnStatus.DstNat) != 0;
 
+    /// <summary>
+    /// True once the engine has changed the packet's bytes or length (NAT, a helper's rewrite, sequence adjustment, a
+    /// checksum it completed, padding it cut), false while the packet is as it came: a caller answers an unchanged
+    /// packet with a plain verdict instead of sending its bytes back. Reset by PreRouting.
+    /// </summary>
+    public bool Changed { readonly get; internal set; }
+
     /// <summary>The parsed headers (valid after PreRouting accepted the packet).</summary>
     public readonly PacketInfo Headers => Info;
 }

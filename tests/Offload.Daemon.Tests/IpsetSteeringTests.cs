@@ -66,7 +66,7 @@ public sealed class IpsetSteeringTests
         Assert.Single(rig.Sets.Contents);
 
         rig.Clock.Advance(FtpHelper.DefaultPolicy.Timeout + TimeSpan.FromSeconds(1));
-        rig.Engine.CollectGarbage(16);
+        rig.Engine.CollectGarbage(rig.Engine.Expectations.BucketCount); // one sweep of the expectations
 
         Assert.Empty(rig.Sets.Contents);
         Assert.Equal(0, rig.Steering.Entries);
@@ -93,7 +93,7 @@ public sealed class IpsetSteeringTests
         rig.Sets.FailNextDeletes = 1;
 
         rig.Clock.Advance(FtpHelper.DefaultPolicy.Timeout + TimeSpan.FromSeconds(1));
-        rig.Engine.CollectGarbage(16);
+        rig.Engine.CollectGarbage(rig.Engine.Expectations.BucketCount); // one sweep of the expectations
         Assert.Single(rig.Sets.Contents);
         Assert.Equal(1, rig.Steering.Entries);
 

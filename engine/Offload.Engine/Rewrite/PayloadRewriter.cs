@@ -108,6 +108,7 @@ internal sealed class PayloadRewriter(EngineCounters counters)
 
         tail.Slice(read).CopyTo(ctx.Buffer.Slice(write));
         ctx.Length = newLength;
+        ctx.Changed = true;
 
         _count = 0;
         counters.Count(EngineCounter.PayloadRewrites);
