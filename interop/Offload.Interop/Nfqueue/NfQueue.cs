@@ -249,6 +249,13 @@ public sealed class NfQueue : IDisposable
         _ledger.CompleteThrough(maxPacketId);
     }
 
+    /// <summary>
+    /// Called just before gathered verdicts leave (at the start of a receive, on a flush, or in the middle of a burst
+    /// when the send buffer is full): whatever the kernel must have before these packets go on, such as the steering
+    /// entry of a connection one of them announced, is sent from here. Runs on the caller's thread; must not throw.
+    /// </summary>
+    public Action? BeforeVerdictsSent { get; set; }
+
     /// <summary>Sends every gathered verdict now, in one sendmsg.</summary>
     /// <exception cref="NetlinkException">The send failed; the gathered verdicts are discarded.</exception>
     public void FlushVerdicts()
@@ -652,6 +659,7 @@ public sealed class NfQueue : IDisposable
 
         try
         {
+            BeforeVerdictsSent?.Invoke();
             _socket.SendBatch(_send.AsSpan(0, _sendLength));
             _counters.Sends++;
         }
