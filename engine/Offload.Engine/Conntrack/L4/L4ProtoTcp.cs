@@ -86,7 +86,8 @@ internal sealed class L4ProtoTcp(TcpTrackerSettings settings, EngineCounters cou
         }
     }
 
-    private static TcpSegment ReadSegment(ReadOnlySpan<byte> packet, in PacketInfo info)
+    /// <summary>The segment's fields the tracker reads, from its TCP header.</summary>
+    internal static TcpSegment ReadSegment(ReadOnlySpan<byte> packet, in PacketInfo info)
     {
         var tcp = packet.Slice(info.L4Offset, info.PayloadOffset - info.L4Offset);
         return new TcpSegment(
