@@ -27,7 +27,7 @@ namespace Offload.Daemon;
 /// An entry that outlives what it was for would steer unrelated later connections of the same addresses and port
 /// away from the kernel, so none may: an entry only an expectation needs carries the expectation's timeout, and the
 /// kernel removes it even if its removal is never sent; one a connection needs has none and goes with the
-/// connection; a delete that fails is retried on the next event; and the sets are flushed when the daemon stops,
+/// connection; a delete that fails is retried with the next batch; and the sets are flushed when the daemon stops,
 /// since no entry means anything without its engine.
 /// </para>
 /// </remarks>

@@ -97,7 +97,7 @@ public sealed class IpsetSteeringTests
         Assert.Single(rig.Sets.Contents);
         Assert.Equal(1, rig.Steering.Entries);
 
-        // The next announcement (any event) first retries the delete.
+        // The next batch (here an announcement's) first retries the delete.
         rig.Announce("227 Entering Passive Mode (192,0,2,80,195,81).\r\n");
         Assert.Equal([$"{Server},tcp:50001,{Client}"], rig.Sets.Contents.Select(c => c.Text));
         Assert.Equal(1, rig.Steering.Entries);
