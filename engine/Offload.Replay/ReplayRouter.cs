@@ -39,6 +39,18 @@ public sealed class ReplayStatistics
 
     /// <summary>The TTL or hop limit ran out here (a real router would answer with ICMP time exceeded).</summary>
     public long TtlExceeded { get; internal set; }
+
+    /// <summary>Frames replayed after a frame that follows them in the file (a multi-interface capture's batches, put back in time order).</summary>
+    public long Reordered { get; internal set; }
+
+    /// <summary>Entering packets whose TCP or UDP checksum the sender left to its device (CHECKSUM_PARTIAL), taken as the queue takes them.</summary>
+    public long ChecksumsPartial { get; internal set; }
+
+    /// <summary>Entering TCP super-packets (GRO/TSO) larger than the MTU, handled whole as the queue's GSO flag hands them.</summary>
+    public long SuperPackets { get; internal set; }
+
+    /// <summary>Frames larger than any IP packet, dropped unread.</summary>
+    public long TooLong { get; internal set; }
 }
 
 /// <summary>
@@ -50,6 +62,12 @@ public sealed class ReplayRouter
 {
     /// <summary>Room for a packet to grow when a helper rewrites it (the largest IP packet).</summary>
     private const int BufferSize = 65536 + 256;
+
+    /// <summary>
+    /// The MTU of the replayed links (the configuration names none; Ethernet's). A TCP packet above it in a capture was
+    /// merged by GRO or not yet cut by TSO: the live queue would see it with the GSO flag.
+    /// </summary>
+    private const int Mtu = 1500;
 
     private readonly ConntrackEngine _engine;
     private readonly ManualClock _clock;
@@ -82,15 +100,14 @@ public sealed class ReplayRouter
     /// <summary>A packet that leaves the router.</summary>
     public delegate void Output(ReplayInterface outInterface, long timestampNanoseconds, ReadOnlySpan<byte> ipPacket);
 
-    /// <summary>Replays every entering frame of <paramref name="reader"/> in order; calls <paramref name="output"/> for each packet that leaves.</summary>
-    public void Run(CaptureReader reader, Output output)
+    /// <summary>
+    /// Replays every entering frame of <paramref name="capture"/> in time order (a stable merge of its interfaces by
+    /// timestamp, see <see cref="TimeOrderedReader"/>); calls <paramref name="output"/> for each packet that leaves.
+    /// </summary>
+    public void Run(CaptureReader capture, Output output)
     {
         var byCaptureId = new Dictionary<int, ReplayInterface?>();
-        foreach (var ci in reader.Interfaces)
-        {
-            byCaptureId[ci.Id] = null;
-        }
-
+        var reader = new TimeOrderedReader(capture, ci => _interfaces.Any(i => i.Name == ci.Name));
         while (reader.TryRead(out var frame))
         {
             Statistics.FramesRead++;
@@ -109,6 +126,8 @@ public sealed class ReplayRouter
 
             Process(frame, inInterface, output);
         }
+
+        Statistics.Reordered = reader.Reordered;
     }
 
     private void Process(in CapturedPacket frame, ReplayInterface inInterface, Output output)
@@ -141,9 +160,26 @@ public sealed class ReplayRouter
             _lastGc = _clock.NowNanoseconds;
         }
 
-        int length = Math.Min(ip.Length, _buffer.Length);
-        ip.Slice(0, length).CopyTo(_buffer);
-        var ctx = new PacketContext(_buffer, length, inInterface.Index);
+        if (ip.Length > _buffer.Length)
+        {
+            Statistics.Dropped++;
+            Statistics.TooLong++;
+            return;
+        }
+
+        ip.CopyTo(_buffer);
+        var ctx = new PacketContext(_buffer, ip.Length, inInterface.Index);
+
+        // What the live queue learns from NFQA_SKB_INFO, a capture shows in the packet: a checksum left to the device,
+        // and a size only segmentation offload makes.
+        var parsed = PacketParser.Parse(ip);
+        ctx.ChecksumPartial = parsed.IsValid && OffloadedChecksum.IsPartial(ip, parsed);
+        ctx.Gso = parsed.IsValid && parsed.Protocol == IpProtocol.Tcp && parsed.TotalLength > Mtu;
+        Statistics.ChecksumsPartial += ctx.ChecksumPartial ? 1 : 0;
+        Statistics.SuperPackets += ctx.Gso ? 1 : 0;
+
+        // The engine leaves a super-packet's partial TCP checksum for the kernel, which sums each segment it cuts.
+        bool segmentChecksums = ctx.ChecksumPartial && ctx.Gso;
         if (_engine.PreRouting(ref ctx) != Verdict.Accept)
         {
             Statistics.Dropped++;
@@ -179,6 +215,13 @@ public sealed class ReplayRouter
         {
             Statistics.Dropped++;
             return;
+        }
+
+        if (segmentChecksums)
+        {
+            // Here the replay is that kernel: the super-packet leaves whole, its checksum finished as the segments' would be.
+            var leaving = ctx.Packet;
+            OffloadedChecksum.Complete(leaving, PacketParser.Parse(leaving));
         }
 
         Statistics.Forwarded++;
