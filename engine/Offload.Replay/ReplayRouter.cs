@@ -9,7 +9,30 @@ namespace Offload.Replay;
 /// <param name="Name">Its name in the capture and in the configuration.</param>
 /// <param name="Index">Its index in the engine's interface table.</param>
 /// <param name="Mac">Its MAC address, to tell sent from received frames when the capture records no direction; may be null.</param>
-public sealed record ReplayInterface(string Name, int Index, byte[]? Mac);
+public sealed record ReplayInterface(string Name, int Index, byte[]? Mac)
+{
+    /// <summary>
+    /// True for a frame the router sent by this interface, false for one it received: by the capture's direction
+    /// flag, or without one (dumpcap records none on Linux Ethernet) by the router's MAC as the frame's source.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The capture records no direction and the interface has no MAC.</exception>
+    public bool Sent(in CapturedPacket frame)
+    {
+        if (frame.Direction != PacketDirection.Unknown)
+        {
+            return frame.Direction == PacketDirection.Outbound;
+        }
+
+        if (frame.LinkType != LinkLayer.Ethernet || Mac is null)
+        {
+            throw new InvalidOperationException(
+                $"The capture does not record which frames interface {Name} sent or received: give the interface's mac: in the configuration.");
+        }
+
+        var data = frame.Data.Span;
+        return data.Length >= 12 && data.Slice(6, 6).SequenceEqual(Mac);
+    }
+}
 
 /// <summary>A route: packets to this prefix leave by this interface.</summary>
 public readonly record struct ReplayRoute(byte Family, InetAddress Network, int PrefixLength, int InterfaceIndex);
@@ -133,7 +156,7 @@ public sealed class ReplayRouter
     private void Process(in CapturedPacket frame, ReplayInterface inInterface, Output output)
     {
         var data = frame.Data.Span;
-        if (!IsEntering(frame, data, inInterface))
+        if (inInterface.Sent(frame))
         {
             Statistics.FramesLeaving++;
             return;
@@ -226,23 +249,6 @@ public sealed class ReplayRouter
 
         Statistics.Forwarded++;
         output(route, frame.TimestampNanoseconds, ctx.Packet);
-    }
-
-    /// <summary>True for a frame the router received. Without recorded directions, a frame the router sent carries its MAC as source.</summary>
-    private static bool IsEntering(in CapturedPacket frame, ReadOnlySpan<byte> data, ReplayInterface inInterface)
-    {
-        if (frame.Direction != PacketDirection.Unknown)
-        {
-            return frame.Direction == PacketDirection.Inbound;
-        }
-
-        if (frame.LinkType != LinkLayer.Ethernet || inInterface.Mac is null)
-        {
-            throw new InvalidOperationException(
-                $"The capture does not record which frames interface {inInterface.Name} received: give the interface's mac: in the configuration.");
-        }
-
-        return data.Length < 12 || !data.Slice(6, 6).SequenceEqual(inInterface.Mac);
     }
 
     /// <summary>Neighbour discovery, router advertisements, MLD and IGMP: link-local control the router answers itself, never forwards.</summary>

@@ -21,7 +21,7 @@ public static class LeavingFrames
             var iface = interfaces.FirstOrDefault(i => i.Name == reader.Interfaces[frame.InterfaceId].Name);
             var data = frame.Data.Span;
             if (iface is null
-                || !IsLeaving(frame, data, iface)
+                || !iface.Sent(frame)
                 || !LinkLayer.TryGetNetworkLayer(frame.LinkType, data, out int offset, out ushort etherType)
                 || etherType is not (LinkLayer.EtherTypeIPv4 or LinkLayer.EtherTypeIPv6))
             {
@@ -41,21 +41,5 @@ public static class LeavingFrames
         }
 
         return sent;
-    }
-
-    private static bool IsLeaving(in CapturedPacket frame, ReadOnlySpan<byte> data, ReplayInterface iface)
-    {
-        if (frame.Direction != PacketDirection.Unknown)
-        {
-            return frame.Direction == PacketDirection.Outbound;
-        }
-
-        if (frame.LinkType != LinkLayer.Ethernet || iface.Mac is null)
-        {
-            throw new InvalidOperationException(
-                $"The capture does not record which frames interface {iface.Name} sent: give the interface's mac: in the configuration.");
-        }
-
-        return data.Length >= 12 && data.Slice(6, 6).SequenceEqual(iface.Mac);
     }
 }
