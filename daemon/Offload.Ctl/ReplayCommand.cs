@@ -145,7 +145,7 @@ internal static class ReplayCommand
     {
         var s = session.Router.Statistics;
         Console.WriteLine($"frames read {s.FramesRead}, entering {s.FramesRead - s.FramesLeaving - s.FramesOtherInterface}, forwarded {s.Forwarded}, delivered locally {s.DeliveredLocally}, dropped {s.Dropped} (no route {s.NoRoute}, TTL exceeded {s.TtlExceeded}, too long {s.TooLong}), link control {s.LinkControl}, not IP {s.FramesNotIp}");
-        Console.WriteLine($"as recorded: {s.Reordered} frames put back in time order, {s.ChecksumsPartial} checksums left to the device, {s.SuperPackets} super-packets");
+        Console.WriteLine($"as recorded: {s.Reordered} frames put back in time order (at most {s.HeldAtMost} held), {s.ChecksumsPartial} checksums left to the device, {s.SuperPackets} super-packets");
         var engine = session.Engine;
         Console.WriteLine($"connections {engine.Connections.Count}, expectations {engine.Expectations.Count}");
         foreach (var counter in Enum.GetValues<EngineCounter>())

@@ -66,10 +66,13 @@ public sealed class ReplayStatistics
     /// <summary>Frames replayed after a frame that follows them in the file (a multi-interface capture's batches, put back in time order).</summary>
     public long Reordered { get; internal set; }
 
+    /// <summary>The most frames read ahead and held at once to put them in time order.</summary>
+    public int HeldAtMost { get; internal set; }
+
     /// <summary>Entering packets whose TCP or UDP checksum the sender left to its device (CHECKSUM_PARTIAL), taken as the queue takes them.</summary>
     public long ChecksumsPartial { get; internal set; }
 
-    /// <summary>Entering TCP super-packets (GRO/TSO) larger than the MTU, handled whole as the queue's GSO flag hands them.</summary>
+    /// <summary>Entering super-packets (GRO, TSO, UDP GSO) larger than the MTU, handled whole as the queue's GSO flag hands them.</summary>
     public long SuperPackets { get; internal set; }
 
     /// <summary>Frames larger than any IP packet, dropped unread.</summary>
@@ -87,8 +90,8 @@ public sealed class ReplayRouter
     private const int BufferSize = 65536 + 256;
 
     /// <summary>
-    /// The MTU of the replayed links (the configuration names none; Ethernet's). A TCP packet above it in a capture was
-    /// merged by GRO or not yet cut by TSO: the live queue would see it with the GSO flag.
+    /// The MTU of the replayed links (the configuration names none; Ethernet's). A packet above it in a capture was
+    /// merged by GRO or not yet cut by TSO or UDP GSO: the live queue would see it with the GSO flag.
     /// </summary>
     private const int Mtu = 1500;
 
@@ -151,6 +154,7 @@ public sealed class ReplayRouter
         }
 
         Statistics.Reordered = reader.Reordered;
+        Statistics.HeldAtMost = reader.MostHeld;
     }
 
     private void Process(in CapturedPacket frame, ReplayInterface inInterface, Output output)
@@ -197,12 +201,12 @@ public sealed class ReplayRouter
         // and a size only segmentation offload makes.
         var parsed = PacketParser.Parse(ip);
         ctx.ChecksumPartial = parsed.IsValid && OffloadedChecksum.IsPartial(ip, parsed);
-        ctx.Gso = parsed.IsValid && parsed.Protocol == IpProtocol.Tcp && parsed.TotalLength > Mtu;
+        ctx.Gso = parsed.IsValid && parsed.TotalLength > Mtu;
         Statistics.ChecksumsPartial += ctx.ChecksumPartial ? 1 : 0;
         Statistics.SuperPackets += ctx.Gso ? 1 : 0;
 
         // The engine leaves a super-packet's partial TCP checksum for the kernel, which sums each segment it cuts.
-        bool segmentChecksums = ctx.ChecksumPartial && ctx.Gso;
+        bool segmentChecksums = ctx.ChecksumPartial && ctx.Gso && parsed.Protocol == IpProtocol.Tcp;
         if (_engine.PreRouting(ref ctx) != Verdict.Accept)
         {
             Statistics.Dropped++;

@@ -19,6 +19,7 @@ public sealed class TimeOrderedReader
     private readonly CaptureReader _reader;
     private readonly Func<CaptureInterface, bool> _awaited;
     private readonly List<Queue<Pending>> _pending = [];
+    private readonly List<bool> _isAwaited = [];
     private byte[]? _returned;
     private long _sequence;
     private long _lastSequence = -1;
@@ -102,9 +103,14 @@ public sealed class TimeOrderedReader
     private bool AnAwaitedInterfaceHasNothingPending()
     {
         var interfaces = _reader.Interfaces;
+        for (int i = _isAwaited.Count; i < interfaces.Count; i++)
+        {
+            _isAwaited.Add(_awaited(interfaces[i])); // Asked once per interface, not once per packet.
+        }
+
         for (int i = 0; i < interfaces.Count; i++)
         {
-            if ((i >= _pending.Count || _pending[i].Count == 0) && _awaited(interfaces[i]))
+            if (_isAwaited[i] && (i >= _pending.Count || _pending[i].Count == 0))
             {
                 return true;
             }
