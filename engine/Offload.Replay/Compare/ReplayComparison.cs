@@ -60,11 +60,11 @@ public sealed class ReplayComparison
         var kernelFlows = Group(kernel);
         var ourFlows = Group(ours);
         var partner = new Dictionary<Flow, Flow>();
+        var byKey = kernelFlows.ToDictionary(k => (k.Interface, k.Key));
         var unpaired = new List<Flow>();
         foreach (var flow in ourFlows)
         {
-            var same = kernelFlows.FirstOrDefault(k => k.Interface == flow.Interface && k.Key == flow.Key && !partner.ContainsKey(k));
-            if (same is not null)
+            if (byKey.Remove((flow.Interface, flow.Key), out var same))
             {
                 partner[same] = flow;
             }
@@ -74,13 +74,18 @@ public sealed class ReplayComparison
             }
         }
 
-        foreach (var flow in unpaired.ToList())
+        // The kernel's flows nobody claimed, per kind, in order of appearance.
+        var left = kernelFlows.Where(k => !partner.ContainsKey(k)).GroupBy(k => k.Kind).ToDictionary(g => g.Key, g => new Queue<Flow>(g));
+        var onlyOurs = new List<Flow>();
+        foreach (var flow in unpaired)
         {
-            var other = kernelFlows.FirstOrDefault(k => !partner.ContainsKey(k) && k.Kind == flow.Kind);
-            if (other is not null)
+            if (left.TryGetValue(flow.Kind, out var queue) && queue.TryDequeue(out var other))
             {
                 partner[other] = flow;
-                unpaired.Remove(flow);
+            }
+            else
+            {
+                onlyOurs.Add(flow);
             }
         }
 
@@ -126,7 +131,7 @@ public sealed class ReplayComparison
             result.Add(new FlowComparison(k.Interface, k.Key, o.Key, k.Packets.Count, o.Packets.Count, first, differences));
         }
 
-        foreach (var o in unpaired)
+        foreach (var o in onlyOurs)
         {
             result.Add(new FlowComparison(o.Interface, null, o.Key, 0, o.Packets.Count, 0, ["only ours sent this flow"]));
             differing += o.Packets.Count;
