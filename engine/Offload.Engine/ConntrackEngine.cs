@@ -150,6 +150,7 @@ public sealed class ConntrackEngine
         _expectations = new ExpectationTable(options.EffectiveMaxExpectations, hashKey ^ 0x5bd1e995UL);
         _nat = new NatCore(_table, options.RandomSeed != 0 ? options.RandomSeed : RandomKey());
         _helpers = [.. options.Helpers];
+        HelperBinding.Publish([], _helpers);
         _rules = [.. options.NatRules];
         _helperHost = new EngineHelperHost(this);
         AttachLogs(_helpers);
@@ -177,7 +178,9 @@ public sealed class ConntrackEngine
     public void Reconfigure(IReadOnlyList<NatRule> rules, IReadOnlyList<HelperBinding> helpers)
     {
         _rules = [.. rules];
+        var previous = _helpers;
         _helpers = [.. helpers];
+        HelperBinding.Publish(previous, _helpers);
         AttachLogs(_helpers);
     }
 

@@ -1,0 +1,39 @@
+using Offload.Plugins;
+using Xunit;
+
+namespace Offload.Daemon.Tests;
+
+/// <summary>
+/// Two helpers claiming the same protocol and port: the second is refused when it is loaded, with both named, and the
+/// first keeps its port (the engine would bind the first match, and the second would help nothing while listed as
+/// enabled). The listing shows each helper's protocols and ports.
+/// </summary>
+public sealed class HelperClashTests
+{
+    [Fact]
+    public void A_plugin_claiming_a_port_another_helper_has_is_refused_with_both_named()
+    {
+        using var rig = new PluginRig();
+        rig.Manager.Load(rig.Write("announce.cs", PluginSources.Announce()));
+
+        string second = rig.Write("other.cs", PluginSources.Announce(name: "other"));
+        var error = Assert.Throws<PluginException>(() => rig.Manager.Load(second));
+
+        Assert.Equal($"{second}: its helpers cannot be bound: helpers 'announce' and 'other' both claim tcp/{PluginSources.Port}: give one of them other ports:", error.Message);
+        Assert.Null(rig.Catalog.Find("other"));
+        string list = rig.Manager.List();
+        Assert.Contains($"tcp/{PluginSources.Port}", list, StringComparison.Ordinal);
+        Assert.DoesNotContain("other", list, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_helper_serving_tcp_and_udp_is_listed_with_both()
+    {
+        using var rig = new PluginRig();
+        string source = PluginSources.Announce().Replace($"Ports = [{PluginSources.Port}];", $"Ports = [{PluginSources.Port}, 7778]; Protocols = [IpProtocol.Tcp, IpProtocol.Udp];", StringComparison.Ordinal);
+        rig.Manager.Load(rig.Write("both.cs", source));
+
+        var row = rig.Manager.List().Split('\n').Single(l => l.StartsWith("announce", StringComparison.Ordinal));
+        Assert.Contains($"tcp/{PluginSources.Port},tcp/7778,udp/{PluginSources.Port},udp/7778", row, StringComparison.Ordinal);
+    }
+}
