@@ -116,5 +116,11 @@ done
 stats=$(h_ctl stats 2>&1 || true)
 awk '$1 == "ConnectionsExpected" && $2 >= 2 { found = 1 } END { exit !found }' <<<"$stats" \
     && ok "offloadd counted the connections the helper expected" || not_ok "offloadd counted the connections the helper expected" "$(grep -i expect <<<"$stats")"
+# offloadctl's global option before the command, the expectation listing's header, and no daemon said in words.
+out=$(timeout 15 dotnet "$H_OFFLOADCTL" --socket "$H_DAEMON_SOCK" expect list 2>&1) && head -n 1 <<<"$out" | grep -q '^TIMEOUT PROTO EXPECTED MASTER HELPER$' \
+    && ok "offloadctl --socket S expect list (the option before the command): a header" || not_ok "offloadctl --socket S expect list" "$out"
+out=$(timeout 15 dotnet "$H_OFFLOADCTL" helper list --socket "$H_WORK/none.sock" 2>&1) && rc=0 || rc=$?
+((rc == 1)) && grep -q "nothing listens on $H_WORK/none.sock" <<<"$out" && ok "without a daemon offloadctl says that nothing listens on the socket" \
+    || not_ok "without a daemon offloadctl says that nothing listens on the socket" "exit $rc: $out"
 h_daemon_alive && ok "offloadd is still running" || not_ok "offloadd is still running" "$(tail -n 5 "$H_DAEMON_LOG")"
 h_finish
