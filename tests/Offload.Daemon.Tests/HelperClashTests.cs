@@ -1,4 +1,5 @@
 using Offload.Plugins;
+using Offload.Rules;
 using Xunit;
 
 namespace Offload.Daemon.Tests;
@@ -35,5 +36,31 @@ public sealed class HelperClashTests
 
         var row = rig.Manager.List().Split('\n').Single(l => l.StartsWith("announce", StringComparison.Ordinal));
         Assert.Contains($"tcp/{PluginSources.Port},tcp/7778,udp/{PluginSources.Port},udp/7778", row, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void At_start_a_plugin_claiming_a_configured_helpers_port_is_left_out_and_the_others_load()
+    {
+        var config = ConfigLoader.Parse("helpers: [{name: ftp}]", "start.yaml");
+        string directory = CleanDirectory.Create("clash-");
+        try
+        {
+            File.WriteAllText(Path.Combine(directory, "a.cs"), PluginSources.Announce().Replace($"Ports = [{PluginSources.Port}];", "Ports = [21];", StringComparison.Ordinal));
+            File.WriteAllText(Path.Combine(directory, "b.cs"), PluginSources.Announce(name: "other"));
+            var failures = new List<string>();
+            var catalog = HelperCatalog.Load(directory, e => failures.Add(e.Message));
+            Assert.Equal(2, catalog.Plugins.Count);
+
+            catalog.LeaveOutClashes(config, e => failures.Add(e.Message));
+
+            Assert.Equal([$"{Path.Combine(directory, "a.cs")}: helper 'announce' claims tcp/21, which helper 'ftp' has; not loaded"], failures);
+            Assert.Equal("other", Assert.Single(catalog.Plugins).Helpers[0].Name);
+            // What is left builds: the daemon starts.
+            EngineBuilder.Build(catalog.Effective(config, dropUnknown: false), new Offload.Engine.Routing.StaticNetworkInterfaces(), catalog.Factory);
+        }
+        finally
+        {
+            CleanDirectory.Delete(directory);
+        }
     }
 }
