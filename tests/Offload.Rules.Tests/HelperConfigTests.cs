@@ -1,6 +1,10 @@
 using Offload.Alg;
+using Offload.Engine.Nat;
 using Offload.Engine.Routing;
+using Offload.Sdk.Testing;
 using Xunit;
+using static Offload.Sdk.Testing.RouterRig;
+using static Offload.Sdk.Testing.TestPackets;
 
 namespace Offload.Rules.Tests;
 
@@ -61,11 +65,31 @@ public sealed class HelperConfigTests
     }
 
     [Fact]
-    public void A_built_in_takes_no_options_and_loose_still_works()
+    public void A_built_in_refuses_options_it_does_not_take()
     {
         var e = Assert.Throws<ConfigException>(() => Build(Config("[{name: ftp, options: {mode: x}}]"), new Greeter()));
-        Assert.Contains("helper 'ftp': helper 'ftp' takes no options (given: mode)", e.Message, StringComparison.Ordinal);
-        Assert.True(Config("[{name: ftp, loose: true}]").Helpers[0].Loose);
+        Assert.Equal("h.yaml:2:1: helper 'ftp': helper 'ftp' takes one option, loose (given: mode)", e.Message);
+        e = Assert.Throws<ConfigException>(() => Build(Config("[{name: tftp, options: {loose: true}}]"), new Greeter()));
+        Assert.Contains("helper 'tftp' takes no options (given: loose)", e.Message, StringComparison.Ordinal);
+        Assert.Contains("'maybe' is not true or false", Assert.Throws<ConfigException>(() => Build(Config("[{name: irc, options: {loose: maybe}}]"), new Greeter())).Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>IRC's loose switch, from the older loose: key or from options: (which wins): a DCC offer naming 1.2.3.4 is expected only when loose.</summary>
+    [Theory]
+    [InlineData("{name: irc}", 0)]
+    [InlineData("{name: irc, loose: true}", 1)]
+    [InlineData("{name: irc, options: {loose: true}}", 1)]
+    [InlineData("{name: irc, loose: true, options: {loose: false}}", 0)]
+    public void Loose_comes_from_the_old_switch_or_from_options(string entry, int expected)
+    {
+        var options = Build(Config($"[{entry}]"), new Greeter());
+        var rig = new RouterRig([new NatRule { Action = NatAction.Masquerade, OutInterface = Wan }], options.Helpers);
+        var syn = rig.PassOut(TcpPacket(Client, 40000, Server, 6667, Syn, seq: 1000));
+        rig.PassIn(TcpPacket(Server, 6667, WanAddress, SourcePort(syn), Syn | Ack, seq: 5000, ack: 1001));
+        rig.PassOut(TcpPacket(Client, 40000, Server, 6667, Ack, seq: 1001, ack: 5001));
+        rig.PassOut(TcpPacket(Client, 40000, Server, 6667, Ack | Psh, seq: 1001, ack: 5001, payload: Ascii("PRIVMSG bob :\u0001DCC CHAT chat 16909060 5000\u0001\r\n")));
+
+        Assert.Equal(expected, rig.Expectations.Count);
     }
 
     [Fact]
