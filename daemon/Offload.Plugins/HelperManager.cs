@@ -166,7 +166,19 @@ public sealed class HelperManager
             throw;
         }
 
-        var options = _rebuild();
+        EngineOptions options;
+        try
+        {
+            options = _rebuild();
+        }
+        catch (ConfigException e)
+        {
+            // The new version cannot be bound (a port another helper has, options it refuses): the running one stays.
+            Catalog.Add(old, replacing: fresh);
+            Forget(fresh.Unload());
+            throw new PluginException($"{fresh.Path}: its helpers cannot be bound: {e.Problem}; the running version stays");
+        }
+
         int moved = 0, detached = 0;
         lock (_engineLock)
         {

@@ -28,6 +28,23 @@ public sealed class HelperClashTests
     }
 
     [Fact]
+    public void A_reload_that_would_claim_a_taken_port_is_refused_and_the_running_version_stays()
+    {
+        using var rig = new PluginRig();
+        rig.Manager.Load(rig.Write("announce.cs", PluginSources.Announce()));
+        string other = rig.Write("other.cs", PluginSources.Announce(name: "other").Replace($"Ports = [{PluginSources.Port}];", "Ports = [7001];", StringComparison.Ordinal));
+        rig.Manager.Load(other);
+        var running = rig.Catalog.Find("other")!.Value.Helper;
+
+        File.WriteAllText(other, PluginSources.Announce(name: "other"));
+        var error = Assert.Throws<PluginException>(() => rig.Manager.Reload("other"));
+
+        Assert.Equal($"{other}: its helpers cannot be bound: helpers 'announce' and 'other' both claim tcp/{PluginSources.Port}: give one of them other ports:; the running version stays", error.Message);
+        Assert.Same(running, rig.Catalog.Find("other")!.Value.Helper);
+        Assert.Equal("tcp/7001", Assert.Single(running.BoundPorts).ToString());
+    }
+
+    [Fact]
     public void A_helper_serving_tcp_and_udp_is_listed_with_both()
     {
         using var rig = new PluginRig();
