@@ -101,7 +101,7 @@ internal sealed class Daemon : IDisposable
             _ipset = new IpsetSteering(SteeringRules.SetName(steering, 4), SteeringRules.SetName(steering, 6), _logger);
             lock (_engineLock)
             {
-                _ipset.Resync(_engine);
+                _ipset.Reconcile(_engine);
             }
         }
 
