@@ -103,6 +103,11 @@ internal sealed class Daemon : IDisposable
             {
                 _ipset.Reconcile(_engine);
             }
+
+            foreach (var worker in _workers)
+            {
+                worker.Steering = _ipset;
+            }
         }
 
         _engine.Observer = new HelperObserver(_ipset, _catalog, _logger);
@@ -219,16 +224,27 @@ internal sealed class Daemon : IDisposable
         switch (request)
         {
             case "conntrack list":
+            {
+                // Copied under the lock, formatted after it: the queues wait for the copy only, never for the text.
+                List<ConnectionView> connections;
+                long now;
                 lock (_engineLock)
                 {
-                    long now = engine.Clock.NowNanoseconds;
+                    now = engine.Clock.NowNanoseconds;
+                    connections = new List<ConnectionView>(engine.Connections.Count);
                     foreach (var connection in engine.Connections.Entries())
                     {
-                        text.Append(ConnectionFormatter.Format(connection, now)).Append('\n');
+                        connections.Add(ConnectionView.Of(connection));
                     }
                 }
 
+                foreach (var connection in connections)
+                {
+                    text.Append(ConnectionFormatter.Format(connection, now)).Append('\n');
+                }
+
                 return text.ToString();
+            }
 
             case "expect list":
                 // As conntrack -L expect: the seconds left first, the helper that announced it last.

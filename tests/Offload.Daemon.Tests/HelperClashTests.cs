@@ -9,6 +9,8 @@ namespace Offload.Daemon.Tests;
 /// first keeps its port (the engine would bind the first match, and the second would help nothing while listed as
 /// enabled). The listing shows each helper's protocols and ports.
 /// </summary>
+/// <remarks>Alone: they compile plugins, whose CPU would push other classes' call budgets over.</remarks>
+[Collection(AloneCollection.Name)]
 public sealed class HelperClashTests
 {
     [Fact]
