@@ -177,7 +177,7 @@ internal sealed class Daemon : IDisposable
             var effective = _catalog.Effective(config, dropUnknown: true) with { Steering = _runningSteering };
             SteeringApplier.Apply(effective, _catalog.Factory);
             var ports = SteeringRules.HelperPorts(effective, _catalog.Factory);
-            Log.SteeringRefreshed(_logger, string.Join(", ", ports.Select(p => $"{ConnectionFormatter.ProtocolName(p.Protocol)}/{p.Port}")));
+            Log.SteeringRefreshed(_logger, ports.Count == 0 ? "none" : string.Join(", ", ports.Select(p => new HelperPort(p.Protocol, p.Port).ToString())));
         }
         catch (InvalidOperationException e)
         {

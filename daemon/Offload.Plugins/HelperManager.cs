@@ -332,7 +332,7 @@ public sealed class HelperManager
     }
 
     private static string Ports(List<HelperBinding> bound) =>
-        bound.Count == 0 ? "-" : string.Join(',', bound.Select(b => $"{(b.Protocol == IpProtocol.Udp ? "udp" : b.Protocol == IpProtocol.Tcp ? "tcp" : b.Protocol.ToString(CultureInfo.InvariantCulture))}/{b.Port}").Distinct());
+        bound.Count == 0 ? "-" : string.Join(',', bound.Select(b => new HelperPort(b.Protocol, b.Port).ToString()).Distinct());
 
     private static string State(IEnumerable<ConntrackHelper> helpers) =>
         helpers.Select(ConntrackEngine.DisabledReason).FirstOrDefault(r => r is not null) is { } reason ? "disabled: " + reason : "enabled";
