@@ -44,6 +44,29 @@ public abstract class ConntrackHelper
     /// <summary>The destination ports it is bound to when the configuration names none.</summary>
     public IReadOnlyList<ushort> Ports { get; protected init; } = [];
 
+    /// <summary>
+    /// The transport protocols of the connections it helps when the configuration names none: <see cref="Protocol"/>
+    /// alone unless set. A helper that serves TCP and UDP (a portmapper, SIP) sets both; it is then bound at each of
+    /// its <see cref="Ports"/> for each of them, and reads <see cref="HelperContext.Protocol"/> to tell them apart.
+    /// </summary>
+    public IReadOnlyList<byte> Protocols
+    {
+        get => _protocols ??= [Protocol];
+        protected init => _protocols = value is { Count: > 0 } ? [.. value] : throw new ArgumentException("a helper serves at least one protocol", nameof(value));
+    }
+
+    private IReadOnlyList<byte>? _protocols;
+
+    /// <summary>
+    /// The protocols and ports the helper is bound to now, by the configuration or by its own <see cref="Ports"/> and
+    /// <see cref="Protocols"/>, in the engine that runs it: empty before it is bound and after it is unbound. It changes
+    /// between two packets when the configuration is reloaded; each read gives one consistent list.
+    /// </summary>
+    public IReadOnlyList<HelperPort> BoundPorts => BoundPortList;
+
+    /// <summary>Set by the engine whenever its bindings change.</summary>
+    internal volatile HelperPort[] BoundPortList = [];
+
     /// <summary>4 or 6 to serve one address family only; 0 (the default) for both.</summary>
     public byte Family { get; protected init; }
 
@@ -101,6 +124,24 @@ public abstract class ConntrackHelper
     /// <returns>The state, as <see cref="HelperContext.GetState{T}"/> will return it; null when it cannot be restored.</returns>
     public virtual object? RestoreState(ReadOnlySpan<byte> data, int version) => null;
 
+    /// <summary>
+    /// Takes the options of the helper's configuration entry (its <c>options:</c> map, keys and values as written), before
+    /// the helper is bound: when the daemon starts, when the helper is loaded, and on every configuration reload, with an
+    /// empty map when the entry has none or no entry names the helper. A plugin is one instance: a reload may call this
+    /// while it serves packets, so replace what it keeps at once (one field holding an immutable object), never piece
+    /// by piece. The default takes no options and refuses any it is given.
+    /// </summary>
+    /// <param name="options">The options, by name.</param>
+    /// <exception cref="ArgumentException">An option is unknown or its value invalid: the configuration (or the load) is refused with this message.</exception>
+    public virtual void Configure(IReadOnlyDictionary<string, string> options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Count > 0)
+        {
+            throw new ArgumentException($"helper '{Name}' takes no options (given: {string.Join(", ", options.Keys.Order(StringComparer.Ordinal))})", nameof(options));
+        }
+    }
+
     /// <summary>Writes a line to the daemon's log, marked with the helper's name. For rare events: it allocates.</summary>
     /// <param name="level">How important the line is.</param>
     /// <param name="message">The text.</param>
@@ -108,6 +149,15 @@ public abstract class ConntrackHelper
 
     /// <inheritdoc/>
     public override string ToString() => Name;
+}
+
+/// <summary>A protocol and destination port a helper is bound to (see <see cref="ConntrackHelper.BoundPorts"/>).</summary>
+/// <param name="Protocol">The transport protocol (<see cref="IpProtocol.Tcp"/>, <see cref="IpProtocol.Udp"/>...).</param>
+/// <param name="Port">The destination port of the connections' original direction.</param>
+public readonly record struct HelperPort(byte Protocol, ushort Port)
+{
+    /// <summary>As listings write it: <c>tcp/21</c>, <c>udp/69</c> (another protocol by its number).</summary>
+    public override string ToString() => $"{IpProtocol.Name(Protocol)}/{Port}";
 }
 
 /// <summary>What a helper decides about the packet it was shown.</summary>

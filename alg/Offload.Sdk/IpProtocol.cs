@@ -37,4 +37,21 @@ public static class IpProtocol
     public const byte UdpLite = 136;
     /// <summary>SCTP.</summary>
     public const byte Sctp = 132;
+
+    /// <summary>
+    /// The name iptables and the configuration use for a protocol (<c>tcp</c>, <c>udp</c>, <c>icmp</c>, <c>ipv6-icmp</c>,
+    /// <c>gre</c>, <c>sctp</c>, <c>udplite</c>), or its number in decimal for the others.
+    /// </summary>
+    /// <param name="protocol">The protocol number.</param>
+    public static string Name(byte protocol) => protocol switch
+    {
+        Tcp => "tcp",
+        Udp => "udp",
+        Icmp => "icmp",
+        IcmpV6 => "ipv6-icmp",
+        Gre => "gre",
+        Sctp => "sctp",
+        UdpLite => "udplite",
+        _ => protocol.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
 }

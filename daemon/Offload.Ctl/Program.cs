@@ -4,7 +4,9 @@ using Offload.Ctl;
 var root = new RootCommand("offloadctl: control and inspect Offload, the userspace conntrack, NAT and protocol-helper daemon.");
 root.Add(ReplayCommand.Create());
 root.Add(RulesCommand.Create());
-foreach (var command in ControlCommands.Create())
+var socket = ControlCommands.SocketOption();
+root.Add(socket);
+foreach (var command in ControlCommands.Create(socket))
 {
     root.Add(command);
 }

@@ -177,7 +177,7 @@ internal sealed class Daemon : IDisposable
             var effective = _catalog.Effective(config, dropUnknown: true) with { Steering = _runningSteering };
             SteeringApplier.Apply(effective, _catalog.Factory);
             var ports = SteeringRules.HelperPorts(effective, _catalog.Factory);
-            Log.SteeringRefreshed(_logger, string.Join(", ", ports.Select(p => $"{ConnectionFormatter.ProtocolName(p.Protocol)}/{p.Port}")));
+            Log.SteeringRefreshed(_logger, ports.Count == 0 ? "none" : string.Join(", ", ports.Select(p => new HelperPort(p.Protocol, p.Port).ToString())));
         }
         catch (InvalidOperationException e)
         {
@@ -207,8 +207,14 @@ internal sealed class Daemon : IDisposable
         Log.InterfacesChanged(_logger, forgotten);
     }
 
-    private static string HelperNames(OffloadConfig config) =>
-        config.Helpers.Count == 0 ? "none" : string.Join(", ", config.Helpers.Select(h => $"{h.Name} ({string.Join(',', h.Ports)})"));
+    /// <summary>The helpers of a configuration for a log line: each with the protocols and ports it is bound at ("none" when there are none).</summary>
+    private string HelperNames(OffloadConfig config) =>
+        config.Helpers.Count == 0 ? "none" : string.Join(", ", config.Helpers.Select(h => $"{h.Name} ({BoundAt(h)})"));
+
+    // An entry without ports: or protocol: takes the helper's own, which only the helper knows.
+    private string BoundAt(HelperConfig entry) => _catalog.Create(entry) is { } helper
+        ? string.Join(',', entry.ProtocolsOf(helper).SelectMany(protocol => entry.PortsOf(helper).Select(port => new HelperPort(protocol, port).ToString()))) is { Length: > 0 } ports ? ports : "no ports"
+        : "not loaded";
 
     /// <summary>Answers a control-socket request.</summary>
     private string Answer(string request)
@@ -241,13 +247,15 @@ internal sealed class Daemon : IDisposable
             }
 
             case "expect list":
+                // As conntrack -L expect: the seconds left first, the helper that announced it last.
+                text.Append("TIMEOUT PROTO EXPECTED MASTER HELPER\n");
                 lock (_engineLock)
                 {
                     long now = engine.Clock.NowNanoseconds;
                     foreach (var e in engine.Expectations.Entries())
                     {
                         long seconds = Math.Max(0, (e.ExpiresAt - now) / 1_000_000_000L);
-                        text.Append(CultureInfo.InvariantCulture, $"{seconds} proto={e.Tuple.Protocol} {e}").Append('\n');
+                        text.Append(CultureInfo.InvariantCulture, $"{seconds} proto={e.Tuple.Protocol} {e} helper={e.Helper?.Name ?? "-"}").Append('\n');
                     }
                 }
 

@@ -100,6 +100,46 @@ public sealed class HelperCatalog
     }
 
     /// <summary>
+    /// Leaves out (unloads and reports, as a file that fails to load) each plugin whose helpers, bound at their own ports
+    /// because no entry of <paramref name="config"/> names them, claim a protocol and port that an entry or an earlier
+    /// plugin already claims. At start, so that one file dropped into the plugin directory cannot stop the daemon: the
+    /// engine builder refuses such a clash outright.
+    /// </summary>
+    public void LeaveOutClashes(OffloadConfig config, Action<PluginException> failed)
+    {
+        var named = config.Helpers.Select(h => h.Name).ToHashSet(StringComparer.Ordinal);
+        var claimed = new Dictionary<HelperPort, string>();
+        foreach (var entry in config.Helpers)
+        {
+            if (Create(entry) is { } helper)
+            {
+                foreach (var port in entry.ProtocolsOf(helper).SelectMany(protocol => entry.PortsOf(helper).Select(p => new HelperPort(protocol, p))))
+                {
+                    claimed.TryAdd(port, helper.Name);
+                }
+            }
+        }
+
+        foreach (var plugin in Plugins)
+        {
+            var own = plugin.Helpers.Where(h => !named.Contains(h.Name))
+                .SelectMany(h => h.Protocols.SelectMany(protocol => h.Ports.Select(p => (Port: new HelperPort(protocol, p), h.Name)))).ToList();
+            if (own.FirstOrDefault(c => claimed.TryGetValue(c.Port, out string? other) && other != c.Name) is { Name: not null } clash)
+            {
+                Remove(plugin);
+                plugin.Unload();
+                failed(new PluginException($"{plugin.Path}: helper '{clash.Name}' claims {clash.Port}, which helper '{claimed[clash.Port]}' has; not loaded"));
+                continue;
+            }
+
+            foreach (var (port, name) in own)
+            {
+                claimed.TryAdd(port, name);
+            }
+        }
+    }
+
+    /// <summary>
     /// Adds a loaded plugin, or puts it in the place of one it replaces. Refused (with the clash named) when one of its
     /// helper names is a built-in's or another plugin's, or when its file is already loaded.
     /// </summary>

@@ -166,7 +166,19 @@ public sealed class HelperManager
             throw;
         }
 
-        var options = _rebuild();
+        EngineOptions options;
+        try
+        {
+            options = _rebuild();
+        }
+        catch (ConfigException e)
+        {
+            // The new version cannot be bound (a port another helper has, options it refuses): the running one stays.
+            Catalog.Add(old, replacing: fresh);
+            Forget(fresh.Unload());
+            throw new PluginException($"{fresh.Path}: its helpers cannot be bound: {e.Problem}; the running version stays");
+        }
+
         int moved = 0, detached = 0;
         lock (_engineLock)
         {
@@ -320,7 +332,7 @@ public sealed class HelperManager
     }
 
     private static string Ports(List<HelperBinding> bound) =>
-        bound.Count == 0 ? "-" : string.Join(',', bound.Select(b => $"{(b.Protocol == IpProtocol.Udp ? "udp" : b.Protocol == IpProtocol.Tcp ? "tcp" : b.Protocol.ToString(CultureInfo.InvariantCulture))}/{b.Port}").Distinct());
+        bound.Count == 0 ? "-" : string.Join(',', bound.Select(b => new HelperPort(b.Protocol, b.Port).ToString()).Distinct());
 
     private static string State(IEnumerable<ConntrackHelper> helpers) =>
         helpers.Select(ConntrackEngine.DisabledReason).FirstOrDefault(r => r is not null) is { } reason ? "disabled: " + reason : "enabled";

@@ -175,7 +175,7 @@ public static class ConfigLoader
         {
             foreach (var helper in config.Helpers.Where(h => h.Ports.Count > 0))
             {
-                bool protocolMatches = rule.Protocol == 0 || helper.Protocol == 0 || rule.Protocol == helper.Protocol;
+                bool protocolMatches = rule.Protocol == 0 || helper.ConfiguredProtocols.Count == 0 || helper.ConfiguredProtocols.Contains(rule.Protocol);
                 ushort min = rule.DestinationPortMin, max = rule.DestinationPortMax;
                 if (protocolMatches && helper.Ports.Any(p => min == 0 || (p >= min && p <= max)))
                 {
@@ -427,10 +427,11 @@ public static class ConfigLoader
         public HelperConfig Helper(YamlNode node)
         {
             string? name = null;
-            byte protocol = 0;
+            var protocols = new List<byte>();
             var ports = new List<ushort>();
+            var options = new Dictionary<string, string>(StringComparer.Ordinal);
             bool loose = false;
-            foreach (var (key, value) in Entries(node, "name", "protocol", "ports", "loose"))
+            foreach (var (key, value) in Entries(node, "name", "protocol", "ports", "loose", "options"))
             {
                 switch (key)
                 {
@@ -438,7 +439,23 @@ public static class ConfigLoader
                         name = Scalar(value);
                         break;
                     case "protocol":
-                        protocol = Protocol(value);
+                        // One protocol, or a list for a helper that serves several (protocol: [tcp, udp]).
+                        foreach (var item in value is YamlSequenceNode ? Sequence(value) : [value])
+                        {
+                            byte protocol = Protocol(item);
+                            if (protocols.Contains(protocol))
+                            {
+                                throw Error(item, $"protocol '{Scalar(item)}' is given twice");
+                            }
+
+                            protocols.Add(protocol);
+                        }
+
+                        if (protocols.Count == 0)
+                        {
+                            throw Error(value, "protocol: needs at least one protocol (or leave it out for the helper's own)");
+                        }
+
                         break;
                     case "ports":
                         foreach (var item in Sequence(value))
@@ -450,10 +467,38 @@ public static class ConfigLoader
                     case "loose":
                         loose = Boolean(value);
                         break;
+                    case "options":
+                        options = Options(value);
+                        break;
                 }
             }
 
-            return new HelperConfig(name ?? throw Error(node, "a helper needs a name: (e.g. ftp)"), protocol, ports, loose, (int)node.Start.Line);
+            return new HelperConfig(name ?? throw Error(node, "a helper needs a name: (e.g. ftp)"), protocols.FirstOrDefault(), ports, loose, (int)node.Start.Line)
+            {
+                Protocols = protocols.Count > 1 ? protocols : [],
+                Options = options,
+            };
+        }
+
+        /// <summary>A helper's <c>options:</c>: a mapping of names to single values, kept as text for the helper to read.</summary>
+        private Dictionary<string, string> Options(YamlNode node)
+        {
+            if (node is not YamlMappingNode mapping)
+            {
+                throw Error(node, "options: is a mapping of names to values (e.g. options: { timeout: 30 })");
+            }
+
+            var options = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var (k, v) in mapping.Children)
+            {
+                string key = Scalar(k);
+                if (!options.TryAdd(key, v is YamlScalarNode { Value: { } text } ? text : throw Error(v, $"option '{key}' needs a single value")))
+                {
+                    throw Error(k, $"option '{key}' is given twice");
+                }
+            }
+
+            return options;
         }
 
         public SteeringConfig Steering(YamlNode node)

@@ -43,17 +43,28 @@ public static class EngineBuilder
         foreach (var h in config.Helpers)
         {
             var helper = helpers(h) ?? throw new ConfigException(config.Source, h.Line, 1, $"unknown helper '{h.Name}'");
+            Configure(config, h, helper);
             var ports = h.PortsOf(helper);
             if (ports.Count == 0)
             {
                 throw new ConfigException(config.Source, h.Line, 1, $"helper '{h.Name}' needs ports:");
             }
 
-            byte protocol = h.ProtocolOf(helper);
-            foreach (var port in ports)
+            foreach (byte protocol in h.ProtocolsOf(helper))
             {
-                bindings.Add(new HelperBinding(helper, protocol, port));
+                foreach (var port in ports)
+                {
+                    bindings.Add(new HelperBinding(helper, protocol, port));
+                }
             }
+        }
+
+        if (HelperBinding.FindClash(bindings) is var (first, second))
+        {
+            // The engine would bind the first and the second would silently help nothing.
+            var entry = config.Helpers.LastOrDefault(h => h.Name == second.Helper.Name);
+            throw new ConfigException(config.Source, entry?.Line ?? 0, 1,
+                $"helpers '{first.Helper.Name}' and '{second.Helper.Name}' both claim {new HelperPort(first.Protocol, first.Port)}: give one of them other ports:");
         }
 
         return new EngineOptions
@@ -75,6 +86,21 @@ public static class EngineBuilder
             HashKey = deterministicSeed,
             RandomSeed = deterministicSeed,
         };
+    }
+
+    /// <summary>Hands a helper its entry's options; a helper that refuses them fails the configuration at the entry's line.</summary>
+    private static void Configure(OffloadConfig config, HelperConfig entry, ConntrackHelper helper)
+    {
+        try
+        {
+            helper.Configure(entry.Options);
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException)
+        {
+            // An ArgumentException's message ends with its parameter's name, which tells the user nothing.
+            string message = e is ArgumentException { ParamName: { } parameter } ? e.Message.Replace($" (Parameter '{parameter}')", "", StringComparison.Ordinal) : e.Message;
+            throw new ConfigException(config.Source, entry.Line, 1, $"helper '{entry.Name}': {message}");
+        }
     }
 
     /// <summary>0 for "any interface"; -1, which matches nothing, for a named interface that does not exist (yet).</summary>

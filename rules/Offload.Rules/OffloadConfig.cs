@@ -39,14 +39,28 @@ public sealed record NatRuleConfig(
     bool Persistent,
     int Line);
 
-/// <summary>A helper attached to the connections of a protocol and port.</summary>
+/// <summary>A helper attached to the connections of some protocols and ports, with its options.</summary>
+/// <param name="Name">The helper's name.</param>
+/// <param name="Protocol">The (first) protocol configured; 0 for the helper's own.</param>
+/// <param name="Ports">The ports configured; none for the helper's own.</param>
+/// <param name="Loose">The built-in FTP and IRC helpers' loose switch.</param>
+/// <param name="Line">Where the entry is in the file (0 for an entry the daemon made up for a plugin helper no entry names).</param>
 public sealed record HelperConfig(string Name, byte Protocol, IReadOnlyList<ushort> Ports, bool Loose, int Line)
 {
+    /// <summary>Every protocol configured (<c>protocol: [tcp, udp]</c>); empty when one or none is.</summary>
+    public IReadOnlyList<byte> Protocols { get; init; } = [];
+
+    /// <summary>The entry's <c>options:</c>, passed to the helper's <see cref="ConntrackHelper.Configure"/>.</summary>
+    public IReadOnlyDictionary<string, string> Options { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
     /// <summary>The ports configured, or the helper's own (<see cref="ConntrackHelper.Ports"/>; empty for a helper without any).</summary>
     public IReadOnlyList<ushort> PortsOf(ConntrackHelper helper) => Ports.Count > 0 ? Ports : helper.Ports;
 
-    /// <summary>The protocol configured, or the helper's own.</summary>
-    public byte ProtocolOf(ConntrackHelper helper) => Protocol != 0 ? Protocol : helper.Protocol;
+    /// <summary>The protocols configured, or the helper's own (<see cref="ConntrackHelper.Protocols"/>).</summary>
+    public IReadOnlyList<byte> ProtocolsOf(ConntrackHelper helper) => Protocols.Count > 0 ? Protocols : Protocol != 0 ? [Protocol] : helper.Protocols;
+
+    /// <summary>The protocols configured, when the entry names any (the helper's own are known only once it is made).</summary>
+    public IReadOnlyList<byte> ConfiguredProtocols => Protocols.Count > 0 ? Protocols : Protocol != 0 ? [Protocol] : [];
 }
 
 /// <summary>Table size, validation and timeouts.</summary>

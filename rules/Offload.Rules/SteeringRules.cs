@@ -55,7 +55,7 @@ public static class SteeringRules
     /// <param name="config">The configuration.</param>
     /// <param name="helpers">Creates the configured helpers, whose own ports apply where the configuration names none.</param>
     public static IReadOnlyList<(byte Protocol, ushort Port)> HelperPorts(OffloadConfig config, EngineBuilder.HelperFactory helpers) =>
-        [.. config.Helpers.SelectMany(h => helpers(h) is { } helper ? h.PortsOf(helper).Select(p => (h.ProtocolOf(helper), p)) : []).Distinct()];
+        [.. config.Helpers.SelectMany(h => helpers(h) is { } helper ? h.ProtocolsOf(helper).SelectMany(protocol => h.PortsOf(helper).Select(p => (protocol, p))) : []).Distinct()];
 
     /// <summary>The rules of a configuration for one family (4: iptables-restore, 6: ip6tables-restore).</summary>
     /// <param name="config">The configuration.</param>

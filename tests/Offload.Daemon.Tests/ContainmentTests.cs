@@ -102,7 +102,7 @@ public sealed class ContainmentTests
         }
 
         // What one call through the invoker allocates: ControlledExecution's own small object, nothing per byte or per packet of ours.
-        var packet = Engine.Tests.Support.TestPackets.TcpPacket(PluginRig.Client, c.ClientPort, PluginRig.Server, c.ServerPort, 0x18, 1, 1, new byte[10]);
+        var packet = Offload.Sdk.Testing.TestPackets.TcpPacket(PluginRig.Client, c.ClientPort, PluginRig.Server, c.ServerPort, 0x18, 1, 1, new byte[10]);
         long before = GC.GetAllocatedBytesForCurrentThread();
         const int calls = 1000;
         for (int i = 0; i < calls; i++)

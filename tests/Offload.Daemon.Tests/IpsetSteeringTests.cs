@@ -9,7 +9,7 @@ using Offload.Engine.Routing;
 using Offload.Interop;
 using Offload.Interop.Ipset;
 using Xunit;
-using static Offload.Engine.Tests.Support.TestPackets;
+using static Offload.Sdk.Testing.TestPackets;
 
 namespace Offload.Daemon.Tests;
 

@@ -4,7 +4,7 @@ using Offload.Engine.Conntrack;
 using Offload.Engine.Routing;
 using Offload.Plugins;
 using Offload.Rules;
-using static Offload.Engine.Tests.Support.TestPackets;
+using static Offload.Sdk.Testing.TestPackets;
 
 namespace Offload.Daemon.Tests;
 

@@ -2,7 +2,7 @@ using System.Net;
 using Offload.Engine;
 using Offload.Engine.Packets;
 using Offload.Engine.Routing;
-using Offload.Engine.Tests.Support;
+using Offload.Sdk.Testing;
 using Xunit;
 
 namespace Offload.Rules.Tests;

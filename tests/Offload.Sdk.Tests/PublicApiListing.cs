@@ -28,6 +28,99 @@ internal static class PublicApiListing
         return text.ToString();
     }
 
+    /// <summary>A listing's lines by type: each type's line, with the set of its member lines (indented as written).</summary>
+    public static SortedDictionary<string, SortedSet<string>> Parse(string listing)
+    {
+        var types = new SortedDictionary<string, SortedSet<string>>(StringComparer.Ordinal);
+        SortedSet<string>? members = null;
+        foreach (var line in listing.ReplaceLineEndings("\n").Split('\n'))
+        {
+            if (line.Length == 0)
+            {
+                continue;
+            }
+
+            if (line.StartsWith("  ", StringComparison.Ordinal))
+            {
+                (members ?? throw new FormatException($"member line before any type line: {line}")).Add(line);
+            }
+            else if (!types.TryGetValue(line, out members))
+            {
+                types[line] = members = new SortedSet<string>(StringComparer.Ordinal);
+            }
+        }
+
+        return types;
+    }
+
+    /// <summary>Both listings' lines together (the unshipped one repeats a type's line to add members to it).</summary>
+    public static SortedDictionary<string, SortedSet<string>> Merge(SortedDictionary<string, SortedSet<string>> a, SortedDictionary<string, SortedSet<string>> b)
+    {
+        var merged = new SortedDictionary<string, SortedSet<string>>(StringComparer.Ordinal);
+        foreach (var (type, members) in a.Concat(b))
+        {
+            if (!merged.TryGetValue(type, out var set))
+            {
+                merged[type] = set = new SortedSet<string>(StringComparer.Ordinal);
+            }
+
+            set.UnionWith(members);
+        }
+
+        return merged;
+    }
+
+    /// <summary>The lines of <paramref name="listed"/> that <paramref name="actual"/> lacks: a whole type, or "type  member".</summary>
+    public static List<string> Missing(SortedDictionary<string, SortedSet<string>> listed, SortedDictionary<string, SortedSet<string>> actual)
+    {
+        var missing = new List<string>();
+        foreach (var (type, members) in listed)
+        {
+            if (!actual.TryGetValue(type, out var present))
+            {
+                missing.Add(type);
+                continue;
+            }
+
+            missing.AddRange(members.Where(m => !present.Contains(m)).Select(m => type + m));
+        }
+
+        return missing;
+    }
+
+    /// <summary>Writes parsed lines back in the order <see cref="Of"/> writes them.</summary>
+    public static string Render(SortedDictionary<string, SortedSet<string>> types)
+    {
+        var text = new StringBuilder();
+        foreach (var (type, members) in types.OrderBy(t => TypeName(t.Key), StringComparer.Ordinal))
+        {
+            text.Append(type).Append('\n');
+            foreach (var member in members)
+            {
+                text.Append(member).Append('\n');
+            }
+        }
+
+        return text.ToString();
+    }
+
+    // Of() sorts types by full name; a type line is "[Flags] kind Name : bases".
+    private static string TypeName(string typeLine)
+    {
+        string rest = typeLine.StartsWith("[Flags] ", StringComparison.Ordinal) ? typeLine[8..] : typeLine;
+        foreach (var kind in new[] { "static class ", "abstract class ", "sealed class ", "readonly struct ", "ref struct ", "class ", "struct ", "enum ", "interface " })
+        {
+            if (rest.StartsWith(kind, StringComparison.Ordinal))
+            {
+                rest = rest[kind.Length..];
+                break;
+            }
+        }
+
+        int colon = rest.IndexOf(" : ", StringComparison.Ordinal);
+        return colon < 0 ? rest : rest[..colon];
+    }
+
     private static string TypeLine(Type type)
     {
         string kind = type.IsEnum ? "enum" : type.IsInterface ? "interface" : type.IsValueType ? (type.IsByRefLike ? "ref struct" : IsReadOnly(type) ? "readonly struct" : "struct")

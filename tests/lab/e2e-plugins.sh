@@ -163,7 +163,7 @@ ip netns exec "$R" dotnet "$offloadd" --config "$cfg" --socket "$sock" --apply-r
 daemon_pid=$!
 wait_log "$from" '\] Ready: ' 60 >/dev/null || die "offloadd did not become ready: $(tail -n 20 "$dlog")"
 
-if grep -q "Plugin: loaded counter from $plugins/counter.cs (sha256:" "$dlog" && grep -q 'helpers: ftp (21), counter' "$dlog"; then
+if grep -q "Plugin: loaded counter from $plugins/counter.cs (sha256:" "$dlog" && grep -q 'helpers: ftp (tcp/21), counter (tcp/7000)' "$dlog"; then
     ok "the plugin directory is loaded at start (counter, bound at its own port)"
 else
     not_ok "the plugin directory is loaded at start" "$(grep -E 'Plugin|Ready' "$dlog" | head -3)"

@@ -21,7 +21,8 @@ public sealed class FtpHelper : ConntrackHelper
 
     public const ushort DefaultPort = 21;
 
-    private readonly bool _loose;
+    // Set by the constructor, and by Configure (options: { loose: true }) before the helper is bound.
+    private bool _loose;
 
     /// <param name="loose">
     /// Accept announcements of an address other than the sender's own (the kernel's <c>loose</c> parameter).
@@ -33,6 +34,9 @@ public sealed class FtpHelper : ConntrackHelper
         Ports = [DefaultPort];
         _loose = loose;
     }
+
+    /// <summary>Takes <c>loose</c> (true or false) from the configuration's <c>options:</c>, as the older <c>loose:</c> switch.</summary>
+    public override void Configure(IReadOnlyDictionary<string, string> options) => _loose = LooseOption.Read(this, options, _loose);
 
     public override HelperVerdict Help(ref HelperContext context)
     {

@@ -20,7 +20,8 @@ public sealed class IrcHelper : ConntrackHelper
 
     public const ushort DefaultPort = 6667;
 
-    private readonly bool _loose;
+    // Set by the constructor, and by Configure (options: { loose: true }) before the helper is bound.
+    private bool _loose;
 
     /// <param name="loose">
     /// Accept offers of an address other than the client's own or translated one (rewritten all the same when the
@@ -33,6 +34,9 @@ public sealed class IrcHelper : ConntrackHelper
         Family = 4;
         _loose = loose;
     }
+
+    /// <summary>Takes <c>loose</c> (true or false) from the configuration's <c>options:</c>, as the older <c>loose:</c> switch.</summary>
+    public override void Configure(IReadOnlyDictionary<string, string> options) => _loose = LooseOption.Read(this, options, _loose);
 
     public override HelperVerdict Help(ref HelperContext context)
     {

@@ -14,6 +14,7 @@ internal static class PluginSetup
     public static HelperCatalog LoadCatalog(OffloadConfig config, ILogger logger)
     {
         var catalog = HelperCatalog.Load(Directory(config), e => Log.PluginFailed(logger, e.Message));
+        catalog.LeaveOutClashes(config, e => Log.PluginFailed(logger, e.Message));
         foreach (var plugin in catalog.Plugins)
         {
             Log.PluginChanged(logger, $"loaded {string.Join(", ", plugin.Helpers.Select(h => h.Name))} from {plugin.Path} ({plugin.Version})");

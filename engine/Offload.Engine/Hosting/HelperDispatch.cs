@@ -42,7 +42,9 @@ internal sealed class HelperDispatch
     /// <summary>Replaces the helper bindings (a reload): tracked connections keep their helpers.</summary>
     public void Bind(IReadOnlyList<HelperBinding> bindings)
     {
+        var previous = _bindings;
         _bindings = [.. bindings];
+        HelperBinding.Publish(previous, _bindings);
         foreach (var binding in _bindings)
         {
             binding.Helper.LogSink = (helper, level, message) => Observer?.HelperLogged(helper, level, message);

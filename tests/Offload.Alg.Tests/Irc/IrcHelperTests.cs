@@ -5,10 +5,10 @@ using Offload.Alg.Irc;
 using Offload.Engine;
 using Offload.Engine.Helpers;
 using Offload.Engine.Nat;
-using Offload.Engine.Tests.Nat;
+using Offload.Sdk.Testing;
 using Xunit;
-using static Offload.Engine.Tests.Nat.RouterRig;
-using static Offload.Engine.Tests.Support.TestPackets;
+using static Offload.Sdk.Testing.RouterRig;
+using static Offload.Sdk.Testing.TestPackets;
 
 namespace Offload.Alg.Tests.Irc;
 

@@ -1,9 +1,9 @@
 using Offload.Engine.Helpers;
 using Offload.Engine.Nat;
-using Offload.Engine.Tests.Nat;
+using Offload.Sdk.Testing;
 using Xunit;
-using static Offload.Engine.Tests.Nat.RouterRig;
-using static Offload.Engine.Tests.Support.TestPackets;
+using static Offload.Sdk.Testing.RouterRig;
+using static Offload.Sdk.Testing.TestPackets;
 
 namespace Offload.Engine.Tests.Examples;
 

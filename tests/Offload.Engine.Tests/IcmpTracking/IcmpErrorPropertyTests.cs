@@ -4,11 +4,11 @@ using FsCheck;
 using FsCheck.Fluent;
 using Offload.Engine.Nat;
 using Offload.Engine.Packets;
-using Offload.Engine.Tests.Nat;
+using Offload.Sdk.Testing;
 using Offload.Engine.Tests.Packets;
 using Xunit;
-using static Offload.Engine.Tests.Nat.RouterRig;
-using static Offload.Engine.Tests.Support.TestPackets;
+using static Offload.Sdk.Testing.RouterRig;
+using static Offload.Sdk.Testing.TestPackets;
 
 namespace Offload.Engine.Tests.IcmpTracking;
 

@@ -2,10 +2,10 @@ using Offload.Engine.Conntrack;
 using Offload.Engine.Conntrack.Tcp;
 using Offload.Engine.Nat;
 using Offload.Engine.Packets;
-using Offload.Engine.Tests.Nat;
+using Offload.Sdk.Testing;
 using Offload.Engine.Tests.Packets;
 using Xunit;
-using static Offload.Engine.Tests.Nat.RouterRig;
+using static Offload.Sdk.Testing.RouterRig;
 
 namespace Offload.Engine.Tests.IcmpTracking;
 
@@ -52,16 +52,16 @@ public class Ipv6ExtensionHeaderTests
     public void Udp_behind_an_authentication_header_is_translated_with_a_correct_checksum()
     {
         var rig = Nat66();
-        var datagram = Wire.V6(Client6, Server6, IpProtocol.Udp, Wire.Udp(5000, 53, Support.TestPackets.Ascii("question")), [Ext.HopByHop(), Ext.Ah(icvWords: 2)]);
+        var datagram = Wire.V6(Client6, Server6, IpProtocol.Udp, Wire.Udp(5000, 53, TestPackets.Ascii("question")), [Ext.HopByHop(), Ext.Ah(icvWords: 2)]);
 
         var hop = rig.Live(datagram, Lan, Wan);
 
         Assert.True(hop.Accepted, rig.DropSummary());
         var p = hop.Packet;
-        Support.TestPackets.AssertValid(p);
-        Assert.Equal(Ip(WanAddress6), Support.TestPackets.Source(p));
-        Assert.InRange(Support.TestPackets.SourcePort(p), 61000, 65535);
-        Assert.Equal(53, Support.TestPackets.DestinationPort(p));
+        TestPackets.AssertValid(p);
+        Assert.Equal(Ip(WanAddress6), TestPackets.Source(p));
+        Assert.InRange(TestPackets.SourcePort(p), 61000, 65535);
+        Assert.Equal(53, TestPackets.DestinationPort(p));
         Assert.Equal(IpProtocol.Udp, hop.Connection!.Original.Protocol);
     }
 
@@ -85,7 +85,7 @@ public class Ipv6ExtensionHeaderTests
         var hop = rig.Live(p, Lan, Wan);
         Assert.True(hop.Accepted, rig.DropSummary());
         Assert.Equal(IpProtocol.Mobility, hop.Connection!.Original.Protocol);
-        Assert.Equal(Ip(WanAddress6), Support.TestPackets.Source(hop.Packet));
+        Assert.Equal(Ip(WanAddress6), TestPackets.Source(hop.Packet));
         Assert.Equal(p.AsSpan(40).ToArray(), hop.Packet.AsSpan(40).ToArray());
         Assert.Equal(0, rig.Engine.Connections.Entries().Count(c => c.Original.Protocol == IpProtocol.Tcp));
     }

@@ -1,8 +1,8 @@
 using Offload.Engine.Nat;
 using Offload.Engine.Packets;
 using Xunit;
-using static Offload.Engine.Tests.Nat.RouterRig;
-using static Offload.Engine.Tests.Support.TestPackets;
+using static Offload.Sdk.Testing.RouterRig;
+using static Offload.Sdk.Testing.TestPackets;
 
 namespace Offload.Engine.Tests.Nat;
 

@@ -2,8 +2,8 @@ using System.Buffers.Binary;
 using Offload.Engine.Nat;
 using Offload.Engine.Routing;
 using Xunit;
-using static Offload.Engine.Tests.Nat.RouterRig;
-using static Offload.Engine.Tests.Support.TestPackets;
+using static Offload.Sdk.Testing.RouterRig;
+using static Offload.Sdk.Testing.TestPackets;
 
 namespace Offload.Engine.Tests.Nat;
 

@@ -1,9 +1,9 @@
 using Offload.Engine.Helpers;
 using Offload.Engine.Tests.Expectations;
-using Offload.Engine.Tests.Nat;
+using Offload.Sdk.Testing;
 using Xunit;
-using static Offload.Engine.Tests.Nat.RouterRig;
-using static Offload.Engine.Tests.Support.TestPackets;
+using static Offload.Sdk.Testing.RouterRig;
+using static Offload.Sdk.Testing.TestPackets;
 
 // Not "...Tests.SeqAdj": a namespace of that name would hide the engine's SeqAdj class from every test namespace.
 namespace Offload.Engine.Tests.SequenceAdjustment;

@@ -5,11 +5,11 @@ using Offload.Engine.Helpers;
 using Offload.Engine.Nat;
 using Offload.Engine.Snapshot;
 using Offload.Engine.Tests.Expectations;
-using Offload.Engine.Tests.Nat;
+using Offload.Sdk.Testing;
 using Offload.Engine.Tests.SequenceAdjustment;
 using Xunit;
-using static Offload.Engine.Tests.Nat.RouterRig;
-using static Offload.Engine.Tests.Support.TestPackets;
+using static Offload.Sdk.Testing.RouterRig;
+using static Offload.Sdk.Testing.TestPackets;
 
 namespace Offload.Engine.Tests.Snapshots;
 

@@ -2,9 +2,8 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using Xunit;
 
-namespace Offload.Engine.Tests.Support;
+namespace Offload.Sdk.Testing;
 
 /// <summary>
 /// Builds real IPv4 and IPv6 packets (TCP, UDP, ICMP and ICMPv6 queries, ICMP errors quoting a packet) with
@@ -19,32 +18,54 @@ namespace Offload.Engine.Tests.Support;
 /// </remarks>
 public static class TestPackets
 {
+    /// <summary>IP protocol number of ICMP.</summary>
     public const byte ProtoIcmp = 1;
+    /// <summary>IP protocol number of TCP.</summary>
     public const byte ProtoTcp = 6;
+    /// <summary>IP protocol number of UDP.</summary>
     public const byte ProtoUdp = 17;
+    /// <summary>IP protocol number of ICMPv6.</summary>
     public const byte ProtoIcmpV6 = 58;
 
+    /// <summary>TCP flag FIN.</summary>
     public const byte Fin = 0x01;
+    /// <summary>TCP flag SYN.</summary>
     public const byte Syn = 0x02;
+    /// <summary>TCP flag RST.</summary>
     public const byte Rst = 0x04;
+    /// <summary>TCP flag PSH.</summary>
     public const byte Psh = 0x08;
+    /// <summary>TCP flag ACK.</summary>
     public const byte Ack = 0x10;
 
     // ICMP (v4) types and codes used by the tests.
+    /// <summary>ICMP echo reply.</summary>
     public const byte IcmpEchoReply = 0;
+    /// <summary>ICMP destination unreachable.</summary>
     public const byte IcmpDestinationUnreachable = 3;
+    /// <summary>ICMP redirect.</summary>
     public const byte IcmpRedirect = 5;
+    /// <summary>ICMP echo request.</summary>
     public const byte IcmpEchoRequest = 8;
+    /// <summary>ICMP time exceeded.</summary>
     public const byte IcmpTimeExceeded = 11;
+    /// <summary>ICMP code: port unreachable.</summary>
     public const byte IcmpCodePortUnreachable = 3;
+    /// <summary>ICMP code: fragmentation needed.</summary>
     public const byte IcmpCodeFragmentationNeeded = 4;
 
     // ICMPv6 types and codes.
+    /// <summary>ICMPv6 destination unreachable.</summary>
     public const byte Icmp6DestinationUnreachable = 1;
+    /// <summary>ICMPv6 packet too big.</summary>
     public const byte Icmp6PacketTooBig = 2;
+    /// <summary>ICMPv6 time exceeded.</summary>
     public const byte Icmp6TimeExceeded = 3;
+    /// <summary>ICMPv6 echo request.</summary>
     public const byte Icmp6EchoRequest = 128;
+    /// <summary>ICMPv6 echo reply.</summary>
     public const byte Icmp6EchoReply = 129;
+    /// <summary>ICMPv6 code: port unreachable.</summary>
     public const byte Icmp6CodePortUnreachable = 4;
 
     /// <summary>The most an IPv4 ICMP error is allowed to be (RFC 1812: 576 bytes), as Linux sends them.</summary>
@@ -327,15 +348,15 @@ public static class TestPackets
     /// </summary>
     public static void AssertValid(ReadOnlySpan<byte> packet)
     {
-        Assert.True(packet.Length >= (Family(packet) == 4 ? 20 : 40), "packet shorter than its IP header");
-        Assert.Equal(packet.Length, TotalLength(packet));
+        Check.That(packet.Length >= (Family(packet) == 4 ? 20 : 40), "packet shorter than its IP header");
+        Check.Equal(TotalLength(packet), packet.Length, "the IP header's length");
         if (Protocol(packet) == ProtoUdp)
         {
-            Assert.Equal(packet.Length - L4Offset(packet), BinaryPrimitives.ReadUInt16BigEndian(packet.Slice(L4Offset(packet) + 4)));
+            Check.Equal(packet.Length - L4Offset(packet), BinaryPrimitives.ReadUInt16BigEndian(packet.Slice(L4Offset(packet) + 4)), "the UDP length");
         }
 
-        Assert.True(IPv4HeaderChecksumIsValid(packet), "IPv4 header checksum is wrong");
-        Assert.True(TransportChecksumIsValid(packet), $"transport checksum (protocol {Protocol(packet)}) is wrong: field 0x{TransportChecksum(packet):x4}, expected 0x{ExpectedTransportChecksum(packet):x4}");
+        Check.That(IPv4HeaderChecksumIsValid(packet), "IPv4 header checksum is wrong");
+        Check.That(TransportChecksumIsValid(packet), $"transport checksum (protocol {Protocol(packet)}) is wrong: field 0x{TransportChecksum(packet):x4}, expected 0x{ExpectedTransportChecksum(packet):x4}");
     }
 
     /// <summary>
@@ -344,10 +365,10 @@ public static class TestPackets
     /// </summary>
     public static void AssertQuotedValid(ReadOnlySpan<byte> quoted)
     {
-        Assert.True(IPv4HeaderChecksumIsValid(quoted), "quoted IPv4 header checksum is wrong");
+        Check.That(IPv4HeaderChecksumIsValid(quoted), "quoted IPv4 header checksum is wrong");
         if (quoted.Length >= TotalLength(quoted))
         {
-            Assert.True(TransportChecksumIsValid(quoted.Slice(0, TotalLength(quoted))), "quoted transport checksum is wrong");
+            Check.That(TransportChecksumIsValid(quoted.Slice(0, TotalLength(quoted))), "quoted transport checksum is wrong");
         }
     }
 
@@ -361,8 +382,10 @@ public static class TestPackets
 
     // ------------------------------------------------------------------ reading
 
+    /// <summary>4 or 6, from the version nibble.</summary>
     public static int Family(ReadOnlySpan<byte> packet) => packet[0] >> 4;
 
+    /// <summary>True for an IPv6 address in text.</summary>
     public static bool IsV6(string address) => IPAddress.Parse(address).AddressFamily == AddressFamily.InterNetworkV6;
 
     /// <summary>The datagram length the IP header declares.</summary>
@@ -370,6 +393,7 @@ public static class TestPackets
         ? BinaryPrimitives.ReadUInt16BigEndian(packet.Slice(2))
         : 40 + BinaryPrimitives.ReadUInt16BigEndian(packet.Slice(4));
 
+    /// <summary>The IPv4 TTL or IPv6 hop limit.</summary>
     public static byte Ttl(ReadOnlySpan<byte> packet) => Family(packet) == 4 ? packet[8] : packet[7];
 
     /// <summary>The upper-layer protocol, after any IPv6 extension headers.</summary>
@@ -386,9 +410,11 @@ public static class TestPackets
         return offset;
     }
 
+    /// <summary>The source address.</summary>
     public static IPAddress Source(ReadOnlySpan<byte> packet) =>
         new(Family(packet) == 4 ? packet.Slice(12, 4) : packet.Slice(8, 16));
 
+    /// <summary>The destination address.</summary>
     public static IPAddress Destination(ReadOnlySpan<byte> packet) =>
         new(Family(packet) == 4 ? packet.Slice(16, 4) : packet.Slice(24, 16));
 
@@ -398,12 +424,16 @@ public static class TestPackets
     /// <summary>The TCP or UDP destination port.</summary>
     public static ushort DestinationPort(ReadOnlySpan<byte> packet) => BinaryPrimitives.ReadUInt16BigEndian(packet.Slice(L4Offset(packet) + 2));
 
+    /// <summary>The TCP sequence number.</summary>
     public static uint Seq(ReadOnlySpan<byte> packet) => BinaryPrimitives.ReadUInt32BigEndian(packet.Slice(L4Offset(packet) + 4));
 
+    /// <summary>The TCP acknowledgement number.</summary>
     public static uint AckNumber(ReadOnlySpan<byte> packet) => BinaryPrimitives.ReadUInt32BigEndian(packet.Slice(L4Offset(packet) + 8));
 
+    /// <summary>The TCP flags byte.</summary>
     public static byte TcpFlagsOf(ReadOnlySpan<byte> packet) => packet[L4Offset(packet) + 13];
 
+    /// <summary>The TCP header length, options included.</summary>
     public static int TcpHeaderLength(ReadOnlySpan<byte> packet) => (packet[L4Offset(packet) + 12] >> 4) * 4;
 
     /// <summary>The TCP options area (between the fixed header and the payload).</summary>
@@ -454,14 +484,17 @@ public static class TestPackets
         return packet.Slice(l4 + header, TotalLength(packet) - l4 - header).ToArray();
     }
 
+    /// <summary>The payload as ASCII text.</summary>
     public static string PayloadText(ReadOnlySpan<byte> packet) => Encoding.ASCII.GetString(Payload(packet));
 
     /// <summary>The transport checksum field as it stands.</summary>
     public static ushort TransportChecksum(ReadOnlySpan<byte> packet) =>
         BinaryPrimitives.ReadUInt16BigEndian(packet.Slice(L4Offset(packet) + ChecksumFieldOffset(Protocol(packet))));
 
+    /// <summary>The ICMP or ICMPv6 type.</summary>
     public static byte IcmpType(ReadOnlySpan<byte> packet) => packet[L4Offset(packet)];
 
+    /// <summary>The ICMP or ICMPv6 code.</summary>
     public static byte IcmpCode(ReadOnlySpan<byte> packet) => packet[L4Offset(packet) + 1];
 
     /// <summary>The identifier of an ICMP or ICMPv6 query.</summary>
