@@ -20,7 +20,7 @@ public sealed class ContainmentTests
     {
         // Allocating 64 MiB can itself take longer than 50 ms on a busy machine (fresh pages, a collection): the
         // allocation budget is what the "allocate" case checks, so its time budget is out of its way.
-        TimeSpan? callBudget = fault == "allocate" ? TimeSpan.FromSeconds(10) : null;
+        TimeSpan callBudget = fault == "allocate" ? TimeSpan.FromSeconds(10) : PluginRig.ProductionCallBudget;
         using var rig = new PluginRig(callBudget, setup: dir => File.WriteAllText(Path.Combine(dir, "faulty.cs"), PluginSources.Faulty("faulty", fault)));
         var c = rig.Connect();
         Assert.All(c.Handshake, v => Assert.Equal(Verdict.Accept, v));
@@ -56,7 +56,7 @@ public sealed class ContainmentTests
     public void Looping_helpers_are_aborted_again_and_again_on_the_same_thread()
     {
         // Every abort ends the executor thread the call ran on; the next call gets a new one. The caller is never aborted.
-        using var rig = new PluginRig(setup: dir =>
+        using var rig = new PluginRig(PluginRig.ProductionCallBudget, setup: dir =>
         {
             for (int i = 0; i < 3; i++)
             {
@@ -88,7 +88,7 @@ public sealed class ContainmentTests
     [Fact]
     public void A_healthy_plugin_call_costs_no_allocation_of_ours_and_runs_under_the_budget()
     {
-        using var rig = new PluginRig(setup: dir => File.WriteAllText(Path.Combine(dir, "quiet.cs"), """
+        using var rig = new PluginRig(PluginRig.ProductionCallBudget, setup: dir => File.WriteAllText(Path.Combine(dir, "quiet.cs"), """
             public sealed class Quiet : ConntrackHelper
             {
                 public Quiet() : base("quiet", new ExpectationPolicy(1, TimeSpan.FromSeconds(1))) { Ports = [7777]; }
