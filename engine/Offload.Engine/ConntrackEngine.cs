@@ -801,6 +801,7 @@ public sealed class ConntrackEngine
 
             _table.Insert(conn);
             conn.StatusBits |= ConnStatus.Confirmed;
+            _observer?.ConnectionConfirmed(conn);
             ctx.Unconfirmed = false;
         }
 
