@@ -266,7 +266,8 @@ internal sealed class ReplicationLink
         }
 
         HellosReceived++;
-        if (header.Epoch > _peerEpoch)
+        bool restarted = header.Epoch > _peerEpoch;
+        if (restarted)
         {
             _peerEpoch = header.Epoch;
             _receiving = false;
@@ -284,9 +285,13 @@ internal sealed class ReplicationLink
         BinaryPrimitives.WriteUInt32BigEndian(body.Slice(8), _nextSeq);
         SendControl(MessageType.HelloReply, body);
         ResyncRequested?.Invoke();
-        if (!_receiving)
+        if (restarted)
         {
-            SendHello();
+            SendHello(); // ours may have gone to its former self
+        }
+        else if (!_receiving)
+        {
+            SendHelloSoon(_now()); // unless ours crossed it on the way
         }
 
         return Refusal.None;
