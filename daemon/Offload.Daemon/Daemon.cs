@@ -109,6 +109,10 @@ internal sealed class Daemon : IDisposable
         }
 
         _engine.Observer = ReplicationService.Observe(_replication, new HelperObserver(_ipset, _catalog, _logger));
+        if (_replication is not null)
+        {
+            _replication.BecameActive = () => _ipset?.Resync(_engine); // the connections replicated in, steered by entry
+        }
 
         _control = new ControlServer(_socketPath, Answer, _logger);
         _control.Start();

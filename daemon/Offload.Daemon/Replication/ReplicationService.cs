@@ -115,6 +115,12 @@ internal sealed class ReplicationService : IDisposable
     /// <summary>The engine observer that notes changes (pass the daemon's other observer as its inner one).</summary>
     public ChangeTracker Tracker { get; }
 
+    /// <summary>
+    /// Called (under the engine lock, on the replication thread) when this router becomes active: what it keeps in
+    /// step with its table by events (ipset entries in helpers mode) must now cover the connections it was given.
+    /// </summary>
+    public Action? BecameActive { get; set; }
+
     public void Start()
     {
         _thread.Start();
@@ -198,6 +204,10 @@ internal sealed class ReplicationService : IDisposable
         lock (_engineLock)
         {
             Tracker.Recording = want; // on becoming active: everything goes to the peer (a resync)
+            if (want)
+            {
+                BecameActive?.Invoke();
+            }
         }
 
         if (want)
