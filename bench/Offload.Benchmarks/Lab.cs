@@ -83,6 +83,23 @@ internal static class Lab
         return verdict;
     }
 
+    /// <summary>Forwards each packet in turn, copied into <paramref name="buffer"/>; returns how many were accepted.</summary>
+    public static int ForwardEach(ConntrackEngine engine, byte[][] packets, byte[] buffer, int inInterface)
+    {
+        int accepted = 0;
+        foreach (var packet in packets)
+        {
+            packet.CopyTo(buffer, 0);
+            int length = packet.Length;
+            if (Forward(engine, buffer, ref length, inInterface) == Verdict.Accept)
+            {
+                accepted++;
+            }
+        }
+
+        return accepted;
+    }
+
     /// <summary>Forwards a copy of <paramref name="packet"/> and fails loudly unless it is accepted (for setting up state).</summary>
     public static byte[] ForwardOrThrow(ConntrackEngine engine, byte[] packet, int inInterface)
     {

@@ -85,19 +85,5 @@ public class NewConnectionWithNat
     }
 
     [Benchmark(OperationsPerInvoke = Connections)]
-    public int NewTcpConnection()
-    {
-        int accepted = 0;
-        foreach (var syn in _syns)
-        {
-            syn.CopyTo(_buffer, 0);
-            int length = syn.Length;
-            if (Lab.Forward(_engine, _buffer, ref length, Lab.Lan) == Verdict.Accept)
-            {
-                accepted++;
-            }
-        }
-
-        return accepted;
-    }
+    public int NewTcpConnection() => Lab.ForwardEach(_engine, _syns, _buffer, Lab.Lan);
 }

@@ -129,19 +129,5 @@ public class ReplicationCost
         return records;
     }
 
-    private int SendSyns()
-    {
-        int accepted = 0;
-        foreach (var syn in _syns)
-        {
-            syn.CopyTo(_buffer, 0);
-            int length = syn.Length;
-            if (Lab.Forward(_engine, _buffer, ref length, Lab.Lan) == Verdict.Accept)
-            {
-                accepted++;
-            }
-        }
-
-        return accepted;
-    }
+    private int SendSyns() => Lab.ForwardEach(_engine, _syns, _buffer, Lab.Lan);
 }

@@ -107,6 +107,26 @@ h_on_exit "rm -rf '$keydir'"
 key=$keydir/replication.key
 (umask 077 && head -c 32 /dev/urandom | base64 >"$key")
 
+# vrrp_instance NAME IFACE VRID SOURCE PEER VIP : one VRRP instance of router $prio, unicast to its peer.
+vrrp_instance() {
+    cat <<EOF
+vrrp_instance $1 {
+    state BACKUP
+    interface $2
+    virtual_router_id $3
+    priority $prio
+    advert_int 0.2
+    unicast_src_ip $4
+    unicast_peer {
+        $5
+    }
+    virtual_ipaddress {
+        $6/24 dev $2
+    }
+}
+EOF
+}
+
 for i in 1 2; do
     peer=$((3 - i))
     cat >"$H_WORK/r$i.yaml" <<EOF
@@ -150,34 +170,8 @@ vrrp_sync_group G1 {
         WAN
     }
 }
-vrrp_instance LAN {
-    state BACKUP
-    interface lan0
-    virtual_router_id 51
-    priority $prio
-    advert_int 0.2
-    unicast_src_ip ${lan_ip[$i]}
-    unicast_peer {
-        ${lan_ip[$peer]}
-    }
-    virtual_ipaddress {
-        $LAN_VIP/24 dev lan0
-    }
-}
-vrrp_instance WAN {
-    state BACKUP
-    interface wan0
-    virtual_router_id 52
-    priority $prio
-    advert_int 0.2
-    unicast_src_ip ${wan_ip[$i]}
-    unicast_peer {
-        ${wan_ip[$peer]}
-    }
-    virtual_ipaddress {
-        $WAN_VIP/24 dev wan0
-    }
-}
+$(vrrp_instance LAN lan0 51 "${lan_ip[$i]}" "${lan_ip[$peer]}" "$LAN_VIP")
+$(vrrp_instance WAN wan0 52 "${wan_ip[$i]}" "${wan_ip[$peer]}" "$WAN_VIP")
 EOF
 done
 
@@ -231,37 +225,10 @@ pid[pasv4]=$!
 what[pasv4]="FTP passive (PASV) download of long.bin"
 
 # The long stream: 1 MB at 60 kB/s from the client to a server that hashes what it receives and writes its progress.
-lab_exec "$S" python3 - "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.received" "$H_WORK/stream.progress" <<'PY' &
-import hashlib, socket, sys
-server = socket.create_server((sys.argv[1], int(sys.argv[2])))
-conn, _ = server.accept()
-digest, total = hashlib.sha256(), 0
-while data := conn.recv(65536):
-    digest.update(data)
-    total += len(data)
-    with open(sys.argv[4], "w") as progress:
-        progress.write(f"{total}\n")
-with open(sys.argv[3], "w") as out:
-    out.write(f"{total} {digest.hexdigest()}\n")
-conn.close()
-PY
+lab_exec "$S" python3 "$here/stream.py" serve "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.received" "$H_WORK/stream.progress" &
 stream_server=$!
 lab_wait_port "$S" 5001 10 || h_die "the stream's server did not listen"
-lab_exec "$C" python3 - "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.sent" 2>"$H_WORK/stream.err" <<'PY' &
-import hashlib, random, socket, sys, time
-conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=90)
-source, digest, sent, start = random.Random(11), hashlib.sha256(), 0, time.monotonic()
-while sent < 1_000_000:
-    chunk = source.randbytes(4096)
-    conn.sendall(chunk)
-    digest.update(chunk)
-    sent += len(chunk)
-    time.sleep(max(0.0, sent / 60_000 - (time.monotonic() - start)))
-conn.shutdown(socket.SHUT_WR)
-conn.recv(1)
-with open(sys.argv[3], "w") as out:
-    out.write(f"{sent} {digest.hexdigest()}\n")
-PY
+lab_exec "$C" python3 "$here/stream.py" send "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.sent" 1000000 60000 2>"$H_WORK/stream.err" &
 pid[stream]=$!
 what[stream]="a long TCP stream (1 MB, client to server)"
 

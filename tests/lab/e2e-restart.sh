@@ -90,35 +90,10 @@ pid[epsv6]=$!
 what[epsv6]="IPv6 passive (EPSV) upload of long.bin"
 
 # The long stream: 1.5 MB at 60 kB/s from the client to a server that hashes what it receives.
-lab_exec "$S" python3 - "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.received" <<'PY' &
-import hashlib, socket, sys
-server = socket.create_server((sys.argv[1], int(sys.argv[2])))
-conn, _ = server.accept()
-digest, total = hashlib.sha256(), 0
-while data := conn.recv(65536):
-    digest.update(data)
-    total += len(data)
-with open(sys.argv[3], "w") as out:
-    out.write(f"{total} {digest.hexdigest()}\n")
-conn.close()
-PY
+lab_exec "$S" python3 "$here/stream.py" serve "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.received" &
 stream_server=$!
 lab_wait_port "$S" 5001 10 || h_die "the stream's server did not listen"
-lab_exec "$C" python3 - "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.sent" 2>"$H_WORK/stream.err" <<'PY' &
-import hashlib, random, socket, sys, time
-conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=90)
-source, digest, sent, start = random.Random(11), hashlib.sha256(), 0, time.monotonic()
-while sent < 1_500_000:
-    chunk = source.randbytes(4096)
-    conn.sendall(chunk)
-    digest.update(chunk)
-    sent += len(chunk)
-    time.sleep(max(0.0, sent / 60_000 - (time.monotonic() - start)))
-conn.shutdown(socket.SHUT_WR)
-conn.recv(1)
-with open(sys.argv[3], "w") as out:
-    out.write(f"{sent} {digest.hexdigest()}\n")
-PY
+lab_exec "$C" python3 "$here/stream.py" send "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.sent" 1500000 60000 2>"$H_WORK/stream.err" &
 pid[stream]=$!
 what[stream]="a long TCP stream (1.5 MB, client to server)"
 

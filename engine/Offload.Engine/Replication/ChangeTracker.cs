@@ -32,7 +32,9 @@ public sealed class ChangeTracker : IConntrackObserver
     private readonly uint[] _sentDigest;
     private readonly long[] _sentExpires;
     private readonly ArrayBufferWriter<byte> _scratch = new(256);
-    private Change[] _pending = new Change[256];
+    // Sized for a busy round (16,384 changes in 50 ms: over 300,000 new connections a second), so that noting a change
+    // allocates nothing on the packet path; a larger burst grows it once, up to MaxPending.
+    private Change[] _pending = new Change[16384];
     private int _pendingCount;
     private int _cursor;
     private long _resyncLeft;
