@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Router failover with replicated state (issue 11): two routers, r1 and r2, in a VRRP pair (keepalived, one sync
-# group for the LAN gateway address and the WAN address) between a LAN switch and a WAN switch, each running offloadd
-# with flows: all and SNAT to the WAN address, replicating over a dedicated sync link. The client's transfers run
-# through the active router: FTP active (PORT) and passive (PASV) downloads and a long TCP stream, rate-limited so that
-# they outlive the failure. Then the active router fails (offloadd and keepalived killed with SIGKILL, its interfaces
-# downed); the standby takes over with the same NAT bindings; every transfer must complete byte-identical, no packet
-# with the LAN's private source may reach the WAN, and the time to take over is printed. Then bad input on the sync
-# link (garbage, a wrong key, a replayed datagram, a flood): refused and counted, never applied.
+# group for the LAN gateway addresses and the WAN addresses, IPv4 and IPv6) between a LAN switch and a WAN switch,
+# each running offloadd with flows: all and SNAT to the WAN addresses (NAT44 and NAT66), replicating over a dedicated
+# sync link. The client's transfers run through the active router: FTP active and passive downloads over IPv4 (PORT,
+# PASV) and IPv6 (EPRT, EPSV) and a long TCP stream, rate-limited so that they outlive the failure. Then the active
+# router fails (offloadd and keepalived killed with SIGKILL, its interfaces downed); the standby takes over with the
+# same NAT bindings; every transfer must complete byte-identical, no packet with a LAN-private source may reach the
+# WAN, and the time to take over is printed. Then bad input on the sync link (garbage, a wrong key, a replayed
+# datagram, a flood): refused and counted, never applied.
 #
 #   client ── LAN switch ── lan0 r1 wan0 ── WAN switch ── server
 #                      └─── lan0 r2 wan0 ───┘
@@ -35,7 +36,10 @@ R2=${LAB_NS_PREFIX}r2$sfx
 SW=${LAB_NS_PREFIX}switch$sfx
 LAN_VIP=192.0.2.1
 WAN_VIP=198.51.100.1
+LAN_VIP6=2001:db8:1::1
+WAN_VIP6=2001:db8:2::1
 declare -A lan_ip=([1]=192.0.2.11 [2]=192.0.2.12) wan_ip=([1]=198.51.100.11 [2]=198.51.100.12) sync_ip=([1]=10.99.0.1 [2]=10.99.0.2)
+declare -A lan_ip6=([1]=2001:db8:1::11 [2]=2001:db8:1::12) wan_ip6=([1]=2001:db8:2::11 [2]=2001:db8:2::12)
 declare -A ns_of=([1]=$R1 [2]=$R2) dpid kpid
 
 down_all() {
@@ -76,6 +80,8 @@ for i in 1 2; do
     port "${ns_of[$i]}" wan0 brwan "r$i-wan0"
     ip -n "${ns_of[$i]}" addr add "${lan_ip[$i]}/24" dev lan0
     ip -n "${ns_of[$i]}" addr add "${wan_ip[$i]}/24" dev wan0
+    ip -n "${ns_of[$i]}" addr add "${lan_ip6[$i]}/64" dev lan0 nodad
+    ip -n "${ns_of[$i]}" addr add "${wan_ip6[$i]}/64" dev wan0 nodad
 done
 ip -n "$R1" link add sync0 type veth peer name sync0 netns "$R2"
 for i in 1 2; do
@@ -84,7 +90,10 @@ for i in 1 2; do
 done
 ip -n "$C" addr add "$LAB_LAN4_CLIENT/24" dev eth0
 ip -n "$C" route add default via "$LAN_VIP" dev eth0
+ip -n "$C" addr add "$LAB_LAN6_CLIENT/64" dev eth0 nodad
+ip -n "$C" -6 route add default via "$LAN_VIP6" dev eth0
 ip -n "$S" addr add "$LAB_WAN4_SERVER/24" dev eth0
+ip -n "$S" addr add "$LAB_WAN6_SERVER/64" dev eth0 nodad
 for dev in "$C eth0" "$S eth0" "$R1 lan0" "$R1 wan0" "$R2 lan0" "$R2 wan0"; do
     # Wire-size segments and final checksums in the WAN capture, as in the other labs.
     # shellcheck disable=SC2086
@@ -107,7 +116,8 @@ h_on_exit "rm -rf '$keydir'"
 key=$keydir/replication.key
 (umask 077 && head -c 32 /dev/urandom | base64 >"$key")
 
-# vrrp_instance NAME IFACE VRID SOURCE PEER VIP : one VRRP instance of router $prio, unicast to its peer.
+# vrrp_instance NAME IFACE VRID SOURCE PEER VIP VIP6 : one VRRP instance of router $prio, unicast to its peer; the
+# IPv6 address moves with it (keepalived sends its unsolicited neighbour advertisements too).
 vrrp_instance() {
     cat <<EOF
 vrrp_instance $1 {
@@ -123,6 +133,9 @@ vrrp_instance $1 {
     virtual_ipaddress {
         $6/24 dev $2
     }
+    virtual_ipaddress_excluded {
+        $7/64 dev $2
+    }
 }
 EOF
 }
@@ -135,8 +148,13 @@ interfaces:
   - name: wan0
 nat:
   - type: snat
+    family: ipv4
     out: wan0
     to: $WAN_VIP
+  - type: snat
+    family: ipv6
+    out: wan0
+    to: $WAN_VIP6
 helpers:
   - name: ftp
     ports: [21]
@@ -170,8 +188,8 @@ vrrp_sync_group G1 {
         WAN
     }
 }
-$(vrrp_instance LAN lan0 51 "${lan_ip[$i]}" "${lan_ip[$peer]}" "$LAN_VIP")
-$(vrrp_instance WAN wan0 52 "${wan_ip[$i]}" "${wan_ip[$peer]}" "$WAN_VIP")
+$(vrrp_instance LAN lan0 51 "${lan_ip[$i]}" "${lan_ip[$peer]}" "$LAN_VIP" "$LAN_VIP6")
+$(vrrp_instance WAN wan0 52 "${wan_ip[$i]}" "${wan_ip[$peer]}" "$WAN_VIP" "$WAN_VIP6")
 EOF
 done
 
@@ -207,7 +225,8 @@ h_wait_for 30 active 1 || h_die "r1 did not become active: $(status_of 1) $(tail
 h_wait_for 15 peer_up 2 || h_die "r2 does not hear r1: $(status_of 2)"
 h_result "keepalived makes r1 active and r2 standby through the notify FIFO; the sync link is up both ways" \
     "$(active 2 && echo "r2 is active too")$(peer_up 1 || echo "r1 does not hear r2")"
-lab_exec "$C" ping -c 1 -W 2 "$LAB_WAN4_SERVER" >/dev/null || h_die "no path through the VIP"
+lab_exec "$C" ping -c 1 -W 2 "$LAB_WAN4_SERVER" >/dev/null || h_die "no IPv4 path through the VIP"
+h_wait_for 10 lab_exec "$C" ping -6 -c 1 -W 1 "$LAB_WAN6_SERVER" || h_die "no IPv6 path through the VIP"
 
 h_capture_start "$S" eth0 "$H_WORK/wan.pcapng"
 
@@ -223,6 +242,14 @@ what[port4]="FTP active (PORT) download of long.bin, then small.bin on the same 
 lab_exec "$C" curl -sS "${slow[@]}" --disable-epsv "ftp://$h4/long.bin" -o "$H_WORK/pasv4.bin" 2>"$H_WORK/pasv4.err" &
 pid[pasv4]=$!
 what[pasv4]="FTP passive (PASV) download of long.bin"
+h6="[$LAB_WAN6_SERVER]"
+lab_exec "$C" curl -sS -g "${slow[@]}" -P - "ftp://$h6/long.bin" -o "$H_WORK/eprt6.bin" \
+    "ftp://$h6/small.bin" -o "$H_WORK/eprt6-small.bin" 2>"$H_WORK/eprt6.err" &
+pid[eprt6]=$!
+what[eprt6]="FTP over IPv6, active (EPRT) download of long.bin, then small.bin on the same control connection"
+lab_exec "$C" curl -sS -g "${slow[@]}" "ftp://$h6/long.bin" -o "$H_WORK/epsv6.bin" 2>"$H_WORK/epsv6.err" &
+pid[epsv6]=$!
+what[epsv6]="FTP over IPv6, passive (EPSV) download of long.bin"
 
 # The long stream: 1 MB at 60 kB/s from the client to a server that hashes what it receives and writes its progress.
 lab_exec "$S" python3 "$here/stream.py" serve "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.received" "$H_WORK/stream.progress" &
@@ -244,7 +271,7 @@ sleep 4
 
 # tcp_bindings I : the TCP connections router I tracks, as "original source > destination via reply port", sorted.
 tcp_bindings() {
-    ctl "$1" conntrack list 2>/dev/null | grep -E '^ipv4 +[0-9]+ tcp ' |
+    ctl "$1" conntrack list 2>/dev/null | grep -E '^ipv[46] +[0-9]+ tcp ' |
         sed -E 's/^[^=]* src=([^ ]+) dst=([^ ]+) sport=([0-9]+) dport=([0-9]+) (\[UNREPLIED\] )?src=[^ ]+ dst=[^ ]+ sport=[0-9]+ dport=([0-9]+).*/\1:\3>\2:\4 via \6/' | sort
 }
 # Replication runs every 50 ms: a connection opened a moment ago may not be there yet, so look again a few times.
@@ -252,7 +279,7 @@ same_bindings() {
     b1=$(tcp_bindings 1)
     b2=$(tcp_bindings 2)
     n1=$(grep -c . <<<"$b1" || true)
-    ((n1 >= 5)) && [[ $b1 == "$b2" ]]
+    ((n1 >= 9)) && [[ $b1 == "$b2" ]]
 }
 h_wait_for 5 same_bindings || true
 info "r1 tracks $n1 TCP connections; r2 holds $(grep -c . <<<"$b2" || true)"
@@ -295,18 +322,18 @@ intact() {
     local k=$1
     ((rc[$k] == 0)) || { echo "exit ${rc[$k]}: $(head -c 300 "$H_WORK/$k.err" 2>/dev/null)"; return; }
     case $k in
-    port4) cmp -s "$H_WORK/port4.bin" "$ftp_root/long.bin" && cmp -s "$H_WORK/port4-small.bin" "$ftp_root/small.bin" ;;
-    pasv4) cmp -s "$H_WORK/pasv4.bin" "$ftp_root/long.bin" ;;
+    port4 | eprt6) cmp -s "$H_WORK/$k.bin" "$ftp_root/long.bin" && cmp -s "$H_WORK/$k-small.bin" "$ftp_root/small.bin" ;;
+    pasv4 | epsv6) cmp -s "$H_WORK/$k.bin" "$ftp_root/long.bin" ;;
     stream) cmp -s "$H_WORK/stream.sent" "$H_WORK/stream.received" ;;
     esac || echo "what arrived differs from what was sent"
 }
-for k in port4 pasv4 stream; do
+for k in port4 pasv4 eprt6 epsv6 stream; do
     h_result "${what[$k]}: complete and byte-identical across the failover" "$(intact "$k")"
 done
 
 h_capture_stop >/dev/null
-leaks=$(h_sources_in "$H_WORK/wan.pcapng" "$LAB_LAN4_PREFIX")
-natted=$(h_count "$H_WORK/wan.pcapng" "tcp && ip.src==$WAN_VIP")
+leaks=$(h_sources_in "$H_WORK/wan.pcapng" "$LAB_LAN4_PREFIX" "$LAB_LAN6_PREFIX")
+natted=$(h_count "$H_WORK/wan.pcapng" "tcp && (ip.src==$WAN_VIP || ipv6.src==$WAN_VIP6)")
 resets=$(h_count "$H_WORK/wan.pcapng" "tcp.flags.reset==1")
 h_result "the WAN across the failover: no packet with the LAN's private source ($natted TCP packets from the WAN address)" \
     "$([[ ${leaks%%$'\n'*} == 0 ]] && ((natted > 500)) || echo "$leaks leaked, $natted translated")"

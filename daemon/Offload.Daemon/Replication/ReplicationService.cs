@@ -252,7 +252,17 @@ internal sealed class ReplicationService : IDisposable
         lock (_engineLock)
         {
             _clock.NowNanoseconds = Math.Max(_clock.NowNanoseconds, SystemClock.Instance.NowNanoseconds);
-            _appliedRecords += _applier.Apply(buffer, offset, count);
+            try
+            {
+                _appliedRecords += _applier.Apply(buffer, offset, count);
+            }
+            catch (Exception e) when (e is not Engine.Snapshot.SnapshotException and (InvalidOperationException or ArgumentException or IndexOutOfRangeException))
+            {
+                // A record our reader let through and the table refused: counted as malformed like the rest, and logged
+                // once per occurrence, for it is a bug on one side or the other; the thread and the daemon go on.
+                Log.ReplicationApplyFailed(_logger, e.Message, e);
+                throw new Engine.Snapshot.SnapshotException(Engine.Snapshot.SnapshotRefusal.Corrupt, e.Message, e);
+            }
         }
     }
 
