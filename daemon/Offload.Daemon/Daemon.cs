@@ -104,14 +104,14 @@ internal sealed class Daemon : IDisposable
             _ipset = new IpsetSteering(SteeringRules.SetName(steering, 4), SteeringRules.SetName(steering, 6), _logger);
             lock (_engineLock)
             {
-                _ipset.Resync(_engine);
+                _ipset.Reconcile(_engine);
             }
         }
 
         _engine.Observer = ReplicationService.Observe(_replication, new HelperObserver(_ipset, _catalog, _logger));
         if (_replication is not null)
         {
-            _replication.BecameActive = () => _ipset?.Resync(_engine); // the connections replicated in, steered by entry
+            _replication.BecameActive = () => _ipset?.Reconcile(_engine); // the connections replicated in, steered by entry
         }
 
         _control = new ControlServer(_socketPath, Answer, _logger);

@@ -7,6 +7,7 @@ using Offload.Engine.Expectations;
 using Offload.Engine.Packets;
 using Offload.Interop;
 using Offload.Interop.Ipset;
+using Offload.Rules;
 
 namespace Offload.Daemon;
 
@@ -22,8 +23,13 @@ namespace Offload.Daemon;
 /// An entry that outlives what it was for would steer unrelated later connections of the same addresses and port
 /// away from the kernel, so none may: an entry only an expectation needs carries the expectation's timeout, and the
 /// kernel removes it even if its removal is never sent; one a connection needs has none and goes with the
-/// connection; a delete that fails is retried on the next event; and the sets are flushed when the daemon stops,
-/// since no entry means anything without its engine.
+/// connection; a delete that fails is retried on the next event; and at start the sets get exactly what the
+/// engine's table needs (see <see cref="Reconcile"/>).
+/// </para>
+/// <para>
+/// The entries stay when the daemon stops, as the steering rules do: the packets of a flow it translates keep going
+/// to its queue, where they wait or are dropped until the next start (fail closed), instead of reaching the kernel,
+/// which would forward them untranslated. Removing the rules destroys the sets.
 /// </para>
 /// </remarks>
 internal sealed class IpsetSteering : IConntrackObserver, IDisposable
@@ -35,8 +41,12 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     private const int MaxPendingDeletes = 4096;
 
     private readonly ISteeringSets _sets;
-    private readonly string _set4;
-    private readonly string _set6;
+    private readonly string _live4;
+    private readonly string _live6;
+
+    // Where adds and deletes go: the live sets, or the scratch sets while Reconcile fills them.
+    private string _set4;
+    private string _set6;
     private readonly ILogger _logger;
 
     // An entry is (destination, port, source) without the source port: several flows may share one (e.g. the
@@ -56,13 +66,9 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     internal IpsetSteering(ISteeringSets sets, string set4, string set6, ILogger logger)
     {
         _sets = sets;
-        _set4 = set4;
-        _set6 = set6;
+        _set4 = _live4 = set4;
+        _set6 = _live6 = set6;
         _logger = logger;
-
-        // Entries left by an earlier run describe flows this engine does not know.
-        _sets.Flush(set4);
-        _sets.Flush(set6);
     }
 
     public long Added { get; private set; }
@@ -78,10 +84,55 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     public int Entries => _entries.Count + _pendingDeletes.Count;
 
     /// <summary>
-    /// Puts in the sets what a table restored from a snapshot needs (the sets were flushed when this was made): the
-    /// outstanding expectations and the expected connections that live.
+    /// Gives the sets exactly what <paramref name="engine"/>'s table needs (its outstanding expectations and the
+    /// expected connections that live: none for a fresh table), replacing what an earlier run left there. Call it
+    /// once, before the queues are read.
     /// </summary>
-    public void Resync(ConntrackEngine engine)
+    /// <remarks>
+    /// The sets may hold entries of connections that live on in a table restored from a snapshot, beside entries of
+    /// flows that ended while the daemon was down. Flushing them first would leave a moment in which the living flows
+    /// are not steered and the kernel forwards their packets untranslated; so the new contents are built in scratch
+    /// sets and swapped in at once. Where that cannot be done (sets made by hand with another type) they are flushed
+    /// and refilled, and the gap is logged.
+    /// </remarks>
+    public void Reconcile(ConntrackEngine engine)
+    {
+        string scratch4 = _live4 + ScratchSuffix;
+        string scratch6 = _live6 + ScratchSuffix;
+        try
+        {
+            _sets.Recreate(scratch4, 4);
+            _sets.Recreate(scratch6, 6);
+        }
+        catch (Exception e) when (e is NetlinkException or IOException or ArgumentException)
+        {
+            Log.SteeringEntryFailed(_logger, $"scratch sets for an atomic start ({e.Message}); flushing {_live4} and {_live6} and refilling them instead");
+            _sets.Flush(_live4);
+            _sets.Flush(_live6);
+            Fill(engine);
+            return;
+        }
+
+        (_set4, _set6) = (scratch4, scratch6);
+        try
+        {
+            Fill(engine);
+        }
+        finally
+        {
+            (_set4, _set6) = (_live4, _live6);
+        }
+
+        _sets.Swap(_live4, scratch4);
+        _sets.Swap(_live6, scratch6);
+        _sets.Destroy(scratch4);
+        _sets.Destroy(scratch6);
+    }
+
+    /// <summary>Appended to a set's name for the scratch set <see cref="Reconcile"/> fills (set prefixes leave room for it).</summary>
+    internal const string ScratchSuffix = "-n";
+
+    private void Fill(ConntrackEngine engine)
     {
         foreach (var expectation in engine.Expectations.Entries())
         {
@@ -139,7 +190,7 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         }
     }
 
-    /// <summary>Removes every entry of both sets (the daemon stops: nothing may be steered to a queue nobody reads).</summary>
+    /// <summary>Closes the ipset client; the entries stay (see the remarks on the class: fail closed while down).</summary>
     public void Dispose()
     {
         if (_disposed)
@@ -148,23 +199,10 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         }
 
         _disposed = true;
-        try
-        {
-            _sets.Flush(_set4);
-            _sets.Flush(_set6);
-        }
-        catch (Exception e) when (e is NetlinkException or IOException)
-        {
-            Failed++;
-            Log.SteeringEntryFailed(_logger, $"flush of {_set4} and {_set6} at exit: {e.Message}");
-        }
-        finally
-        {
-            _entries.Clear();
-            _byConnection.Clear();
-            _pendingDeletes.Clear();
-            _sets.Dispose();
-        }
+        _entries.Clear();
+        _byConnection.Clear();
+        _pendingDeletes.Clear();
+        _sets.Dispose();
     }
 
     /// <summary>How long the kernel keeps an expectation's entry by itself: the expectation's timeout, and a little more.</summary>
@@ -322,6 +360,16 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
 
         public void Flush(string set) => client.Flush(set);
 
+        public void Recreate(string set, byte family)
+        {
+            client.Destroy(set);
+            client.Create(set, IpsetType.HashIpPortIp, family == 4 ? IpsetFamily.IPv4 : IpsetFamily.IPv6, defaultTimeoutSeconds: 0, SteeringRules.SetMaxElements);
+        }
+
+        public void Swap(string set, string set2) => client.Swap(set, set2);
+
+        public void Destroy(string set) => client.Destroy(set);
+
         public void Dispose() => client.Dispose();
     }
 }
@@ -334,4 +382,13 @@ internal interface ISteeringSets : IDisposable
 
     /// <summary>Removes every entry of a set.</summary>
     void Flush(string set);
+
+    /// <summary>Makes an empty set of the steering sets' type and <paramref name="family"/> (4 or 6), destroying one of that name first.</summary>
+    void Recreate(string set, byte family);
+
+    /// <summary>Exchanges the contents of two sets atomically.</summary>
+    void Swap(string set, string set2);
+
+    /// <summary>Destroys a set (nothing when it does not exist).</summary>
+    void Destroy(string set);
 }

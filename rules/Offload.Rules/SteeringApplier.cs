@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 
 namespace Offload.Rules;
 
@@ -22,7 +23,7 @@ public static class SteeringApplier
             if (steering.Flows == SteeredFlows.Helpers)
             {
                 // The set must exist before a rule names it. Entries are the daemon's, one per flow, over netlink.
-                Run("ipset", ["create", SteeringRules.SetName(steering, family), "hash:ip,port,ip", "family", family == 4 ? "inet" : "inet6", "timeout", "0", "maxelem", "1048576", "-exist"], null);
+                Run("ipset", ["create", SteeringRules.SetName(steering, family), "hash:ip,port,ip", "family", family == 4 ? "inet" : "inet6", "timeout", "0", "maxelem", SteeringRules.SetMaxElements.ToString(CultureInfo.InvariantCulture), "-exist"], null);
             }
 
             Run(tool + "-restore", ["--noflush"], SteeringRules.Render(config, family, helpers));

@@ -45,6 +45,9 @@ public static class SteeringRules
     /// <summary>The ICMPv6 error types: unreachable, packet too big, time exceeded, parameter problem.</summary>
     private const string Icmp6Errors = "1:4";
 
+    /// <summary>The most entries a steering set holds (ipset's maxelem).</summary>
+    public const uint SetMaxElements = 1048576;
+
     /// <summary>The ipset set of one family's individually steered flows (helpers mode).</summary>
     public static string SetName(SteeringConfig steering, byte family) => steering.SetPrefix + family.ToString(CultureInfo.InvariantCulture);
 

@@ -18,7 +18,9 @@ namespace Offload.Daemon.Tests;
 /// expectation admit one connection and the connection then live on its own: the entry appears with the expectation,
 /// stays while the connection it admitted lives, and is gone once both are, so that no later, unrelated connection of
 /// the same addresses and port is steered by it. An entry only an expectation needs carries the expectation's
-/// timeout (the kernel removes it even if the daemon never does); a failed delete is retried; stopping empties the sets.
+/// timeout (the kernel removes it even if the daemon never does); a failed delete is retried. Stopping leaves the
+/// entries (the flows they steer wait for the next start instead of reaching the kernel untranslated), and starting
+/// swaps in what the table needs in one step, never through an empty set.
 /// </summary>
 public sealed class IpsetSteeringTests
 {
@@ -141,7 +143,7 @@ public sealed class IpsetSteeringTests
     }
 
     [Fact]
-    public void Stopping_empties_both_sets()
+    public void Stopping_leaves_the_entries_in_the_sets_so_that_their_flows_wait_for_the_next_start()
     {
         var rig = new Rig();
         rig.OpenControl();
@@ -149,9 +151,53 @@ public sealed class IpsetSteeringTests
 
         rig.Steering.Dispose();
 
-        Assert.Empty(rig.Sets.Contents);
-        Assert.Equal(["offload4", "offload6", "offload4", "offload6"], rig.Sets.Flushed);
+        Assert.Single(rig.Sets.Contents);
+        Assert.Empty(rig.Sets.Flushed);
         Assert.True(rig.Sets.Disposed);
+    }
+
+    [Fact]
+    public void Starting_swaps_in_what_the_table_needs_in_one_step_and_drops_what_an_earlier_run_left()
+    {
+        var before = new Rig();
+        before.OpenControl();
+        before.Announce(PassivePort);
+        string expected = Assert.Single(before.Sets.Contents).Text;
+
+        // A later run of the daemon over the same sets, which hold the entry above and one of a flow that ended
+        // while the daemon was down; its table (as restored) needs the first only.
+        var sets = before.Sets;
+        sets.Put("offload4", "192.0.2.80,tcp:50001,192.168.1.99");
+        sets.Reopen();
+        var steering = new IpsetSteering(sets, "offload4", "offload6", NullLogger.Instance);
+        Assert.Equal(2, sets.Contents.Count(c => c.Set == "offload4"));
+
+        steering.Reconcile(before.Engine);
+
+        Assert.Equal([("offload4", expected)], sets.Contents.Select(c => (c.Set, c.Text)));
+        Assert.Empty(sets.Flushed);
+        Assert.Equal(["swap offload4 offload4-n", "swap offload6 offload6-n"], sets.Swaps);
+        Assert.Equal(["offload4-n", "offload6-n"], sets.Destroyed);
+    }
+
+    [Fact]
+    public void Starting_without_scratch_sets_flushes_and_refills_and_says_so()
+    {
+        var before = new Rig();
+        before.OpenControl();
+        before.Announce(PassivePort);
+        string expected = Assert.Single(before.Sets.Contents).Text;
+        var sets = before.Sets;
+        sets.Put("offload4", "192.0.2.80,tcp:50001,192.168.1.99");
+        sets.Reopen();
+        sets.RefuseCreate = true;
+        var steering = new IpsetSteering(sets, "offload4", "offload6", NullLogger.Instance);
+
+        steering.Reconcile(before.Engine);
+
+        Assert.Equal([("offload4", expected)], sets.Contents.Select(c => (c.Set, c.Text)));
+        Assert.Equal(["offload4", "offload6"], sets.Flushed);
+        Assert.Empty(sets.Swaps);
     }
 
     /// <summary>An engine with MASQUERADE and the FTP helper, observed by the steering under test over a fake pair of sets.</summary>
@@ -260,6 +306,69 @@ public sealed class IpsetSteeringTests
         public void Flush(string set)
         {
             Flushed.Add(set);
+            foreach (var key in _contents.Keys.Where(k => k.Set == set).ToList())
+            {
+                _contents.Remove(key);
+            }
+        }
+
+        public List<string> Swaps { get; } = [];
+
+        public List<string> Destroyed { get; } = [];
+
+        public bool RefuseCreate { get; set; }
+
+        /// <summary>An entry put there by someone else (an earlier run), from its text.</summary>
+        public void Put(string set, string text)
+        {
+            string[] f = text.Split(',', ':');
+            var address = InetAddress.From(System.Net.IPAddress.Parse(f[0]));
+            var address2 = InetAddress.From(System.Net.IPAddress.Parse(f[3]));
+            Span<byte> a = stackalloc byte[4];
+            Span<byte> b = stackalloc byte[4];
+            address.Write(4, a);
+            address2.Write(4, b);
+            _contents[(set, new IpsetEntry(IpsetFamily.IPv4, f[1] == "tcp" ? (byte)6 : (byte)17, a, ushort.Parse(f[2], System.Globalization.CultureInfo.InvariantCulture), b))] = 0;
+        }
+
+        /// <summary>Usable by the next run's steering, as the kernel's sets are.</summary>
+        public void Reopen() => Disposed = false;
+
+        public void Recreate(string set, byte family)
+        {
+            if (RefuseCreate)
+            {
+                throw new NetlinkException(Errno.EEXIST, $"create ipset {set}");
+            }
+
+            Destroy(set);
+            Destroyed.Remove(set);
+        }
+
+        public void Swap(string set, string set2)
+        {
+            Swaps.Add($"swap {set} {set2}");
+            var one = _contents.Where(c => c.Key.Set == set).ToList();
+            var two = _contents.Where(c => c.Key.Set == set2).ToList();
+            foreach (var c in one.Concat(two))
+            {
+                _contents.Remove(c.Key);
+            }
+
+            foreach (var c in one)
+            {
+                _contents[(set2, c.Key.Entry)] = c.Value;
+            }
+
+            foreach (var c in two)
+            {
+                _contents[(set, c.Key.Entry)] = c.Value;
+            }
+        }
+
+        public void Destroy(string set)
+        {
+            Destroyed.Add(set);
             foreach (var key in _contents.Keys.Where(k => k.Set == set).ToList())
             {
                 _contents.Remove(key);

@@ -2,8 +2,9 @@
 # Router failover with replicated state (issue 11): two routers, r1 and r2, in a VRRP pair (keepalived, one sync
 # group for the LAN gateway addresses and the WAN addresses, IPv4 and IPv6) between a LAN switch and a WAN switch,
 # each running offloadd with flows: all and SNAT to the WAN addresses (NAT44 and NAT66), replicating over a dedicated
-# sync link. The client's transfers run through the active router: FTP active and passive downloads over IPv4 (PORT,
-# PASV) and IPv6 (EPRT, EPSV) and a long TCP stream, rate-limited so that they outlive the failure. Then the active
+# sync link. The client's transfers (tests/lab/transfers.sh: FTP over IPv4 and IPv6, active downloads with a second
+# file on the same control connection, passive uploads; a long TCP stream) run through the active router,
+# rate-limited so that they outlive the failure. Then the active
 # router fails (offloadd and keepalived killed with SIGKILL, its interfaces downed); the standby takes over with the
 # same NAT bindings; every transfer must complete byte-identical, no packet with a LAN-private source may reach the
 # WAN, and the time to take over is printed. Then bad input on the sync link (garbage, a wrong key, a replayed
@@ -22,6 +23,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lab.sh"
 # shellcheck source=tests/lab/harness.sh
 . "$here/harness.sh"
+# shellcheck source=tests/lab/transfers.sh
+. "$here/transfers.sh"
 
 sfx=${LAB_SUFFIX--fo}
 _lab_check_suffix "$sfx" || exit 1
@@ -100,13 +103,7 @@ for dev in "$C eth0" "$S eth0" "$R1 lan0" "$R1 wan0" "$R2 lan0" "$R2 wan0"; do
     _lab_no_offloads $dev && lab_wait_link $dev
 done
 
-lab_vsftpd "$sfx" 2>/dev/null
-ftp_root=$(lab_ftp_root "$sfx")
-head -c 409600 /dev/urandom >"$ftp_root/long.bin"
-chmod 0644 "$ftp_root/long.bin"
-# Small socket buffers in the client: the server cannot send a download ahead into it before the failure.
-lab_exec "$C" sysctl -q -w net.ipv4.tcp_rmem="4096 16384 16384"
-lab_exec "$C" sysctl -q -w net.ipv4.tcp_wmem="4096 16384 16384"
+lab_vsftpd_uploads "$sfx" 2>/dev/null
 
 # The shared key: root's alone, in a directory of root's alone (not under /tmp), as offloadd demands.
 keydir=/run/ol-failover$sfx
@@ -232,36 +229,13 @@ h_capture_start "$S" eth0 "$H_WORK/wan.pcapng"
 
 # --- transfers through r1 -----------------------------------------------------------------------------
 
-slow=(--limit-rate 40k --max-time 100 --connect-timeout 10)
-declare -A pid what
-h4=$LAB_WAN4_SERVER
-lab_exec "$C" curl -sS "${slow[@]}" -P - --disable-eprt "ftp://$h4/long.bin" -o "$H_WORK/port4.bin" \
-    "ftp://$h4/small.bin" -o "$H_WORK/port4-small.bin" 2>"$H_WORK/port4.err" &
-pid[port4]=$!
-what[port4]="FTP active (PORT) download of long.bin, then small.bin on the same control connection"
-lab_exec "$C" curl -sS "${slow[@]}" --disable-epsv "ftp://$h4/long.bin" -o "$H_WORK/pasv4.bin" 2>"$H_WORK/pasv4.err" &
-pid[pasv4]=$!
-what[pasv4]="FTP passive (PASV) download of long.bin"
-h6="[$LAB_WAN6_SERVER]"
-lab_exec "$C" curl -sS -g "${slow[@]}" -P - "ftp://$h6/long.bin" -o "$H_WORK/eprt6.bin" \
-    "ftp://$h6/small.bin" -o "$H_WORK/eprt6-small.bin" 2>"$H_WORK/eprt6.err" &
-pid[eprt6]=$!
-what[eprt6]="FTP over IPv6, active (EPRT) download of long.bin, then small.bin on the same control connection"
-lab_exec "$C" curl -sS -g "${slow[@]}" "ftp://$h6/long.bin" -o "$H_WORK/epsv6.bin" 2>"$H_WORK/epsv6.err" &
-pid[epsv6]=$!
-what[epsv6]="FTP over IPv6, passive (EPSV) download of long.bin"
+tr_start "$sfx" "$H_WORK" || h_die "the transfers did not start"
 
-# The long stream: 1 MB at 60 kB/s from the client to a server that hashes what it receives and writes its progress.
-lab_exec "$S" python3 "$here/stream.py" serve "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.received" "$H_WORK/stream.progress" &
-stream_server=$!
-lab_wait_port "$S" 5001 10 || h_die "the stream's server did not listen"
-lab_exec "$C" python3 "$here/stream.py" send "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.sent" 1000000 60000 2>"$H_WORK/stream.err" &
-pid[stream]=$!
-what[stream]="a long TCP stream (1 MB, client to server)"
-
-all_running() {
-    local k
-    for k in "${!pid[@]}"; do kill -0 "${pid[$k]}" 2>/dev/null || return 1; done
+# stream_bytes : what the stream's server has received so far (its socket's bytes_received).
+stream_bytes() {
+    local n
+    n=$(ip netns exec "$S" ss -Htin state established '( sport = :5001 )' 2>/dev/null | grep -o 'bytes_received:[0-9]*' | head -n 1)
+    echo "${n#bytes_received:}"
 }
 
 # The sync link, captured for the replay below.
@@ -288,11 +262,11 @@ h_result "before the failure, the standby holds the active router's TCP connecti
 s1=$(status_of 1)
 h_result "r1 sends batches to r2 and r2 acknowledges them" \
     "$( (($(field "$s1" "datagrams") > 0 && $(field "$s1" "acked") > 0)) || echo "${s1//$'\n'/ | }")"
-h_result "every transfer is still running when r1 fails" "$(all_running || echo "some ended already: the failover proves nothing for them")"
+h_result "every transfer is still running when r1 fails" "$(tr_all_running || echo "some ended already: the failover proves nothing for them")"
 
 # --- r1 fails -----------------------------------------------------------------------------------------
 
-progress_before=$(cat "$H_WORK/stream.progress")
+progress_before=$(stream_bytes)
 t0=$(date +%s%N)
 kill -KILL "${dpid[1]}" "$(cat "$H_WORK/keepalived-vrrp-r1.pid")" "${kpid[1]}" 2>/dev/null || true
 { wait "${dpid[1]}" "${kpid[1]}"; } 2>/dev/null || true
@@ -300,7 +274,7 @@ ip -n "$R1" link set lan0 down
 ip -n "$R1" link set wan0 down
 h_wait_for 20 active 2 || not_ok "r2 takes over" "$(status_of 2)"
 t1=$(date +%s%N)
-moved() { (($(cat "$H_WORK/stream.progress") > progress_before + 8192)); }
+moved() { (($(stream_bytes) > ${progress_before:-0} + 8192)); }
 h_wait_for 30 moved || true
 t2=$(date +%s%N)
 takeover_ms=$(((t1 - t0) / 1000000))
@@ -311,21 +285,9 @@ h_result "r2 takes over (keepalived MASTER, offloadd active) and the stream goes
 
 # --- every transfer completes intact ------------------------------------------------------------------
 
-declare -A rc
-h_wait_jobs pid rc
-wait "$stream_server" || true
-
-intact() {
-    local k=$1
-    ((rc[$k] == 0)) || { echo "exit ${rc[$k]}: $(head -c 300 "$H_WORK/$k.err" 2>/dev/null)"; return; }
-    case $k in
-    port4 | eprt6) cmp -s "$H_WORK/$k.bin" "$ftp_root/long.bin" && cmp -s "$H_WORK/$k-small.bin" "$ftp_root/small.bin" ;;
-    pasv4 | epsv6) cmp -s "$H_WORK/$k.bin" "$ftp_root/long.bin" ;;
-    stream) cmp -s "$H_WORK/stream.sent" "$H_WORK/stream.received" ;;
-    esac || echo "what arrived differs from what was sent"
-}
-for k in port4 pasv4 eprt6 epsv6 stream; do
-    h_result "${what[$k]}: complete and byte-identical across the failover" "$(intact "$k")"
+tr_wait
+for k in "${TR_KEYS[@]}"; do
+    h_result "${TR_WHAT[$k]}: complete and byte-identical across the failover" "$(tr_intact "$k")"
 done
 
 h_capture_stop >/dev/null

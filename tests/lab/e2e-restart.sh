@@ -17,6 +17,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lab.sh"
 # shellcheck source=tests/lab/harness.sh
 . "$here/harness.sh"
+# shellcheck source=tests/lab/transfers.sh
+. "$here/transfers.sh"
 
 sfx=${LAB_SUFFIX--rs}
 h_init ol-restart
@@ -28,7 +30,6 @@ h_on_exit 'jobs -p | xargs -r kill'
 
 C=$(lab_ns client "$sfx")
 R=$(lab_ns router "$sfx")
-S=$(lab_ns server "$sfx")
 cfg=$H_WORK/offloadd.yaml
 state=$H_WORK/state # offloadd's default: beside its control socket
 dlog=$H_WORK/offloadd.log
@@ -56,58 +57,21 @@ restored_line() { tail -n +"$((started_at + 1))" "$dlog" | grep -E -m1 'State (r
 
 lab_up "$sfx" 2>/dev/null
 lab_vsftpd_uploads "$sfx" 2>/dev/null
-ftp_root=$(lab_ftp_root "$sfx")
-head -c 614400 /dev/urandom >"$ftp_root/long.bin"
-chmod 0644 "$ftp_root/long.bin"
 cp "$here/offloadd.yaml" "$cfg"
-# Small socket buffers in the client: the server cannot send a download ahead into it before a restart.
-lab_exec "$C" sysctl -q -w net.ipv4.tcp_rmem="4096 16384 16384"
-lab_exec "$C" sysctl -q -w net.ipv4.tcp_wmem="4096 16384 16384"
 
 start_daemon || h_die "offloadd did not become ready: $(tail -n 20 "$dlog")"
 h_capture_start "$R" wan0 "$H_WORK/wan0.pcapng"
 
 # --- transfers that outlive two restarts -----------------------------------------------------------------
 
-slow=(--limit-rate 40k --max-time 100 --connect-timeout 10)
-curl_in_client() { lab_exec "$C" curl -sS -g "${slow[@]}" "$@"; }
-h4=$LAB_WAN4_SERVER
-h6="[$LAB_WAN6_SERVER]"
-declare -A pid what
-# Two transfers on one control connection: the second PORT/EPRT goes out after both restarts, so it needs the
-# sequence offsets of the first rewrite and the helper's newline positions back from the snapshot.
-curl_in_client -P - --disable-eprt "ftp://$h4/long.bin" -o "$H_WORK/port4.bin" "ftp://$h4/small.bin" -o "$H_WORK/port4-small.bin" 2>"$H_WORK/port4.err" &
-pid[port4]=$!
-what[port4]="IPv4 active (PORT) download of long.bin, then small.bin on the same control connection"
-curl_in_client -P - "ftp://$h6/long.bin" -o "$H_WORK/eprt6.bin" "ftp://$h6/small.bin" -o "$H_WORK/eprt6-small.bin" 2>"$H_WORK/eprt6.err" &
-pid[eprt6]=$!
-what[eprt6]="IPv6 active (EPRT) download of long.bin, then small.bin on the same control connection"
-curl_in_client --disable-epsv -T "$ftp_root/long.bin" "ftp://$h4/incoming/pasv4.bin" 2>"$H_WORK/pasv4.err" &
-pid[pasv4]=$!
-what[pasv4]="IPv4 passive (PASV) upload of long.bin"
-curl_in_client -T "$ftp_root/long.bin" "ftp://$h6/incoming/epsv6.bin" 2>"$H_WORK/epsv6.err" &
-pid[epsv6]=$!
-what[epsv6]="IPv6 passive (EPSV) upload of long.bin"
-
-# The long stream: 1.5 MB at 60 kB/s from the client to a server that hashes what it receives.
-lab_exec "$S" python3 "$here/stream.py" serve "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.received" &
-stream_server=$!
-lab_wait_port "$S" 5001 10 || h_die "the stream's server did not listen"
-lab_exec "$C" python3 "$here/stream.py" send "$LAB_WAN4_SERVER" 5001 "$H_WORK/stream.sent" 1500000 60000 2>"$H_WORK/stream.err" &
-pid[stream]=$!
-what[stream]="a long TCP stream (1.5 MB, client to server)"
-
-all_running() {
-    local k
-    for k in "${!pid[@]}"; do kill -0 "${pid[$k]}" 2>/dev/null || return 1; done
-}
+tr_start "$sfx" "$H_WORK" || h_die "the transfers did not start"
 
 # restart KIND : stop the daemon (SIGTERM or SIGKILL) while every transfer runs, check the rules stayed, start it.
 restart() {
     local kind=$1 rules restored n
     sleep 3
     h_result "$kind: every transfer is still running when offloadd goes down" \
-        "$(all_running || echo "some ended already: the restart proves nothing for them")"
+        "$(tr_all_running || echo "some ended already: the restart proves nothing for them")"
     if [[ $kind == SIGTERM ]]; then h_daemon_stop; else sleep 0.5; kill_daemon; fi
     rules=$(queue_rules)
     h_result "$kind: the steering rules stay while offloadd is down: its flows wait, they do not leak" \
@@ -130,23 +94,9 @@ h_result "offloadctl stats shows what was restored, FTP helper states included" 
 
 # --- every transfer completes intact ---------------------------------------------------------------------
 
-declare -A rc
-h_wait_jobs pid rc
-wait "$stream_server" || true
-
-# intact KEY : why the transfer KEY is not complete and identical (nothing when it is).
-intact() {
-    local k=$1
-    ((rc[$k] == 0)) || { echo "exit ${rc[$k]}: $(head -c 300 "$H_WORK/$k.err" 2>/dev/null)"; return; }
-    case $k in
-    port4 | eprt6) cmp -s "$H_WORK/$k.bin" "$ftp_root/long.bin" && cmp -s "$H_WORK/$k-small.bin" "$ftp_root/small.bin" ;;
-    pasv4 | epsv6) cmp -s "$ftp_root/incoming/$k.bin" "$ftp_root/long.bin" ;;
-    stream) cmp -s "$H_WORK/stream.sent" "$H_WORK/stream.received" ;;
-    esac || echo "what arrived differs from what was sent"
-}
-
-for k in port4 eprt6 pasv4 epsv6 stream; do
-    h_result "${what[$k]}: complete and byte-identical across both restarts" "$(intact "$k")"
+tr_wait
+for k in "${TR_KEYS[@]}"; do
+    h_result "${TR_WHAT[$k]}: complete and byte-identical across both restarts" "$(tr_intact "$k")"
 done
 
 h_capture_stop >/dev/null
@@ -157,7 +107,8 @@ h_wan_clean "wan0 across both restarts" "$H_WORK/wan0.pcapng" "ip.src==$LAB_WAN4
 
 # fresh_session FILE : why a new FTP download (IPv4 passive) failed, nothing when it worked.
 fresh_session() {
-    if ! curl_in_client --disable-epsv "ftp://$h4/small.bin" -o "$1" 2>/dev/null || ! cmp -s "$1" "$ftp_root/small.bin"; then
+    if ! lab_exec "$C" curl -sS --max-time 30 --connect-timeout 10 --disable-epsv "ftp://$LAB_WAN4_SERVER/small.bin" -o "$1" 2>/dev/null ||
+        ! cmp -s "$1" "$(lab_ftp_root "$sfx")/small.bin"; then
         echo "the download failed or differs"
     fi
 }

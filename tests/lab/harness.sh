@@ -14,7 +14,6 @@
 #   ...; h_capture_stop
 #   n=$(h_sources_in "$H_WORK/wan0.pcapng" 192.0.2.0/24 2001:db8:1::/64)
 #   h_wan_clean "wan0" "$H_WORK/wan0.pcapng" "ip.src==198.51.100.1" 100 192.0.2.0/24   # no leak, no reset
-#   h_wait_jobs pid rc                 # every background transfer of pid[name], exit codes into rc[name]
 #   h_check "offloadd: NAT44 ping" ping ...     # ok / not ok from a command's exit code
 #   h_finish                           # the script reached its end (otherwise: "not ok - the test ran to its end")
 #
@@ -307,15 +306,4 @@ h_wan_clean() {
     h_result "$what: no packet with a LAN-private source ($natted translated TCP packets)" \
         "$([[ ${leaks%%$'\n'*} == 0 ]] && ((natted > min)) || echo "$leaks leaked, $natted translated")"
     h_result "$what: no TCP reset (no flow was taken for a new one)" "$( ((resets == 0)) || echo "$resets resets")"
-}
-
-# h_wait_jobs PIDS RCS : waits for every background job of the associative array PIDS (name -> pid) and puts its
-# exit code in the associative array RCS (name -> code).
-h_wait_jobs() {
-    local -n _h_pids=$1 _h_rcs=$2
-    local k
-    for k in "${!_h_pids[@]}"; do
-        _h_rcs[$k]=0
-        wait "${_h_pids[$k]}" || _h_rcs[$k]=$?
-    done
 }

@@ -3,7 +3,8 @@
 # and the unit with systemd-analyze, installs it into a clean Debian 12 root made with debootstrap, starts
 # offloadd there in a network namespace with the unit's own command line and checks that offloadctl talks to it,
 # that it tells systemd (sd_notify) it is ready only once its queues are bound, and around a reload; upgrades to
-# a second build with a higher version and checks the administrator's edits survive; removes and purges it and
+# a second build with a higher version while FTP transfers and a long stream run through the daemon (they must
+# complete intact, nothing untranslated on the WAN) and checks the administrator's edits survive; removes and purges it and
 # checks that nothing is left: no file, no iptables rule, no ipset set.
 #
 # systemd does not run as PID 1 in a chroot: the maintainer scripts run as Debian runs them there (policy-rc.d
@@ -23,7 +24,15 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 sfx=${LAB_SUFFIX--deb}
-ns=ol-pkg$sfx
+# The lab's client, router and server namespaces (tests/lab/lab.sh); the package runs in the router. The shared
+# transfers and capture checks come with it; this script's own reporting functions below replace the harness's.
+# shellcheck source=tests/lab/lab.sh
+. "$repo/tests/lab/lab.sh"
+# shellcheck source=tests/lab/harness.sh
+. "$repo/tests/lab/harness.sh"
+# shellcheck source=tests/lab/transfers.sh
+. "$repo/tests/lab/transfers.sh"
+ns=$(lab_ns router "$sfx")
 suite=bookworm
 cache=${DEB_CACHE:-/var/cache/offload-test-deb}
 
@@ -88,7 +97,8 @@ cleanup() {
     for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
         umount -l "${mounts[i]}" 2>/dev/null
     done
-    ip netns del "$ns" 2>/dev/null
+    h_capture_stop >/dev/null
+    lab_down "$sfx" 2>/dev/null
     if ((failed > 0 || !finished)) && [[ -s ${dlog:-} ]]; then
         tail -n 15 "$dlog" | sed 's/^/# offloadd: /'
     fi
@@ -113,7 +123,7 @@ trap 'err_line=$LINENO' ERR
 
 ((EUID == 0)) || die "must run as root (chroot, network namespace)"
 for tool in dpkg-buildpackage dpkg-parsechangelog dch lintian debootstrap dotnet scdoc python3 ip iptables-save \
-    ip6tables-save ipset chroot git; do
+    ip6tables-save ipset chroot git vsftpd curl dumpcap tshark; do
     command -v "$tool" >/dev/null || die "missing tool '$tool' (install tests/lab/packages.txt)"
 done
 [[ -d /usr/share/doc/debhelper ]] || die "debhelper is missing (install tests/lab/packages.txt)"
@@ -254,18 +264,9 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DE
 innet=(nsenter "--net=/run/netns/$ns")
 in_ns() { "${innet[@]}" "$@"; }
 
-ip netns del "$ns" 2>/dev/null || true
-ip netns add "$ns"
-in_ns ip link set lo up
-# veth pairs (this kernel may have no dummy interfaces), both ends in the namespace.
-in_ns ip link add lan0 type veth peer name lan0-peer
-in_ns ip link add wan0 type veth peer name wan0-peer
-in_ns ip link set lan0-peer up
-in_ns ip link set wan0-peer up
-in_ns ip addr add 192.0.2.1/24 dev lan0
-in_ns ip addr add 198.51.100.1/24 dev wan0
-in_ns ip link set lan0 up
-in_ns ip link set wan0 up
+# The router's lan0 and wan0 (the shipped configuration's names) lead to a client and a server, for the transfers
+# that run through the upgrade.
+lab_up "$sfx" 2>/dev/null || die "the lab's namespaces could not be made"
 
 # --- install ---------------------------------------------------------------------------------
 
@@ -666,11 +667,66 @@ else
 fi
 info "daemon runs done at $((SECONDS - t_start)) s"
 
-# --- upgrade -----------------------------------------------------------------------------------------
+# --- upgrade, while transfers run through the daemon ---------------------------------------------------
+
+# As Debian upgrades the running service under systemd (see the maintainer scripts' check above): the old daemon
+# keeps running while dpkg unpacks the new files over it (prerm upgrade does not stop it), then postinst's
+# try-restart stops it (SIGTERM) and starts the new build, which takes the state the old one saved. The transfers
+# (FTP in four modes, a long stream: tests/lab/transfers.sh) run through it all with the shipped configuration
+# (flows: all, MASQUERADE, the FTP helper) and must complete intact, with no private source address on the WAN.
+# OFFLOADD_ARGS is "" now (the administrator's edit above, which the upgrade must keep): --apply-rules is given here.
+lab_vsftpd_uploads "$sfx" 2>/dev/null || die "vsftpd did not start in the lab's server"
+rm -f "$root/run/offload/state"
+old_pid_log=$work/offloadd-old.log
+"${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "${cmd[@]}" --apply-rules \
+    </dev/null >"$old_pid_log" 2>&1 &
+daemon_pid=$!
+dlog=$old_pid_log
+wait_for "$old_pid_log" '\] Ready: ' 40 >/dev/null || die "offloadd $v1 did not start for the upgrade: $(tail -n 3 "$old_pid_log")"
+h_capture_start "$ns" wan0 "$work/upgrade-wan0.pcapng"
+# Slower than the restart lab's: unpacking a self-contained build takes apt long enough that those ended first.
+TR_FTP_RATE=12k TR_STREAM_RATE=25000 tr_start "$sfx" "$work" || die "the transfers did not start"
+sleep 3
 
 # confold/confdef: what an unattended upgrade answers when a conffile changed on both sides.
-check "apt upgrades offload to $v2" in_root apt-get install -y -q --no-install-recommends \
+check "apt upgrades offload to $v2 while offloadd $v1 carries transfers" in_root apt-get install -y -q --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "/tmp/${deb2##*/}"
+if running "$daemon_pid" && tr_all_running && in_root offloadctl stats >/dev/null 2>&1; then
+    ok "the old daemon serves on while dpkg replaces its files, every transfer still running"
+else
+    not_ok "the old daemon serves on while dpkg replaces its files" "daemon $(running "$daemon_pid" && echo runs || echo exited), transfers $(tr_all_running && echo run || echo ended): $(tail -n 3 "$old_pid_log" | tr '\n' ' ')"
+fi
+stop_daemon
+new_log=$work/offloadd-new.log
+"${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "${cmd[@]}" --apply-rules \
+    </dev/null >"$new_log" 2>&1 &
+daemon_pid=$!
+dlog=$new_log
+restored=$(wait_for "$new_log" 'State (restored|snapshot .* refused)' 40 || true)
+n=$(sed -n 's/.*: \([0-9]*\) connections, [0-9]* expectations.*/\1/p' <<<"$restored")
+if [[ $stop_rc == 0 && $restored == *'State restored'* ]] && ((${n:-0} >= 7)); then
+    ok "try-restart: $v1 stopped (exit 0), $v2 started with its state (${n} connections restored)"
+else
+    not_ok "try-restart: the old build stops, the new one starts with its state" "stop: $stop_rc; ${restored:-no restore logged}; $(tail -n 3 "$new_log" | tr '\n' ' ')"
+fi
+tr_wait
+for k in "${TR_KEYS[@]}"; do
+    why=$(tr_intact "$k")
+    if [[ -z $why ]]; then ok "${TR_WHAT[$k]}: complete and byte-identical across the upgrade"; else not_ok "${TR_WHAT[$k]} across the upgrade" "$why"; fi
+done
+h_capture_stop >/dev/null
+leaks=$(h_sources_in "$work/upgrade-wan0.pcapng" "$LAB_LAN4_PREFIX" "$LAB_LAN6_PREFIX")
+natted=$(h_count "$work/upgrade-wan0.pcapng" "tcp && (ip.src==$LAB_WAN4_ROUTER || ipv6.src==$LAB_WAN6_ROUTER)")
+resets=$(h_count "$work/upgrade-wan0.pcapng" "tcp.flags.reset==1")
+if [[ ${leaks%%$'\n'*} == 0 ]] && ((natted > 1000 && resets == 0)); then
+    ok "wan0 across the upgrade: $natted translated TCP packets, none with the client's private address, no reset"
+else
+    not_ok "wan0 across the upgrade: nothing private, no reset" "$(tr '\n' ' ' <<<"$leaks") leaked, $natted translated, $resets resets"
+fi
+stop_daemon
+"${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin offloadctl rules remove >/dev/null 2>&1 ||
+    not_ok "offloadctl rules remove after the upgrade's run" "failed"
+lab_vsftpd_stop "$sfx"
 if [[ $(installed_version) == "installed $v2" && $(in_root offloadd --version 2>&1) == "$v2" ]]; then
     ok "offload $v2 is installed and runs"
 else

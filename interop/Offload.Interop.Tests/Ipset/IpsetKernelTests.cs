@@ -160,6 +160,27 @@ public sealed partial class IpsetKernelTests
     }
 
     [IpsetLabFact]
+    public void Swap_exchanges_two_sets_contents_and_refuses_sets_of_another_type()
+    {
+        using Lab lab = Lab.Create();
+        using IpsetClient client = Lab.In(lab.A, IpsetClient.Open);
+        client.Create(Set, IpsetType.HashIpPortIp, IpsetFamily.IPv4, 0, 1024);
+        client.Create("offl-next", IpsetType.HashIpPortIp, IpsetFamily.IPv4, null, 1024);
+        client.Create("offl-ports", IpsetType.HashIpPort, IpsetFamily.IPv4, null, 1024);
+        var old = new IpsetEntry(IpsetFamily.IPv4, IpsetEntry.Tcp, B, 2001, A);
+        var fresh = new IpsetEntry(IpsetFamily.IPv4, IpsetEntry.Tcp, B, 2002, A);
+        client.Add(Set, old);
+        client.Add("offl-next", fresh);
+
+        client.Swap(Set, "offl-next");
+
+        Assert.Equal([fresh.ToString()], Members(lab.A, Set).Keys);
+        Assert.Equal([old.ToString()], Members(lab.A, "offl-next").Keys);
+        Assert.Equal(IpsetErrors.TypeMismatch, Assert.Throws<NetlinkException>(() => client.Swap(Set, "offl-ports")).Errno);
+        Assert.Equal(IpsetErrors.SecondSet, Assert.Throws<NetlinkException>(() => client.Swap(Set, "offl-missing")).Errno);
+    }
+
+    [IpsetLabFact]
     public void A_bad_entry_in_a_batch_fails_alone()
     {
         using Lab lab = Lab.Create();

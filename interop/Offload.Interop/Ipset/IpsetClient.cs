@@ -204,6 +204,28 @@ public sealed class IpsetClient : IDisposable
     public void Flush(string name) => ThrowIfFailed(SetCommand(IPSET_CMD_FLUSH, name, out string operation), operation);
 
     /// <summary>
+    /// Swaps sets <paramref name="name"/> and <paramref name="name2"/> atomically: a rule that matches one of them
+    /// sees the other's entries from one packet to the next, never an empty set in between.
+    /// </summary>
+    /// <exception cref="NetlinkException">
+    /// The kernel refused: ENOENT when the first set is missing, <see cref="IpsetErrors.SecondSet"/> when the second
+    /// is, <see cref="IpsetErrors.TypeMismatch"/> when their types or families differ.
+    /// </exception>
+    public void Swap(string name, string name2)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Span<byte> encoded = stackalloc byte[IPSET_MAXNAMELEN];
+        Span<byte> encoded2 = stackalloc byte[IPSET_MAXNAMELEN];
+        ReadOnlySpan<byte> setName = EncodeName(name, encoded);
+        ReadOnlySpan<byte> setName2 = EncodeName(name2, encoded2);
+        uint sequence = NextSequences(1);
+        var w = new NetlinkMessageWriter(_send);
+        IpsetMessages.WriteSwap(ref w, sequence, Protocol, setName, setName2);
+        string operation = $"swap ipsets {name} and {name2}";
+        ThrowIfFailed(Request(w.WrittenSpan, sequence, 0, operation), operation);
+    }
+
+    /// <summary>
     /// Adds <paramref name="entry"/>, or refreshes it (timeout included) when present. One request and its
     /// acknowledgement; a packet thread should gather operations for <see cref="Apply"/> instead.
     /// </summary>

@@ -19,6 +19,7 @@ internal static class IpsetConstants
     internal const byte IPSET_CMD_CREATE = 2;
     internal const byte IPSET_CMD_DESTROY = 3;
     internal const byte IPSET_CMD_FLUSH = 4;
+    internal const byte IPSET_CMD_SWAP = 6;
     internal const byte IPSET_CMD_ADD = 9;
     internal const byte IPSET_CMD_DEL = 10;
     internal const byte IPSET_CMD_TEST = 11;
@@ -28,6 +29,7 @@ internal static class IpsetConstants
     internal const ushort IPSET_ATTR_PROTOCOL = 1;
     internal const ushort IPSET_ATTR_SETNAME = 2;
     internal const ushort IPSET_ATTR_TYPENAME = 3;
+    internal const ushort IPSET_ATTR_SETNAME2 = 3; // the same attribute: the second set of a rename or swap
     internal const ushort IPSET_ATTR_REVISION = 4;
     internal const ushort IPSET_ATTR_FAMILY = 5;
     internal const ushort IPSET_ATTR_DATA = 7;

@@ -18,8 +18,11 @@ public static class IpsetErrors
     /// <summary>IPSET_ERR_BUSY: the set is in use (an iptables rule refers to it), so it cannot be destroyed.</summary>
     public const Errno Busy = (Errno)IPSET_ERR_BUSY;
 
-    /// <summary>IPSET_ERR_TYPE_MISMATCH.</summary>
+    /// <summary>IPSET_ERR_TYPE_MISMATCH: a swap of sets whose types or families differ.</summary>
     public const Errno TypeMismatch = (Errno)IPSET_ERR_TYPE_MISMATCH;
+
+    /// <summary>IPSET_ERR_EXIST_SETNAME2: the second set of a swap or rename does not exist (or, for a rename, does).</summary>
+    public const Errno SecondSet = (Errno)IPSET_ERR_EXIST_SETNAME2;
 
     /// <summary>IPSET_ERR_EXIST: the entry is absent (a test), or present (an add that asked to fail then; we never do).</summary>
     public const Errno Exist = (Errno)IPSET_ERR_EXIST;

@@ -109,6 +109,15 @@ internal static class IpsetMessages
         w.EndMessage();
     }
 
+    /// <summary>IPSET_CMD_SWAP: the two sets exchange their contents (and so their names), at once.</summary>
+    internal static void WriteSwap(ref NetlinkMessageWriter w, uint sequence, byte protocol, scoped ReadOnlySpan<byte> name, scoped ReadOnlySpan<byte> name2)
+    {
+        Begin(ref w, IPSET_CMD_SWAP, NLM_F_REQUEST | NLM_F_ACK, sequence, protocol);
+        w.PutAttribute(IPSET_ATTR_SETNAME, name);
+        w.PutAttribute(IPSET_ATTR_SETNAME2, name2);
+        w.EndMessage();
+    }
+
     /// <summary>
     /// IPSET_CMD_ADD, _DEL or _TEST for one entry, acknowledged. Without NLM_F_EXCL, adding a present entry
     /// refreshes it and deleting an absent one succeeds. Unlike the tool we send no IPSET_ATTR_LINENO: the
