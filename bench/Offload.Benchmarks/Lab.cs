@@ -221,6 +221,18 @@ internal static class TcpPackets
         return total;
     }
 
+    /// <summary>SYNs from the client to the server's port 443, each from its own source port (10000 up): each one a new connection.</summary>
+    public static byte[][] NewConnectionSyns(int count)
+    {
+        var syns = new byte[count][];
+        for (int i = 0; i < count; i++)
+        {
+            syns[i] = Build(Lab.Client, (ushort)(10_000 + i), Lab.Server, 443, (uint)(0x2000_0000 + (i * 7919)), 0, TcpFlags.Syn, 64240, LinuxSynOptions);
+        }
+
+        return syns;
+    }
+
     public static uint SourceAddress(ReadOnlySpan<byte> packet) => BinaryPrimitives.ReadUInt32BigEndian(packet.Slice(12));
 
     public static uint DestinationAddress(ReadOnlySpan<byte> packet) => BinaryPrimitives.ReadUInt32BigEndian(packet.Slice(16));

@@ -39,12 +39,7 @@ public class ReplicationCost
     [GlobalSetup]
     public void Setup()
     {
-        _syns = new byte[Connections][];
-        for (int i = 0; i < Connections; i++)
-        {
-            _syns[i] = TcpPackets.Build(
-                Lab.Client, (ushort)(10_000 + i), Lab.Server, 443, (uint)(0x2000_0000 + (i * 7919)), 0, TcpFlags.Syn, 64240, TcpPackets.LinuxSynOptions);
-        }
+        _syns = TcpPackets.NewConnectionSyns(Connections);
 
         _batch = new ReplicationBatch();
         Recorded();
