@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using BenchmarkDotNet.Attributes;
 using Offload.Engine;
 using Offload.Engine.Conntrack;
+using Offload.Engine.Conntrack.L4;
 using Offload.Engine.Conntrack.Tcp;
 using Offload.Engine.Nat;
 using Offload.Engine.Packets;
@@ -84,14 +85,7 @@ public class EngineStages
     public TcpVerdict TrackTcp()
     {
         _packet.CopyTo(_buffer, 0);
-        var tcp = _buffer.AsSpan(_info.L4Offset, _info.PayloadOffset - _info.L4Offset);
-        var segment = new TcpSegment(
-            BinaryPrimitives.ReadUInt32BigEndian(tcp.Slice(HeaderOffsets.TcpSeq)),
-            BinaryPrimitives.ReadUInt32BigEndian(tcp.Slice(HeaderOffsets.TcpAck)),
-            (TcpSegmentFlags)tcp[HeaderOffsets.TcpFlags],
-            BinaryPrimitives.ReadUInt16BigEndian(tcp.Slice(HeaderOffsets.TcpWindow)),
-            _info.PayloadLength,
-            tcp.Slice(HeaderOffsets.TcpMinHeader));
+        var segment = L4ProtoTcp.ReadSegment(_buffer, _info);
         return TcpTracker.Process(ref _connection.Tcp, segment, false, 0, _engine.Options.Tcp, out _);
     }
 

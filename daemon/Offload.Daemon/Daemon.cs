@@ -106,6 +106,11 @@ internal sealed class Daemon : IDisposable
             {
                 _ipset.Reconcile(_engine);
             }
+
+            foreach (var worker in _workers)
+            {
+                worker.Steering = _ipset;
+            }
         }
 
         _engine.Observer = ReplicationService.Observe(_replication, new HelperObserver(_ipset, _catalog, _logger));
@@ -221,16 +226,27 @@ internal sealed class Daemon : IDisposable
         switch (request)
         {
             case "conntrack list":
+            {
+                // Copied under the lock, formatted after it: the queues wait for the copy only, never for the text.
+                List<ConnectionView> connections;
+                long now;
                 lock (_engineLock)
                 {
-                    long now = engine.Clock.NowNanoseconds;
+                    now = engine.Clock.NowNanoseconds;
+                    connections = new List<ConnectionView>(engine.Connections.Count);
                     foreach (var connection in engine.Connections.Entries())
                     {
-                        text.Append(ConnectionFormatter.Format(connection, now)).Append('\n');
+                        connections.Add(ConnectionView.Of(connection));
                     }
                 }
 
+                foreach (var connection in connections)
+                {
+                    text.Append(ConnectionFormatter.Format(connection, now)).Append('\n');
+                }
+
                 return text.ToString();
+            }
 
             case "expect list":
                 lock (_engineLock)

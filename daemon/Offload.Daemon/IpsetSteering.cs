@@ -18,12 +18,17 @@ namespace Offload.Daemon;
 /// LAN side sends, which the steering rules match with <c>dst,dst,src</c>.
 /// </summary>
 /// <remarks>
-/// <para>Called on the packet thread, under the engine's lock, for rare events only (never per packet).</para>
+/// <para>
+/// Told of events on the packet thread, under the engine's lock, for rare events only (never per packet); it only
+/// notes what the sets need there. The adds and deletes of a burst leave together, as one netlink batch, when the
+/// worker calls <see cref="Flush"/> after the burst, outside the engine's lock and before the burst's verdicts: an
+/// expected connection's entry is in the set before the packet that announced it is let go.
+/// </para>
 /// <para>
 /// An entry that outlives what it was for would steer unrelated later connections of the same addresses and port
 /// away from the kernel, so none may: an entry only an expectation needs carries the expectation's timeout, and the
 /// kernel removes it even if its removal is never sent; one a connection needs has none and goes with the
-/// connection; a delete that fails is retried on the next event; and at start the sets get exactly what the
+/// connection; a delete that fails is retried with the next batch; and at start the sets get exactly what the
 /// engine's table needs (see <see cref="Reconcile"/>).
 /// </para>
 /// <para>
@@ -54,7 +59,17 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     private readonly Dictionary<EntryKey, EntryState> _entries = [];
     private readonly Dictionary<Connection, EntryKey> _byConnection = new(ReferenceEqualityComparer.Instance);
     private readonly HashSet<EntryKey> _pendingDeletes = [];
-    private readonly List<EntryKey> _retry = [];
+
+    // What the next batch will send (noted under the engine's lock), and what the batch being sent holds.
+    private List<(IpsetOperation Operation, EntryKey Key)> _batch = [];
+    private List<(IpsetOperation Operation, EntryKey Key)> _sending = [];
+    private IpsetOperation[] _operations = new IpsetOperation[64];
+    private Errno[] _results = new Errno[64];
+
+    // _gate guards the bookkeeping (events and flushes come from both workers and the control thread); _sendOrder keeps
+    // batches in the order they were taken, so a delete never overtakes the add it undoes.
+    private readonly Lock _gate = new();
+    private readonly Lock _sendOrder = new();
     private bool _setsWithoutTimeouts;
     private bool _disposed;
 
@@ -110,6 +125,7 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
             _sets.Flush(_live4);
             _sets.Flush(_live6);
             Fill(engine);
+            Flush();
             return;
         }
 
@@ -117,6 +133,7 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         try
         {
             Fill(engine);
+            Flush();
         }
         finally
         {
@@ -154,7 +171,10 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         // passive port) must be in the set before the client's first packet.
         if (!expectation.AtTranslatedAddress)
         {
-            Acquire(EntryKey.Of(expectation.Tuple), ExpectationLifetime(expectation));
+            lock (_gate)
+            {
+                Acquire(EntryKey.Of(expectation.Tuple), ExpectationLifetime(expectation));
+            }
         }
     }
 
@@ -162,7 +182,10 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     {
         if (!expectation.AtTranslatedAddress)
         {
-            Release(EntryKey.Of(expectation.Tuple));
+            lock (_gate)
+            {
+                Release(EntryKey.Of(expectation.Tuple));
+            }
         }
     }
 
@@ -176,17 +199,84 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     private void Steer(Connection connection, bool atTranslatedAddress)
     {
         var key = EntryKey.Of(atTranslatedAddress ? connection.Reply : connection.Original);
-        if (Acquire(key, lifetime: null))
+        lock (_gate)
         {
+            Acquire(key, lifetime: null);
             _byConnection[connection] = key;
         }
     }
 
     public void ConnectionDestroyed(Connection connection)
     {
-        if (_byConnection.Remove(connection, out var key))
+        lock (_gate)
         {
-            Release(key);
+            if (_byConnection.Remove(connection, out var key))
+            {
+                Release(key);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends what the sets need since the last call, as one batch (the failed deletes of earlier batches first), and
+    /// settles the bookkeeping with the kernel's answers. Called by the workers after each burst, outside the engine's
+    /// lock; never throws (a failure is counted and logged: the entries it concerned are given up or retried).
+    /// </summary>
+    public void Flush()
+    {
+        lock (_sendOrder)
+        {
+            int count;
+            lock (_gate)
+            {
+                if (_disposed || (_batch.Count == 0 && _pendingDeletes.Count == 0))
+                {
+                    return;
+                }
+
+                foreach (var key in _pendingDeletes)
+                {
+                    _sending.Add((IpsetOperation.Delete(SetOf(key.Family), key.ToEntry()), key));
+                }
+
+                _pendingDeletes.Clear();
+                _sending.AddRange(_batch);
+                _batch.Clear();
+                count = _sending.Count;
+                if (_operations.Length < count)
+                {
+                    _operations = new IpsetOperation[Math.Max(count, _operations.Length * 2)];
+                    _results = new Errno[_operations.Length];
+                }
+
+                for (int i = 0; i < count; i++)
+                {
+                    _operations[i] = _sending[i].Operation;
+                }
+            }
+
+            Send(count);
+            lock (_gate)
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    Settle(_sending[i].Operation, _sending[i].Key, _results[i]);
+                }
+
+                _sending.Clear();
+            }
+        }
+    }
+
+    /// <summary>Operations still to be sent (for tests and statistics).</summary>
+    internal int Unsent
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _batch.Count + _pendingDeletes.Count;
+            }
         }
     }
 
@@ -198,11 +288,18 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
             return;
         }
 
-        _disposed = true;
-        _entries.Clear();
-        _byConnection.Clear();
-        _pendingDeletes.Clear();
-        _sets.Dispose();
+        lock (_sendOrder)
+        {
+            lock (_gate)
+            {
+                _disposed = true;
+                _entries.Clear();
+                _byConnection.Clear();
+                _pendingDeletes.Clear();
+                _batch.Clear();
+                _sets.Dispose();
+            }
+        }
     }
 
     /// <summary>How long the kernel keeps an expectation's entry by itself: the expectation's timeout, and a little more.</summary>
@@ -210,28 +307,23 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         (expectation.Master.Helper?.Policy.Timeout ?? TimeSpan.FromMinutes(5)) + ExpectationGrace;
 
     /// <summary>
-    /// Counts a user of <paramref name="key"/>, adding the entry or lengthening its timeout when this user needs it
-    /// longer: <paramref name="lifetime"/> for an expectation, null (no timeout) for a connection.
+    /// Counts a user of <paramref name="key"/>, and notes an add of the entry, or of a longer timeout, when this user
+    /// needs it longer: <paramref name="lifetime"/> for an expectation, null (no timeout) for a connection.
     /// </summary>
-    private bool Acquire(EntryKey key, TimeSpan? lifetime)
+    private void Acquire(EntryKey key, TimeSpan? lifetime)
     {
-        RetryDeletes();
         long deadline = lifetime is { } l ? Stopwatch.GetTimestamp() + (long)(l.TotalSeconds * Stopwatch.Frequency) : long.MaxValue;
         ref EntryState state = ref CollectionsMarshal.GetValueRefOrNullRef(_entries, key);
         if (!System.Runtime.CompilerServices.Unsafe.IsNullRef(ref state) && state.Deadline >= deadline)
         {
             state.Users++;
-            return true;
+            return;
         }
 
         // New, or needed longer than the kernel will keep it: (re)add; an add of a present entry sets its timeout.
         uint? timeoutSeconds = _setsWithoutTimeouts ? null : lifetime is { } t ? (uint)Math.Ceiling(t.TotalSeconds) : 0;
         _pendingDeletes.Remove(key);
-        if (!Apply(IpsetOperation.Add(SetOf(key.Family), key.ToEntry(), timeoutSeconds)))
-        {
-            return false;
-        }
-
+        _batch.Add((IpsetOperation.Add(SetOf(key.Family), key.ToEntry(), timeoutSeconds), key));
         if (_setsWithoutTimeouts)
         {
             deadline = long.MaxValue;
@@ -240,12 +332,10 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         ref EntryState added = ref CollectionsMarshal.GetValueRefOrAddDefault(_entries, key, out _);
         added.Users++;
         added.Deadline = deadline;
-        return true;
     }
 
     private void Release(EntryKey key)
     {
-        RetryDeletes();
         ref EntryState state = ref CollectionsMarshal.GetValueRefOrNullRef(_entries, key);
         if (System.Runtime.CompilerServices.Unsafe.IsNullRef(ref state))
         {
@@ -258,68 +348,82 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         }
 
         _entries.Remove(key);
-        if (!Apply(IpsetOperation.Delete(SetOf(key.Family), key.ToEntry())))
-        {
-            // Left in the kernel's set, an entry without timeout would steer unrelated connections for good.
-            if (_pendingDeletes.Count >= MaxPendingDeletes)
-            {
-                Failed++;
-                return;
-            }
-
-            _pendingDeletes.Add(key);
-        }
-    }
-
-    private void RetryDeletes()
-    {
-        if (_pendingDeletes.Count == 0)
-        {
-            return;
-        }
-
-        _retry.Clear();
-        _retry.AddRange(_pendingDeletes);
-        foreach (var key in _retry)
-        {
-            if (Apply(IpsetOperation.Delete(SetOf(key.Family), key.ToEntry())))
-            {
-                _pendingDeletes.Remove(key);
-            }
-        }
+        _batch.Add((IpsetOperation.Delete(SetOf(key.Family), key.ToEntry()), key));
     }
 
     private string SetOf(byte family) => family == 4 ? _set4 : _set6;
 
-    private bool Apply(in IpsetOperation operation)
+    /// <summary>Sends the first <paramref name="count"/> operations; an add refused for its timeout goes again without one.</summary>
+    private void Send(int count)
     {
-        Errno result = _sets.Apply(operation);
-        if (result == IpsetErrors.Timeout && operation.TimeoutSeconds is not null)
+        try
         {
-            // Sets made without timeout support (by hand, or by an older offloadd): entries live until deleted.
-            _setsWithoutTimeouts = true;
-            result = _sets.Apply(IpsetOperation.Add(operation.SetName, operation.Entry));
-        }
-
-        // Deleting what is not there (the kernel timed it out, or someone flushed the set) is what a delete is for.
-        bool ok = result == Errno.None || (operation.Kind == IpsetOperationKind.Delete && result == IpsetErrors.Exist);
-        if (!ok)
-        {
-            if (Failed++ < 10)
+            _sets.Apply(_operations.AsSpan(0, count), _results.AsSpan(0, count));
+            for (int i = 0; i < count; i++)
             {
-                Log.SteeringEntryFailed(_logger, operation.Entry.ToString());
+                if (_results[i] == IpsetErrors.Timeout && _operations[i].TimeoutSeconds is not null)
+                {
+                    // Sets made without timeout support (by hand, or by an older offloadd): entries live until deleted.
+                    _setsWithoutTimeouts = true;
+                    _operations[i] = IpsetOperation.Add(_operations[i].SetName, _operations[i].Entry);
+                    _sets.Apply(_operations.AsSpan(i, 1), _results.AsSpan(i, 1));
+                }
             }
         }
-        else if (operation.Kind == IpsetOperationKind.Add)
+        catch (Exception e) when (e is NetlinkException or IOException)
         {
-            Added++;
+            _results.AsSpan(0, count).Fill(Errno.EIO);
+            Log.SteeringEntryFailed(_logger, $"a batch of {count}: {e.Message}");
         }
-        else
+    }
+
+    /// <summary>Brings the bookkeeping in step with the kernel's answer to one operation.</summary>
+    private void Settle(in IpsetOperation operation, EntryKey key, Errno result)
+    {
+        // Deleting what is not there (the kernel timed it out, or someone flushed the set) is what a delete is for.
+        bool ok = result == Errno.None || (operation.Kind == IpsetOperationKind.Delete && result == IpsetErrors.Exist);
+        if (ok)
         {
-            Deleted++;
+            if (operation.Kind == IpsetOperationKind.Add)
+            {
+                Added++;
+            }
+            else
+            {
+                Deleted++;
+            }
+
+            return;
         }
 
-        return ok;
+        if (Failed++ < 10)
+        {
+            Log.SteeringEntryFailed(_logger, operation.Entry.ToString());
+        }
+
+        if (operation.Kind == IpsetOperationKind.Add)
+        {
+            if (_batch.Exists(next => next.Key == key))
+            {
+                return; // Asked for again since: the next batch settles it.
+            }
+
+            // Not in the set: its users are not steered (their packets go the kernel's way), and none will delete it.
+            _entries.Remove(key);
+            foreach (var (connection, steeredBy) in _byConnection)
+            {
+                if (steeredBy == key)
+                {
+                    _byConnection.Remove(connection);
+                }
+            }
+        }
+        else if (!_entries.ContainsKey(key) && _pendingDeletes.Count < MaxPendingDeletes)
+        {
+            // Left in the kernel's set, an entry without timeout would steer unrelated connections for good: retried
+            // with the next batch (unless the entry is wanted again meanwhile). Past the bound, given up (counted).
+            _pendingDeletes.Add(key);
+        }
     }
 
     /// <summary>How many users an entry has, and until when the kernel keeps it by itself (<see cref="long.MaxValue"/>: no timeout).</summary>
@@ -348,15 +452,7 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     /// <summary>The real sets, through one ipset netlink client.</summary>
     private sealed class ClientSets(IpsetClient client) : ISteeringSets
     {
-        private readonly IpsetOperation[] _one = new IpsetOperation[1];
-        private readonly Errno[] _result = new Errno[1];
-
-        public Errno Apply(in IpsetOperation operation)
-        {
-            _one[0] = operation;
-            client.Apply(_one, _result);
-            return _result[0];
-        }
+        public void Apply(ReadOnlySpan<IpsetOperation> operations, Span<Errno> results) => client.Apply(operations, results);
 
         public void Flush(string set) => client.Flush(set);
 
@@ -377,8 +473,11 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
 /// <summary>What <see cref="IpsetSteering"/> asks of ipset: the real client, or a test's record of it.</summary>
 internal interface ISteeringSets : IDisposable
 {
-    /// <summary>Adds or deletes one entry; <see cref="Errno.None"/> when it took effect, else the errno or ipset code.</summary>
-    Errno Apply(in IpsetOperation operation);
+    /// <summary>
+    /// Applies adds and deletes in order, as one batch; each result is <see cref="Errno.None"/> when its operation took
+    /// effect, else the errno or ipset code.
+    /// </summary>
+    void Apply(ReadOnlySpan<IpsetOperation> operations, Span<Errno> results);
 
     /// <summary>Removes every entry of a set.</summary>
     void Flush(string set);

@@ -44,6 +44,7 @@ internal sealed class QueueWorker : IDisposable
     private readonly Thread _thread;
     private volatile bool _stopping;
     private long _lastGc;
+    private IpsetSteering? _steering;
 
     // The clock is the engine's, which this worker sets from the system clock once per burst.
     public QueueWorker(string role, NfQueue queue, ConntrackEngine engine, ManualClock clock, object engineLock, StateMarker marker, ILogger logger)
@@ -56,6 +57,20 @@ internal sealed class QueueWorker : IDisposable
         _engineLock = engineLock;
         _logger = logger;
         _thread = new Thread(Run) { IsBackground = true, Name = $"queue-{queue.QueueNumber}" };
+    }
+
+    /// <summary>
+    /// The ipset steering the engine's events feed (helpers mode), or null. Its updates of a burst go out as one batch
+    /// after the burst, outside the engine's lock, and always before the burst's verdicts.
+    /// </summary>
+    public IpsetSteering? Steering
+    {
+        get => _steering;
+        set
+        {
+            _steering = value;
+            _queue.BeforeVerdictsSent = value is null ? null : value.Flush;
+        }
     }
 
     /// <summary>"pre" (before routing) or "post" (after routing).</summary>
@@ -106,6 +121,10 @@ internal sealed class QueueWorker : IDisposable
             }
 
             CollectGarbageWhenDue();
+
+            // What the burst and the collection changed in the sets, in one batch (before the verdicts, which leave
+            // with the next receive).
+            _steering?.Flush();
         }
     }
 
@@ -159,16 +178,16 @@ internal sealed class QueueWorker : IDisposable
         // Every accepted packet carries our view of it in its mark: the firewall after the queue matches on it, and
         // the steering rules after routing know not to queue it a second time.
         uint mark = _marker.For(ref ctx, packet.Mark);
-        var result = ctx.Packet;
-        if (result.SequenceEqual(original))
+        if (!ctx.Changed)
         {
+            // As it came: a plain verdict, which the queue may merge with its neighbours'.
             Statistics.Accepted++;
             _queue.SetVerdict(packet.PacketId, NfVerdict.Accept, mark);
         }
         else
         {
             Statistics.AcceptedChanged++;
-            _queue.SetVerdict(packet.PacketId, NfVerdict.Accept, result, mark);
+            _queue.SetVerdict(packet.PacketId, NfVerdict.Accept, ctx.Packet, mark);
         }
     }
 

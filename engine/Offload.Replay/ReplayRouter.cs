@@ -9,7 +9,30 @@ namespace Offload.Replay;
 /// <param name="Name">Its name in the capture and in the configuration.</param>
 /// <param name="Index">Its index in the engine's interface table.</param>
 /// <param name="Mac">Its MAC address, to tell sent from received frames when the capture records no direction; may be null.</param>
-public sealed record ReplayInterface(string Name, int Index, byte[]? Mac);
+public sealed record ReplayInterface(string Name, int Index, byte[]? Mac)
+{
+    /// <summary>
+    /// True for a frame the router sent by this interface, false for one it received: by the capture's direction
+    /// flag, or without one (dumpcap records none on Linux Ethernet) by the router's MAC as the frame's source.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The capture records no direction and the interface has no MAC.</exception>
+    public bool Sent(in CapturedPacket frame)
+    {
+        if (frame.Direction != PacketDirection.Unknown)
+        {
+            return frame.Direction == PacketDirection.Outbound;
+        }
+
+        if (frame.LinkType != LinkLayer.Ethernet || Mac is null)
+        {
+            throw new InvalidOperationException(
+                $"The capture does not record which frames interface {Name} sent or received: give the interface's mac: in the configuration.");
+        }
+
+        var data = frame.Data.Span;
+        return data.Length >= 12 && data.Slice(6, 6).SequenceEqual(Mac);
+    }
+}
 
 /// <summary>A route: packets to this prefix leave by this interface.</summary>
 public readonly record struct ReplayRoute(byte Family, InetAddress Network, int PrefixLength, int InterfaceIndex);
@@ -39,6 +62,21 @@ public sealed class ReplayStatistics
 
     /// <summary>The TTL or hop limit ran out here (a real router would answer with ICMP time exceeded).</summary>
     public long TtlExceeded { get; internal set; }
+
+    /// <summary>Frames replayed after a frame that follows them in the file (a multi-interface capture's batches, put back in time order).</summary>
+    public long Reordered { get; internal set; }
+
+    /// <summary>The most frames read ahead and held at once to put them in time order.</summary>
+    public int HeldAtMost { get; internal set; }
+
+    /// <summary>Entering packets whose TCP or UDP checksum the sender left to its device (CHECKSUM_PARTIAL), taken as the queue takes them.</summary>
+    public long ChecksumsPartial { get; internal set; }
+
+    /// <summary>Entering super-packets (GRO, TSO, UDP GSO) larger than the MTU, handled whole as the queue's GSO flag hands them.</summary>
+    public long SuperPackets { get; internal set; }
+
+    /// <summary>Frames larger than any IP packet, dropped unread.</summary>
+    public long TooLong { get; internal set; }
 }
 
 /// <summary>
@@ -50,6 +88,12 @@ public sealed class ReplayRouter
 {
     /// <summary>Room for a packet to grow when a helper rewrites it (the largest IP packet).</summary>
     private const int BufferSize = 65536 + 256;
+
+    /// <summary>
+    /// The MTU of the replayed links (the configuration names none; Ethernet's). A packet above it in a capture was
+    /// merged by GRO or not yet cut by TSO or UDP GSO: the live queue would see it with the GSO flag.
+    /// </summary>
+    private const int Mtu = 1500;
 
     private readonly ConntrackEngine _engine;
     private readonly ManualClock _clock;
@@ -82,15 +126,14 @@ public sealed class ReplayRouter
     /// <summary>A packet that leaves the router.</summary>
     public delegate void Output(ReplayInterface outInterface, long timestampNanoseconds, ReadOnlySpan<byte> ipPacket);
 
-    /// <summary>Replays every entering frame of <paramref name="reader"/> in order; calls <paramref name="output"/> for each packet that leaves.</summary>
-    public void Run(CaptureReader reader, Output output)
+    /// <summary>
+    /// Replays every entering frame of <paramref name="capture"/> in time order (a stable merge of its interfaces by
+    /// timestamp, see <see cref="TimeOrderedReader"/>); calls <paramref name="output"/> for each packet that leaves.
+    /// </summary>
+    public void Run(CaptureReader capture, Output output)
     {
         var byCaptureId = new Dictionary<int, ReplayInterface?>();
-        foreach (var ci in reader.Interfaces)
-        {
-            byCaptureId[ci.Id] = null;
-        }
-
+        var reader = new TimeOrderedReader(capture, ci => _interfaces.Any(i => i.Name == ci.Name));
         while (reader.TryRead(out var frame))
         {
             Statistics.FramesRead++;
@@ -109,12 +152,15 @@ public sealed class ReplayRouter
 
             Process(frame, inInterface, output);
         }
+
+        Statistics.Reordered = reader.Reordered;
+        Statistics.HeldAtMost = reader.MostHeld;
     }
 
     private void Process(in CapturedPacket frame, ReplayInterface inInterface, Output output)
     {
         var data = frame.Data.Span;
-        if (!IsEntering(frame, data, inInterface))
+        if (inInterface.Sent(frame))
         {
             Statistics.FramesLeaving++;
             return;
@@ -141,9 +187,26 @@ public sealed class ReplayRouter
             _lastGc = _clock.NowNanoseconds;
         }
 
-        int length = Math.Min(ip.Length, _buffer.Length);
-        ip.Slice(0, length).CopyTo(_buffer);
-        var ctx = new PacketContext(_buffer, length, inInterface.Index);
+        if (ip.Length > _buffer.Length)
+        {
+            Statistics.Dropped++;
+            Statistics.TooLong++;
+            return;
+        }
+
+        ip.CopyTo(_buffer);
+        var ctx = new PacketContext(_buffer, ip.Length, inInterface.Index);
+
+        // What the live queue learns from NFQA_SKB_INFO, a capture shows in the packet: a checksum left to the device,
+        // and a size only segmentation offload makes.
+        var parsed = PacketParser.Parse(ip);
+        ctx.ChecksumPartial = parsed.IsValid && OffloadedChecksum.IsPartial(ip, parsed);
+        ctx.Gso = parsed.IsValid && parsed.TotalLength > Mtu;
+        Statistics.ChecksumsPartial += ctx.ChecksumPartial ? 1 : 0;
+        Statistics.SuperPackets += ctx.Gso ? 1 : 0;
+
+        // The engine leaves a super-packet's partial TCP checksum for the kernel, which sums each segment it cuts.
+        bool segmentChecksums = ctx.ChecksumPartial && ctx.Gso && parsed.Protocol == IpProtocol.Tcp;
         if (_engine.PreRouting(ref ctx) != Verdict.Accept)
         {
             Statistics.Dropped++;
@@ -181,25 +244,15 @@ public sealed class ReplayRouter
             return;
         }
 
+        if (segmentChecksums)
+        {
+            // Here the replay is that kernel: the super-packet leaves whole, its checksum finished as the segments' would be.
+            var leaving = ctx.Packet;
+            OffloadedChecksum.Complete(leaving, PacketParser.Parse(leaving));
+        }
+
         Statistics.Forwarded++;
         output(route, frame.TimestampNanoseconds, ctx.Packet);
-    }
-
-    /// <summary>True for a frame the router received. Without recorded directions, a frame the router sent carries its MAC as source.</summary>
-    private static bool IsEntering(in CapturedPacket frame, ReadOnlySpan<byte> data, ReplayInterface inInterface)
-    {
-        if (frame.Direction != PacketDirection.Unknown)
-        {
-            return frame.Direction == PacketDirection.Inbound;
-        }
-
-        if (frame.LinkType != LinkLayer.Ethernet || inInterface.Mac is null)
-        {
-            throw new InvalidOperationException(
-                $"The capture does not record which frames interface {inInterface.Name} received: give the interface's mac: in the configuration.");
-        }
-
-        return data.Length < 12 || !data.Slice(6, 6).SequenceEqual(inInterface.Mac);
     }
 
     /// <summary>Neighbour discovery, router advertisements, MLD and IGMP: link-local control the router answers itself, never forwards.</summary>

@@ -2,6 +2,7 @@ using Offload.Alg;
 using Offload.Engine;
 using Offload.Engine.Packets;
 using Offload.Replay.Capture;
+using Offload.Replay.Compare;
 using Offload.Rules;
 
 namespace Offload.Replay;
@@ -52,17 +53,43 @@ public sealed class ReplaySession
     }
 
     /// <summary>Replays <paramref name="input"/> and writes what leaves the router to <paramref name="output"/> as pcapng, one interface per router interface, raw IP.</summary>
-    public void Run(Stream input, Stream output)
+    public void Run(Stream input, Stream output) => Run(input, output, sent: null);
+
+    /// <summary>
+    /// Replays <paramref name="input"/>; writes what leaves the router to <paramref name="output"/> (when given, as
+    /// <see cref="Run(Stream, Stream)"/> does) and adds it to <paramref name="sent"/> (when given), to compare with
+    /// what the kernel sent (<see cref="ReplayComparison"/>).
+    /// </summary>
+    public void Run(Stream input, Stream? output, List<SentPacket>? sent)
     {
         using var reader = new CaptureReader(input, leaveOpen: true);
-        using var writer = new PcapngWriter(output, leaveOpen: true);
+        using var writer = output is null ? null : new PcapngWriter(output, leaveOpen: true);
         var ids = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var i in Interfaces)
         {
-            ids[i.Name] = writer.AddInterface(i.Name, LinkLayer.Raw);
+            ids[i.Name] = writer?.AddInterface(i.Name, LinkLayer.Raw) ?? 0;
         }
 
-        Router.Run(reader, (iface, timestamp, packet) => writer.WritePacket(ids[iface.Name], timestamp, packet, PacketDirection.Outbound));
-        writer.Flush();
+        Router.Run(reader, (iface, timestamp, packet) =>
+        {
+            writer?.WritePacket(ids[iface.Name], timestamp, packet, PacketDirection.Outbound);
+            sent?.Add(new SentPacket(iface.Name, timestamp, packet.ToArray()));
+        });
+        writer?.Flush();
+    }
+
+    /// <summary>What the kernel sent in a capture of this router's interfaces (see <see cref="LeavingFrames.Read"/>).</summary>
+    public List<SentPacket> KernelSent(Stream capture)
+    {
+        using var reader = new CaptureReader(capture, leaveOpen: true);
+        return LeavingFrames.Read(reader, Interfaces);
+    }
+
+    /// <summary>Replays <paramref name="input"/> and compares what leaves with what the kernel sent in <paramref name="kernel"/> (often the same file).</summary>
+    public ReplayComparison Compare(Stream input, Stream kernel, Stream? output = null)
+    {
+        var ours = new List<SentPacket>();
+        Run(input, output, ours);
+        return ReplayComparison.Compare(KernelSent(kernel), ours);
     }
 }

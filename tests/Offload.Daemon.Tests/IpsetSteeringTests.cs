@@ -52,7 +52,7 @@ public sealed class IpsetSteeringTests
 
         // The data connection times out: nothing is left to steer a later connection to that port.
         rig.Clock.Advance(TimeSpan.FromMinutes(3));
-        rig.Engine.CollectGarbage(4096);
+        rig.CollectGarbage(4096);
         Assert.Empty(rig.Sets.Contents);
         Assert.Equal(0, rig.Steering.Steered);
         Assert.Equal(0, rig.Steering.Entries);
@@ -68,7 +68,7 @@ public sealed class IpsetSteeringTests
         Assert.Single(rig.Sets.Contents);
 
         rig.Clock.Advance(FtpHelper.DefaultPolicy.Timeout + TimeSpan.FromSeconds(1));
-        rig.Engine.CollectGarbage(16);
+        rig.CollectGarbage(rig.Engine.Expectations.BucketCount); // one sweep of the expectations
 
         Assert.Empty(rig.Sets.Contents);
         Assert.Equal(0, rig.Steering.Entries);
@@ -81,7 +81,7 @@ public sealed class IpsetSteeringTests
         var control = rig.OpenControl();
         rig.Announce(PassivePort);
 
-        rig.Engine.Destroy(control);
+        rig.Destroy(control);
 
         Assert.Empty(rig.Sets.Contents);
     }
@@ -95,11 +95,11 @@ public sealed class IpsetSteeringTests
         rig.Sets.FailNextDeletes = 1;
 
         rig.Clock.Advance(FtpHelper.DefaultPolicy.Timeout + TimeSpan.FromSeconds(1));
-        rig.Engine.CollectGarbage(16);
+        rig.CollectGarbage(rig.Engine.Expectations.BucketCount); // one sweep of the expectations
         Assert.Single(rig.Sets.Contents);
         Assert.Equal(1, rig.Steering.Entries);
 
-        // The next announcement (any event) first retries the delete.
+        // The next batch (here an announcement's) first retries the delete.
         rig.Announce("227 Entering Passive Mode (192,0,2,80,195,81).\r\n");
         Assert.Equal([$"{Server},tcp:50001,{Client}"], rig.Sets.Contents.Select(c => c.Text));
         Assert.Equal(1, rig.Steering.Entries);
@@ -120,12 +120,12 @@ public sealed class IpsetSteeringTests
         Assert.Equal(2, rig.Steering.Steered);
 
         var first = rig.Engine.Connections.Entries().Single(c => c.Original.SourcePort == 40001);
-        rig.Engine.Destroy(first);
+        rig.Destroy(first);
         Assert.Single(rig.Sets.Contents);
 
         var second = rig.Engine.Connections.Entries().Single(c => c.Original.SourcePort == 40002);
-        rig.Engine.Destroy(second);
-        rig.Engine.Destroy(control);
+        rig.Destroy(second);
+        rig.Destroy(control);
         Assert.Empty(rig.Sets.Contents);
     }
 
@@ -140,6 +140,54 @@ public sealed class IpsetSteeringTests
         var entry = Assert.Single(rig.Sets.Contents);
         Assert.Null(entry.Timeout);
         Assert.Equal(0, rig.Steering.Failed);
+    }
+
+    [Fact]
+    public void The_updates_of_a_burst_leave_together_as_one_batch_when_the_burst_is_done()
+    {
+        var rig = new Rig();
+        rig.OpenControl();
+        int batchesBefore = rig.Sets.Batches.Count;
+
+        // One burst: the announcement (the entry with the expectation's timeout), the client's data connection (the
+        // expectation goes, the connection keeps the entry: a delete and an add without timeout, in that order) and a
+        // second announcement.
+        rig.Announce(PassivePort, inBurst: true);
+        rig.ForwardInBurst(TcpPacket(Client, 40001, Server, 50000, Syn, seq: 7000), Lan, Wan);
+        rig.Announce("227 Entering Passive Mode (192,0,2,80,195,81).\r\n", inBurst: true);
+        Assert.Empty(rig.Sets.Contents);
+        Assert.Equal(batchesBefore, rig.Sets.Batches.Count);
+        Assert.Equal(4, rig.Steering.Unsent);
+
+        rig.Steering.Flush();
+
+        Assert.Equal([4], rig.Sets.Batches.Skip(batchesBefore));
+        Assert.Equal(0, rig.Steering.Unsent);
+        Assert.Equal(
+            [($"{Server},tcp:50000,{Client}", (uint?)0), ($"{Server},tcp:50001,{Client}", (uint?)(FtpHelper.DefaultPolicy.Timeout + IpsetSteering.ExpectationGrace).TotalSeconds)],
+            rig.Sets.Contents.Select(c => (c.Text, c.Timeout)).OrderBy(c => c.Text));
+        Assert.Equal(2, rig.Steering.Entries);
+        Assert.Equal(1, rig.Steering.Steered);
+    }
+
+    [Fact]
+    public void An_add_the_kernel_refused_steers_nothing_and_leaves_nothing_to_delete()
+    {
+        var rig = new Rig();
+        rig.OpenControl();
+        rig.Sets.FailNextAdds = 1;
+
+        rig.Announce(PassivePort);
+        rig.Forward(TcpPacket(Client, 40001, Server, 50000, Syn, seq: 7000), Lan, Wan);
+
+        // The refused add is counted; the data connection's own add then went through and is the entry's only user.
+        Assert.Equal(1, rig.Steering.Failed);
+        var entry = Assert.Single(rig.Sets.Contents);
+        Assert.Equal(0u, entry.Timeout);
+        Assert.Equal(1, rig.Steering.Steered);
+        rig.Destroy(rig.Engine.Connections.Entries().Single(c => c.Original.DestinationPort == 50000));
+        Assert.Empty(rig.Sets.Contents);
+        Assert.Equal(0, rig.Steering.Entries);
     }
 
     [Fact]
@@ -248,21 +296,46 @@ public sealed class IpsetSteeringTests
         }
 
         /// <summary>A line from the server on the control connection (the helper reads lines that start after a newline).</summary>
-        public void Announce(string line)
+        public void Announce(string line, bool inBurst = false)
         {
-            Forward(TcpPacket(Server, 21, Outside, OutsidePort, Psh | Ack, seq: _serverSeq, ack: 1001, payload: Ascii(line)), Wan, Lan);
+            ForwardInBurst(TcpPacket(Server, 21, Outside, OutsidePort, Psh | Ack, seq: _serverSeq, ack: 1001, payload: Ascii(line)), Wan, Lan);
             _serverSeq += (uint)line.Length;
 
             // Acknowledged, or the control connection would time out as unacknowledged (5 minutes) in the tests that wait.
-            Forward(TcpPacket(Client, 40000, Server, 21, Ack, seq: 1001, ack: _serverSeq), Lan, Wan);
+            ForwardInBurst(TcpPacket(Client, 40000, Server, 21, Ack, seq: 1001, ack: _serverSeq), Lan, Wan);
+            if (!inBurst)
+            {
+                Steering.Flush();
+            }
         }
 
+        /// <summary>One packet as a burst of its own: the engine, then the steering's batch (as a queue worker does).</summary>
         public byte[] Forward(byte[] packet, int inInterface, int outInterface)
+        {
+            var output = ForwardInBurst(packet, inInterface, outInterface);
+            Steering.Flush();
+            return output;
+        }
+
+        /// <summary>One packet of a burst still going on: nothing is sent to the sets yet.</summary>
+        public byte[] ForwardInBurst(byte[] packet, int inInterface, int outInterface)
         {
             var buffer = WithRoom(packet, 256);
             var ctx = new PacketContext(buffer, packet.Length, inInterface) { OutInterface = outInterface };
             Assert.Equal(Verdict.Accept, Engine.Process(ref ctx));
             return ctx.Packet.ToArray();
+        }
+
+        public void Destroy(Connection connection)
+        {
+            Engine.Destroy(connection);
+            Steering.Flush();
+        }
+
+        public void CollectGarbage(int budget)
+        {
+            Engine.CollectGarbage(budget);
+            Steering.Flush();
         }
     }
 
@@ -273,6 +346,8 @@ public sealed class IpsetSteeringTests
 
         public int FailNextDeletes { get; set; }
 
+        public int FailNextAdds { get; set; }
+
         public List<string> Flushed { get; } = [];
 
         public bool Disposed { get; private set; }
@@ -280,13 +355,31 @@ public sealed class IpsetSteeringTests
         public IEnumerable<(string Set, string Text, uint? Timeout)> Contents =>
             _contents.Select(c => (c.Key.Set, Text(c.Key.Entry), c.Value));
 
-        public Errno Apply(in IpsetOperation operation)
+        /// <summary>How many operations each batch held, in the order the batches came.</summary>
+        public List<int> Batches { get; } = [];
+
+        public void Apply(ReadOnlySpan<IpsetOperation> operations, Span<Errno> results)
+        {
+            Batches.Add(operations.Length);
+            for (int i = 0; i < operations.Length; i++)
+            {
+                results[i] = Apply(operations[i]);
+            }
+        }
+
+        private Errno Apply(in IpsetOperation operation)
         {
             if (operation.Kind == IpsetOperationKind.Add)
             {
                 if (!timeouts && operation.TimeoutSeconds is not null)
                 {
                     return IpsetErrors.Timeout;
+                }
+
+                if (FailNextAdds > 0)
+                {
+                    FailNextAdds--;
+                    return Errno.ENOMEM;
                 }
 
                 _contents[(operation.SetName, operation.Entry)] = operation.TimeoutSeconds;

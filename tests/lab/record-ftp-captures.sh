@@ -4,12 +4,15 @@
 #
 # Each scenario gets a fresh lab (lab.sh): the kernel's MASQUERADE on wan0 and
 # its ftp helper in the router, vsftpd in the server, curl in the client.
-# dumpcap runs in the router on lan0 and wan0 at once; the file is then sorted
-# by timestamp (dumpcap writes each interface's packets in batches, so its raw
-# file is not in time order across interfaces).
+# dumpcap runs in the router on lan0 and wan0 at once. As users record
+# (CAPTURE_STYLE=user, the default): veth offloads on, the file as dumpcap
+# wrote it, out of time order across interfaces; as the reference captures in
+# tests/data/ftp are (CAPTURE_STYLE=reference): offloads off, sorted by
+# timestamp. See tests/lab/capture.sh.
 #
 # Usage: tests/lab/record-ftp-captures.sh [scenario...]   (default: all)
-# Environment: OUT_DIR (default tests/data/ftp), LAB_SUFFIX (default -rec).
+# Environment: OUT_DIR (default tests/data/ftp), LAB_SUFFIX (default -rec),
+# CAPTURE_STYLE (user or reference; tests/data/ftp takes reference only).
 # Needs root and the packages in tests/lab/packages.txt.
 set -euo pipefail
 
@@ -96,15 +99,15 @@ run_scenario() {
 
     echo "== $name" >&2
     lab_up "$sfx"
+    capture_offloads
     lab_kernel_ftp_nat "$sfx"
     lab_vsftpd "$sfx"
 
-    local c r dl raw sorted
+    local c r dl raw capture
     c=$(lab_ns client "$sfx")
     r=$(lab_ns router "$sfx")
     dl=$work/$name.dl
     raw=$work/$name.raw.pcapng
-    sorted=$work/$name.pcapng
     rm -rf "$dl" && mkdir -p "$dl"
 
     # Several URLs on one curl command line share one control connection.
@@ -125,20 +128,18 @@ run_scenario() {
         cmp -s "$dl/$f" "$(lab_ftp_root "$sfx")/$f" || die "$name: $f differs from the source"
     done
 
-    reordercap "$raw" "$sorted" >/dev/null 2>&1 || die "$name: reordercap failed"
-    capinfos -o "$sorted" 2>/dev/null | grep -q 'Strict time order: *True' ||
-        die "$name: not in time order after reordercap"
+    finish_capture "$raw" "$name"
 
     # What the scenario must show: one control connection (its SYN seen on
     # both interfaces) and every transfer's command or reply on both sides,
     # with the address rewritten where the client announces one.
     local n=${#files[@]} ctl="tcp.dstport == 21 && tcp.flags.syn == 1 && tcp.flags.ack == 0"
-    expect "$sorted" 2 "$ctl"
+    expect "$capture" 2 "$ctl"
     case $verb in
     PORT)
-        expect "$sorted" "$n" "$in_lan && ftp.request.command == \"PORT\" && ftp.request.arg contains \"192,0,2,2,\""
-        expect "$sorted" "$n" "$out_wan && ftp.request.command == \"PORT\" && ftp.request.arg contains \"198,51,100,1,\""
-        expect "$sorted" "$((2 * n))" "tcp.srcport == 20 && tcp.flags.syn == 1 && tcp.flags.ack == 0"
+        expect "$capture" "$n" "$in_lan && ftp.request.command == \"PORT\" && ftp.request.arg contains \"192,0,2,2,\""
+        expect "$capture" "$n" "$out_wan && ftp.request.command == \"PORT\" && ftp.request.arg contains \"198,51,100,1,\""
+        expect "$capture" "$((2 * n))" "tcp.srcport == 20 && tcp.flags.syn == 1 && tcp.flags.ack == 0"
         ;;
     EPRT)
         local a_in a_out
@@ -149,19 +150,19 @@ run_scenario() {
             # group as four hex digits (2001:db8:2::1 -> 39 characters).
             a_in="|2|$LAB_LAN6_CLIENT|" a_out="|2|2001:0db8:0002:0000:0000:0000:0000:0001|"
         fi
-        expect "$sorted" "$n" "$in_lan && ftp.request.command == \"EPRT\" && ftp.request.arg contains \"$a_in\""
-        expect "$sorted" "$n" "$out_wan && ftp.request.command == \"EPRT\" && ftp.request.arg contains \"$a_out\""
-        expect "$sorted" "$((2 * n))" "tcp.srcport == 20 && tcp.flags.syn == 1 && tcp.flags.ack == 0"
+        expect "$capture" "$n" "$in_lan && ftp.request.command == \"EPRT\" && ftp.request.arg contains \"$a_in\""
+        expect "$capture" "$n" "$out_wan && ftp.request.command == \"EPRT\" && ftp.request.arg contains \"$a_out\""
+        expect "$capture" "$((2 * n))" "tcp.srcport == 20 && tcp.flags.syn == 1 && tcp.flags.ack == 0"
         ;;
     PASV)
-        expect "$sorted" "$((2 * n))" "ftp.response.code == 227"
+        expect "$capture" "$((2 * n))" "ftp.response.code == 227"
         ;;
     EPSV)
-        expect "$sorted" "$((2 * n))" "ftp.response.code == 229"
+        expect "$capture" "$((2 * n))" "ftp.response.code == 229"
         ;;
     esac
 
-    keep_capture "$sorted" "$name"
+    keep_capture "$capture" "$name"
 }
 
 record_scenarios "$@"

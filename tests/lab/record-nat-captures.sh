@@ -6,12 +6,13 @@
 #
 # Each scenario gets a fresh lab (lab.sh): the kernel's MASQUERADE on wan0 in
 # the router and nothing else, small perl peers (or ping) in the client and
-# the server. dumpcap runs in the router on lan0 and wan0 at once; the file is
-# then sorted by timestamp (dumpcap writes each interface's packets in
-# batches, so its raw file is not in time order across interfaces).
+# the server. dumpcap runs in the router on lan0 and wan0 at once, in the
+# style CAPTURE_STYLE says (user, the default: offloads on, the file as
+# dumpcap wrote it; reference: offloads off, sorted; see tests/lab/capture.sh).
 #
 # Usage: tests/lab/record-nat-captures.sh [scenario...]   (default: all)
-# Environment: OUT_DIR (default tests/data/nat), LAB_SUFFIX (default -nat).
+# Environment: OUT_DIR (default tests/data/nat), LAB_SUFFIX (default -nat),
+# CAPTURE_STYLE (user or reference; tests/data/nat takes reference only).
 # Needs root and the packages in tests/lab/packages.txt.
 set -euo pipefail
 
@@ -311,13 +312,13 @@ run_scenario() {
 
     echo "== $name" >&2
     lab_up "$sfx"
+    capture_offloads
     lab_kernel_nat "$sfx"
 
-    local c s raw sorted
+    local c s raw capture
     c=$(lab_ns client "$sfx")
     s=$(lab_ns server "$sfx")
     raw=$work/$name.raw.pcapng
-    sorted=$work/$name.pcapng
 
     # The server answers every error at once: no ICMP rate limit.
     lab_exec "$s" sysctl -q -w net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0
@@ -382,17 +383,15 @@ run_scenario() {
         ;;
     esac
 
-    reordercap "$raw" "$sorted" >/dev/null 2>&1 || die "$name: reordercap failed"
-    capinfos -o "$sorted" 2>/dev/null | grep -q 'Strict time order: *True' ||
-        die "$name: not in time order after reordercap"
+    finish_capture "$raw" "$name"
 
     # Client side (lan0) and server side (wan0) of one packet: the NAT maps
     # cli:port <-> rtr:port. "#1"/"#2" pick the outer or the quoted header.
     local link
     if [[ $fam == 4 ]]; then link="arp"; else link="icmpv6.type == 135 || icmpv6.type == 136"; fi
-    expect "$sorted" 4 "$link"
-    expect "$sorted" 0 "($link_frames) && !($link)"
-    expect "$sorted" "$ip_frames" "!($link_frames)"
+    expect "$capture" 4 "$link"
+    expect "$capture" 0 "($link_frames) && !($link)"
+    expect "$capture" "$ip_frames" "!($link_frames)"
 
     local c2s_lan="$ip.src#1 == $cli && $ip.dst#1 == $srv"
     local c2s_wan="$ip.src#1 == $rtr && $ip.dst#1 == $srv"
@@ -400,23 +399,23 @@ run_scenario() {
     local s2c_lan="$ip.src#1 == $srv && $ip.dst#1 == $cli"
     case $name in
     *-ping)
-        expect "$sorted" 3 "$in_lan && $icmp.type == $req && $c2s_lan"
-        expect "$sorted" 3 "$out_wan && $icmp.type == $req && $c2s_wan"
-        expect "$sorted" 3 "$in_wan && $icmp.type == $rep && $s2c_wan"
-        expect "$sorted" 3 "$out_lan && $icmp.type == $rep && $s2c_lan"
+        expect "$capture" 3 "$in_lan && $icmp.type == $req && $c2s_lan"
+        expect "$capture" 3 "$out_wan && $icmp.type == $req && $c2s_wan"
+        expect "$capture" 3 "$in_wan && $icmp.type == $rep && $s2c_wan"
+        expect "$capture" 3 "$out_lan && $icmp.type == $rep && $s2c_lan"
         ;;
     ipv4-udp | ipv6-udp)
         local k=$((n + zero))
         local fwd="udp.srcport == $cport_udp && udp.dstport == $port_echo"
         local back="udp.srcport == $port_echo && udp.dstport == $cport_udp"
-        expect "$sorted" "$k" "$in_lan && $c2s_lan && $fwd"
-        expect "$sorted" "$k" "$out_wan && $c2s_wan && $fwd"
-        expect "$sorted" "$k" "$in_wan && $s2c_wan && $back"
-        expect "$sorted" "$k" "$out_lan && $s2c_lan && $back"
+        expect "$capture" "$k" "$in_lan && $c2s_lan && $fwd"
+        expect "$capture" "$k" "$out_wan && $c2s_wan && $fwd"
+        expect "$capture" "$k" "$in_wan && $s2c_wan && $back"
+        expect "$capture" "$k" "$out_lan && $s2c_lan && $back"
         # The zero checksum stays zero after NAT, both ways.
         local z
         for z in "$in_lan" "$out_wan" "$in_wan" "$out_lan"; do
-            expect "$sorted" "$zero" "$z && udp.checksum == 0"
+            expect "$capture" "$zero" "$z && udp.checksum == 0"
         done
         ;;
     *-udp-unreachable | *-tcp-reject | ipv6-too-big)
@@ -435,14 +434,14 @@ run_scenario() {
         # The error quotes the packet as the server saw it (from rtr:sport);
         # leaving lan0 it must quote it as the client sent it (from cli:sport).
         local quote="$l4.srcport == $sport && $l4.dstport == $dport"
-        expect "$sorted" "$k" "$in_lan && $c2s_lan && $fwd"
-        expect "$sorted" "$k" "$out_wan && $c2s_wan && $fwd"
-        expect "$sorted" "$k" "$in_wan && $s2c_wan && $err && $ip.src#2 == $rtr && $ip.dst#2 == $srv && $quote"
-        expect "$sorted" "$k" "$out_lan && $s2c_lan && $err && $ip.src#2 == $cli && $ip.dst#2 == $srv && $quote"
+        expect "$capture" "$k" "$in_lan && $c2s_lan && $fwd"
+        expect "$capture" "$k" "$out_wan && $c2s_wan && $fwd"
+        expect "$capture" "$k" "$in_wan && $s2c_wan && $err && $ip.src#2 == $rtr && $ip.dst#2 == $srv && $quote"
+        expect "$capture" "$k" "$out_lan && $s2c_lan && $err && $ip.src#2 == $cli && $ip.dst#2 == $srv && $quote"
         ;;
     esac
 
-    keep_capture "$sorted" "$name"
+    keep_capture "$capture" "$name"
 }
 
 record_scenarios "$@"

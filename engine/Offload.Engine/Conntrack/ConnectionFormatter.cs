@@ -9,13 +9,16 @@ namespace Offload.Engine.Conntrack;
 public static class ConnectionFormatter
 {
     /// <summary>One line for a connection (allocates; listings only).</summary>
-    public static string Format(Connection connection, long nowNanoseconds)
+    public static string Format(Connection connection, long nowNanoseconds) => Format(ConnectionView.Of(connection), nowNanoseconds);
+
+    /// <summary>One line for a connection copied out of the table (allocates; listings only).</summary>
+    public static string Format(in ConnectionView connection, long nowNanoseconds)
     {
         var o = connection.Original;
         var text = new StringBuilder(192);
         text.Append(o.Family == 4 ? "ipv4     2 " : "ipv6     10 ");
         text.Append(CultureInfo.InvariantCulture, $"{ProtocolName(o.Protocol),-8} {o.Protocol} ");
-        long seconds = Math.Max(0, (connection.ExpiresAt - nowNanoseconds) / 1_000_000_000L);
+        long seconds = Math.Max(0, (connection.ExpiresAtNanoseconds - nowNanoseconds) / 1_000_000_000L);
         text.Append(seconds.ToString(CultureInfo.InvariantCulture)).Append(' ');
         if (o.Protocol == IpProtocol.Tcp)
         {
@@ -35,14 +38,14 @@ public static class ConnectionFormatter
         }
 
         text.Append(CultureInfo.InvariantCulture, $"mark={connection.Mark}");
-        if (connection.Helper is { } helper)
+        if (connection.HelperName is { } helper)
         {
-            text.Append(" helper=").Append(helper.Name);
+            text.Append(" helper=").Append(helper);
         }
 
-        if (connection.Master is { } master)
+        if (connection.MasterOriginal is { } master)
         {
-            text.Append(" master=").Append(master.Original.ToString());
+            text.Append(" master=").Append(master.ToString());
         }
 
         if (connection.HasStatus(ConnStatus.SeqAdjust))

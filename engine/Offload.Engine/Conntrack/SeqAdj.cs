@@ -36,7 +36,8 @@ internal static class SeqAdj
         After(ack - (uint)otherWay.OffsetBefore, otherWay.CorrectionPosition) ? otherWay.OffsetAfter : otherWay.OffsetBefore;
 
     /// <summary>Adjusts seq, ack and SACK blocks of a TCP segment in place, with incremental checksum updates.</summary>
-    public static void Adjust(Span<byte> packet, in PacketInfo info, in SeqAdjustment thisWay, in SeqAdjustment otherWay)
+    /// <returns>True when a number was changed.</returns>
+    public static bool Adjust(Span<byte> packet, in PacketInfo info, in SeqAdjustment thisWay, in SeqAdjustment otherWay)
     {
         var tcp = packet.Slice(info.L4Offset, info.PayloadOffset - info.L4Offset);
         uint seq = BinaryPrimitives.ReadUInt32BigEndian(tcp.Slice(HeaderOffsets.TcpSeq));
@@ -49,7 +50,7 @@ internal static class SeqAdj
 
         if ((tcp[HeaderOffsets.TcpFlags] & TcpFlags.Ack) == 0)
         {
-            return;
+            return newSeq != seq;
         }
 
         uint ack = BinaryPrimitives.ReadUInt32BigEndian(tcp.Slice(HeaderOffsets.TcpAck));
@@ -60,15 +61,17 @@ internal static class SeqAdj
             Checksum.UpdateField(tcp, HeaderOffsets.TcpChecksum, ack, newAck);
         }
 
-        AdjustSack(tcp, otherWay);
+        bool sackChanged = AdjustSack(tcp, otherWay);
+        return newSeq != seq || newAck != ack || sackChanged;
     }
 
     /// <summary>Shifts the edges of SACK blocks back by the other direction's offsets, like acknowledgements.</summary>
-    private static void AdjustSack(Span<byte> tcp, in SeqAdjustment otherWay)
+    private static bool AdjustSack(Span<byte> tcp, in SeqAdjustment otherWay)
     {
+        bool changed = false;
         if (otherWay.IsIdentity)
         {
-            return;
+            return changed;
         }
 
         int i = HeaderOffsets.TcpMinHeader;
@@ -77,7 +80,7 @@ internal static class SeqAdj
             byte kind = tcp[i];
             if (kind == 0)
             {
-                return;
+                return changed;
             }
 
             if (kind == 1)
@@ -88,13 +91,13 @@ internal static class SeqAdj
 
             if (i + 1 >= tcp.Length)
             {
-                return;
+                return changed;
             }
 
             int length = tcp[i + 1];
             if (length < 2 || i + length > tcp.Length)
             {
-                return; // Malformed options: leave them as they came, like the kernel.
+                return changed; // Malformed options: leave them as they came, like the kernel.
             }
 
             const byte sackKind = 5;
@@ -107,12 +110,15 @@ internal static class SeqAdj
                     if (adjusted != value)
                     {
                         WriteCovered(tcp, edge, adjusted);
+                        changed = true;
                     }
                 }
             }
 
             i += length;
         }
+
+        return changed;
     }
 
     /// <summary>

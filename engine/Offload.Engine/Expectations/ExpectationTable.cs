@@ -10,6 +10,7 @@ public sealed class ExpectationTable
 {
     private readonly Expectation?[] _buckets;
     private readonly ulong _hashKey;
+    private int _expireCursor;
 
     public ExpectationTable(int maxExpectations, ulong hashKey)
     {
@@ -218,7 +219,10 @@ public sealed class ExpectationTable
         }
     }
 
-    /// <summary>Removes lapsed expectations; returns how many.</summary>
+    /// <summary>Buckets of the index: what <see cref="Expire(long, int)"/> walks, one per unit of its budget.</summary>
+    public int BucketCount => _buckets.Length;
+
+    /// <summary>Removes every lapsed expectation (the table is full and must make room); returns how many.</summary>
     public int Expire(long now)
     {
         if (Count == 0)
@@ -229,18 +233,49 @@ public sealed class ExpectationTable
         int removed = 0;
         for (int b = 0; b < _buckets.Length; b++)
         {
-            var e = _buckets[b];
-            while (e is not null)
-            {
-                var next = e.NextInBucket;
-                if (e.ExpiresAt <= now)
-                {
-                    Remove(e);
-                    removed++;
-                }
+            removed += ExpireBucket(b, now);
+        }
 
-                e = next;
+        return removed;
+    }
+
+    /// <summary>
+    /// Removes lapsed expectations in up to <paramref name="budget"/> buckets from where the last call stopped, so that
+    /// a periodic sweep costs a bounded time under the engine's lock however large the table (as connection expiry
+    /// does); returns how many.
+    /// </summary>
+    public int Expire(long now, int budget)
+    {
+        if (Count == 0)
+        {
+            return 0;
+        }
+
+        int removed = 0;
+        int mask = _buckets.Length - 1;
+        for (int i = Math.Min(budget, _buckets.Length); i > 0; i--)
+        {
+            removed += ExpireBucket(_expireCursor, now);
+            _expireCursor = (_expireCursor + 1) & mask;
+        }
+
+        return removed;
+    }
+
+    private int ExpireBucket(int bucket, long now)
+    {
+        int removed = 0;
+        var e = _buckets[bucket];
+        while (e is not null)
+        {
+            var next = e.NextInBucket;
+            if (e.ExpiresAt <= now)
+            {
+                Remove(e);
+                removed++;
             }
+
+            e = next;
         }
 
         return removed;

@@ -16,16 +16,18 @@ internal static class NatManip
     /// if the connection is translated that way. In the reply direction the roles swap: a source-NAT'd
     /// connection has its replies' destination rewritten.
     /// </summary>
-    public static void Apply(Span<byte> packet, in PacketInfo info, Connection connection, ConnDirection direction, ManipType manip)
+    /// <returns>True when the packet was rewritten.</returns>
+    public static bool Apply(Span<byte> packet, in PacketInfo info, Connection connection, ConnDirection direction, ManipType manip)
     {
         if (!NeedsManip(connection, direction, manip))
         {
-            return;
+            return false;
         }
 
         // The packet must look like the inverse of the other direction's tuple.
         var target = connection.TupleOf(direction.Opposite()).Invert();
         ManipPacket(packet, 0, info.Family, info.L4Offset, info.TotalLength - info.L4Offset, info.Protocol, info.IsLaterFragment, target, manip);
+        return true;
     }
 
     /// <summary>True when a packet of this direction needs the manip of this type.</summary>

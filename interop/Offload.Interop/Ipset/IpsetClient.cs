@@ -24,7 +24,7 @@ namespace Offload.Interop.Ipset;
 /// </para>
 /// <para>Not thread-safe: one thread at a time (the socket's answers are matched to the requests in flight).</para>
 /// </remarks>
-public sealed class IpsetClient : IDisposable
+public sealed class IpsetClient : IDisposable, INetlinkRequestOwner
 {
     /// <summary>
     /// Most add/delete messages in one send. The kernel handles a whole send before it returns and queues every
@@ -40,25 +40,19 @@ public sealed class IpsetClient : IDisposable
     // Acknowledgements are capped (NETLINK_CAP_ACK): 36 bytes, plus extended-ack text on errors.
     private const int ReceiveSlotSize = 1024;
 
-    // A code no kernel answer carries: the answer is still awaited.
-    private const int Pending = int.MinValue;
-
-    // After ENOBUFS whatever survived is queued already; look for it without waiting long.
-    private static readonly TimeSpan DrainTimeout = TimeSpan.FromMilliseconds(1);
-
     private readonly INetlinkTransport _socket;
     private readonly ReceiveSlots _slots;
+    private readonly NetlinkRequestChannel _channel;
     private readonly byte[] _send;
     private readonly int _sendLimit;
     private readonly int[] _codes = new int[MaxOperationsPerSend];
     private readonly int[] _operationIndex = new int[MaxOperationsPerSend];
     private IpsetCounters _counters;
-    private uint _sequence;
     private TimeSpan _ackTimeout = TimeSpan.FromSeconds(5);
     private bool _disposed;
 
-    // The answer to the control request in flight.
-    private bool _captureKernelMessage;
+    // The answer to the control request in flight: the reply message it waits for (0: an acknowledgement).
+    private byte _replyCommand;
     private string? _kernelMessage;
     private bool _replySeen;
     private byte _replyProtocol;
@@ -69,6 +63,7 @@ public sealed class IpsetClient : IDisposable
     {
         _socket = socket;
         _slots = new ReceiveSlots(ReceiveSlotCount, ReceiveSlotSize);
+        _channel = new NetlinkRequestChannel(socket, _slots);
         _send = GC.AllocateUninitializedArray<byte>(SendBufferBytes);
 
         // The kernel refuses a send longer than its send buffer less 32 bytes.
@@ -83,7 +78,19 @@ public sealed class IpsetClient : IDisposable
     public uint PortId => _socket.PortId;
 
     /// <summary>A snapshot of what happened so far.</summary>
-    public IpsetCounters Counters => _counters;
+    public IpsetCounters Counters
+    {
+        get
+        {
+            // What the shared request channel met while waiting for answers belongs to ipset's numbers.
+            var counters = _counters;
+            var channel = _channel.Counters;
+            counters.Unanswered += channel.Unanswered;
+            counters.NoBufferEvents += channel.NoBufferEvents;
+            counters.StaleAnswers += channel.StaleAnswers;
+            return counters;
+        }
+    }
 
     /// <summary>How long to wait for the kernel's answers before counting them lost (default 5 s).</summary>
     public TimeSpan AckTimeout
@@ -93,6 +100,7 @@ public sealed class IpsetClient : IDisposable
         {
             ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(value, TimeSpan.Zero);
             _socket.ReceiveTimeout = value;
+            _channel.AckTimeout = value;
             _ackTimeout = value;
         }
     }
@@ -315,7 +323,6 @@ public sealed class IpsetClient : IDisposable
                 IpsetMessages.WriteEntryCommand(
                     ref w, add ? IPSET_CMD_ADD : IPSET_CMD_DEL, first + (uint)messages, Protocol, name[..nameLength], op.Entry, add ? op.TimeoutSeconds : null);
                 _operationIndex[messages] = next;
-                _codes[messages] = Pending;
                 messages++;
                 next++;
             }
@@ -366,19 +373,10 @@ public sealed class IpsetClient : IDisposable
         Span<byte> encoded = stackalloc byte[IPSET_MAXNAMELEN];
         _ = EncodeName(op.SetName, encoded);
         Span<Errno> result = stackalloc Errno[1];
-        _captureKernelMessage = true;
-        _kernelMessage = null;
-        try
+        if (Apply(new ReadOnlySpan<IpsetOperation>(in op), result) != 0)
         {
-            if (Apply(new ReadOnlySpan<IpsetOperation>(in op), result) != 0)
-            {
-                string operation = $"{verb} {op.Entry} {(verb == "add" ? "to" : "from")} ipset {op.SetName}";
-                throw new NetlinkException(result[0], operation, _kernelMessage, IpsetErrors.Hint(result[0]));
-            }
-        }
-        finally
-        {
-            _captureKernelMessage = false;
+            string operation = $"{verb} {op.Entry} {(verb == "add" ? "to" : "from")} ipset {op.SetName}";
+            throw new NetlinkException(result[0], operation, _channel.KernelMessage, IpsetErrors.Hint(result[0]));
         }
     }
 
@@ -394,18 +392,7 @@ public sealed class IpsetClient : IDisposable
         return Request(w.WrittenSpan, sequence, 0, operation);
     }
 
-    /// <summary>Hands out <paramref name="count"/> consecutive sequence numbers, never crossing 0.</summary>
-    private uint NextSequences(int count)
-    {
-        if (_sequence > uint.MaxValue - (uint)count)
-        {
-            _sequence = 0;
-        }
-
-        uint first = _sequence + 1;
-        _sequence += (uint)count;
-        return first;
-    }
+    private uint NextSequences(int count) => _channel.NextSequences(count);
 
     private void Record(int operation, int code, Span<Errno> results, ref int failed)
     {
@@ -430,108 +417,53 @@ public sealed class IpsetClient : IDisposable
     private void SendAndCollect(ReadOnlySpan<byte> messages, uint first, int count)
     {
         _counters.Operations += count;
-        try
+        _replyCommand = 0;
+        if (_channel.Exchange(messages, first, _codes.AsSpan(0, count), this))
         {
-            _socket.SendBatch(messages);
             _counters.Sends++;
-        }
-        catch (NetlinkException e)
-        {
-            // Nothing of this send reached the kernel: each of its operations failed with the send's error.
-            _codes.AsSpan(0, count).Fill(-(int)e.Errno);
-            return;
-        }
-
-        int answered = 0;
-        bool overrun = false;
-        try
-        {
-            while (answered < count)
-            {
-                int n = _socket.ReceiveMany(_slots, _slots.Count);
-                if (n == NetlinkSocket.NoBuffers)
-                {
-                    _counters.NoBufferEvents++;
-                    if (!overrun)
-                    {
-                        overrun = true;
-                        _socket.ReceiveTimeout = DrainTimeout;
-                    }
-
-                    continue;
-                }
-
-                if (n == NetlinkSocket.TimedOut)
-                {
-                    break;
-                }
-
-                for (int slot = 0; slot < n; slot++)
-                {
-                    answered += ConsumeAnswers(slot, first, count);
-                }
-            }
-        }
-        finally
-        {
-            if (overrun)
-            {
-                _socket.ReceiveTimeout = _ackTimeout;
-            }
-        }
-
-        if (answered < count)
-        {
-            int lost = overrun ? -(int)Errno.ENOBUFS : -(int)Errno.ETIMEDOUT;
-            for (int k = 0; k < count; k++)
-            {
-                if (_codes[k] == Pending)
-                {
-                    _codes[k] = lost;
-                    _counters.Unanswered++;
-                }
-            }
         }
     }
 
-    /// <summary>Records the answers in one received datagram; returns how many awaited ones it held.</summary>
-    private int ConsumeAnswers(int slot, uint first, int count)
+    int INetlinkRequestOwner.FreeSlot() => 0;
+
+    int INetlinkRequestOwner.FreeSlots => _slots.Count;
+
+    /// <summary>
+    /// A datagram with more than acknowledgements: the reply a control request waits for, or something to count
+    /// (a foreign sender, a truncated datagram, a message nobody asked for).
+    /// </summary>
+    void INetlinkRequestOwner.TakeDatagram(int slot, NetlinkRequestChannel channel)
     {
-        if (_slots.SenderPortId(slot) != 0)
+        if (_slots.SenderPortId(slot) != 0 || _slots.IsTruncated(slot))
         {
             _counters.Malformed++;
-            return 0;
+            return;
         }
 
-        ReadOnlySpan<byte> datagram = _slots.Stored(slot);
-        if (_slots.IsTruncated(slot))
-        {
-            // Only an error with a long explanation could outgrow a slot; its code and sequence come first.
-            _counters.Malformed++;
-            return TryReadTruncatedError(datagram, out uint sequence, out int code) ? Answer(sequence, code, first, count) : 0;
-        }
-
-        int answered = 0;
-        var reader = new NetlinkMessageReader(datagram);
+        var reader = new NetlinkMessageReader(_slots.Stored(slot));
         while (reader.TryRead(out NetlinkMessage m))
         {
-            if (!m.IsError)
+            if (m.IsError)
+            {
+                if (!m.TryGetError(out _))
+                {
+                    _counters.Malformed++;
+                }
+
+                continue; // The channel has matched (or counted) every readable answer.
+            }
+
+            if (_replyCommand != 0 && m.Type == MessageType(_replyCommand))
+            {
+                // The answer to a query (the channel counts one it did not wait for).
+                if (channel.Answer(m.Sequence, 0))
+                {
+                    ReadReply(m);
+                }
+            }
+            else
             {
                 _counters.StaleAnswers++;
-                continue;
-            }
-
-            if (!m.TryGetError(out NetlinkError e))
-            {
-                _counters.Malformed++;
-                continue;
-            }
-
-            int before = answered;
-            answered += Answer(m.Sequence, e.Code, first, count);
-            if (answered != before && !e.IsAck && _captureKernelMessage)
-            {
-                _kernelMessage = e.GetKernelMessageText();
             }
         }
 
@@ -539,35 +471,6 @@ public sealed class IpsetClient : IDisposable
         {
             _counters.Malformed++;
         }
-
-        return answered;
-    }
-
-    private int Answer(uint sequence, int code, uint first, int count)
-    {
-        uint k = sequence - first;
-        if (k >= (uint)count || _codes[k] != Pending)
-        {
-            _counters.StaleAnswers++;
-            return 0;
-        }
-
-        _codes[k] = code == Pending ? -(int)Errno.EIO : code;
-        return 1;
-    }
-
-    private static bool TryReadTruncatedError(ReadOnlySpan<byte> datagram, out uint sequence, out int code)
-    {
-        sequence = 0;
-        code = 0;
-        if (datagram.Length < NLMSG_HDRLEN + KernelLayout.NlMsgErr.Size || HostOrder.ReadU16(datagram[KernelLayout.NlMsgHdr.Type..]) != NLMSG_ERROR)
-        {
-            return false;
-        }
-
-        sequence = HostOrder.ReadU32(datagram[KernelLayout.NlMsgHdr.Sequence..]);
-        code = HostOrder.ReadI32(datagram[(NLMSG_HDRLEN + KernelLayout.NlMsgErr.Error)..]);
-        return true;
     }
 
     /// <summary>
@@ -579,65 +482,16 @@ public sealed class IpsetClient : IDisposable
     {
         _replySeen = false;
         _replyProtocol = _replyMin = _replyRevision = 0;
-        _kernelMessage = null;
-        try
+        _replyCommand = replyCommand;
+        Span<int> code = stackalloc int[1];
+        bool sent = _channel.Exchange(message, sequence, code, this);
+        _kernelMessage = _channel.KernelMessage;
+        if (!sent)
         {
-            _socket.SendBatch(message);
-        }
-        catch (NetlinkException e)
-        {
-            throw new NetlinkException(e.Errno, operation, e.KernelMessage);
-        }
-
-        long deadline = Stopwatch.GetTimestamp() + (long)(_ackTimeout.TotalSeconds * Stopwatch.Frequency);
-        while (Stopwatch.GetTimestamp() <= deadline)
-        {
-            int n = _socket.ReceiveMany(_slots, _slots.Count);
-            if (n == NetlinkSocket.NoBuffers)
-            {
-                _counters.NoBufferEvents++;
-                continue;
-            }
-
-            if (n == NetlinkSocket.TimedOut)
-            {
-                break;
-            }
-
-            for (int slot = 0; slot < n; slot++)
-            {
-                if (_slots.SenderPortId(slot) != 0 || _slots.IsTruncated(slot))
-                {
-                    _counters.Malformed++;
-                    continue;
-                }
-
-                var reader = new NetlinkMessageReader(_slots.Stored(slot));
-                while (reader.TryRead(out NetlinkMessage m))
-                {
-                    if (m.Sequence != sequence)
-                    {
-                        _counters.StaleAnswers++;
-                    }
-                    else if (m.TryGetError(out NetlinkError e))
-                    {
-                        _kernelMessage = e.IsAck ? null : e.GetKernelMessageText();
-                        return e.Code;
-                    }
-                    else if (replyCommand != 0 && m.Type == MessageType(replyCommand))
-                    {
-                        ReadReply(m);
-                        return 0;
-                    }
-                    else
-                    {
-                        _counters.StaleAnswers++;
-                    }
-                }
-            }
+            throw new NetlinkException((Errno)(-code[0]), operation);
         }
 
-        return -(int)Errno.ETIMEDOUT;
+        return code[0];
     }
 
     // The answers to IPSET_CMD_PROTOCOL (PROTOCOL, PROTOCOL_MIN) and IPSET_CMD_TYPE (REVISION, REVISION_MIN).

@@ -23,7 +23,7 @@ namespace Offload.Interop.Nfqueue;
 /// fail-open, which only covers a full queue or socket).
 /// </para>
 /// </remarks>
-public sealed class NfQueue : IDisposable
+public sealed class NfQueue : IDisposable, INetlinkRequestOwner
 {
     private readonly INetlinkTransport _socket;
     private readonly NfQueueOptions _options;
@@ -49,12 +49,10 @@ public sealed class NfQueue : IDisposable
     private uint _runMaxId;
     private int _runCount;
 
-    // The request whose acknowledgement we are waiting for, and its outcome.
-    private uint _awaitSequence;
+    // Configuration requests and their acknowledgements; the sequence of the last, whose answer may still turn up
+    // among packets (then already taken into account).
+    private readonly NetlinkRequestChannel _requests;
     private uint _lastRequestSequence;
-    private bool _awaitDone;
-    private Errno _awaitErrno;
-    private string? _awaitKernelMessage;
 
     private bool _disposed;
 
@@ -68,6 +66,7 @@ public sealed class NfQueue : IDisposable
         // well under a kilobyte without the conntrack and security-context flags (we never set them).
         int copy = Math.Min(options.CopyRange, MaxCopyRange);
         _slots = new ReceiveSlots(options.MaxBatch, copy + 1024);
+        _requests = new NetlinkRequestChannel(socket, _slots) { AckTimeout = options.AckTimeout };
         _send = GC.AllocateUninitializedArray<byte>(options.SendBufferSize);
 
         // The kernel refuses a send longer than its send buffer less 32 bytes.
@@ -82,7 +81,18 @@ public sealed class NfQueue : IDisposable
     public uint PortId => _socket.PortId;
 
     /// <summary>A snapshot of what happened so far.</summary>
-    public NfQueueCounters Counters => _counters;
+    public NfQueueCounters Counters
+    {
+        get
+        {
+            // Datagrams and overruns met while a request waited for its answer count as the queue's.
+            var counters = _counters;
+            var requests = _requests.Counters;
+            counters.Datagrams += requests.Datagrams;
+            counters.NoBufferEvents += requests.NoBufferEvents;
+            return counters;
+        }
+    }
 
     /// <summary>Bytes of verdicts waiting for the next send.</summary>
     public int PendingVerdictBytes => _sendLength + (_runOpen ? NfqMessages.VerdictSize(_runHasMark, -1) : 0);
@@ -249,6 +259,13 @@ public sealed class NfQueue : IDisposable
         _ledger.CompleteThrough(maxPacketId);
     }
 
+    /// <summary>
+    /// Called just before gathered verdicts leave (at the start of a receive, on a flush, or in the middle of a burst
+    /// when the send buffer is full): whatever the kernel must have before these packets go on, such as the steering
+    /// entry of a connection one of them announced, is sent from here. Runs on the caller's thread; must not throw.
+    /// </summary>
+    public Action? BeforeVerdictsSent { get; set; }
+
     /// <summary>Sends every gathered verdict now, in one sendmsg.</summary>
     /// <exception cref="NetlinkException">The send failed; the gathered verdicts are discarded.</exception>
     public void FlushVerdicts()
@@ -298,8 +315,14 @@ public sealed class NfQueue : IDisposable
     internal void Request(ReadOnlySpan<byte> message, uint sequence, string operation, Func<Errno, string?>? hint = null)
     {
         SendPending();
-        _socket.SendBatch(message);
-        WaitForAck(sequence, operation, hint);
+        _lastRequestSequence = sequence;
+        Span<int> code = stackalloc int[1];
+        _requests.Exchange(message, sequence, code, this);
+        if (code[0] != 0)
+        {
+            var errno = (Errno)(-code[0]);
+            throw new NetlinkException(errno, operation, _requests.KernelMessage, hint?.Invoke(errno));
+        }
     }
 
     internal uint NextSequence() => _socket.NextSequence();
@@ -328,95 +351,26 @@ public sealed class NfQueue : IDisposable
         _ => null,
     };
 
-    private void WaitForAck(uint sequence, string operation, Func<Errno, string?>? hint)
+    /// <summary>
+    /// The slot for the next datagram while a request waits: packets may arrive before the acknowledgement (the queue
+    /// is live the moment the kernel binds it), and stay in the slots below it for the first ReceiveBatch.
+    /// </summary>
+    int INetlinkRequestOwner.FreeSlot()
     {
-        _awaitSequence = sequence;
-        _lastRequestSequence = sequence;
-        _awaitDone = false;
-        _awaitErrno = 0;
-        _awaitKernelMessage = null;
-        long deadline = Stopwatch.GetTimestamp() + (long)(_options.AckTimeout.TotalSeconds * Stopwatch.Frequency);
-        try
+        if (_slotFilled == _slots.Count)
         {
-            // Packets may arrive before the acknowledgement (the queue is live the moment the kernel binds it):
-            // they stay in their slots for the first ReceiveBatch.
-            while (!_awaitDone)
-            {
-                if (Stopwatch.GetTimestamp() > deadline)
-                {
-                    throw new NetlinkException(Errno.ETIMEDOUT, operation, hint: hint?.Invoke(Errno.ETIMEDOUT));
-                }
-
-                if (_slotFilled == _slots.Count)
-                {
-                    // Every slot holds an undelivered packet: answer them ourselves rather than lose them.
-                    Drain(default, deliver: false);
-                    _slotNext = _slotFilled = _slotOffset = 0;
-                }
-
-                int index = _slotFilled;
-                int n = _socket.Receive(_slots.Whole(index));
-                if (n == NetlinkSocket.NoBuffers)
-                {
-                    _counters.NoBufferEvents++;
-                    continue;
-                }
-
-                if (n == NetlinkSocket.TimedOut)
-                {
-                    continue;
-                }
-
-                _counters.Datagrams++;
-                _slots.SetReceived(index, n, truncated: n > _slots.SlotSize);
-                if (!ConsumeIfAwaitedAck(index))
-                {
-                    _slotFilled++;
-                }
-            }
-        }
-        finally
-        {
-            _awaitSequence = 0;
+            // Every slot holds an undelivered packet: answer them ourselves rather than lose them.
+            Drain(default, deliver: false);
+            _slotNext = _slotFilled = _slotOffset = 0;
         }
 
-        if (_awaitErrno != 0)
-        {
-            throw new NetlinkException(_awaitErrno, operation, _awaitKernelMessage, hint?.Invoke(_awaitErrno));
-        }
+        return _slotFilled;
     }
 
-    // The kernel sends each acknowledgement as a datagram of its own; should one share a datagram, the datagram
-    // is kept and the rest of it handed over later.
-    private bool ConsumeIfAwaitedAck(int index)
-    {
-        if (_slots.IsTruncated(index))
-        {
-            return false;
-        }
+    int INetlinkRequestOwner.FreeSlots => 1;
 
-        var reader = new NetlinkMessageReader(_slots.Stored(index));
-        int messages = 0;
-        bool found = false;
-        while (reader.TryRead(out NetlinkMessage m))
-        {
-            messages++;
-            if (!found && m.Sequence == _awaitSequence && m.TryGetError(out NetlinkError e))
-            {
-                RecordAwaited(e);
-                found = true;
-            }
-        }
-
-        return found && messages == 1 && !reader.IsMalformed;
-    }
-
-    private void RecordAwaited(NetlinkError e)
-    {
-        _awaitDone = true;
-        _awaitErrno = e.Errno;
-        _awaitKernelMessage = e.IsAck ? null : e.GetKernelMessageText();
-    }
+    /// <summary>A datagram with more than the answer (packets, most likely): kept for the next ReceiveBatch.</summary>
+    void INetlinkRequestOwner.TakeDatagram(int slot, NetlinkRequestChannel channel) => _slotFilled = slot + 1;
 
     /// <summary>
     /// Hands over the received datagrams' packets (or, with <paramref name="deliver"/> false, answers them with
@@ -520,11 +474,7 @@ public sealed class NfQueue : IDisposable
             }
             else if (_lastRequestSequence != 0 && message.Sequence == _lastRequestSequence)
             {
-                // The answer to our configuration request, met while handing packets over.
-                if (_awaitSequence != 0 && !_awaitDone)
-                {
-                    RecordAwaited(e);
-                }
+                // The answer to our configuration request, which the request channel took when it arrived.
             }
             else if (!e.IsAck)
             {
@@ -652,6 +602,7 @@ public sealed class NfQueue : IDisposable
 
         try
         {
+            BeforeVerdictsSent?.Invoke();
             _socket.SendBatch(_send.AsSpan(0, _sendLength));
             _counters.Sends++;
         }

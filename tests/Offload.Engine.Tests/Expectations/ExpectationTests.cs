@@ -375,6 +375,36 @@ public class ExpectationTests
     }
 
     [Fact]
+    public void Expectation_expiry_looks_at_one_bucket_per_unit_of_budget_and_resumes_where_it_stopped()
+    {
+        var (rig, _) = Setup(policy: new ExpectationPolicy(64, TimeSpan.FromSeconds(10)));
+        for (int port = 6001; port <= 6032; port++)
+        {
+            Announce(rig, Client, 3000, $"EXPECT {port}");
+        }
+
+        var table = rig.Engine.Expectations;
+        Assert.Equal(32, table.Count);
+        rig.Clock.Advance(TimeSpan.FromSeconds(11));
+
+        // One bucket per call: the lapsed expectations go a few at a time, and one pass over the buckets takes them all.
+        int calls = 0;
+        int mostAtOnce = 0;
+        while (table.Count > 0 && calls < table.BucketCount)
+        {
+            int before = table.Count;
+            rig.Engine.CollectGarbage(1);
+            mostAtOnce = Math.Max(mostAtOnce, before - table.Count);
+            calls++;
+        }
+
+        Assert.Equal(0, table.Count);
+        Assert.InRange(mostAtOnce, 1, 31);
+        Assert.True(calls > 1, "all expectations went in one call of budget 1");
+        Assert.Equal(32, rig[EngineCounter.ExpectationsExpired]);
+    }
+
+    [Fact]
     public void Master_expiring_takes_its_expectations_with_it()
     {
         var (rig, _) = Setup(policy: new ExpectationPolicy(4, TimeSpan.FromHours(1)));

@@ -508,6 +508,9 @@ public class EngineFuzzTests
 
             Assert.Equal(1, after[(int)EngineCounter.PacketsIn] - before[(int)EngineCounter.PacketsIn]);
             Assert.True(verdict == Verdict.Accept ? outDelta == 1 && dropDelta == 0 : outDelta == 0 && dropDelta == 1 && reasonDelta == 1, $"counters at {context}");
+
+            // A live worker sends back only what the engine says it changed: a change it does not report would leave untranslated.
+            Assert.True(verdict != Verdict.Accept || ctx.Changed || ctx.Packet.SequenceEqual(packet), $"changed without saying so at {context}");
             EngineRigInvariants();
 
             Trace?.Invoke($"{step} {(fromLan ? "lan" : "wan")} {Describe(packet)} => {(verdict == Verdict.Accept ? Describe(ctx.Packet.ToArray()) : LastDropReason.ToString())}");

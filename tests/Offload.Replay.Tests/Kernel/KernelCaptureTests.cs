@@ -1,20 +1,21 @@
-using System.Buffers.Binary;
 using Offload.Engine;
 using Offload.Engine.Packets;
-using Offload.Replay.Capture;
+using Offload.Replay.Compare;
 using Offload.Rules;
 using Xunit;
 
 namespace Offload.Replay.Tests.Kernel;
 
 /// <summary>
-/// The acceptance test of the engine: FTP sessions recorded through a router namespace running the kernel's own
-/// MASQUERADE and ftp helper (tests/data/ftp, see its README) are replayed through our engine, and every packet
-/// that leaves must equal, byte for byte from the IP header on, what the kernel sent on the same interface.
+/// The acceptance test of the engine: FTP sessions and plain NAT exchanges recorded through a router namespace running
+/// the kernel's own MASQUERADE and ftp helper (tests/data/ftp and nat, see their READMEs; tests/data/as-recorded holds
+/// some recorded as users record, with offloads on and out of time order) are replayed through our engine, and every
+/// packet that leaves must equal, byte for byte from the IP header on, what the kernel sent on the same interface
+/// (its offloaded checksums finished, as its device would).
 /// </summary>
 public sealed class KernelCaptureTests
 {
-    /// <summary>Every capture of every data folder (ftp, nat, ...), as "folder/name".</summary>
+    /// <summary>Every capture of every data folder (ftp, nat, as-recorded/ftp, ...), as "folder/name".</summary>
     public static TheoryData<string> Captures()
     {
         var data = new TheoryData<string>();
@@ -29,46 +30,33 @@ public sealed class KernelCaptureTests
         return data;
     }
 
-    private static OffloadConfig ConfigOf(string capture) => ConfigLoader.LoadFile(RepoPaths.LabConfigOf(capture.Split('/')[0]));
+    private static OffloadConfig ConfigOf(string capture) => ConfigLoader.LoadFile(RepoPaths.LabConfigOf(capture[..capture.LastIndexOf('/')]));
 
-    private static string PathOf(string capture)
-    {
-        string[] parts = capture.Split('/');
-        return Path.Combine(RepoPaths.CapturesOf(parts[0]), parts[1] + ".pcapng");
-    }
+    private static string PathOf(string capture) =>
+        Path.Combine(RepoPaths.CapturesOf(capture[..capture.LastIndexOf('/')]), capture[(capture.LastIndexOf('/') + 1)..] + ".pcapng");
 
     [Theory]
     [MemberData(nameof(Captures))]
     public void ReplayLeavesTheRouterExactlyAsTheKernelDid(string capture)
     {
-        var config = ConfigOf(capture);
-        string path = PathOf(capture);
+        // The same comparer as offloadctl replay --compare: every packet, flow by flow, byte for byte once the
+        // kernel's offloaded checksums are finished.
+        var session = ReplaySession.Create(ConfigOf(capture));
+        using var input = File.OpenRead(PathOf(capture));
+        using var kernel = File.OpenRead(PathOf(capture));
+        var comparison = session.Compare(input, kernel);
 
-        var ours = Replay(config, path);
-        var kernel = KernelOutput(config, path);
-
-        Assert.NotEmpty(kernel);
-        foreach (var name in kernel.Keys.Union(ours.Keys))
-        {
-            var expected = kernel.GetValueOrDefault(name) ?? [];
-            var actual = ours.GetValueOrDefault(name) ?? [];
-            for (int i = 0; i < Math.Min(expected.Count, actual.Count); i++)
-            {
-                if (!expected[i].AsSpan().SequenceEqual(actual[i]))
-                {
-                    Assert.Fail($"{capture}: packet {i} leaving by {name} differs from the kernel's:\n kernel {Convert.ToHexString(expected[i])}\n ours   {Convert.ToHexString(actual[i])}");
-                }
-            }
-
-            Assert.True(expected.Count == actual.Count, $"{capture}: {actual.Count} packets left by {name}, the kernel sent {expected.Count}");
-        }
+        var report = new StringWriter();
+        comparison.Write(report);
+        Assert.True(comparison.IsEqual, $"{capture}:\n{report}");
+        Assert.Equal(0, session.Engine[EngineCounter.PacketsDropped]);
     }
 
     [Theory]
     [MemberData(nameof(Captures))]
     public void EveryPacketWeSendHasCorrectChecksums(string capture)
     {
-        foreach (var packet in Replay(ConfigOf(capture), PathOf(capture)).Values.SelectMany(p => p))
+        foreach (var packet in Replay(ConfigOf(capture), PathOf(capture)))
         {
             var info = PacketParser.Parse(packet);
             Assert.True(info.IsValid);
@@ -114,62 +102,13 @@ public sealed class KernelCaptureTests
         return output.ToArray();
     }
 
-    /// <summary>What our engine sends out of each interface, as IP packets.</summary>
-    private static Dictionary<string, List<byte[]>> Replay(OffloadConfig config, string path)
+    /// <summary>What our engine sends out of the router.</summary>
+    private static IEnumerable<byte[]> Replay(OffloadConfig config, string path)
     {
-        var session = ReplaySession.Create(config);
-        var result = new Dictionary<string, List<byte[]>>(StringComparer.Ordinal);
-        using var stream = File.OpenRead(path);
-        using var reader = new CaptureReader(stream);
-        session.Router.Run(reader, (iface, _, packet) =>
-        {
-            if (!result.TryGetValue(iface.Name, out var list))
-            {
-                result[iface.Name] = list = [];
-            }
-
-            list.Add(packet.ToArray());
-        });
-        return result;
-    }
-
-    /// <summary>What the kernel sent out of each interface: frames with the router's MAC as source, IP, not link control.</summary>
-    private static Dictionary<string, List<byte[]>> KernelOutput(OffloadConfig config, string path)
-    {
-        var result = new Dictionary<string, List<byte[]>>(StringComparer.Ordinal);
-        using var stream = File.OpenRead(path);
-        using var reader = new CaptureReader(stream);
-        while (reader.TryRead(out var frame))
-        {
-            string? name = reader.Interfaces[frame.InterfaceId].Name;
-            var iface = config.Interfaces.Single(i => i.Name == name);
-            var data = frame.Data.Span;
-            if (!data.Slice(6, 6).SequenceEqual(iface.Mac)
-                || !LinkLayer.TryGetNetworkLayer(frame.LinkType, data, out int offset, out ushort etherType)
-                || etherType is not (LinkLayer.EtherTypeIPv4 or LinkLayer.EtherTypeIPv6))
-            {
-                continue;
-            }
-
-            var ip = data.Slice(offset);
-            if (ReplayRouter.IsLinkControl(ip))
-            {
-                continue;
-            }
-
-            // Trim Ethernet padding: the datagram ends where its header says.
-            int length = etherType == LinkLayer.EtherTypeIPv4
-                ? BinaryPrimitives.ReadUInt16BigEndian(ip.Slice(2))
-                : 40 + BinaryPrimitives.ReadUInt16BigEndian(ip.Slice(4));
-            if (!result.TryGetValue(name!, out var list))
-            {
-                result[name!] = list = [];
-            }
-
-            list.Add(ip.Slice(0, length).ToArray());
-        }
-
-        return result;
+        var sent = new List<SentPacket>();
+        using var input = File.OpenRead(path);
+        ReplaySession.Create(config).Run(input, null, sent);
+        return sent.Select(p => p.Packet);
     }
 }
 
@@ -178,22 +117,40 @@ internal static class RepoPaths
 {
     public static string Root { get; } = FindRoot();
 
+    /// <summary>Captures recorded as users record them, in folders named after the lab folder whose lab.yaml they replay with.</summary>
+    public const string AsRecorded = "as-recorded";
+
     /// <summary>
-    /// The folders of captures under tests/data that hold a lab.yaml. When OFFLOAD_FRESH_CAPTURES names a folder, the
-    /// captures are read from its subfolder of the same name instead (fresh recordings from this machine's kernel),
-    /// and the configuration still from the repository.
+    /// The folders of captures under tests/data that hold a lab.yaml, then those of tests/data/as-recorded named like
+    /// one of them. When OFFLOAD_FRESH_CAPTURES names a folder, the captures are read from its subfolder of the same
+    /// name instead (fresh recordings from this machine's kernel, as users record), and the configuration still from
+    /// the repository.
     /// </summary>
-    public static IEnumerable<string> CaptureFolders() =>
-        Directory.GetDirectories(Path.Combine(Root, "tests", "data"))
+    public static IEnumerable<string> CaptureFolders()
+    {
+        string data = Path.Combine(Root, "tests", "data");
+        var labs = Directory.GetDirectories(data)
             .Where(d => File.Exists(Path.Combine(d, "lab.yaml")))
-            .Select(Path.GetFileName)
-            .Where(name => Fresh is null || Directory.Exists(Path.Combine(Fresh, name!)))
-            .Order(StringComparer.Ordinal)!;
+            .Select(d => Path.GetFileName(d)!)
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        if (Fresh is { } fresh)
+        {
+            return labs.Where(name => Directory.Exists(Path.Combine(fresh, name)));
+        }
+
+        string asRecorded = Path.Combine(data, AsRecorded);
+        var recorded = Directory.Exists(asRecorded)
+            ? Directory.GetDirectories(asRecorded).Select(d => Path.GetFileName(d)!).Where(labs.Contains).Order(StringComparer.Ordinal).Select(name => AsRecorded + "/" + name)
+            : [];
+        return [.. labs, .. recorded];
+    }
 
     public static string CapturesOf(string folder) =>
         Fresh is { } fresh ? Path.Combine(fresh, folder) : Path.Combine(Root, "tests", "data", folder);
 
-    public static string LabConfigOf(string folder) => Path.Combine(Root, "tests", "data", folder, "lab.yaml");
+    /// <summary>The lab.yaml a folder's captures replay with: its own, or for as-recorded/NAME, NAME's.</summary>
+    public static string LabConfigOf(string folder) => Path.Combine(Root, "tests", "data", Path.GetFileName(folder), "lab.yaml");
 
     private static string? Fresh => Environment.GetEnvironmentVariable("OFFLOAD_FRESH_CAPTURES") is { Length: > 0 } fresh ? fresh : null;
 

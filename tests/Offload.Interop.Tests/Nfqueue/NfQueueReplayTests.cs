@@ -293,6 +293,28 @@ public sealed class NfQueueReplayTests
     }
 
     [Fact]
+    public void What_must_precede_the_verdicts_is_sent_just_before_they_leave_and_not_when_none_wait()
+    {
+        (FakeTransport t, NfQueue queue) = OpenWithPackets(1, 2);
+        using (queue)
+        {
+            var sendsSeen = new List<int>();
+            queue.BeforeVerdictsSent = () => sendsSeen.Add(t.Sent.Count);
+            queue.FlushVerdicts();
+            Assert.Empty(sendsSeen);
+
+            int before = t.Sent.Count;
+            queue.SetVerdict(1, NfVerdict.Accept);
+            queue.SetVerdict(2, NfVerdict.Drop);
+            queue.FlushVerdicts();
+
+            // Called once, when the verdicts had not left yet; then they left in one send.
+            Assert.Equal([before], sendsSeen);
+            Assert.Equal(before + 1, t.Sent.Count);
+        }
+    }
+
+    [Fact]
     public void Lost_messages_are_counted_and_receiving_goes_on()
     {
         (FakeTransport t, NfQueue queue) = OpenWithPackets();

@@ -1,0 +1,178 @@
+using Offload.Engine.Conntrack;
+
+namespace Offload.Engine;
+
+// The connection's lifetime: how an entry leaves the table (expiry, early drop, a vanished address, an explicit
+// destroy, a packet dropped before confirmation) and what goes with it (its expectations, its helper's state).
+public sealed partial class ConntrackEngine
+{
+    /// <summary>Buckets scanned for an unassured entry to drop when the table is full (the kernel's eviction range).</summary>
+    private const int EarlyDropBuckets = 8;
+
+    private int _gcCursor;
+
+    /// <summary>
+    /// Moves every tracked connection and outstanding expectation from one helper to another (a plugin replaced by a
+    /// new version), or, with <paramref name="replacement"/> null, detaches them (a plugin unloaded). The connections
+    /// lose the old helper's per-connection state: its types belong to the old code. On removal, the expectations the
+    /// helper's connections announced are withdrawn, as the kernel does when a helper is unregistered; on replacement
+    /// they stay, since the new version would announce the same.
+    /// </summary>
+    /// <returns>How many connections were moved or detached.</returns>
+    public int ReplaceHelper(ConntrackHelper old, ConntrackHelper? replacement)
+    {
+        ArgumentNullException.ThrowIfNull(old);
+        int moved = 0;
+        foreach (var conn in _table.Entries())
+        {
+            if (conn.Extras is not { } extras || !ReferenceEquals(extras.Helper, old))
+            {
+                continue;
+            }
+
+            extras.Helper = replacement;
+            extras.HelperState = null;
+            if (replacement is null)
+            {
+                conn.StatusBits &= ~ConnStatus.Helper;
+                _expectations.RemoveAllOf(conn);
+            }
+
+            moved++;
+        }
+
+        _expectations.ReplaceHelper(old, replacement);
+        return moved;
+    }
+
+    /// <summary>Forgets a packet's new, unconfirmed connection (the packet is dropped before confirmation).</summary>
+    private void Abandon(ref PacketContext ctx)
+    {
+        if (ctx.Unconfirmed && ctx.Conn is { } conn)
+        {
+            if (conn.Extras is not null)
+            {
+                _expectations.RemoveAllOf(conn);
+            }
+
+            ForgetUnconfirmed(conn);
+            ctx.Conn = null;
+            ctx.Unconfirmed = false;
+        }
+    }
+
+    /// <summary>
+    /// An expected connection dropped before it was confirmed: the observer heard it fulfil its expectation, so it
+    /// hears it go too (or it would keep, say, the connection's steering entry forever).
+    /// </summary>
+    private void ForgetUnconfirmed(Connection conn)
+    {
+        if (conn.HasStatus(ConnStatus.Expected))
+        {
+            _observer?.ConnectionDestroyed(conn);
+        }
+    }
+
+    /// <summary>Removes a connection and everything that hangs off it.</summary>
+    public void Destroy(Connection conn) => Destroy(conn, null);
+
+    private void Destroy(Connection conn, EngineCounter? reason)
+    {
+        conn.StatusBits |= ConnStatus.Dying;
+        if (_table.Remove(conn))
+        {
+            _observer?.ConnectionDestroyed(conn);
+        }
+
+        if (conn.Extras is { } extras)
+        {
+            _expectations.RemoveAllOf(conn);
+            if (extras.Helper is { } helper)
+            {
+                _helpers.Destroyed(helper, extras.HelperState);
+            }
+        }
+
+        if (reason is { } counter)
+        {
+            _counters.Count(counter);
+        }
+    }
+
+    /// <summary>
+    /// Removes the connections masqueraded to an address their interface no longer has (the kernel does the same when
+    /// an address goes away): their replies could never come back, and a new connection will get the new address.
+    /// </summary>
+    /// <param name="stillHas">Whether an interface (by index) still has an address (of a family).</param>
+    /// <returns>How many connections were removed.</returns>
+    public int ForgetMasqueradedToGoneAddresses(Func<int, byte, InetAddress, bool> stillHas)
+    {
+        ArgumentNullException.ThrowIfNull(stillHas);
+        var gone = new List<Connection>();
+        foreach (var connection in _table.Entries())
+        {
+            if (connection.MasqueradeInterface != 0
+                && !stillHas(connection.MasqueradeInterface, connection.ReplyTuple.Family, connection.ReplyTuple.Destination))
+            {
+                gone.Add(connection);
+            }
+        }
+
+        foreach (var connection in gone)
+        {
+            Destroy(connection, EngineCounter.ConnectionsMasqueradeGone);
+        }
+
+        return gone.Count;
+    }
+
+    /// <summary>
+    /// Frees one unassured entry near <paramref name="tuple"/>'s bucket so a new connection fits (the kernel's early_drop).
+    /// Assured connections are kept: they proved they are wanted.
+    /// </summary>
+    private bool EarlyDrop(in ConnTuple tuple)
+    {
+        int bucket = _table.BucketOf(tuple);
+        for (int i = 0; i < EarlyDropBuckets; i++)
+        {
+            for (int link = _table.FirstLinkOfBucket(bucket + i); link != -1;)
+            {
+                var entry = _table.EntryOfLink(link);
+                if (!entry.HasStatus(ConnStatus.Assured) && !entry.IsDying)
+                {
+                    Destroy(entry, EngineCounter.ConnectionsEarlyDropped);
+                    return true;
+                }
+
+                link = ConnectionTable.NextLink(entry, link);
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Removes expired connections and expectations, looking at up to <paramref name="budget"/> slots of the connection
+    /// table and as many buckets of the expectations, each from where the last call stopped, so the work per call stays
+    /// bounded. Returns the number of connections removed.
+    /// </summary>
+    public int CollectGarbage(int budget)
+    {
+        long now = Now;
+        int removed = 0;
+        int capacity = _table.Capacity;
+        for (int i = 0; i < budget; i++)
+        {
+            var entry = _table.AtSlot(_gcCursor);
+            _gcCursor = _gcCursor + 1 == capacity ? 0 : _gcCursor + 1;
+            if (entry is not null && entry.ExpiresAt <= now)
+            {
+                Destroy(entry, EngineCounter.ConnectionsExpired);
+                removed++;
+            }
+        }
+
+        _counters.Add(EngineCounter.ExpectationsExpired, _expectations.Expire(now, budget));
+        return removed;
+    }
+}

@@ -1,0 +1,204 @@
+using Offload.Engine.Conntrack;
+using Offload.Engine.Expectations;
+using Offload.Engine.Helpers;
+
+namespace Offload.Engine.Hosting;
+
+/// <summary>
+/// Where the engine meets helper code (the kernel's nf_conntrack_helper.c): which helper a new connection gets, the
+/// helper's call for each packet after NAT, its say on an expected connection and its farewell to a connection. Every
+/// call goes through one <see cref="IHelperInvoker"/> (the daemon's runs plugins under budgets; by default a direct
+/// call), and a helper that throws is disabled rather than taking the engine down.
+/// </summary>
+internal sealed class HelperDispatch
+{
+    private readonly IHelperInvoker _invoker;
+    private readonly ExpectationTable _expectations;
+    private readonly ExpectationRegistrar _registrar;
+    private readonly PacketScratch _scratch;
+    private readonly EngineCounters _counters;
+    private readonly IClock _clock;
+    private readonly EngineHelperHost _host;
+    private HelperBinding[] _bindings;
+
+    public HelperDispatch(EngineOptions options, IClock clock, ExpectationTable expectations, PacketScratch scratch, EngineCounters counters)
+    {
+        _invoker = options.HelperInvoker ?? DirectHelperInvoker.Instance;
+        _expectations = expectations;
+        _registrar = new ExpectationRegistrar(options, expectations, counters);
+        _scratch = scratch;
+        _counters = counters;
+        _clock = clock;
+        _host = new EngineHelperHost(this);
+        _bindings = [];
+        Bind(options.Helpers);
+    }
+
+    /// <summary>Told of helpers' log lines and failures.</summary>
+    public IConntrackObserver? Observer { get; set; }
+
+    private long Now => _clock.NowNanoseconds;
+
+    /// <summary>Replaces the helper bindings (a reload): tracked connections keep their helpers.</summary>
+    public void Bind(IReadOnlyList<HelperBinding> bindings)
+    {
+        _bindings = [.. bindings];
+        foreach (var binding in _bindings)
+        {
+            binding.Helper.LogSink = (helper, level, message) => Observer?.HelperLogged(helper, level, message);
+        }
+    }
+
+    /// <summary>The helper of that name among those bound now (restoring a snapshot), or null.</summary>
+    public ConntrackHelper? Find(string name)
+    {
+        foreach (var binding in _bindings)
+        {
+            if (binding.Helper.Name == name)
+            {
+                return binding.Helper;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Gives a new connection that nobody expected the first working helper bound to its tuple.</summary>
+    public void Assign(Connection conn, in ConnTuple tuple)
+    {
+        foreach (var binding in _bindings)
+        {
+            if (binding.Matches(tuple) && binding.Helper.DisabledReason is null)
+            {
+                conn.EnsureExtras().Helper = binding.Helper;
+                conn.StatusBits |= ConnStatus.Helper;
+                break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Runs the connection's helper on a packet after NAT and applies the rewrites it queued. A dropped packet takes
+    /// back the expectations its call announced; a helper that throws is disabled and its packet goes on untouched.
+    /// </summary>
+    public Verdict Help(ref PacketContext ctx, Connection conn, ConntrackHelper helper)
+    {
+        if (helper.DisabledReason is not null)
+        {
+            // A failed helper's connections go on with plain tracking.
+            return Verdict.Accept;
+        }
+
+        _scratch.BeginCall();
+        var rewrites = _scratch.Rewrites;
+        var layout = new HelperPacketLayout(ctx.Info.L4Offset, ctx.Info.PayloadOffset, ctx.Info.PayloadLength, ctx.Info.Protocol, ctx.Dir, ctx.Ct, conn.IsNatted);
+        var context = new HelperContext(_host, helper, conn, ctx.Packet, layout, in conn.TupleOf(ctx.Dir), in conn.TupleOf(ctx.Dir.Opposite()));
+        HelperVerdict verdict;
+        try
+        {
+            verdict = _invoker.Help(helper, ref context);
+        }
+        catch (Exception e)
+        {
+            // Its rewrites are forgotten and the packet goes on untouched; expectations it made stay (they were valid).
+            rewrites.Clear();
+            _scratch.ForgetAnnounced();
+            Disable(helper, e);
+            return Verdict.Accept;
+        }
+
+        if (verdict == HelperVerdict.Drop)
+        {
+            rewrites.Clear();
+            _scratch.WithdrawAnnounced(_expectations);
+            return _counters.Drop(EngineCounter.DroppedByHelper);
+        }
+
+        if (!rewrites.HasRewrites || rewrites.Apply(ref ctx, conn))
+        {
+            _scratch.ForgetAnnounced();
+            return Verdict.Accept;
+        }
+
+        _scratch.WithdrawAnnounced(_expectations);
+        return _counters.Drop(EngineCounter.DroppedRewriteFailed);
+    }
+
+    /// <summary>Asks the master's helper whether an expected connection may start; a failed helper lets it.</summary>
+    public bool AcceptExpected(ConntrackHelper helper, Connection conn, Expectation expectation)
+    {
+        if (helper.DisabledReason is not null)
+        {
+            return true;
+        }
+
+        var master = expectation.Master;
+        var arriving = new ExpectedConnection(conn.OriginalTuple, master.OriginalTuple, expectation.Class, master.Extras?.HelperState);
+        try
+        {
+            return _invoker.OnExpectedConnection(helper, arriving) == HelperVerdict.Accept;
+        }
+        catch (Exception e)
+        {
+            Disable(helper, e);
+            return true;
+        }
+    }
+
+    /// <summary>Tells a working helper that one of its connections is gone, with the state it kept for it.</summary>
+    public void Destroyed(ConntrackHelper helper, object? state)
+    {
+        if (helper.DisabledReason is not null)
+        {
+            return;
+        }
+
+        try
+        {
+            _invoker.OnDestroy(helper, state);
+        }
+        catch (Exception e)
+        {
+            Disable(helper, e);
+        }
+    }
+
+    /// <summary>
+    /// Disables a helper that failed: no new connection is bound to it and its connections are tracked without it. Its
+    /// outstanding expectations stay: they were valid when made.
+    /// </summary>
+    private void Disable(ConntrackHelper helper, Exception error)
+    {
+        if (helper.DisabledReason is not null)
+        {
+            return;
+        }
+
+        helper.DisabledReason = $"{error.GetType().Name}: {error.Message}";
+        _counters.Count(EngineCounter.HelperFailures);
+        Observer?.HelperDisabled(helper, error);
+    }
+
+    /// <summary>A helper's request for an expectation, remembered so that a dropped packet can take it back.</summary>
+    internal ExpectResult Expect(Connection master, ConnDirection direction, ref ExpectationRequest request)
+    {
+        var result = _registrar.Expect(master, direction, ref request, Now, out var added);
+        if (added is not null)
+        {
+            _scratch.Announced(added);
+        }
+
+        return result;
+    }
+
+    internal bool QueueRewrite(int payloadLength, int offset, int length, ReadOnlySpan<byte> replacement) =>
+        _scratch.Rewrites.Queue(payloadLength, offset, length, replacement);
+
+    internal void Count(HelperEvent helperEvent) =>
+        _counters.Count(EngineCounter.HelperMalformedCommand + (int)helperEvent);
+
+    internal void RefreshTimeout(Connection conn, TimeSpan timeout) =>
+        conn.ExpiresAt = Now + (long)(timeout.Ticks * 100);
+
+    internal long NowNanoseconds => Now;
+}
