@@ -9,6 +9,7 @@ using Offload.Engine.Tests.Nat;
 using Offload.Engine.Tests.SequenceAdjustment;
 using Xunit;
 using static Offload.Engine.Tests.Nat.RouterRig;
+using static Offload.Engine.Tests.Support.MasqueradedTcp;
 using static Offload.Engine.Tests.Support.TestPackets;
 
 namespace Offload.Engine.Tests.Replication;
@@ -22,13 +23,6 @@ namespace Offload.Engine.Tests.Replication;
 /// </summary>
 public class ReplicationTests
 {
-    private const uint C = 1000;
-    private const uint S = 5000;
-    private const ushort ClientPort = 40000;
-    private const ushort ServicePort = 2121;
-
-    private static readonly NatRule[] Masquerade = [new NatRule { Action = NatAction.Masquerade, OutInterface = Wan, Range = Ports(61000, 61010) }];
-
     private sealed class Pair
     {
         public Pair(ConntrackHelper? helper = null, byte protocol = 6, ushort port = ServicePort, int maxConnections = 4096)
@@ -65,20 +59,12 @@ public class ReplicationTests
         }
     }
 
-    private static ushort Establish(RouterRig rig, ushort clientPort = ClientPort)
-    {
-        var syn = rig.PassOut(TcpPacket(Client, clientPort, Server, ServicePort, Syn, seq: C));
-        rig.PassIn(TcpPacket(Server, ServicePort, WanAddress, SourcePort(syn), Syn | Ack, seq: S, ack: C + 1));
-        rig.PassOut(TcpPacket(Client, clientPort, Server, ServicePort, Ack, seq: C + 1, ack: S + 1));
-        return SourcePort(syn);
-    }
-
     [Fact]
     public void The_standby_translates_a_rewritten_connection_with_the_active_nodes_port_and_sequence_offsets()
     {
         var helper = new TokenRewriteHelper("ADDR", "ADDRESS-LONGER");
         var pair = new Pair(helper) { Tracker = { Recording = true } };
-        ushort natPort = Establish(pair.Active);
+        ushort natPort = SourcePort(Establish(pair.Active));
         pair.Active.PassOut(TcpPacket(Client, ClientPort, Server, ServicePort, Ack | Psh, seq: C + 1, ack: S + 1, payload: Ascii("PORT ADDR\r\n")));
 
         Assert.True(pair.Round() > 0);
@@ -154,7 +140,7 @@ public class ReplicationTests
     public void A_tcp_state_change_reaches_the_standby_through_the_sweep()
     {
         var pair = new Pair { Tracker = { Recording = true } };
-        ushort natPort = Establish(pair.Active);
+        ushort natPort = SourcePort(Establish(pair.Active));
         pair.Round();
         pair.Active.PassOut(TcpPacket(Client, ClientPort, Server, ServicePort, Fin | Ack, seq: C + 1, ack: S + 1));
         var state = pair.Active.Engine.Connections.Entries().Single().TcpState;
