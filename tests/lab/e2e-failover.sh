@@ -210,6 +210,10 @@ field() { sed -n "s/.*$2 \([0-9]*\).*/\1/p" <<<"$1" | head -n 1; }
 
 daemon_start 1
 daemon_start 2
+# The sync link, captured from before r1 becomes active, for the replay below.
+ip netns exec "$R2" dumpcap -q -i sync0 -f "udp port 3780" -w "$H_WORK/sync.pcapng" </dev/null >"$H_WORK/sync.log" 2>&1 &
+sync_capture=$!
+h_wait_for 15 grep -q '^File: ' "$H_WORK/sync.log" || h_die "dumpcap on sync0 did not start: $(cat "$H_WORK/sync.log")"
 for i in 1 2; do
     ip netns exec "${ns_of[$i]}" keepalived -n -l -P -f "$H_WORK/keepalived-r$i.conf" \
         -p "$H_WORK/keepalived-r$i.pid" -r "$H_WORK/keepalived-vrrp-r$i.pid" </dev/null >"$H_WORK/keepalived-r$i.log" 2>&1 &
@@ -238,9 +242,6 @@ stream_bytes() {
     echo "${n#bytes_received:}"
 }
 
-# The sync link, captured for the replay below.
-ip netns exec "$R2" dumpcap -q -i sync0 -f "udp port 3780" -w "$H_WORK/sync.pcapng" </dev/null >/dev/null 2>&1 &
-sync_capture=$!
 sleep 4
 
 # tcp_bindings I : the TCP connections router I tracks, as "original source > destination via reply port", sorted.
@@ -260,6 +261,7 @@ info "r1 tracks $n1 TCP connections; r2 holds $(grep -c . <<<"$b2" || true)"
 h_result "before the failure, the standby holds the active router's TCP connections with the same NAT ports" \
     "$(same_bindings || echo "r1: ${b1//$'\n'/; } | r2: ${b2//$'\n'/; }")"
 s1=$(status_of 1)
+info "r1 replicated so far: $(grep '^sent:' <<<"$s1")"
 h_result "r1 sends batches to r2 and r2 acknowledges them" \
     "$( (($(field "$s1" "datagrams") > 0 && $(field "$s1" "acked") > 0)) || echo "${s1//$'\n'/ | }")"
 h_result "every transfer is still running when r1 fails" "$(tr_all_running || echo "some ended already: the failover proves nothing for them")"
