@@ -83,6 +83,23 @@ internal static class Lab
         return verdict;
     }
 
+    /// <summary>Forwards each packet in turn, copied into <paramref name="buffer"/>; returns how many were accepted.</summary>
+    public static int ForwardEach(ConntrackEngine engine, byte[][] packets, byte[] buffer, int inInterface)
+    {
+        int accepted = 0;
+        foreach (var packet in packets)
+        {
+            packet.CopyTo(buffer, 0);
+            int length = packet.Length;
+            if (Forward(engine, buffer, ref length, inInterface) == Verdict.Accept)
+            {
+                accepted++;
+            }
+        }
+
+        return accepted;
+    }
+
     /// <summary>Forwards a copy of <paramref name="packet"/> and fails loudly unless it is accepted (for setting up state).</summary>
     public static byte[] ForwardOrThrow(ConntrackEngine engine, byte[] packet, int inInterface)
     {
@@ -202,6 +219,18 @@ internal static class TcpPackets
         ulong sum = Checksum.PseudoHeader(ip.Slice(12, 4), ip.Slice(16, 4), IpProtocol.Tcp, tcp.Length);
         BinaryPrimitives.WriteUInt16BigEndian(tcp.Slice(16), Checksum.Finish(Checksum.Add(sum, tcp)));
         return total;
+    }
+
+    /// <summary>SYNs from the client to the server's port 443, each from its own source port (10000 up): each one a new connection.</summary>
+    public static byte[][] NewConnectionSyns(int count)
+    {
+        var syns = new byte[count][];
+        for (int i = 0; i < count; i++)
+        {
+            syns[i] = Build(Lab.Client, (ushort)(10_000 + i), Lab.Server, 443, (uint)(0x2000_0000 + (i * 7919)), 0, TcpFlags.Syn, 64240, LinuxSynOptions);
+        }
+
+        return syns;
     }
 
     public static uint SourceAddress(ReadOnlySpan<byte> packet) => BinaryPrimitives.ReadUInt32BigEndian(packet.Slice(12));

@@ -36,12 +36,7 @@ public class NewConnectionWithNat
     [GlobalSetup]
     public void Setup()
     {
-        _syns = new byte[Connections][];
-        for (int i = 0; i < Connections; i++)
-        {
-            _syns[i] = TcpPackets.Build(
-                Lab.Client, (ushort)(10_000 + i), Lab.Server, 443, (uint)(0x2000_0000 + (i * 7919)), 0, TcpFlags.Syn, 64240, TcpPackets.LinuxSynOptions);
-        }
+        _syns = TcpPackets.NewConnectionSyns(Connections);
 
         _engine = Lab.CreateEngine(maxConnections: TableSize);
         var sent = Lab.ForwardOrThrow(_engine, _syns[0], Lab.Lan);
@@ -85,19 +80,5 @@ public class NewConnectionWithNat
     }
 
     [Benchmark(OperationsPerInvoke = Connections)]
-    public int NewTcpConnection()
-    {
-        int accepted = 0;
-        foreach (var syn in _syns)
-        {
-            syn.CopyTo(_buffer, 0);
-            int length = syn.Length;
-            if (Lab.Forward(_engine, _buffer, ref length, Lab.Lan) == Verdict.Accept)
-            {
-                accepted++;
-            }
-        }
-
-        return accepted;
-    }
+    public int NewTcpConnection() => Lab.ForwardEach(_engine, _syns, _buffer, Lab.Lan);
 }

@@ -65,7 +65,7 @@ internal static class ControlCommands
         yield return state;
     }
 
-    private static int Ask(string path, string request)
+    internal static int Ask(string path, string request)
     {
         try
         {

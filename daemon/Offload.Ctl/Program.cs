@@ -6,6 +6,7 @@ root.Add(ReplayCommand.Create());
 root.Add(RulesCommand.Create());
 var socket = ControlCommands.SocketOption();
 root.Add(socket);
+root.Add(ReplicationCommand.Create(socket));
 foreach (var command in ControlCommands.Create(socket))
 {
     root.Add(command);

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Offload.Daemon.Plugins;
+using Offload.Daemon.Replication;
 using Offload.Engine;
 using Offload.Engine.Conntrack;
 using Offload.Engine.Routing;
@@ -39,6 +40,7 @@ internal sealed class Daemon : IDisposable
     private ContainedHelperInvoker? _invoker;
     private HelperManager? _helpers;
     private StateKeeper? _state;
+    private ReplicationService? _replication;
 
     public Daemon(OffloadConfig config, string configPath, DaemonOptions options, ILogger logger)
     {
@@ -79,6 +81,7 @@ internal sealed class Daemon : IDisposable
             _state.Restore();
         }
 
+        _replication = ReplicationService.Create(_config.Replication, _engine, _clock, _engineLock, _logger);
         var options = new NfQueueOptions { FailOpen = steering.FailOpen, Gso = steering.Gso, MaxQueueLength = 4096 };
         var marker = new StateMarker(steering);
         foreach (var (role, number) in new[] { ("pre", steering.QueuePre), ("post", steering.QueuePost) })
@@ -110,7 +113,11 @@ internal sealed class Daemon : IDisposable
             }
         }
 
-        _engine.Observer = new HelperObserver(_ipset, _catalog, _logger);
+        _engine.Observer = ReplicationService.Observe(_replication, new HelperObserver(_ipset, _catalog, _logger));
+        if (_replication is not null)
+        {
+            _replication.BecameActive = () => _ipset?.Reconcile(_engine); // the connections replicated in, steered by entry
+        }
 
         _control = new ControlServer(_socketPath, Answer, _logger);
         _control.Start();
@@ -120,6 +127,7 @@ internal sealed class Daemon : IDisposable
         }
 
         _state?.StartCheckpoints();
+        _replication?.Start();
 
         Log.Ready(_logger, steering.QueuePre, steering.QueuePost, _config.Nat.Count, HelperNames(_catalog.Effective(_config, dropUnknown: false)));
         _started = true;
@@ -272,13 +280,16 @@ internal sealed class Daemon : IDisposable
             case "helper list":
                 return PluginSetup.Answer(_helpers!, request, _logger);
 
+            case var replication when replication.StartsWith("replication ", StringComparison.Ordinal):
+                return _replication?.Answer(replication) ?? throw new InvalidOperationException("offloadd runs without a replication: section");
+
             case var helper when helper.StartsWith("helper ", StringComparison.Ordinal):
                 string answer = PluginSetup.Answer(_helpers!, helper, _logger);
                 RefreshHelperSteering(_config);
                 return answer;
 
             default:
-                throw new ArgumentException($"unknown request '{request}' (conntrack list, expect list, stats, state save, helper list|load|unload|reload)");
+                throw new ArgumentException($"unknown request '{request}' (conntrack list, expect list, stats, state save, helper list|load|unload|reload, replication status|role)");
         }
     }
 
@@ -381,6 +392,7 @@ internal sealed class Daemon : IDisposable
         }
 
         _control?.Dispose();
+        _replication?.Dispose();
 
         // The queues read nothing more: no packet changes the state after this snapshot.
         if (_state is { } state)

@@ -65,6 +65,7 @@ static int Run(FileInfo configFile, bool checkOnly, DaemonOptions options)
             // The helpers the configuration names may be plugins: load them as the daemon would, failures included.
             var catalog = Offload.Plugins.HelperCatalog.Load(Offload.Daemon.Plugins.PluginSetup.Directory(config), e => throw new ConfigException(e.Message));
             Daemon.BuildOptions(config, new Offload.Engine.Routing.StaticNetworkInterfaces(), catalog);
+            _ = config.Replication is { } replication ? Offload.Daemon.Replication.ReplicationKey.Read(replication.KeyFile) : null;
         }
         if (config.Steering is null && !checkOnly)
         {

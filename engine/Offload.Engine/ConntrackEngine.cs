@@ -479,6 +479,7 @@ public sealed partial class ConntrackEngine
 
             _table.Insert(conn);
             conn.StatusBits |= ConnStatus.Confirmed;
+            _observer?.ConnectionConfirmed(conn);
             ctx.Unconfirmed = false;
         }
 

@@ -51,6 +51,14 @@ public interface IConntrackObserver
     }
 
     /// <summary>
+    /// A new connection entered the table (it was confirmed at the end of its first packet's PostRouting). Replication
+    /// sends it to the standby from here, so it is never later than the batch after its first packet.
+    /// </summary>
+    void ConnectionConfirmed(Conntrack.Connection connection)
+    {
+    }
+
+    /// <summary>
     /// A confirmed connection left the table (expired, closed, dropped early, or its address went), or an expected
     /// connection whose <see cref="ExpectationFulfilled"/> was told was dropped before it was confirmed.
     /// </summary>

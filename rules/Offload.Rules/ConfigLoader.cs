@@ -10,7 +10,7 @@ namespace Offload.Rules;
 /// Reads the YAML configuration. Every error names the file, line and column it is at; unknown keys are
 /// errors too, so a typo never silently changes behaviour.
 /// </summary>
-public static class ConfigLoader
+public static partial class ConfigLoader
 {
     public static OffloadConfig LoadFile(string path)
     {
@@ -53,7 +53,8 @@ public static class ConfigLoader
 
         SteeringConfig? steering = null;
         PluginsConfig? plugins = null;
-        foreach (var (key, value) in reader.Entries(root, "interfaces", "nat", "helpers", "routes", "conntrack", "steering", "plugins"))
+        ReplicationConfig? replication = null;
+        foreach (var (key, value) in reader.Entries(root, "interfaces", "nat", "helpers", "routes", "conntrack", "steering", "plugins", "replication"))
         {
             switch (key)
             {
@@ -94,10 +95,13 @@ public static class ConfigLoader
                 case "plugins":
                     plugins = reader.Plugins(value);
                     break;
+                case "replication":
+                    replication = reader.Replication(value);
+                    break;
             }
         }
 
-        var config = new OffloadConfig(interfaces, nat, helpers, routes, conntrack, file) { Steering = steering, Plugins = plugins };
+        var config = new OffloadConfig(interfaces, nat, helpers, routes, conntrack, file) { Steering = steering, Plugins = plugins, Replication = replication };
         Validate(config, reader);
         return config;
     }
@@ -185,7 +189,7 @@ public static class ConfigLoader
         }
     }
 
-    private sealed class Reader(string? file)
+    private sealed partial class Reader(string? file)
     {
         public ConfigException Error(YamlNode node, string message) =>
             new(file, (int)node.Start.Line, (int)node.Start.Column, message);

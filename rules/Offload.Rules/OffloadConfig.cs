@@ -188,6 +188,9 @@ public sealed record OffloadConfig(
 
     /// <summary>The plugins section; null when absent (offloadd then scans <see cref="PluginsConfig.DefaultDirectory"/>).</summary>
     public PluginsConfig? Plugins { get; init; }
+
+    /// <summary>State replication to a standby router; null when absent (a single router).</summary>
+    public ReplicationConfig? Replication { get; init; }
 }
 
 /// <summary>A configuration error, with where it is.</summary>

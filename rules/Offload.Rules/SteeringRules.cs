@@ -406,20 +406,24 @@ public static class SteeringRules
             string ports = min == 0 ? string.Empty : PortRange(min, max, '-');
             string target = rule.Action == NatAction.Masquerade
                 ? "-j MASQUERADE" + (ports.Length > 0 ? " --to-ports " + ports : string.Empty)
-                : $"-j SNAT --to-source {AddressRange(rule)}" + (ports.Length > 0 ? ":" + ports : string.Empty);
+                : "-j SNAT --to-source " + WithPorts(rule, ports);
             return target + Random(rule) + (rule.Persistent && rule.Action == NatAction.Snat ? " --persistent" : string.Empty);
         }
 
-        private static string Destination(NatRuleConfig rule)
+        private static string Destination(NatRuleConfig rule) =>
+            WithPorts(rule, rule.PortMin == 0 ? string.Empty : PortRange(rule.PortMin, rule.PortMax, '-'));
+
+        /// <summary>The rule's addresses, then <c>:ports</c> if any; iptables wants an IPv6 address in brackets before its ports.</summary>
+        private static string WithPorts(NatRuleConfig rule, string ports)
         {
             string addresses = AddressRange(rule);
-            if (rule.PortMin == 0)
+            if (ports.Length == 0)
             {
                 return addresses;
             }
 
             bool v6 = rule.ToMin!.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;
-            return (v6 ? $"[{addresses}]" : addresses) + ":" + PortRange(rule.PortMin, rule.PortMax, '-');
+            return (v6 ? $"[{addresses}]" : addresses) + ":" + ports;
         }
 
         private static string AddressRange(NatRuleConfig rule) =>

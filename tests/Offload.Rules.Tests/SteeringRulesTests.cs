@@ -143,6 +143,15 @@ public sealed class SteeringRulesTests
     }
 
     [Fact]
+    public void An_ipv6_snat_rule_left_to_the_kernel_puts_its_address_in_brackets_before_its_ports()
+    {
+        string snat = Router.Replace("{type: masquerade, family: ipv4, out: wan0}", "{type: snat, out: wan0, to: \"2001:db8:2::1\"}", StringComparison.Ordinal);
+        var nat = Table(Lines(snat, 6), "nat");
+        Assert.Contains("-A OFFLOAD-NAT-POST -o wan0 -p tcp -j SNAT --to-source [2001:db8:2::1]:1024-60999", nat);
+        Assert.Contains("-A OFFLOAD-NAT-POST -o wan0 -j SNAT --to-source 2001:db8:2::1", nat);
+    }
+
+    [Fact]
     public void What_the_kernel_tracks_as_invalid_never_leaves_from_the_lan_to_the_wan()
     {
         Assert.Contains("-A OFFLOAD-FWD -i lan0 -o wan0 -m conntrack --ctstate INVALID -j DROP", Table(Lines(Router, 4), "mangle"));

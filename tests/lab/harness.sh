@@ -13,6 +13,7 @@
 #   h_capture_start "$ns" wan0 "$H_WORK/wan0.pcapng"
 #   ...; h_capture_stop
 #   n=$(h_sources_in "$H_WORK/wan0.pcapng" 192.0.2.0/24 2001:db8:1::/64)
+#   h_wan_clean "wan0" "$H_WORK/wan0.pcapng" "ip.src==198.51.100.1" 100 192.0.2.0/24   # no leak, no reset
 #   h_check "offloadd: NAT44 ping" ping ...     # ok / not ok from a command's exit code
 #   h_finish                           # the script reached its end (otherwise: "not ok - the test ran to its end")
 #
@@ -291,4 +292,18 @@ for h in hits[:5]:
 # h_count FILE DISPLAY_FILTER : packets of FILE matching a tshark display filter.
 h_count() {
     tshark -n -r "$1" -Y "$2" -T fields -e frame.number 2>/dev/null | wc -l
+}
+
+# h_wan_clean WHAT FILE TRANSLATED MIN PREFIX... : two checks on a capture of what left on the WAN: no packet with an
+# outer source in one of the LAN's PREFIXes while more than MIN TCP packets match the display filter TRANSLATED (the
+# traffic was there, translated), and no TCP reset (no flow was taken for a new one).
+h_wan_clean() {
+    local what=$1 file=$2 translated=$3 min=$4 leaks natted resets
+    shift 4
+    leaks=$(h_sources_in "$file" "$@")
+    natted=$(h_count "$file" "tcp && ($translated)")
+    resets=$(h_count "$file" "tcp.flags.reset==1")
+    h_result "$what: no packet with a LAN-private source ($natted translated TCP packets)" \
+        "$([[ ${leaks%%$'\n'*} == 0 ]] && ((natted > min)) || echo "$leaks leaked, $natted translated")"
+    h_result "$what: no TCP reset (no flow was taken for a new one)" "$( ((resets == 0)) || echo "$resets resets")"
 }

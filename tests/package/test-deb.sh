@@ -715,14 +715,8 @@ for k in "${TR_KEYS[@]}"; do
     if [[ -z $why ]]; then ok "${TR_WHAT[$k]}: complete and byte-identical across the upgrade"; else not_ok "${TR_WHAT[$k]} across the upgrade" "$why"; fi
 done
 h_capture_stop >/dev/null
-leaks=$(h_sources_in "$work/upgrade-wan0.pcapng" "$LAB_LAN4_PREFIX" "$LAB_LAN6_PREFIX")
-natted=$(h_count "$work/upgrade-wan0.pcapng" "tcp && (ip.src==$LAB_WAN4_ROUTER || ipv6.src==$LAB_WAN6_ROUTER)")
-resets=$(h_count "$work/upgrade-wan0.pcapng" "tcp.flags.reset==1")
-if [[ ${leaks%%$'\n'*} == 0 ]] && ((natted > 1000 && resets == 0)); then
-    ok "wan0 across the upgrade: $natted translated TCP packets, none with the client's private address, no reset"
-else
-    not_ok "wan0 across the upgrade: nothing private, no reset" "$(tr '\n' ' ' <<<"$leaks") leaked, $natted translated, $resets resets"
-fi
+h_wan_clean "wan0 across the upgrade" "$work/upgrade-wan0.pcapng" "ip.src==$LAB_WAN4_ROUTER || ipv6.src==$LAB_WAN6_ROUTER" 1000 \
+    "$LAB_LAN4_PREFIX" "$LAB_LAN6_PREFIX"
 stop_daemon
 "${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin offloadctl rules remove >/dev/null 2>&1 ||
     not_ok "offloadctl rules remove after the upgrade's run" "failed"

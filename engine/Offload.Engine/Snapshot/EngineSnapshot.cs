@@ -64,7 +64,7 @@ public static class EngineSnapshot
         return new SnapshotImage(body, unixNanoseconds, final, connections, expectations, states, Stopwatch.GetElapsedTime(started));
     }
 
-    private static void WriteConnection(SnapshotBuffer body, Connection conn, long now, ArrayBufferWriter<byte> scratch, ref int states)
+    internal static void WriteConnection(SnapshotBuffer body, Connection conn, long now, ArrayBufferWriter<byte> scratch, ref int states)
     {
         bool tcp = conn.OriginalTuple.Protocol == IpProtocol.Tcp;
         var extras = conn.Extras;
@@ -161,7 +161,7 @@ public static class EngineSnapshot
         body.WriteInt32(way.OffsetAfter);
     }
 
-    private static void WriteExpectation(SnapshotBuffer body, Expectation e, long now)
+    internal static void WriteExpectation(SnapshotBuffer body, Expectation e, long now)
     {
         body.WriteInt32(e.Master.Slot);
         body.WriteName(e.Helper?.Name);
@@ -276,13 +276,19 @@ public static class EngineSnapshot
         }
     }
 
-    /// <summary>What a snapshot holds, read but not yet in the engine.</summary>
-    private sealed class Parsed(ConntrackEngine engine, long now, long downtime, bool liberal)
+    /// <summary>
+    /// What a snapshot holds, read but not yet in the engine. Replication reads its records with it too, one record
+    /// at a time, resolving masters it has not read itself through <paramref name="outside"/>.
+    /// </summary>
+    internal sealed class Parsed(ConntrackEngine engine, long now, long downtime, bool liberal, Func<int, Connection?>? outside = null)
     {
         public readonly List<Connection> Connections = [];
         public readonly List<Expectation> Expectations = [];
         private readonly Dictionary<int, Connection> _bySlot = [];
         private readonly List<(Connection Child, int Master)> _masters = [];
+
+        /// <summary>Connections read that name a master, with the master's slot.</summary>
+        public IReadOnlyList<(Connection Child, int Master)> Masters => _masters;
         public int StatesRestored;
         public int StatesReset;
         public int HelpersMissing;
@@ -414,7 +420,7 @@ public static class EngineSnapshot
                 throw new SnapshotException(SnapshotRefusal.Corrupt, "an expectation's fields are out of range");
             }
 
-            if (remaining <= 0 || !_bySlot.TryGetValue(master, out var owner) || owner.ExpiresAt <= now)
+            if (remaining <= 0 || !TryMaster(master, out var owner) || owner.ExpiresAt <= now)
             {
                 Expired++;
                 return;
@@ -437,6 +443,17 @@ public static class EngineSnapshot
                 NatAddress = natAddress,
                 NatPort = natPort,
             });
+        }
+
+        private bool TryMaster(int slot, out Connection master)
+        {
+            if (_bySlot.TryGetValue(slot, out master!))
+            {
+                return true;
+            }
+
+            master = outside?.Invoke(slot)!;
+            return master is not null;
         }
 
         /// <summary>Puts everything into the engine, or, when something does not fit, nothing.</summary>

@@ -10,13 +10,17 @@ namespace Offload.Engine.Snapshot;
 internal sealed class SnapshotReader
 {
     private readonly Stream _stream;
-    private readonly byte[] _buffer = new byte[64 * 1024];
+    private readonly byte[] _buffer;
     private long _remaining;
     private int _position;
     private int _filled;
 
-    public SnapshotReader(Stream stream, long length)
+    /// <param name="stream">Where the body is read from.</param>
+    /// <param name="length">The body's length.</param>
+    /// <param name="bufferSize">The read buffer, also the largest field (a replication datagram needs no more than itself).</param>
+    public SnapshotReader(Stream stream, long length, int bufferSize = 64 * 1024)
     {
+        _buffer = new byte[bufferSize];
         _stream = stream;
         _remaining = length;
     }

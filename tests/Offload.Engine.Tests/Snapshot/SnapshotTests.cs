@@ -10,6 +10,7 @@ using Offload.Engine.Tests.SequenceAdjustment;
 using Xunit;
 using static Offload.Sdk.Testing.RouterRig;
 using static Offload.Sdk.Testing.TestPackets;
+using static Offload.Engine.Tests.Support.MasqueradedTcp;
 
 namespace Offload.Engine.Tests.Snapshots;
 
@@ -22,14 +23,8 @@ namespace Offload.Engine.Tests.Snapshots;
 /// </summary>
 public class SnapshotTests
 {
-    private const uint C = 1000;
-    private const uint S = 5000;
-    private const ushort ClientPort = 40000;
-    private const ushort ServicePort = 2121;
     private const long Second = 1_000_000_000L;
     private const long WrittenAt = 1_800_000_000 * Second;
-
-    private static readonly NatRule[] Masquerade = [new NatRule { Action = NatAction.Masquerade, OutInterface = Wan, Range = Ports(61000, 61010) }];
 
     private static RouterRig Router(ConntrackHelper helper, byte protocol = 6, ushort port = ServicePort) =>
         new(Masquerade, [new HelperBinding(helper, protocol, port)]);
@@ -46,20 +41,12 @@ public class SnapshotTests
     private static SnapshotLoadResult Restore(RouterRig rig, byte[] snapshot, long downSeconds = 1) =>
         EngineSnapshot.Load(rig.Engine, new MemoryStream(snapshot), WrittenAt + (downSeconds * Second));
 
-    private static byte[] Established(RouterRig rig)
-    {
-        var syn = rig.PassOut(TcpPacket(Client, ClientPort, Server, ServicePort, Syn, seq: C));
-        rig.PassIn(TcpPacket(Server, ServicePort, WanAddress, SourcePort(syn), Syn | Ack, seq: S, ack: C + 1));
-        rig.PassOut(TcpPacket(Client, ClientPort, Server, ServicePort, Ack, seq: C + 1, ack: S + 1));
-        return syn;
-    }
-
     [Fact]
     public void A_rewritten_masqueraded_connection_goes_on_after_a_restore_with_its_port_and_sequence_offsets()
     {
         var helper = new TokenRewriteHelper("ADDR", "ADDRESS-LONGER");
         var before = Router(helper);
-        ushort natPort = SourcePort(Established(before));
+        ushort natPort = SourcePort(Establish(before));
         before.PassOut(TcpPacket(Client, ClientPort, Server, ServicePort, Ack | Psh, seq: C + 1, ack: S + 1, payload: Ascii("PORT ADDR\r\n")));
 
         var after = Router(helper);
@@ -84,7 +71,7 @@ public class SnapshotTests
     public void A_clean_stop_restores_tcp_tracking_exactly_and_a_checkpoint_relaxes_its_window_checks()
     {
         var rig = new RouterRig(Masquerade);
-        Established(rig);
+        Establish(rig);
 
         var exact = new RouterRig(Masquerade);
         var fromStop = Restore(exact, Save(rig, final: true));
@@ -162,7 +149,7 @@ public class SnapshotTests
     {
         var rig = new RouterRig(Masquerade);
         rig.PassOut(UdpPacket(Client, 3000, Server, 53, Ascii("q"))); // UDP: 30 s
-        Established(rig); // TCP established: days
+        Establish(rig); // TCP established: days
         var snapshot = Save(rig);
 
         var after = new RouterRig(Masquerade);
@@ -192,7 +179,7 @@ public class SnapshotTests
     {
         var helper = new TokenRewriteHelper("ADDR", "ADDRESS-LONGER");
         var before = Router(helper);
-        Established(before);
+        Establish(before);
         before.PassOut(UdpPacket(Client, 3000, Server, 53, Ascii("q")));
         var snapshot = Save(before);
         snapshot = damage switch
