@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using Offload.Engine.Packets;
-using Offload.Engine.Tests.Packets;
 using Xunit;
 
 namespace Offload.Replay.Tests;

@@ -1,4 +1,3 @@
-using Offload.Engine.Tests.Packets;
 using Offload.Replay.Capture;
 using Offload.Replay.Tests.Capture;
 using Offload.Replay.Tests.Kernel;

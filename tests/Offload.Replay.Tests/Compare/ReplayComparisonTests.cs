@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using Offload.Engine.Tests.Packets;
 using Offload.Replay.Compare;
 using Xunit;
 

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using Offload.Daemon.Tests;
 using Offload.Plugins;
 using Offload.Replay.Tests.Kernel;
 using Offload.Replay.Capture;

@@ -1,6 +1,5 @@
 using Offload.Engine;
 using Offload.Engine.Packets;
-using Offload.Engine.Tests.Packets;
 using Offload.Replay.Capture;
 using Offload.Replay.Compare;
 using Offload.Rules;

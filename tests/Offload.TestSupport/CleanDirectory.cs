@@ -1,4 +1,4 @@
-namespace Offload.Daemon.Tests;
+namespace Offload.TestSupport;
 
 /// <summary>
 /// A scratch directory for plugin files that strict modes accept, never under /tmp, which is world-writable (1777)
@@ -7,7 +7,7 @@ namespace Offload.Daemon.Tests;
 /// running the tests in a checkout of their own).
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
-internal static class CleanDirectory
+public static class CleanDirectory
 {
     private const UnixFileMode Mode0755 = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
         | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;

@@ -1,13 +1,13 @@
 using System.Buffers.Binary;
 using System.Net;
 
-namespace Offload.Engine.Tests.Packets;
+namespace Offload.TestSupport;
 
 /// <summary>
 /// The Internet checksum done the slow, obvious way (one 16-bit word at a time, folding after every add),
 /// so the engine's fast version is checked against something that shares none of its code.
 /// </summary>
-internal static class RefChecksum
+public static class RefChecksum
 {
     /// <summary>The one's-complement sum of <paramref name="data"/> (an odd tail padded with zero), folded to 16 bits.</summary>
     public static ushort Sum(ReadOnlySpan<byte> data, uint start = 0)
@@ -47,7 +47,7 @@ internal static class RefChecksum
 }
 
 /// <summary>An IPv6 extension header for <see cref="Wire.V6"/>: its type and its bytes (byte 0, the next header, is filled in).</summary>
-internal readonly record struct Ext(byte Type, byte[] Bytes)
+public readonly record struct Ext(byte Type, byte[] Bytes)
 {
     /// <summary>Hop-by-hop options of <paramref name="units"/> + 1 eight-byte units, filled with PadN.</summary>
     public static Ext HopByHop(int units = 0) => new(0, Options(units));
@@ -96,7 +96,7 @@ internal readonly record struct Ext(byte Type, byte[] Bytes)
 /// Builds IPv4 and IPv6 packets byte by byte for the tests, with correct lengths and checksums unless asked otherwise.
 /// Checksums come from <see cref="RefChecksum"/>, never from the engine.
 /// </summary>
-internal static class Wire
+public static class Wire
 {
     public const byte Fin = 0x01;
     public const byte Syn = 0x02;
