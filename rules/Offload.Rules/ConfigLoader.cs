@@ -160,11 +160,33 @@ public static partial class ConfigLoader
             }
         }
 
+        if (config.Replication is not null)
+        {
+            RefuseMasqueradeWithReplication(config, reader);
+        }
+
         foreach (var route in config.Routes)
         {
             if (!names.Contains(route.Device))
             {
                 throw reader.Error(route.Line, 1, $"route names interface '{route.Device}', which is not under interfaces:");
+            }
+        }
+    }
+
+    /// <summary>
+    /// A replicated binding must hold on the standby: MASQUERADE binds to the outgoing interface's own address, which
+    /// the other router does not have, so the flows it translated would die at the failover (docs/failover.md). SNAT to
+    /// the address VRRP moves between the routers is the way.
+    /// </summary>
+    private static void RefuseMasqueradeWithReplication(OffloadConfig config, Reader reader)
+    {
+        foreach (var rule in config.Nat)
+        {
+            if (rule.Action == NatAction.Masquerade)
+            {
+                throw reader.Error(
+                    rule.Line, 1, "masquerade with replication: the standby does not have this router's own address, so its flows would not survive a failover; use type: snat with to: the WAN address VRRP moves (docs/failover.md)");
             }
         }
     }

@@ -54,4 +54,18 @@ public sealed class ReplicationConfigTests
         Assert.Equal(line, e.Line);
         Assert.Contains(problem, e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Masquerade_beside_replication_is_refused_at_its_rule_and_snat_to_the_vip_is_taken()
+    {
+        const string Section = "replication:\n  listen: 10.99.0.1:3780\n  peer: 10.99.0.2:3780\n  key-file: /k\n";
+        const string Head = "interfaces: [{name: lan0}, {name: wan0}]\nnat:\n";
+
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(Head + "  - type: masquerade\n    out: wan0\n" + Section, "r.yaml"));
+        Assert.Equal(3, e.Line);
+        Assert.Contains("masquerade with replication", e.Message, StringComparison.Ordinal);
+
+        var config = ConfigLoader.Parse(Head + "  - type: snat\n    out: wan0\n    to: 198.51.100.1\n" + Section, "r.yaml");
+        Assert.NotNull(config.Replication);
+    }
 }
