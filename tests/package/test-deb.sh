@@ -517,8 +517,8 @@ check "offloadctl conntrack list talks to offloadd" in_root offloadctl conntrack
 sock_mode=$(stat -c '%U %a %F' "$root/run/offload/offloadd.sock" 2>&1)
 if [[ $sock_mode == "root 600 socket" ]]; then ok "the control socket is root's, mode 0600"; else not_ok "the control socket is root's, mode 0600" "$sock_mode"; fi
 nobody_out=$(in_root setpriv --reuid=65534 --regid=65534 --clear-groups offloadctl stats 2>&1) && nobody_rc=0 || nobody_rc=$?
-if ((nobody_rc == 1)) && [[ $nobody_out == *"cannot talk to offloadd"* ]]; then
-    ok "a user other than root cannot talk to offloadd (offloadctl exit 1)"
+if ((nobody_rc == 1)) && [[ $nobody_out == *"permission denied: only root (or offloadd's user) may use the control socket"* ]]; then
+    ok "a user other than root cannot talk to offloadd (offloadctl exit 1, saying why)"
 else
     not_ok "a user other than root cannot talk to offloadd" "exit $nobody_rc: $nobody_out"
 fi
