@@ -110,10 +110,12 @@ _h_exit() {
     exit 0
 }
 
-# h_init NAME : the work directory ($H_WORK) and the traps. Call once, early.
+# h_init NAME [PARENT] : the work directory ($H_WORK, under PARENT, /tmp by default) and the traps. Call once,
+# early. A plugin offloadd loads must be in a directory chain only root can change (strict modes, docs/helpers.md):
+# such a script passes /run (root's, 0755) under umask 022.
 h_init() {
     H_NAME=$1
-    H_WORK=$(mktemp -d "/tmp/$H_NAME.XXXXXX")
+    H_WORK=$(mktemp -d "${2:-/tmp}/$H_NAME.XXXXXX")
     trap _h_exit EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
@@ -185,6 +187,13 @@ h_daemon_start() {
 
 # h_daemon_alive : the daemon started by h_daemon_start still runs.
 h_daemon_alive() { [[ -n $H_DAEMON_PID ]] && kill -0 "$H_DAEMON_PID" 2>/dev/null; }
+
+# h_daemon_kill : SIGKILL, as a crash would; the daemon leaves its rules and sets behind.
+h_daemon_kill() {
+    kill -KILL "$H_DAEMON_PID"
+    wait "$H_DAEMON_PID" 2>/dev/null || true
+    H_DAEMON_PID=
+}
 
 # h_daemon_stop : SIGTERM, 10 s, then SIGKILL; $H_DAEMON_RC is its exit code ("killed" if it had to be).
 h_daemon_stop() {
