@@ -8,46 +8,23 @@
 # traffic through the kernel's MASQUERADE and its tftp and irc helpers, and the offers bob received from each are
 # compared. Ends with "N passed, N failed".
 #
-# Environment: LAB_SUFFIX (default -ti), KEEP_WORK=1 keeps the work directory.
+# Output and environment: tests/lab/harness.sh (LAB_SUFFIX, default -ti; KEEP_WORK=1 keeps the work directory).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/lab/lab.sh
 . "$here/lab.sh"
 # shellcheck source=tests/lab/lab-tftp-irc.sh
 . "$here/lab-tftp-irc.sh"
+# shellcheck source=tests/lab/harness.sh
+. "$here/harness.sh"
 
 sfx=${LAB_SUFFIX--ti}
-work=$(mktemp -d)
-passed=0
-failed=0
-daemon_pid=
-bg_pids=()
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-not_ok() { echo "not ok - $1${2:+: $2}"; failed=$((failed + 1)); }
-info() { echo "# $*"; }
-cleanup() {
-    local pid
-    for pid in "${bg_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    if [[ -n $daemon_pid ]]; then
-        kill -TERM "$daemon_pid" 2>/dev/null || true
-        wait "$daemon_pid" 2>/dev/null || true
-    fi
-    lab_down "$sfx" >/dev/null 2>&1 || true
-    if [[ ${KEEP_WORK:-} == 1 ]]; then echo "# work kept in $work"; else rm -rf "$work"; fi
-    echo "$passed passed, $failed failed"
-}
-trap cleanup EXIT
-
-((EUID == 0)) || { echo "needs root" >&2; exit 1; }
-for tool in in.tftpd tftp ngircd python3; do
-    command -v "$tool" >/dev/null || { not_ok "$tool is installed (tests/lab/packages.txt)"; exit 1; }
-done
-offloadd="$repo/daemon/Offload.Daemon/bin/Release/net10.0/offloadd.dll"
-offloadctl="$repo/daemon/Offload.Ctl/bin/Release/net10.0/offloadctl.dll"
-[[ -f $offloadd && -f $offloadctl ]] || dotnet build "$repo/Offload.sln" -c Release --nologo -v quiet >/dev/null
-sock="$work/offloadd.sock"
-ctl() { timeout 20 dotnet "$offloadctl" "$@" --socket "$sock"; }
+h_init ol-tftp-irc
+h_need_root_and_tools in.tftpd tftp ngircd python3 dotnet
+h_build
+h_on_exit "lab_down '$sfx'"
+h_on_exit 'jobs -p | xargs -r kill -TERM'
+work=$H_WORK
 
 wan4_number=$(python3 -c "import socket,struct; print(struct.unpack('!I', socket.inet_aton('$LAB_WAN4_ROUTER'))[0])")
 foreign=203.0.113.77
@@ -101,10 +78,8 @@ run_irc() {
     script=$(lab_irc_script "$sfx")
     timeout 45 ip netns exec "$s" python3 "$script" accept "$LAB_WAN4_SERVER" bob "$out" &
     b_pid=$!
-    bg_pids+=("$b_pid")
     timeout 45 ip netns exec "$c" python3 "$script" offer "$LAB_WAN4_SERVER" alice bob "$out" "$foreign" &
     a_pid=$!
-    bg_pids+=("$a_pid")
     deadline=$((SECONDS + 40))
     until grep -qs "all offers seen\|FAILED" "$out/bob.log" || ((SECONDS > deadline)); do sleep 0.1; done
     [[ -n $hook ]] && "$hook" "$out"
@@ -112,7 +87,6 @@ run_irc() {
     local rc_b=0 rc_a=0
     wait "$b_pid" || rc_b=$?
     wait "$a_pid" || rc_a=$?
-    bg_pids=()
     if ((rc_a == 0 && rc_b == 0)); then
         ok "$name: both IRC clients finished"
     else
@@ -149,8 +123,8 @@ run_irc() {
 # counted the refusal.
 check_offloadd_refused() {
     local expects stats
-    expects=$(ctl expect list 2>&1) || true
-    stats=$(ctl stats 2>&1) || true
+    expects=$(h_ctl expect list 2>&1) || true
+    stats=$(h_ctl stats 2>&1) || true
     if ! grep -q "master=.*dport=6667" <<<"$expects" && grep -qE '^ +HelperForeignAddressRefused +[1-9]' <<<"$stats"; then
         ok "offloadd: the foreign offer created no expectation (expect list) and was counted ($(grep -E '^ +HelperForeignAddressRefused' <<<"$stats" | tr -s ' '))"
     else
@@ -162,10 +136,12 @@ check_offloadd_refused() {
 started=$SECONDS
 lab_with_servers
 r=$(lab_ns router "$sfx")
-ip netns exec "$r" dotnet "$offloadd" --config "$repo/tests/lab/offloadd-tftp-irc.yaml" --apply-rules --socket "$sock" </dev/null >"$work/daemon.log" 2>&1 &
-daemon_pid=$!
-for _ in $(seq 150); do [[ -S $sock ]] && break; sleep 0.1; done
-if [[ -S $sock ]]; then ok "offloadd started with helpers tftp and irc"; else not_ok "offloadd started" "$(tail -5 "$work/daemon.log")"; exit 1; fi
+if h_daemon_start "$r" "$H_REPO/tests/lab/offloadd-tftp-irc.yaml" --apply-rules; then
+    ok "offloadd started with helpers tftp and irc"
+else
+    not_ok "offloadd started" "$(tail -5 "$H_DAEMON_LOG")"
+    h_die "offloadd did not start"
+fi
 
 # Besides the kernel NAT rules offloadd manages (OFFLOAD-NAT-*) for what it leaves to the kernel: untracked packets never reach them.
 kernel_rules=$({ ip netns exec "$r" iptables-save && ip netns exec "$r" ip6tables-save; } | grep -E -- '--helper|MASQUERADE|SNAT|DNAT' | grep -v -- '^-A OFFLOAD-NAT-' || true)
@@ -182,7 +158,7 @@ else
     not_ok "offloadd: the DCC SEND port is in nat-ports" "${port:-none}"
 fi
 
-stats=$(ctl stats 2>&1) || true
+stats=$(h_ctl stats 2>&1) || true
 theirs=$(ip netns exec "$r" conntrack -L 2>/dev/null | grep -cE "src=$LAB_LAN4_CLIENT |src=$LAB_LAN6_CLIENT " || true)
 # Six expected connections: four TFTP transfers (get and put, both families) and the two DCC connections.
 expected=$(grep -E '^ +ConnectionsExpected ' <<<"$stats" | awk '{print $2}' || true)
@@ -193,9 +169,7 @@ else
 fi
 info "offloadd stats: $(grep -E '^ +(ExpectationsCreated|ConnectionsExpected|PayloadRewrites|Helper[A-Za-z]+|Dropped[A-Za-z]*) +[1-9]' <<<"$stats" | tr -s ' ' | tr '\n' ';')"
 
-kill -TERM "$daemon_pid"
-wait "$daemon_pid" || true
-daemon_pid=
+h_daemon_stop
 
 # --- 2: the same traffic through the kernel's MASQUERADE and its tftp and irc helpers --------------------------
 lab_with_servers
@@ -220,3 +194,4 @@ else
     not_ok "kernel: the DCC SEND port is alice's" "told ${kport:-none}, alice ${aport:-none}"
 fi
 info "runtime $((SECONDS - started)) s"
+h_finish
