@@ -15,84 +15,29 @@
 # searches upwards from the announced port; this kernel picks them at random), so its two versions must be
 # equal once each announced port number is replaced by '#', and in both every port must have moved.
 #
-# Prints "ok - ..." / "not ok - ...: why" per check, "# ..." for information, and ends with "N passed, N failed".
+# Prints "ok - ..." / "not ok - ...: why" per check, "# ..." for information, and ends with "N passed, N failed"
+# (tests/lab/harness.sh; KEEP_WORK=1 keeps the work directory).
 # Usage: tests/lab/e2e-amanda-sane.sh [-SUFFIX]   (as root; LAB_SUFFIX or the argument, default -as)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/lab/lab.sh
 . "$here/lab.sh"
 # shellcheck source=tests/lab/lab-amanda-sane.sh
 . "$here/lab-amanda-sane.sh"
+# shellcheck source=tests/lab/harness.sh
+. "$here/harness.sh"
 
 sfx=${1:-${LAB_SUFFIX--as}}
-offloadd=$repo/daemon/Offload.Daemon/bin/Release/net10.0/offloadd.dll
-offloadctl=$repo/daemon/Offload.Ctl/bin/Release/net10.0/offloadctl.dll
 amanda_ports=50000,50010,50020
 
-passed=0
-failed=0
-finished=0
-work=
-daemon_pid=
-dlog=
-
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $1: $2"; }
-check() { if [[ -z $2 ]]; then ok "$1"; else not_ok "$1" "$2"; fi; }
-info() { echo "# $*"; }
-die() { echo "e2e-amanda-sane: $*" >&2; exit 1; }
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    set +e
-    if [[ -n $daemon_pid ]] && kill -0 "$daemon_pid" 2>/dev/null; then
-        kill -TERM "$daemon_pid"
-        for _ in $(seq 1 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$daemon_pid" 2>/dev/null
-        wait "$daemon_pid" 2>/dev/null
-    fi
-    lab_down "$sfx" >/dev/null 2>&1
-    if ((failed > 0 || !finished)) && [[ -s ${dlog-} ]]; then
-        tail -n 15 "$dlog" | sed 's/^/# offloadd: /'
-    fi
-    [[ -n $work && ${KEEP_WORK:-} != 1 ]] && rm -rf -- "$work"
-    [[ -n $work && ${KEEP_WORK:-} == 1 ]] && echo "e2e-amanda-sane: work directory kept: $work" >&2
-    ((finished)) || not_ok "the test ran to its end" "aborted (exit $rc)"
-    echo "$passed passed, $failed failed"
-    if ((failed > 0)); then exit 1; fi
-    exit 0
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-((EUID == 0)) || die "must run as root (network namespaces)"
-for tool in ip iptables ip6tables conntrack python3 saned scanimage dotnet cmp ss; do
-    command -v "$tool" >/dev/null || die "missing tool '$tool' (install tests/lab/packages.txt)"
-done
-if [[ ! -f $offloadd || ! -f $offloadctl ]]; then
-    dotnet build "$repo/Offload.sln" -c Release --nologo -v quiet >&2 || die "build failed"
-fi
-work=$(mktemp -d /tmp/ol-e2e-as.XXXXXX)
-sock=$work/offloadd.sock
-dlog=$work/offloadd.log
-: >"$dlog"
+h_init ol-e2e-as
+h_need_root_and_tools ip iptables ip6tables conntrack python3 saned scanimage dotnet cmp ss
+h_build
+h_on_exit "lab_down '$sfx'"
+work=$H_WORK
 C=$(lab_ns client "$sfx")
 R=$(lab_ns router "$sfx")
-
-ctl() { timeout 20 dotnet "$offloadctl" "$@" --socket "$sock"; }
-
-# wait_file FILE [TIMEOUT_S] : until FILE exists.
-wait_file() {
-    local deadline=$((SECONDS + ${2:-20}))
-    until [[ -e $1 ]]; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.05
-    done
-}
 
 # amanda_sessions DIR LISTER : two Amanda sessions from the backup server; while both replies are in and no
 # stream is opened yet, LISTER (a command) prints the router's expectations into DIR/expect.txt. The server's
@@ -103,7 +48,7 @@ amanda_sessions() {
     lab_exec "$C" timeout 60 python3 "$LAB_AMANDA_PEER" server --amandad "$LAB_WAN4_SERVER" --sessions 2 \
         --out "$dir" --hold "$dir/ready" "$dir/go" >"$dir/server.log" 2>&1 &
     pid=$!
-    if wait_file "$dir/ready" 30; then
+    if h_wait_for 30 test -e "$dir/ready"; then
         $lister >"$dir/expect.txt" 2>&1 || true
     fi
     touch "$dir/go"
@@ -119,7 +64,7 @@ sane_scripted() {
     lab_exec "$C" timeout 60 python3 "$LAB_SANE_CLIENT" "$LAB_WAN4_SERVER" test:0 "$dir/raw" \
         --hold "$dir/ready" "$dir/go" >"$dir/client.log" 2>&1 &
     pid=$!
-    if wait_file "$dir/ready" 30; then
+    if h_wait_for 30 test -e "$dir/ready"; then
         $lister >"$dir/expect.txt" 2>&1 || true
     fi
     touch "$dir/go"
@@ -140,10 +85,10 @@ connect_ports() { grep -a '^CONNECT ' "$1" | grep -oE '[0-9]+' | tr '\n' ' ' | s
 check_amanda() {
     local label=$1 dir=$2 sent=$3 why=
     [[ $(grep -c ' intact$' "$dir/server.log") == 6 ]] || why="$(tr '\n' ';' <"$dir/server.log")"
-    check "$label: Amanda, two sessions at once: all six streams (DATA, MESG, INDEX) arrive intact" "$why"
+    h_result "$label: Amanda, two sessions at once: all six streams (DATA, MESG, INDEX) arrive intact" "$why"
     why=
     cmp -s "$dir/rep-0.bin" "$sent/sent-000-0000A000.bin" || why="received $(connect_ports "$dir/rep-0.bin")"
-    check "$label: Amanda: the first reply arrives byte for byte as amandad sent it" "$why"
+    h_result "$label: Amanda: the first reply arrives byte for byte as amandad sent it" "$why"
     why=
     local moved
     moved=$(connect_ports "$dir/rep-1.bin")
@@ -153,7 +98,7 @@ check_amanda() {
         for p in $moved; do [[ ,$amanda_ports, == *",$p,"* ]] && why+="port $p did not move; "; done
         [[ $(wc -w <<<"$moved") == 3 ]] || why+="ports '$moved'; "
     fi
-    check "$label: Amanda: the second reply has all three ports moved (to $moved) and nothing else changed" "$why"
+    h_result "$label: Amanda: the second reply has all three ports moved (to $moved) and nothing else changed" "$why"
 }
 
 # ===================================================================================================
@@ -164,13 +109,14 @@ lab_up "$sfx" 2>/dev/null
 lab_amandad "$sfx" "$amanda_ports"
 lab_saned "$sfx"
 lab_sane_local_scan "$sfx" "$work/local.pnm"
-[[ $(stat -c %s "$work/local.pnm") -gt 100000 ]] || die "the local reference scan failed"
+[[ $(stat -c %s "$work/local.pnm") -gt 100000 ]] || h_die "the local reference scan failed"
 
-ip netns exec "$R" dotnet "$offloadd" --config "$repo/tests/lab/offloadd-amanda-sane.yaml" --apply-rules --remove-rules-on-stop \
-    --socket "$sock" </dev/null >>"$dlog" 2>&1 &
-daemon_pid=$!
-for _ in $(seq 1 300); do grep -q '\] Ready: ' "$dlog" && break; kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-if grep -q '\] Ready: ' "$dlog"; then ok "offloadd started with the amanda and sane helpers"; else not_ok "offloadd started" "$(tail -n 3 "$dlog")"; exit 1; fi
+if h_daemon_start "$R" "$H_REPO/tests/lab/offloadd-amanda-sane.yaml" --apply-rules --remove-rules-on-stop; then
+    ok "offloadd started with the amanda and sane helpers"
+else
+    not_ok "offloadd started" "$(tail -n 3 "$H_DAEMON_LOG")"
+    h_die "offloadd did not start"
+fi
 if ip netns exec "$R" iptables-save | grep -q OFFLOAD && ! ip netns exec "$R" iptables-save -t raw | grep -q -- '--helper'; then
     ok "steering rules in place, no kernel helper attached"
 else
@@ -179,7 +125,7 @@ fi
 
 # --- Amanda ---
 rc=0
-amanda_sessions "$work/off-amanda" "ctl expect list" || rc=$?
+amanda_sessions "$work/off-amanda" "h_ctl expect list" || rc=$?
 [[ $rc == 0 ]] || info "amanda server exit $rc: $(tr '\n' ';' <"$work/off-amanda/server.log")"
 cp -r "$(lab_tmp "$sfx")/amandad" "$work/off-sent"
 check_amanda offloadd "$work/off-amanda" "$work/off-sent"
@@ -191,10 +137,10 @@ done
 for p in ${amanda_ports//,/ } $(connect_ports "$work/off-amanda/rep-1.bin"); do
     grep -qE "dport=$p master=" "$work/off-amanda/expect.txt" || why+="none for port $p; "
 done
-check "offloadd: offloadctl expect list shows the three expected streams of each session, at the ports each reply announces" "${why:+$why $(tr '\n' ';' <"$work/off-amanda/expect.txt")}"
-conns=$(ctl conntrack list)
+h_result "offloadd: offloadctl expect list shows the three expected streams of each session, at the ports each reply announces" "${why:+$why $(tr '\n' ';' <"$work/off-amanda/expect.txt")}"
+conns=$(h_ctl conntrack list)
 n=$(grep -cE "^ipv4 +2 tcp +6 .* src=$LAB_LAN4_CLIENT dst=$LAB_WAN4_SERVER sport=[0-9]+ dport=500[0-9][0-9] .*master=src=$LAB_LAN4_CLIENT dst=$LAB_WAN4_SERVER sport=85[01] dport=10080" <<<"$conns" || true)
-check "offloadd: the six stream connections are tracked as expected connections of their Amanda session" "$([[ $n == 6 ]] || echo "$n found")"
+h_result "offloadd: the six stream connections are tracked as expected connections of their Amanda session" "$([[ $n == 6 ]] || echo "$n found")"
 moved_to=$(grep -m1 -oE "src=$LAB_LAN4_CLIENT dst=$LAB_WAN4_SERVER sport=[0-9]+ dport=$(connect_ports "$work/off-amanda/rep-1.bin" | cut -d' ' -f1) src=$LAB_WAN4_SERVER dst=$LAB_WAN4_ROUTER sport=[0-9]+" <<<"$conns" || true)
 if [[ $moved_to == *" sport=50000" ]]; then
     ok "offloadd: the DATA stream opened to the moved port reached amandad's port 50000"
@@ -207,37 +153,35 @@ why=
 SANE_CONFIG_DIR=$(lab_sane_client_conf "$sfx") lab_exec "$C" timeout 30 scanimage -d "net:$LAB_WAN4_SERVER:test:0" \
     --format=pnm >"$work/off-scan.pnm" 2>"$work/off-scan.log" || why="scanimage: $(tail -n 2 "$work/off-scan.log" | tr '\n' ' ')"
 [[ -n $why ]] || cmp -s "$work/off-scan.pnm" "$work/local.pnm" || why="image differs ($(stat -c %s "$work/off-scan.pnm") bytes)"
-check "offloadd: SANE: scanimage through the router gets the same image as a scan inside the server ($(stat -c %s "$work/local.pnm") bytes)" "$why"
+h_result "offloadd: SANE: scanimage through the router gets the same image as a scan inside the server ($(stat -c %s "$work/local.pnm") bytes)" "$why"
 rc=0
-sane_scripted "$work/off-sane" "ctl expect list" || rc=$?
+sane_scripted "$work/off-sane" "h_ctl expect list" || rc=$?
 why=
 port=$(cat "$work/off-sane/raw.port" 2>/dev/null || echo none)
 ((rc == 0)) || why="client exit $rc: $(tr '\n' ' ' <"$work/off-sane/client.log"); "
 cmp -s "$work/off-sane/raw" <(pnm_body "$work/local.pnm") || why+="image bytes differ; "
-check "offloadd: SANE: the scripted client's data connection (port $port) carries the same image" "$why"
+h_result "offloadd: SANE: the scripted client's data connection (port $port) carries the same image" "$why"
 if grep -qE "proto=6 tcp 6 src=$LAB_LAN4_CLIENT dst=$LAB_WAN4_SERVER sport=0 dport=$port master=src=$LAB_LAN4_CLIENT dst=$LAB_WAN4_SERVER sport=[0-9]+ dport=6566" "$work/off-sane/expect.txt"; then
     ok "offloadd: offloadctl expect list shows the data connection announced by the START answer, while the client waits"
 else
     not_ok "offloadd: offloadctl expect list shows the SANE data connection" "$(tr '\n' ';' <"$work/off-sane/expect.txt")"
 fi
-conns=$(ctl conntrack list)
+conns=$(h_ctl conntrack list)
 n=$(grep -cE "src=$LAB_LAN4_CLIENT dst=$LAB_WAN4_SERVER sport=[0-9]+ dport=50[01][0-9][0-9] .*master=src=$LAB_LAN4_CLIENT dst=$LAB_WAN4_SERVER sport=[0-9]+ dport=6566" <<<"$conns" || true)
-check "offloadd: SANE data connections (scanimage's and the scripted client's) are expected connections of their control connection" "$([[ $n == 2 ]] || echo "$n found")"
+h_result "offloadd: SANE data connections (scanimage's and the scripted client's) are expected connections of their control connection" "$([[ $n == 2 ]] || echo "$n found")"
 
 # --- counters, log, stop ---
-stats=$(ctl stats)
+stats=$(h_ctl stats)
 why=
 drops=$(grep -E '^ +(PacketsDropped|Dropped|Malformed|Helper)[A-Za-z]* ' <<<"$stats" | tr -s ' ' | tr '\n' ';' || true)
 [[ -z $drops ]] || why+="engine: $drops "
 grep -qE '^ +ExpectationsCreated +(8|9|[1-9][0-9]+)$' <<<"$stats" || why+="ExpectationsCreated: $(grep -E 'ExpectationsCreated' <<<"$stats" | tr -s ' '); "
 grep -qE '^ +PayloadRewrites +[1-9]' <<<"$stats" || why+="no PayloadRewrites; "
-check "offloadctl stats: expectations created (6 Amanda, 2 SANE), the moved reply rewritten, no drops, no helper events" "$why"
-bad_log=$(grep -E '\[(WRN|ERR|FTL)\]' "$dlog" || true)
-check "offloadd log: no warnings or errors" "${bad_log:+$(head -n 3 <<<"$bad_log" | tr '\n' ' ')}"
-kill -TERM "$daemon_pid"
-stop_rc=0
-wait "$daemon_pid" || stop_rc=$?
-daemon_pid=
+h_result "offloadctl stats: expectations created (6 Amanda, 2 SANE), the moved reply rewritten, no drops, no helper events" "$why"
+bad_log=$(h_daemon_log_problems)
+h_result "offloadd log: no warnings or errors" "${bad_log:+$(head -n 3 <<<"$bad_log" | tr '\n' ' ')}"
+h_daemon_stop
+stop_rc=$H_DAEMON_RC
 if [[ $stop_rc == 0 ]] && ! ip netns exec "$R" iptables-save | grep -q OFFLOAD; then ok "SIGTERM: offloadd exits 0 and removes its rules"; else not_ok "SIGTERM: offloadd exits 0 and removes its rules" "exit $stop_rc"; fi
 
 # ===================================================================================================
@@ -256,30 +200,30 @@ amanda_sessions "$work/kern-amanda" kernel_expect || rc=$?
 cp -r "$(lab_tmp "$sfx")/amandad" "$work/kern-sent"
 check_amanda kernel "$work/kern-amanda" "$work/kern-sent"
 n=$(grep -c 'helper=amanda' "$work/kern-amanda/expect.txt" || true)
-check "kernel: conntrack -L expect shows six amanda expectations while the server waits" "$([[ $n == 6 ]] || echo "$n: $(tr '\n' ';' <"$work/kern-amanda/expect.txt")")"
+h_result "kernel: conntrack -L expect shows six amanda expectations while the server waits" "$([[ $n == 6 ]] || echo "$n: $(tr '\n' ';' <"$work/kern-amanda/expect.txt")")"
 
 why=
 cmp -s "$work/off-amanda/rep-0.bin" "$work/kern-amanda/rep-0.bin" || why="first replies differ"
 cmp -s <(mask_ports "$work/off-amanda/rep-1.bin") <(mask_ports "$work/kern-amanda/rep-1.bin") || why+="second replies differ beyond their ports"
-check "offloadd and the kernel: the backup server receives the same replies (the first byte for byte, the second but for the ports NAT chose)" "$why"
+h_result "offloadd and the kernel: the backup server receives the same replies (the first byte for byte, the second but for the ports NAT chose)" "$why"
 info "second reply's ports: offloadd $(connect_ports "$work/off-amanda/rep-1.bin"), kernel $(connect_ports "$work/kern-amanda/rep-1.bin") (amandad announced ${amanda_ports//,/ })"
 
 why=
 SANE_CONFIG_DIR=$(lab_sane_client_conf "$sfx") lab_exec "$C" timeout 30 scanimage -d "net:$LAB_WAN4_SERVER:test:0" \
     --format=pnm >"$work/kern-scan.pnm" 2>"$work/kern-scan.log" || why="scanimage: $(tail -n 2 "$work/kern-scan.log" | tr '\n' ' ')"
 [[ -n $why ]] || cmp -s "$work/kern-scan.pnm" "$work/local.pnm" || why="image differs"
-check "kernel: SANE: scanimage through the router gets the same image" "$why"
+h_result "kernel: SANE: scanimage through the router gets the same image" "$why"
 rc=0
 sane_scripted "$work/kern-sane" kernel_expect || rc=$?
 why=
 ((rc == 0)) || why="client exit $rc: $(tr '\n' ' ' <"$work/kern-sane/client.log"); "
 grep -qE "dport=$(cat "$work/kern-sane/raw.port" 2>/dev/null || echo none) .*dport=6566 .*helper=sane" "$work/kern-sane/expect.txt" || why+="expectation: $(tr '\n' ';' <"$work/kern-sane/expect.txt")"
-check "kernel: SANE: conntrack -L expect shows the sane expectation while the scripted client waits, and its scan completes" "$why"
+h_result "kernel: SANE: conntrack -L expect shows the sane expectation while the scripted client waits, and its scan completes" "$why"
 # saned picks its data port (the first free one of its range): the START answers are compared but for the port.
 why=
 cmp -s <(od -An -tx1 -j8 "$work/off-sane/raw.reply"; head -c 4 "$work/off-sane/raw.reply" | od -An -tx1) \
     <(od -An -tx1 -j8 "$work/kern-sane/raw.reply"; head -c 4 "$work/kern-sane/raw.reply" | od -An -tx1) || why="START answers differ"
-check "offloadd and the kernel: the client receives the same START answer (status, byte order, resource; port ${port} / $(cat "$work/kern-sane/raw.port" 2>/dev/null))" "$why"
+h_result "offloadd and the kernel: the client receives the same START answer (status, byte order, resource; port ${port} / $(cat "$work/kern-sane/raw.port" 2>/dev/null))" "$why"
 
 info "elapsed: ${SECONDS}s"
-finished=1
+h_finish

@@ -92,10 +92,11 @@ _h_exit() {
     for ((i = ${#H_CLEANUPS[@]} - 1; i >= 0; i--)); do
         eval "${H_CLEANUPS[i]}" >/dev/null 2>&1
     done
+    # The daemon's last words, when something failed.
+    if ((!H_FINISHED || H_FAILED > 0)) && [[ -s ${H_DAEMON_LOG-} ]]; then
+        tail -n 15 "$H_DAEMON_LOG" | sed 's/^/# offloadd: /'
+    fi
     if ((!H_FINISHED)); then
-        if [[ -s ${H_DAEMON_LOG-} ]]; then
-            tail -n 15 "$H_DAEMON_LOG" | sed 's/^/# offloadd: /'
-        fi
         not_ok "the test ran to its end" "aborted (exit $rc${H_ERR_LINE:+, line $H_ERR_LINE})"
     fi
     if [[ -n $H_WORK ]]; then
