@@ -228,6 +228,27 @@ h_ctl_in() {
     timeout -k 2 "$H_CTL_TIMEOUT" ip netns exec "$ns" dotnet "$H_OFFLOADCTL" "$@"
 }
 
+# h_log_lines : how many lines the daemon's log has (a FROM for h_wait_log).
+h_log_lines() { wc -l <"$H_DAEMON_LOG"; }
+
+# h_wait_log FROM REGEX [TIMEOUT_S] : waits until the daemon's log has, after line FROM, a line matching REGEX
+# (extended), and prints it. Fails after TIMEOUT_S (20), or at once if the daemon has exited.
+h_wait_log() {
+    local from=$1 regex=$2 deadline=$((SECONDS + ${3:-20})) line
+    while :; do
+        line=$(tail -n +"$((from + 1))" "$H_DAEMON_LOG" | grep -E -m1 -- "$regex" || true)
+        if [[ -n $line ]]; then
+            printf '%s\n' "$line"
+            return 0
+        fi
+        if [[ -n $H_DAEMON_PID ]] && ! kill -0 "$H_DAEMON_PID" 2>/dev/null; then
+            return 1
+        fi
+        ((SECONDS < deadline)) || return 1
+        sleep 0.05
+    done
+}
+
 # h_daemon_log_problems : the daemon's warning, error and fatal lines (nothing when none).
 h_daemon_log_problems() {
     grep -E '\[(WRN|ERR|FTL)\]' "$H_DAEMON_LOG" 2>/dev/null || true
