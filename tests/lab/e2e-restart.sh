@@ -42,12 +42,6 @@ start_daemon() {
     h_daemon_start "$R" "$cfg" --apply-rules --checkpoint 1
 }
 
-kill_daemon() {
-    kill -KILL "$H_DAEMON_PID"
-    wait "$H_DAEMON_PID" 2>/dev/null || true
-    H_DAEMON_PID=
-}
-
 queue_rules() { { ip netns exec "$R" iptables-save && ip netns exec "$R" ip6tables-save; } | grep -c -- '-j NFQUEUE' || true; }
 
 # restored_line : this run's "State restored" or "refused" log line, if any.
@@ -72,7 +66,7 @@ restart() {
     sleep 3
     h_result "$kind: every transfer is still running when offloadd goes down" \
         "$(tr_all_running || echo "some ended already: the restart proves nothing for them")"
-    if [[ $kind == SIGTERM ]]; then h_daemon_stop; else sleep 0.5; kill_daemon; fi
+    if [[ $kind == SIGTERM ]]; then h_daemon_stop; else sleep 0.5; h_daemon_kill; fi
     rules=$(queue_rules)
     h_result "$kind: the steering rules stay while offloadd is down: its flows wait, they do not leak" \
         "$( ((rules > 0)) || echo "no NFQUEUE rule left")"
