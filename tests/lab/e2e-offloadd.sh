@@ -6,7 +6,8 @@
 # fresh lab runs the same traffic through the kernel's MASQUERADE and ftp helper, for comparison.
 #
 # Prints one line per check, "ok - what" or "not ok - what: details" (lines starting with "# " are
-# information), and ends with the line "N passed, N failed"; exits non-zero if any check failed.
+# information), and ends with the line "N passed, N failed"; exits non-zero if any check failed
+# (tests/lab/harness.sh).
 #
 # Usage: tests/lab/e2e-offloadd.sh        (as root; builds the Release binaries if they are missing)
 # Environment: LAB_SUFFIX (default -e2e), KEEP_WORK=1 keeps the work directory (logs, captures).
@@ -14,161 +15,27 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/lab/lab.sh
 . "$here/lab.sh"
+# shellcheck source=tests/lab/harness.sh
+. "$here/harness.sh"
 
 sfx=${LAB_SUFFIX--e2e}
-offloadd=$repo/daemon/Offload.Daemon/bin/Release/net10.0/offloadd.dll
-offloadctl=$repo/daemon/Offload.Ctl/bin/Release/net10.0/offloadctl.dll
 
-passed=0
-failed=0
-finished=0
-err_line=
-work=
-daemon_pid=
-dumpcap_pid=
-C='' R=''
-
-# --- reporting -------------------------------------------------------------------------
-
-ok() {
-    passed=$((passed + 1))
-    echo "ok - $1"
-}
-
-not_ok() {
-    failed=$((failed + 1))
-    echo "not ok - $1: $2"
-}
-
-info() { echo "# $*"; }
-
-die() {
-    echo "e2e-offloadd: $*" >&2
-    exit 1
-}
-
-# --- cleanup: always stop the daemon and dumpcap, drop the rules, remove the lab ----------
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    set +e
-    if [[ -n $dumpcap_pid ]]; then
-        kill -INT "$dumpcap_pid" 2>/dev/null
-        wait "$dumpcap_pid" 2>/dev/null
-    fi
-    if [[ -n $daemon_pid ]] && kill -0 "$daemon_pid" 2>/dev/null; then
-        kill -TERM "$daemon_pid" 2>/dev/null
-        for _ in $(seq 1 100); do
-            kill -0 "$daemon_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$daemon_pid" 2>/dev/null
-        wait "$daemon_pid" 2>/dev/null
-    fi
-    # Rules applied by hand (check 8) or left by a daemon that died: gone with the namespace anyway,
-    # removed first so that nothing depends on that.
-    if [[ -n $R && -e /run/netns/$R ]]; then
-        ip netns exec "$R" dotnet "$offloadctl" rules remove >/dev/null 2>&1
-    fi
-    lab_down "$sfx" >/dev/null 2>&1
-    if ((failed > 0 || !finished)) && [[ -s ${dlog-} ]]; then
-        # What the daemon said last, for whoever reads a CI log.
-        tail -n 15 "$dlog" | sed 's/^/# offloadd: /'
-    fi
-    if [[ -n $work ]]; then
-        if [[ ${KEEP_WORK:-} == 1 ]]; then
-            echo "e2e-offloadd: work directory kept: $work" >&2
-        else
-            rm -rf -- "$work"
-        fi
-    fi
-    if ((!finished)); then
-        not_ok "the test ran to its end" "aborted (exit $rc${err_line:+, line $err_line})"
-    fi
-    echo "$passed passed, $failed failed"
-    if ((failed > 0)); then exit 1; fi
-    exit 0
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'err_line=$LINENO' ERR
-
-for tool in ip ethtool iptables ip6tables iptables-save ip6tables-save conntrack vsftpd curl lftp dumpcap tshark perl ss dotnet cmp; do
-    command -v "$tool" >/dev/null || die "missing tool '$tool' (install tests/lab/packages.txt)"
-done
-((EUID == 0)) || die "must run as root (network namespaces)"
-if [[ ! -f $offloadd || ! -f $offloadctl ]]; then
-    echo "e2e-offloadd: building the Release binaries" >&2
-    dotnet build "$repo/Offload.sln" -c Release --nologo -v quiet >&2 || die "build failed"
-fi
-
-work=$(mktemp -d /tmp/ol-e2e.XXXXXX)
+h_init ol-e2e
+h_need_root_and_tools ip ethtool iptables ip6tables iptables-save ip6tables-save conntrack vsftpd curl lftp dumpcap \
+    tshark perl ss dotnet cmp
+h_build
 C=$(lab_ns client "$sfx")
 R=$(lab_ns router "$sfx")
+h_on_exit "lab_down '$sfx'"
+# Rules applied by hand (check 8) or left by a daemon that died: gone with the namespace anyway, removed first so
+# that nothing depends on that.
+h_on_exit "[[ -e /run/netns/$R ]] && ip netns exec '$R' dotnet '$H_OFFLOADCTL' rules remove"
+work=$H_WORK
 cfg=$work/offloadd.yaml # the daemon re-reads this path on SIGHUP
-sock=$work/offloadd.sock
-dlog=$work/offloadd.log
 ftp_root=
 vlog=
-: >"$dlog"
-
-# --- helpers: daemon ---------------------------------------------------------------------------
-
-ctl() { dotnet "$offloadctl" "$@" --socket "$sock"; }
-ctl_router() { ip netns exec "$R" dotnet "$offloadctl" "$@"; }
-
-log_lines() { wc -l <"$dlog"; }
-
-# wait_log FROM_LINE REGEX [TIMEOUT_S] : wait until the daemon's log, after line FROM_LINE, has a
-# line matching REGEX (extended), and print it. Fails if the daemon exits first.
-wait_log() {
-    local from=$1 regex=$2 timeout=${3:-20} deadline line
-    deadline=$((SECONDS + timeout))
-    while :; do
-        line=$(tail -n +"$((from + 1))" "$dlog" | grep -E -m1 -- "$regex" || true)
-        if [[ -n $line ]]; then
-            printf '%s\n' "$line"
-            return 0
-        fi
-        if [[ -n $daemon_pid ]] && ! kill -0 "$daemon_pid" 2>/dev/null; then
-            return 1
-        fi
-        ((SECONDS < deadline)) || return 1
-        sleep 0.05
-    done
-}
-
-# start_daemon [ARGS...] : offloadd in the router with our config copy; returns once it is ready.
-start_daemon() {
-    local from
-    from=$(log_lines)
-    # `ip netns exec` execs dotnet in place: $! is the daemon's own pid.
-    ip netns exec "$R" dotnet "$offloadd" --config "$cfg" --socket "$sock" "$@" </dev/null >>"$dlog" 2>&1 &
-    daemon_pid=$!
-    wait_log "$from" '\] Ready: ' 30 >/dev/null
-}
-
-# stop_daemon : SIGTERM, wait; sets stop_rc to its exit code ("still running" after 10 s).
-stop_rc=
-stop_daemon() {
-    kill -TERM "$daemon_pid"
-    for _ in $(seq 1 100); do
-        kill -0 "$daemon_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$daemon_pid" 2>/dev/null; then
-        stop_rc="still running"
-        return 0
-    fi
-    stop_rc=0
-    wait "$daemon_pid" || stop_rc=$?
-    daemon_pid=
-}
 
 # rules_in_router : the OFFLOAD lines of both families' iptables-save in the router.
 rules_in_router() {
@@ -176,34 +43,6 @@ rules_in_router() {
 }
 
 # --- helpers: capture ----------------------------------------------------------------------------
-
-# start_capture FILE : dumpcap on the router's wan0 (headers only); returns once it captures.
-start_capture() {
-    local file=$1 deadline
-    : >"$file.log"
-    ip netns exec "$R" dumpcap -q -p -s 160 -i wan0 -w "$file" </dev/null >"$file.log" 2>&1 &
-    dumpcap_pid=$!
-    deadline=$((SECONDS + 10))
-    until grep -q '^File: ' "$file.log"; do
-        kill -0 "$dumpcap_pid" 2>/dev/null || die "dumpcap exited early: $(cat "$file.log")"
-        ((SECONDS < deadline)) || die "dumpcap did not start"
-        sleep 0.05
-    done
-    sleep 0.2
-}
-
-stop_capture() {
-    local rc=0
-    kill -INT "$dumpcap_pid"
-    wait "$dumpcap_pid" || rc=$?
-    dumpcap_pid=
-    return "$rc"
-}
-
-# count_packets FILE FILTER : packets of FILE that match the display filter.
-count_packets() {
-    tshark -n -r "$1" -Y "$2" -T fields -e frame.number 2>/dev/null | wc -l
-}
 
 leak_filter="ip.src==$LAB_LAN4_CLIENT || ipv6.src==$LAB_LAN6_CLIENT"
 nat_filter="ip.src==$LAB_WAN4_ROUTER || ipv6.src==$LAB_WAN6_ROUTER"
@@ -360,7 +199,7 @@ okfail() { if (($1 == 0)) && [[ -z $2 ]]; then echo ok; else echo FAIL; fi; }
 # 9. --check: the lab configuration is valid; broken ones exit 2 and say file:line:column.
 # ===================================================================================================
 
-out=$(dotnet "$offloadd" --check --config "$here/offloadd.yaml" 2>&1) && rc=0 || rc=$?
+out=$(dotnet "$H_OFFLOADD" --check --config "$here/offloadd.yaml" 2>&1) && rc=0 || rc=$?
 if ((rc == 0)) && grep -q ': valid$' <<<"$out"; then
     ok "offloadd --check says tests/lab/offloadd.yaml is valid (exit 0)"
 else
@@ -372,7 +211,7 @@ bad1=$work/bad-key.yaml
 cp "$here/offloadd.yaml" "$bad1"
 echo "no-such-key: 1" >>"$bad1"
 line1=$(wc -l <"$bad1")
-out=$(dotnet "$offloadd" --check --config "$bad1" 2>&1) && rc=0 || rc=$?
+out=$(dotnet "$H_OFFLOADD" --check --config "$bad1" 2>&1) && rc=0 || rc=$?
 if ((rc == 2)) && grep -Eq "$bad1:$line1:1: .*unknown key 'no-such-key'" <<<"$out"; then
     ok "offloadd --check on an unknown key exits 2 with file:line:column"
 else
@@ -384,7 +223,7 @@ bad2=$work/bad-address.yaml
 cp "$here/offloadd.yaml" "$bad2"
 printf 'routes:\n  - to: 203.0.113.300/24\n    dev: wan0\n' >>"$bad2"
 line2=$(($(wc -l <"$bad2") - 1))
-out=$(dotnet "$offloadd" --check --config "$bad2" 2>&1) && rc=0 || rc=$?
+out=$(dotnet "$H_OFFLOADD" --check --config "$bad2" 2>&1) && rc=0 || rc=$?
 if ((rc == 2)) && grep -Eq "$bad2:$line2:[0-9]+: .*203\.0\.113\.300" <<<"$out"; then
     ok "offloadd --check on a bad address exits 2 with file:line:column"
 else
@@ -401,8 +240,8 @@ ftp_root=$(lab_ftp_root "$sfx")
 vlog=$(lab_tmp "$sfx")/vsftpd.log
 cp "$here/offloadd.yaml" "$cfg"
 
-start_daemon --apply-rules --remove-rules-on-stop || die "offloadd did not become ready: $(tail -n 20 "$dlog")"
-info "offloadd (pid $daemon_pid) ready in $R: $(grep -m1 'Steering rules applied' "$dlog" | sed 's/^.*\] //')"
+h_daemon_start "$R" "$cfg" --apply-rules --remove-rules-on-stop || h_die "offloadd did not become ready: $(tail -n 20 "$H_DAEMON_LOG")"
+info "offloadd (pid $H_DAEMON_PID) ready in $R: $(grep -m1 'Steering rules applied' "$H_DAEMON_LOG" | sed 's/^.*\] //')"
 
 # The kernel's NAT rules offloadd manages (OFFLOAD-NAT-*) serve only what it leaves to the kernel (other protocols):
 # untracked packets never reach the nat table.
@@ -414,7 +253,7 @@ else
 fi
 
 # Everything leaving by wan0 while offloadd runs, to prove no un-NATed packet gets out.
-start_capture "$work/wan0-offloadd.pcapng"
+h_capture_start "$R" wan0 "$work/wan0-offloadd.pcapng"
 
 # --- 1 and 5: every mode, download and upload --------------------------------------------------------
 run_modes offloadd offl
@@ -457,7 +296,7 @@ offl[lftp-passive]=$(okfail "$rc" "$bad")
 run_parallel offloadd offl
 
 # --- 4: the kernel's table holds none of it; offloadd's does -------------------------------------------
-ours=$(ctl conntrack list)
+ours=$(h_ctl conntrack list)
 theirs=$({ ip netns exec "$R" conntrack -L && ip netns exec "$R" conntrack -L -f ipv6; } 2>/dev/null || true)
 leaked=$(grep -cE "src=($LAB_LAN4_CLIENT|$LAB_LAN6_CLIENT) " <<<"$theirs" || true)
 if ((leaked == 0)); then
@@ -481,7 +320,7 @@ fi
 info "offloadd tracks $(wc -l <<<"$ours") connections; the kernel's table holds $(grep -c . <<<"$theirs" || true)"
 
 # --- 6: stats and expect list ----------------------------------------------------------------------
-stats=$(ctl stats) && rc=0 || rc=$?
+stats=$(h_ctl stats) && rc=0 || rc=$?
 problems=""
 grep -qE '^queue [0-9]+ ' <<<"$stats" || problems+="no queue lines; "
 while read -r l; do
@@ -513,7 +352,7 @@ for _ in $(seq 1 100); do
     vlog_since "$off" | grep -q '"200 PORT command successful' && break
     sleep 0.05
 done
-expects=$(ctl expect list) && rc=0 || rc=$?
+expects=$(h_ctl expect list) && rc=0 || rc=$?
 wait "$held" || true
 line=$(grep -E "src=$LAB_WAN4_SERVER dst=$LAB_WAN4_ROUTER .*master=src=$LAB_LAN4_CLIENT dst=$LAB_WAN4_SERVER sport=[0-9]+ dport=21" <<<"$expects" || true)
 if ((rc == 0)) && [[ -n $line ]]; then
@@ -535,7 +374,7 @@ for _ in $(seq 1 100); do
     sleep 0.05
 done
 sleep 0.2
-before=$(ctl conntrack list)
+before=$(h_ctl conntrack list)
 held_line=$(grep -E "^ipv4 .* ESTABLISHED src=$LAB_LAN4_CLIENT dst=$LAB_WAN4_SERVER sport=[0-9]+ dport=21 .*helper=ftp" <<<"$before" | head -1 || true)
 theirs=$({ ip netns exec "$R" conntrack -L && ip netns exec "$R" conntrack -L -f ipv6; } 2>/dev/null || true)
 if [[ -n $held_line ]] && ! grep -qE "src=($LAB_LAN4_CLIENT|$LAB_LAN6_CLIENT) " <<<"$theirs"; then
@@ -544,10 +383,10 @@ else
     not_ok "during a session: offloadctl lists its ESTABLISHED control connection with helper=ftp, the kernel nothing" \
         "offloadd: ${held_line:-no such line}; kernel: $(grep -cE "src=($LAB_LAN4_CLIENT|$LAB_LAN6_CLIENT) " <<<"$theirs" || true) entries"
 fi
-from=$(log_lines)
-kill -HUP "$daemon_pid"
-reloaded=$(wait_log "$from" 'Reloaded |Reload of .* failed' 10 || true)
-after=$(ctl conntrack list)
+from=$(h_log_lines)
+kill -HUP "$H_DAEMON_PID"
+reloaded=$(h_wait_log "$from" 'Reloaded |Reload of .* failed' 10 || true)
+after=$(h_ctl conntrack list)
 n_before=$(grep -c . <<<"$before" || true)
 n_after=$(grep -c . <<<"$after" || true)
 kept=$(sed -nE 's/.*; ([0-9]+) tracked connections kept.*/\1/p' <<<"$reloaded")
@@ -571,9 +410,9 @@ if [[ -z $why ]]; then ok "SIGHUP: a new PORT transfer after the reload works"; 
 cp "$cfg" "$work/offloadd.yaml.good"
 echo "no-such-key: 1" >>"$cfg"
 bad_line=$(wc -l <"$cfg")
-from=$(log_lines)
-kill -HUP "$daemon_pid"
-failed_line=$(wait_log "$from" 'Reloaded |Reload of .* failed' 10 || true)
+from=$(h_log_lines)
+kill -HUP "$H_DAEMON_PID"
+failed_line=$(h_wait_log "$from" 'Reloaded |Reload of .* failed' 10 || true)
 if [[ $failed_line == *"Reload of $cfg failed"* && $failed_line == *"$cfg:$bad_line:1:"* ]]; then
     ok "SIGHUP with a broken config: reload failed is logged with file:line:column"
 else
@@ -581,15 +420,15 @@ else
 fi
 why=$(get_mode ipv6-eprt big.bin "$work/after-bad-reload.bin")
 why+=$(get_mode ipv4-port big.bin "$work/after-bad-reload4.bin")
-if [[ -z $why ]] && kill -0 "$daemon_pid" 2>/dev/null; then
+if [[ -z $why ]] && h_daemon_alive; then
     ok "SIGHUP with a broken config: the daemon keeps working (IPv6 EPRT and IPv4 PORT transfers identical)"
 else
     not_ok "SIGHUP with a broken config: the daemon keeps working" "${why:-daemon gone}"
 fi
 cp "$work/offloadd.yaml.good" "$cfg"
-from=$(log_lines)
-kill -HUP "$daemon_pid"
-restored=$(wait_log "$from" 'Reloaded |Reload of .* failed' 10 || true)
+from=$(h_log_lines)
+kill -HUP "$H_DAEMON_PID"
+restored=$(h_wait_log "$from" 'Reloaded |Reload of .* failed' 10 || true)
 if [[ $restored == *"Reloaded "* ]]; then
     ok "SIGHUP after restoring the config: reloaded"
 else
@@ -597,9 +436,9 @@ else
 fi
 
 # --- no un-NATed packet left by wan0 while offloadd ran --------------------------------------------------
-stop_capture || true
-leaks=$(count_packets "$work/wan0-offloadd.pcapng" "$leak_filter")
-natted=$(count_packets "$work/wan0-offloadd.pcapng" "$nat_filter && tcp")
+h_capture_stop >/dev/null || true
+leaks=$(h_count "$work/wan0-offloadd.pcapng" "$leak_filter")
+natted=$(h_count "$work/wan0-offloadd.pcapng" "$nat_filter && tcp")
 if ((leaks == 0 && natted > 1000)); then
     ok "wan0 capture while offloadd ran: $natted TCP packets from the router's addresses, none from the client's"
 else
@@ -607,7 +446,7 @@ else
 fi
 
 # Log: nothing went wrong besides the reload we broke on purpose.
-bad_log=$(grep -E '\[(WRN|ERR|FTL)\]' "$dlog" | grep -v 'Reload of .* failed' || true)
+bad_log=$(grep -E '\[(WRN|ERR|FTL)\]' "$H_DAEMON_LOG" | grep -v 'Reload of .* failed' || true)
 if [[ -z $bad_log ]]; then
     ok "offloadd log: no warnings or errors (besides the broken reload)"
 else
@@ -615,28 +454,28 @@ else
 fi
 
 # --- SIGTERM removes the daemon's rules ---------------------------------------------------------------
-stop_daemon
+h_daemon_stop
 left=$(rules_in_router)
-if [[ $stop_rc == 0 && -z $left ]] && grep -q 'Steering rules removed' "$dlog"; then
+if [[ $H_DAEMON_RC == 0 && -z $left ]] && grep -q 'Steering rules removed' "$H_DAEMON_LOG"; then
     ok "SIGTERM: offloadd exits 0 and removes its steering rules"
 else
-    not_ok "SIGTERM: offloadd exits 0 and removes its steering rules" "exit $stop_rc; $(grep -c . <<<"$left" || true) OFFLOAD lines left"
+    not_ok "SIGTERM: offloadd exits 0 and removes its steering rules" "exit $H_DAEMON_RC; $(grep -c . <<<"$left" || true) OFFLOAD lines left"
 fi
 
 # ===================================================================================================
 # 8. Fail closed: rules applied by hand, daemon killed with SIGKILL in the middle of slow transfers.
 # ===================================================================================================
 
-if ctl_router rules apply --config "$cfg" && [[ -n $(rules_in_router) ]]; then
+if h_ctl_in "$R" rules apply --config "$cfg" && [[ -n $(rules_in_router) ]]; then
     ok "offloadctl rules apply (in the router) loads the steering rules"
 else
     not_ok "offloadctl rules apply (in the router) loads the steering rules" "$(rules_in_router | wc -l) OFFLOAD lines"
 fi
-start_daemon || die "offloadd (without --apply-rules) did not become ready: $(tail -n 20 "$dlog")"
+h_daemon_start "$R" "$cfg" || h_die "offloadd (without --apply-rules) did not become ready: $(tail -n 20 "$H_DAEMON_LOG")"
 # A small receive buffer in the client, so the server cannot have sent the whole file before the kill
 # (what already sits in the client's buffer would still be read at the limited rate).
 lab_exec "$C" sysctl -q -w net.ipv4.tcp_rmem="4096 16384 16384"
-start_capture "$work/wan0-killed.pcapng"
+h_capture_start "$R" wan0 "$work/wan0-killed.pcapng"
 slow=(--limit-rate 50k --speed-time 4 --speed-limit 1)
 ftp_curl ipv4-port big.bin "$work/slow4.bin" -o "$work/slow4.bin" "${slow[@]}" &
 slow4=$!
@@ -651,9 +490,7 @@ size4=$(stat -c %s "$work/slow4.bin" 2>/dev/null || echo 0)
 size6=$(stat -c %s "$work/slow6.bin" 2>/dev/null || echo 0)
 counted() { ip netns exec "$R" "$1" -w -t mangle -L OFFLOAD-POST -v -x -n | awk '/NFQUEUE/ { n += $1 } END { print n + 0 }'; }
 steered_before=$(($(counted iptables) + $(counted ip6tables)))
-kill -KILL "$daemon_pid"
-wait "$daemon_pid" 2>/dev/null || true
-daemon_pid=
+h_daemon_kill
 killed_at=$(date +%s.%N)
 info "SIGKILL with $size4 (IPv4 PORT) and $size6 (IPv6 EPSV) of 204800 bytes received"
 # A new connection after the kill must not get out either.
@@ -663,27 +500,27 @@ rc4=0 rc6=0
 wait "$slow4" || rc4=$?
 wait "$slow6" || rc6=$?
 steered_after=$(($(counted iptables) + $(counted ip6tables)))
-stop_capture || true
+h_capture_stop >/dev/null || true
 if ((rc4 != 0 && rc6 != 0 && rc != 0)) && ! cmp -s "$work/slow4.bin" "$ftp_root/big.bin" && ! cmp -s "$work/slow6.bin" "$ftp_root/big.bin"; then
     ok "fail closed: after SIGKILL the slow transfers cannot complete and a new session cannot start (curl exits $rc4, $rc6, $rc)"
 else
     not_ok "fail closed: after SIGKILL the transfers cannot complete" "curl exits $rc4 (IPv4, $(stat -c %s "$work/slow4.bin") bytes), $rc6 (IPv6, $(stat -c %s "$work/slow6.bin") bytes), new session $rc"
 fi
-leaks=$(count_packets "$work/wan0-killed.pcapng" "$leak_filter")
-natted=$(count_packets "$work/wan0-killed.pcapng" "$nat_filter && tcp")
-late=$(count_packets "$work/wan0-killed.pcapng" "($nat_filter) && tcp && frame.time_epoch > $killed_at")
+leaks=$(h_count "$work/wan0-killed.pcapng" "$leak_filter")
+natted=$(h_count "$work/wan0-killed.pcapng" "$nat_filter && tcp")
+late=$(h_count "$work/wan0-killed.pcapng" "($nat_filter) && tcp && frame.time_epoch > $killed_at")
 if ((leaks == 0 && natted > 0 && steered_after > steered_before)); then
     ok "fail closed: no packet from the client's addresses left by wan0 (the client's $((steered_after - steered_before)) packets after the kill hit the queue rules)"
 else
     not_ok "fail closed: no packet from the client's addresses left by wan0" "$leaks leaked, $natted NATed, queue rule hits after the kill $((steered_after - steered_before))"
 fi
 info "wan0 after the kill: $late packets from the router's addresses (expected 0: nothing passes a queue nobody reads)"
-if ctl_router rules remove && [[ -z $(rules_in_router) ]]; then
+if h_ctl_in "$R" rules remove && [[ -z $(rules_in_router) ]]; then
     ok "offloadctl rules remove: iptables-save and ip6tables-save show no OFFLOAD chains"
 else
     not_ok "offloadctl rules remove: iptables-save and ip6tables-save show no OFFLOAD chains" "$(rules_in_router | head -3 | tr '\n' ' ')"
 fi
-rm -f "$sock"
+rm -f "$H_DAEMON_SOCK"
 
 # ===================================================================================================
 # 10. The same traffic through the kernel's MASQUERADE and ftp helper, in a fresh lab.
@@ -713,4 +550,4 @@ for k in "${modes[@]/#/get-}" "${modes[@]/#/put-}" lftp-active lftp-passive para
     printf '# %-20s  %-9s  %s\n' "$k" "${offl[$k]:-?}" "${kern[$k]:-?}"
 done
 info "elapsed: ${SECONDS}s"
-finished=1
+h_finish

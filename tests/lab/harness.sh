@@ -6,10 +6,13 @@
 #
 #   . "$here/harness.sh"
 #   h_init my-lab                      # work directory, traps; the final line "N passed, N failed"
+#                                      # (h_init my-lab /run: under /run, for a plugin offloadd must load)
 #   h_on_exit "lab_down $sfx"          # cleanup steps, run last-registered first
 #   h_build                            # the Release binaries, built if missing: $H_OFFLOADD, $H_OFFLOADCTL
 #   h_daemon_start "$ns" "$cfg" --apply-rules || h_die "offloadd did not start"
 #   h_ctl stats
+#   from=$(h_log_lines); kill -HUP "$H_DAEMON_PID"; h_wait_log "$from" 'Reloaded '   # the log after a point
+#   h_daemon_kill                      # SIGKILL, as a crash would (h_daemon_stop: SIGTERM)
 #   h_capture_start "$ns" wan0 "$H_WORK/wan0.pcapng"
 #   ...; h_capture_stop
 #   n=$(h_sources_in "$H_WORK/wan0.pcapng" 192.0.2.0/24 2001:db8:1::/64)
