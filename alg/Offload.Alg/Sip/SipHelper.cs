@@ -186,6 +186,17 @@ public sealed class SipHelper : ConntrackHelper
         bool senderTranslated = own.Source != other.Destination;
         bool anyTranslated = false;
         InetAddress lastAddress = default;
+        SipCallState? call = null;
+        if (senderTranslated && context.IsNatted)
+        {
+            call = context.GetState<SipCallState>(); // once per call flow, the first time its translated side offers media
+            call.Clear();
+        }
+        else
+        {
+            context.TryGetState(out call);
+        }
+
         for (int i = 0; i < count; i++)
         {
             var m = media[i];
@@ -207,9 +218,26 @@ public sealed class SipHelper : ConntrackHelper
                 continue; // media announced for a third party: no pinhole, as the kernel's sip_direct_media
             }
 
-            var result = senderTranslated && context.IsNatted
-                ? ExpectTranslatedPair(ref context, m, address.Address, out ushort port)
-                : ExpectPair(ref context, m, address.Address, out port);
+            ushort port;
+            ExpectResult result;
+            if (senderTranslated && context.IsNatted)
+            {
+                result = ExpectTranslatedPair(ref context, m, address.Address, out port);
+                if (result == ExpectResult.Added)
+                {
+                    call!.Remember(i, address.Address, m.Port, port);
+                }
+            }
+            else if (context.IsNatted && call is not null && call.TryGet(i, out var offered))
+            {
+                result = ExpectPairedAnswer(ref context, m, address.Address, offered);
+                port = m.Port;
+            }
+            else
+            {
+                result = ExpectPair(ref context, m, address.Address, out port);
+            }
+
             if (result != ExpectResult.Added)
             {
                 context.Count(HelperEvent.ExpectationFailed);
@@ -265,6 +293,11 @@ public sealed class SipHelper : ConntrackHelper
     private ExpectResult ExpectTranslatedPair(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, out ushort port)
     {
         ref readonly var other = ref context.OtherTuple;
+        if (mediaAddress == context.Tuple.Source)
+        {
+            return ExpectFollowingPair(ref context, media, out port);
+        }
+
         var result = ExpectResult.NoFreePort;
         port = media.Port;
         for (int attempt = 0; attempt < MaxPairAttempts; attempt++)
@@ -308,6 +341,70 @@ public sealed class SipHelper : ConntrackHelper
         }
 
         return result == ExpectResult.Clash ? ExpectResult.NoFreePort : result;
+    }
+
+    /// <summary>
+    /// The media is the sender's own address (always so with direct-media): the engine places the RTP port at the
+    /// router as it places any expected connection there (from the announced port up, or inside the daemon's
+    /// nat-ports, where the steering rules send the peer's packets to us), and the expected RTP follows the flow's NAT
+    /// back to the sender. RTCP takes the next port, sent to the announced RTCP port.
+    /// </summary>
+    private ExpectResult ExpectFollowingPair(ref HelperContext context, in SdpMedia media, out ushort port)
+    {
+        var rtp = MediaRequest(ref context, context.OtherTuple.Destination, media.Port, media.Class);
+        var result = context.Expect(ref rtp);
+        port = rtp.DestinationPort;
+        if (result != ExpectResult.Added)
+        {
+            return result;
+        }
+
+        if (port == ushort.MaxValue)
+        {
+            return ExpectResult.NoFreePort;
+        }
+
+        var rtcp = rtp;
+        rtcp.DestinationPort = (ushort)(port + 1);
+        rtcp.Nat = ExpectationNat.Redirect;
+        rtcp.NatAddress = context.Tuple.Source;
+        rtcp.NatPort = (ushort)(media.Port + 1);
+        return context.Expect(ref rtcp);
+    }
+
+    /// <summary>
+    /// The untranslated peer answers an offer of the translated side: that side's RTP and RTCP to the peer's media are
+    /// expected from the ports it offered and leave from the router's ports the peer was told (the kernel pairs them
+    /// the same way), so that media stays symmetric whoever sends first.
+    /// </summary>
+    private ExpectResult ExpectPairedAnswer(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, in SipTranslatedMedia offered)
+    {
+        ref readonly var own = ref context.Tuple;
+        var rtp = new ExpectationRequest
+        {
+            Protocol = IpProtocol.Udp,
+            Source = offered.Address,
+            SourcePrefixLength = context.Family == 4 ? 32 : 128,
+            SourcePort = offered.Port,
+            MatchSourcePort = true,
+            Destination = mediaAddress,
+            DestinationPort = media.Port,
+            Class = media.Class,
+            Nat = ExpectationNat.Source,
+            NatAddress = own.Destination, // the router's address, where the peer sends
+            NatPort = offered.TranslatedPort,
+        };
+        var result = context.Expect(ref rtp);
+        if (result != ExpectResult.Added)
+        {
+            return result;
+        }
+
+        var rtcp = rtp;
+        rtcp.SourcePort = (ushort)(offered.Port + 1);
+        rtcp.DestinationPort = (ushort)(media.Port + 1);
+        rtcp.NatPort = (ushort)(offered.TranslatedPort + 1);
+        return context.Expect(ref rtcp);
     }
 
     /// <summary>The sender is not translated: its media is expected where it says, and follows the flow's NAT back.</summary>

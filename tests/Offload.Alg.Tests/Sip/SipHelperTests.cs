@@ -116,10 +116,42 @@ public class SipHelperTests
 
         var toPeer = rig.Expectations.Where(e => e.Tuple.Destination == A(Server)).OrderBy(e => e.Tuple.DestinationPort).ToList();
         Assert.Equal([PeerMedia, (ushort)(PeerMedia + 1)], toPeer.Select(e => e.Tuple.DestinationPort));
-        var rtp = rig.Out(UdpPacket(Client, 6100, Server, PeerMedia, new byte[172]));
+        // The phone's RTP (from the port it offered) leaves from the router's port the peer was told, whoever sends
+        // first (the kernel's paired expectation): the peer's RTP to that port is then this flow's reply.
+        var rtp = rig.Out(UdpPacket(Client, PhoneMedia, Server, PeerMedia, new byte[172]));
+        Assert.True(rtp.Accepted, rig.DropSummary());
         Assert.Equal(CtInfo.Related, rtp.CtInfo);
         Assert.Equal(Ip(WanAddress), Source(rtp.Packet));
+        Assert.Equal(PhoneMedia, SourcePort(rtp.Packet));
+        var back = rig.In(UdpPacket(Server, PeerMedia, WanAddress, PhoneMedia, new byte[172]));
+        Assert.Equal(CtInfo.EstablishedReply, back.CtInfo);
+        Assert.Equal(Ip(Client), Destination(back.Packet));
         _ = sent;
+    }
+
+    [Fact]
+    public void With_a_nat_port_range_the_media_port_at_the_router_is_one_of_the_range_and_the_phones_media_leaves_from_it()
+    {
+        var rig = new RouterRig([new Offload.Engine.Nat.NatRule { Action = Offload.Engine.Nat.NatAction.Masquerade, OutInterface = Wan }],
+            [.. Offload.Engine.Helpers.HelperBinding.Defaults(new SipHelper())], natPorts: (61000, 65535));
+        var invite = rig.Out(UdpPacket(Client, 5060, Server, 5060, Ascii(Invite(Client, 5060, Server, Sdp(Client, PhoneMedia)))));
+        Assert.True(invite.Accepted, rig.DropSummary());
+        ushort wanPort = SourcePort(invite.Packet);
+        string via = $"SIP/2.0/UDP {WanAddress}:{wanPort};branch=z9hG4bK776asdhds;rport={wanPort};received={WanAddress}";
+        rig.In(UdpPacket(Server, 5060, WanAddress, wanPort, Ascii(Ok(via, WanAddress, wanPort, Server, Sdp(Server, PeerMedia)))));
+
+        // The router's media port lies in the daemon's range (where the steering rules queue the peer's packets to
+        // us), and the SDP names it.
+        ushort announced = rig.Expectations.Where(e => e.Tuple.Destination == A(WanAddress)).Min(e => e.Tuple.DestinationPort);
+        Assert.InRange(announced, (ushort)61000, (ushort)65534);
+        Assert.Contains($"m=audio {announced} RTP/AVP 0\r\n", PayloadText(invite.Packet));
+
+        var rtp = rig.Out(UdpPacket(Client, PhoneMedia, Server, PeerMedia, new byte[172]));
+        Assert.Equal(CtInfo.Related, rtp.CtInfo);
+        Assert.Equal(announced, SourcePort(rtp.Packet));
+        var back = rig.In(UdpPacket(Server, PeerMedia, WanAddress, announced, new byte[172]));
+        Assert.True(back.Accepted, rig.DropSummary());
+        Assert.Equal(Ip(Client), Destination(back.Packet));
     }
 
     [Fact]
