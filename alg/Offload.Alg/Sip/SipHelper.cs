@@ -120,6 +120,14 @@ public sealed class SipHelper : ConntrackHelper
             return HelperVerdict.Drop;
         }
 
+        if (EndsMedia(in message))
+        {
+            // The call is over (or never began): its media pinholes go, as the kernel's flush_expectations does.
+            context.Unexpect(SipExpectClass.Audio);
+            context.Unexpect(SipExpectClass.Video);
+            context.Unexpect(SipExpectClass.Image);
+        }
+
         if (!message.IsResponse && message.Method == SipMethod.Register
             && Register(ref context, text, in message) == HelperVerdict.Drop)
         {
@@ -159,6 +167,12 @@ public sealed class SipHelper : ConntrackHelper
 
         return HelperVerdict.Accept;
     }
+
+    /// <summary>A BYE or CANCEL, or a final failure answering an INVITE: the call's media expectations are withdrawn.</summary>
+    private static bool EndsMedia(in SipMessage message) =>
+        message.IsResponse
+            ? message.Method == SipMethod.Invite && message.StatusCode >= 300
+            : message.Method is SipMethod.Bye or SipMethod.Cancel;
 
     /// <summary>The messages whose SDP the kernel reads: offers and answers of INVITE, UPDATE, ACK and PRACK (1xx and 2xx responses).</summary>
     private static bool CarriesSdp(in SipMessage message) =>

@@ -154,6 +154,22 @@ public class SipHelperTests
         Assert.Equal(Ip(Client), Destination(back.Packet));
     }
 
+    [Theory]
+    [InlineData("BYE")]
+    [InlineData("CANCEL")]
+    public void Bye_or_cancel_withdraws_the_calls_media_expectations(string method)
+    {
+        var (rig, _, _) = Call();
+        Assert.Equal(2, rig.Expectations.Count);
+        var end = rig.Out(UdpPacket(Client, 5060, Server, 5060, Ascii(Invite(Client, 5060, Server, "", method: method))));
+        Assert.True(end.Accepted, rig.DropSummary());
+        Assert.Empty(rig.Expectations);
+
+        // The peer's media now finds no pinhole: it is a new flow to the router, not the phone's.
+        var rtp = rig.In(UdpPacket(Server, PeerMedia, WanAddress, PhoneMedia, new byte[20]));
+        Assert.NotEqual(CtInfo.Related, rtp.CtInfo);
+    }
+
     [Fact]
     public void Taken_media_ports_move_the_pair_up_two_at_a_time_and_the_sdp_follows()
     {
