@@ -464,7 +464,9 @@ public sealed class SipHelper : ConntrackHelper
 
         if (expires == 0)
         {
-            return HelperVerdict.Accept; // a de-registration: the expectation lapses with its timeout (see the class remarks)
+            // A de-registration: calls to that Contact are no longer let in (the kernel's flush of the signalling class).
+            context.Unexpect(SipExpectClass.Signalling);
+            return HelperVerdict.Accept;
         }
 
         bool senderTranslated = own.Source != other.Destination;

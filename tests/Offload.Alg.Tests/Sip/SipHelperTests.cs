@@ -254,4 +254,14 @@ public class SipHelperTests
         Assert.True(call.Accepted, rig.DropSummary());
         Assert.Equal(Ip(Client), Destination(call.Packet));
     }
+
+    [Fact]
+    public void De_registration_withdraws_the_signalling_expectation()
+    {
+        var (rig, _, _) = Call(text: Invite(Client, 5060, Server, "", method: "REGISTER", headers: "Expires: 3600\r\n"));
+        Assert.Single(rig.Expectations);
+        var bye = rig.Out(UdpPacket(Client, 5060, Server, 5060, Ascii(Invite(Client, 5060, Server, "", method: "REGISTER", headers: "Expires: 0\r\n"))));
+        Assert.True(bye.Accepted, rig.DropSummary());
+        Assert.Empty(rig.Expectations);
+    }
 }
