@@ -36,10 +36,10 @@ started=$SECONDS
 # sip_payloads FILE FILTER [compare] : the SIP messages of a capture matching FILTER, as text, sipp's random values
 # masked (and with "compare", what each NAT chooses: the media port at the router and the body length).
 sip_payloads() {
-    tshark -n -r "$1" -Y "$2" -T fields -e udp.payload 2>/dev/null | python3 -c '
+    tshark -n -r "$1" -Y "$2" -T fields -e udp.payload -e tcp.payload 2>/dev/null | python3 -c '
 import re, sys
 for line in sys.stdin:
-    text = bytes.fromhex(line.strip().replace(":", "")).decode("ascii", "replace")
+    text = bytes.fromhex(line.strip().replace("\t", "").replace(":", "")).decode("ascii", "replace")
     text = re.sub(r"(branch|tag)=[^;>\r\n]*", r"\1=X", text)
     text = re.sub(r"Call-ID: [^\r\n]*", "Call-ID: X", text)
     text = re.sub(r"o=user1 \d+ \d+", "o=user1 N N", text)
@@ -57,9 +57,11 @@ for line in sys.stdin:
 ' "$LAB_WAN4_ROUTER" "${3-}"
 }
 
-# call NAME : one call through the router as it is set up now; captures wan0 (router) and eth0 (client and server).
+# call NAME [TRANSPORT] : one call through the router as it is set up now (sipp's transport: u1, UDP, by default;
+# t1, TCP); captures wan0 (router) and eth0 (client).
 call() {
-    local name=$1 out=$H_WORK/$1 uas uac rc_uac=0 rc_uas=0 pids=()
+    local name=$1 transport=${2:-u1} proto=udp out=$H_WORK/$1 uas uac rc_uac=0 rc_uas=0 pids=()
+    [[ $transport == t1 ]] && proto=tcp
     mkdir -p "$out"
     ip netns exec "$R" dumpcap -q -p -i wan0 -w "$out/wan0.pcapng" </dev/null >"$out/wan0.log" 2>&1 &
     pids+=($!)
@@ -69,11 +71,11 @@ call() {
     h_wait_for 15 grep -q '^File: ' "$out/client.log"
     sleep 0.3
     timeout 40 ip netns exec "$S" sipp -sf "$data/uas.xml" -i "$LAB_WAN4_SERVER" -p 5060 -mi "$LAB_WAN4_SERVER" \
-        -mp "$peer_media" -m 1 -nostdin -trace_err -error_file "$out/uas.err" </dev/null >"$out/uas.log" 2>&1 &
+        -mp "$peer_media" -t "$transport" -m 1 -nostdin -trace_err -error_file "$out/uas.err" </dev/null >"$out/uas.log" 2>&1 &
     uas=$!
-    lab_wait_port "$S" 5060 10 udp >/dev/null
+    lab_wait_port "$S" 5060 10 "$proto" >/dev/null
     timeout 40 ip netns exec "$C" sipp -sf "$data/uac.xml" "$LAB_WAN4_SERVER:5060" -s bob -i "$LAB_LAN4_CLIENT" -p 5060 \
-        -mi "$LAB_LAN4_CLIENT" -mp "$phone_media" -m 1 -nostdin -trace_err -error_file "$out/uac.err" </dev/null >"$out/uac.log" 2>&1 &
+        -mi "$LAB_LAN4_CLIENT" -mp "$phone_media" -t "$transport" -m 1 -nostdin -trace_err -error_file "$out/uac.err" </dev/null >"$out/uac.log" 2>&1 &
     uac=$!
     wait "$uac" || rc_uac=$?
     wait "$uas" || rc_uas=$?
@@ -111,6 +113,7 @@ h_on_exit "ip netns exec '$R' dotnet '$H_OFFLOADCTL' rules remove >/dev/null 2>&
 kernel_rules=$({ ip netns exec "$R" iptables-save && ip netns exec "$R" ip6tables-save; } | grep -E -- '--helper|MASQUERADE|SNAT|DNAT' | grep -v -- '^-A OFFLOAD-NAT-' || true)
 h_result "router: offloadd started with the sip helper; no kernel NAT and no kernel helper rules" "$kernel_rules"
 call offloadd
+call offloadd-tcp t1
 stats=$(h_ctl stats 2>&1) || true
 info "offloadd stats: $(grep -E '^ +(ExpectationsCreated|ConnectionsExpected|PayloadRewrites|Helper[A-Za-z]+|Dropped[A-Za-z]*) +[1-9]' <<<"$stats" | tr -s ' ' | tr '\n' ';')"
 expected=$(grep -E '^ +ConnectionsExpected ' <<<"$stats" | awk '{print $2}' || true)
@@ -126,15 +129,20 @@ lab_down "$sfx" >/dev/null 2>&1 || true
 lab_up "$sfx" >/dev/null
 lab_kernel_nat "$sfx"
 ip netns exec "$R" iptables -t raw -A PREROUTING -p udp --dport 5060 -j CT --helper sip
+ip netns exec "$R" iptables -t raw -A PREROUTING -p tcp --dport 5060 -j CT --helper sip
 call kernel
+call kernel-tcp t1
 
 # --- 3: what each NAT sent on: the SIP that left on the WAN and the SIP the phone received ---------------------------
-for dir in out in; do
-    if diff "$H_WORK/kernel/sip-$dir.txt" "$H_WORK/offloadd/sip-$dir.txt" >"$H_WORK/sip-$dir.diff"; then
-        ok "the SIP messages $( [[ $dir == out ]] && echo 'that left on the WAN' || echo 'the phone received') are the same through the kernel and through offloadd"
-    else
-        not_ok "the SIP messages $( [[ $dir == out ]] && echo 'that left on the WAN' || echo 'the phone received') are the same through the kernel and through offloadd" "$(grep '^[<>]' "$H_WORK/sip-$dir.diff" | head -8 | tr '\n' ' ')"
-    fi
+for run in "" -tcp; do
+    for dir in out in; do
+        what="${run:+TCP: }the SIP messages $([[ $dir == out ]] && echo 'that left on the WAN' || echo 'the phone received') are the same through the kernel and through offloadd"
+        if diff "$H_WORK/kernel$run/sip-$dir.txt" "$H_WORK/offloadd$run/sip-$dir.txt" >"$H_WORK/sip$run-$dir.diff"; then
+            ok "$what"
+        else
+            not_ok "$what" "$(grep '^[<>]' "$H_WORK/sip$run-$dir.diff" | head -8 | tr '\n' ' ')"
+        fi
+    done
 done
 info "runtime $((SECONDS - started)) s"
 h_finish
