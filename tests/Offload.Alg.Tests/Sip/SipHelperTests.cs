@@ -210,6 +210,31 @@ public class SipHelperTests
     }
 
     [Fact]
+    public void Ipv6_invite_from_a_masqueraded_phone_names_the_routers_address_in_brackets_and_its_media_arrives_related()
+    {
+        var rig = Masquerading(new SipHelper());
+        string body = $"v=0\r\no=alice 1 1 IN IP6 {Client6}\r\ns=-\r\nc=IN IP6 {Client6}\r\nt=0 0\r\nm=audio {PhoneMedia} RTP/AVP 0\r\n";
+        string text = $"INVITE sip:bob@[{Server6}] SIP/2.0\r\nVia: SIP/2.0/UDP [{Client6}]:5060;branch=z9hG4bK1\r\n" +
+            $"From: <sip:alice@[{Client6}]:5060>;tag=1\r\nTo: <sip:bob@[{Server6}]>\r\nCall-ID: 6@x\r\nCSeq: 1 INVITE\r\n" +
+            $"Contact: <sip:alice@[{Client6}]:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {body.Length}\r\n\r\n" + body;
+        var invite = rig.Out(UdpPacket(Client6, 5060, Server6, 5060, Ascii(text)));
+        Assert.True(invite.Accepted, rig.DropSummary());
+        AssertValid(invite.Packet);
+        string sent = PayloadText(invite.Packet);
+        string wan = $"[{WanAddress6}]:{SourcePort(invite.Packet)}";
+        Assert.Equal($"SIP/2.0/UDP {wan};branch=z9hG4bK1", Header(sent, "Via"));
+        Assert.Equal($"<sip:alice@{wan}>", Header(sent, "Contact"));
+        Assert.Contains($"c=IN IP6 {WanAddress6}\r\n", Body(sent));
+        Assert.Contains($"o=alice 1 1 IN IP6 {WanAddress6}\r\n", Body(sent));
+        Assert.DoesNotContain(Client6, sent);
+        Assert.Equal(Body(sent).Length.ToString(System.Globalization.CultureInfo.InvariantCulture), Header(sent, "Content-Length"));
+
+        var rtp = rig.In(UdpPacket(Server6, PeerMedia, WanAddress6, PhoneMedia, new byte[172]));
+        Assert.Equal(CtInfo.Related, rtp.CtInfo);
+        Assert.Equal(Ip(Client6), Destination(rtp.Packet));
+    }
+
+    [Fact]
     public void Pinhole_only_expects_the_media_and_rewrites_nothing()
     {
         var helper = new SipHelper();
