@@ -2,6 +2,7 @@ using Offload.Alg.Amanda;
 using Offload.Alg.Ftp;
 using Offload.Alg.Irc;
 using Offload.Alg.Sane;
+using Offload.Alg.Sip;
 using Offload.Alg.Tftp;
 
 namespace Offload.Alg;
@@ -16,6 +17,7 @@ public static class BuiltInHelpers
         ["ftp"] = loose => new FtpHelper(loose),
         ["irc"] = loose => new IrcHelper(loose),
         ["sane"] = _ => new SaneHelper(),
+        ["sip"] = _ => new SipHelper(),
         ["tftp"] = _ => new TftpHelper(),
     };
 

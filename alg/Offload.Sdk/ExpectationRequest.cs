@@ -18,6 +18,14 @@ public enum ExpectationNat : byte
     /// <see cref="ExpectationRequest.NatPort"/> (a helper that knows where the real endpoint is, as SIP or H.323 do).
     /// </summary>
     Redirect = 2,
+
+    /// <summary>
+    /// (1.1) Its source is translated to <see cref="ExpectationRequest.NatAddress"/> and
+    /// <see cref="ExpectationRequest.NatPort"/>, its destination left alone: a connection from behind the NAT that must
+    /// leave from the endpoint announced for it (SIP's paired media: the phone's RTP leaves from the router's port the
+    /// peer was told to send to, as the kernel's nf_nat_sip_expected does).
+    /// </summary>
+    Source = 3,
 }
 
 /// <summary>What a helper announces: the connection it expects, and how it is to be translated.</summary>
@@ -60,9 +68,9 @@ public struct ExpectationRequest
     /// <summary>How the expected connection is translated (<see cref="ExpectationNat.FollowMaster"/> by default).</summary>
     public ExpectationNat Nat;
 
-    /// <summary>With <see cref="ExpectationNat.Redirect"/>: the address the expected connection is sent to instead.</summary>
+    /// <summary>With <see cref="ExpectationNat.Redirect"/>: the address the expected connection is sent to instead; with <see cref="ExpectationNat.Source"/>, the address it leaves from.</summary>
     public InetAddress NatAddress;
 
-    /// <summary>With <see cref="ExpectationNat.Redirect"/>: the port the expected connection is sent to instead.</summary>
+    /// <summary>With <see cref="ExpectationNat.Redirect"/>: the port the expected connection is sent to instead; with <see cref="ExpectationNat.Source"/>, the port it leaves from.</summary>
     public ushort NatPort;
 }

@@ -141,6 +141,14 @@ public ref struct HelperContext
     public readonly ExpectResult Expect(ref ExpectationRequest request) => _host.Expect(_connection, Direction, ref request);
 
     /// <summary>
+    /// (1.1) Withdraws this connection's outstanding expectations of one class (the kernel's per-class flush, as SIP's
+    /// BYE withdraws a call's media): connections that already arrived are not touched.
+    /// </summary>
+    /// <param name="expectationClass">The <see cref="ExpectationRequest.Class"/> to withdraw.</param>
+    /// <returns>How many were withdrawn.</returns>
+    public readonly int Unexpect(int expectationClass) => _host.Unexpect(_connection, expectationClass);
+
+    /// <summary>
     /// Asks for <paramref name="length"/> payload bytes at <paramref name="payloadOffset"/> to be replaced by
     /// <paramref name="replacement"/> (of any length). Rewrites must come in increasing, non-overlapping order;
     /// the engine applies them after the helper returns and fixes lengths, checksums and TCP sequence numbers.
@@ -182,6 +190,8 @@ internal abstract class HelperHost
     internal abstract void SetState(object connection, object? state);
 
     internal abstract ExpectResult Expect(object connection, ConnDirection direction, ref ExpectationRequest request);
+
+    internal abstract int Unexpect(object connection, int expectationClass);
 
     internal abstract bool QueueRewrite(int payloadLength, int payloadOffset, int length, ReadOnlySpan<byte> replacement);
 

@@ -378,6 +378,7 @@ public sealed partial class ConntrackEngine
             {
                 ExpectationNat.FollowMaster => !expectation.FollowMasterNat || _natRules.FollowMaster(conn, expectation),
                 ExpectationNat.Redirect => _natRules.Redirect(conn, expectation),
+                ExpectationNat.Source => _natRules.SourceTo(conn, expectation),
                 _ => true,
             };
             if (!natted)

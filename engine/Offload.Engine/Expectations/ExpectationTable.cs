@@ -204,6 +204,25 @@ public sealed class ExpectationTable
         return removed;
     }
 
+    /// <summary>Removes a master's expectations of one class (a helper withdraws them: SIP's BYE, the call's media).</summary>
+    public int RemoveOf(Connection master, int expectationClass)
+    {
+        int removed = 0;
+        var e = master.Extras?.FirstExpectation;
+        while (e is not null)
+        {
+            var next = e.NextOfMaster;
+            if (e.Class == expectationClass && Remove(e))
+            {
+                removed++;
+            }
+
+            e = next;
+        }
+
+        return removed;
+    }
+
     /// <summary>Points the expectations that would attach <paramref name="old"/> to their connection at <paramref name="replacement"/> instead.</summary>
     internal void ReplaceHelper(ConntrackHelper old, ConntrackHelper? replacement)
     {

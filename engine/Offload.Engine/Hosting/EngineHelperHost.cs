@@ -37,6 +37,20 @@ internal sealed class EngineHelperHost(HelperDispatch dispatch) : HelperHost
         return result;
     }
 
+    internal override int Unexpect(object connection, int expectationClass)
+    {
+        int removed = 0;
+        try
+        {
+        }
+        finally
+        {
+            removed = dispatch.Unexpect((Connection)connection, expectationClass);
+        }
+
+        return removed;
+    }
+
     internal override bool QueueRewrite(int payloadLength, int payloadOffset, int length, ReadOnlySpan<byte> replacement)
     {
         bool queued = false;

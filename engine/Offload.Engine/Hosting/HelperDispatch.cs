@@ -193,6 +193,8 @@ internal sealed class HelperDispatch
         return result;
     }
 
+    internal int Unexpect(Connection master, int expectationClass) => _expectations.RemoveOf(master, expectationClass);
+
     internal bool QueueRewrite(int payloadLength, int offset, int length, ReadOnlySpan<byte> replacement) =>
         _scratch.Rewrites.Queue(payloadLength, offset, length, replacement);
 

@@ -83,6 +83,10 @@ internal sealed class NatRuleTable(EngineOptions options, NatCore nat)
     public bool Redirect(Connection conn, Expectation expectation) =>
         nat.SetupInfo(conn, NatRange.ToAddressAndPort(expectation.NatAddress, expectation.NatPort), ManipType.Destination);
 
+    /// <summary>Translates an expected connection's source to the endpoint its helper announced for it (SIP's paired media).</summary>
+    public bool SourceTo(Connection conn, Expectation expectation) =>
+        nat.SetupInfo(conn, NatRange.ToAddressAndPort(expectation.NatAddress, expectation.NatPort), ManipType.Source);
+
     /// <summary>
     /// A new connection to one of the router's addresses at a port of the NAT range, neither expected nor forwarded by a
     /// DNAT rule: the reply of a translation this engine does not know (made before a restart whose state was lost, or

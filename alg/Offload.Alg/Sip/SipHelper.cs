@@ -1,0 +1,519 @@
+using System.Buffers.Text;
+
+namespace Offload.Alg.Sip;
+
+/// <summary>
+/// The SIP helper (the kernel's nf_conntrack_sip with nf_nat_sip), over UDP and TCP, IPv4 and IPv6. It reads each
+/// SIP message of a signalling flow; from the SDP body of an INVITE, UPDATE, ACK or PRACK, and of the 1xx/2xx
+/// responses to them, it expects the RTP and RTCP flows of each audio, video or image stream as a pair on consecutive
+/// ports, from the peer to the announcer's media address; from a REGISTER it expects calls to the registered
+/// Contact. When the signalling flow is translated it rewrites what nf_nat_sip rewrites: the Request-URI, the topmost
+/// Via (sent-by, maddr=, received=, rport=), every Contact, From and To when they name the translated endpoint, the
+/// SDP's o=, c= and m= lines, and Content-Length after a change of the body's length.
+/// </summary>
+/// <remarks>
+/// <para>Only messages that start a datagram or follow a whole message in a TCP segment are read, as the kernel
+/// reads them: one split across segments is counted (<see cref="HelperEvent.PartialCommand"/>) and passed.</para>
+/// <para>Unlike the kernel it also moves an <c>a=rtcp:</c> port along with the RTP port it follows.</para>
+/// </remarks>
+public sealed class SipHelper : ConntrackHelper
+{
+    /// <summary>
+    /// Outstanding expectations per call flow and class: the kernel's audio and video limit (RTP and RTCP, both ways).
+    /// The SDK has one limit for every class, so signalling is held to it too (the kernel holds it to one).
+    /// </summary>
+    public static readonly ExpectationPolicy DefaultPolicy = new(4, TimeSpan.FromMinutes(3));
+
+    public const ushort DefaultPort = 5060;
+
+    /// <summary>Messages read in one TCP segment; more are passed unread (counted), so a segment costs a bounded scan.</summary>
+    internal const int MaxMessagesPerSegment = 16;
+
+    /// <summary>Ports tried upwards, two at a time, for an RTP/RTCP pair the announced ports of which are taken (the kernel tries until 65535).</summary>
+    internal const int MaxPairAttempts = 64;
+
+    private SipOptions _options;
+
+    public SipHelper()
+        : this(SipOptions.Default)
+    {
+    }
+
+    internal SipHelper(SipOptions options)
+        : base("sip", DefaultPolicy)
+    {
+        Protocols = [IpProtocol.Udp, IpProtocol.Tcp];
+        Ports = [DefaultPort];
+        _options = options;
+    }
+
+    /// <summary>Takes pinhole-only, direct-media and direct-signalling (true or false) from the configuration's <c>options:</c>.</summary>
+    public override void Configure(IReadOnlyDictionary<string, string> options) => _options = SipOptions.Read(options, _options);
+
+    public override HelperVerdict Help(ref HelperContext context)
+    {
+        var payload = context.Payload;
+        if (payload.IsEmpty || (context.Protocol != IpProtocol.Udp && context.Protocol != IpProtocol.Tcp))
+        {
+            return HelperVerdict.Accept;
+        }
+
+        bool stream = context.Protocol == IpProtocol.Tcp;
+        int offset = 0;
+        for (int read = 0; offset < payload.Length; read++)
+        {
+            if (read == MaxMessagesPerSegment)
+            {
+                context.Count(HelperEvent.PartialCommand);
+                break;
+            }
+
+            var status = SipParser.Parse(payload[offset..], stream, out var message);
+            if (status == SipParseStatus.NotSip)
+            {
+                break;
+            }
+
+            if (status != SipParseStatus.Ok)
+            {
+                context.Count(status == SipParseStatus.Incomplete ? HelperEvent.PartialCommand : HelperEvent.MalformedCommand);
+                break;
+            }
+
+            if (HelpMessage(ref context, offset, in message) == HelperVerdict.Drop)
+            {
+                return HelperVerdict.Drop;
+            }
+
+            offset += message.Length;
+            if (!stream)
+            {
+                break; // one message per datagram (RFC 3261 section 18.1.1)
+            }
+
+            // Keep-alives (RFC 5626: CRLF) between messages on a stream.
+            while (offset < payload.Length && (payload[offset] == (byte)'\r' || payload[offset] == (byte)'\n'))
+            {
+                offset++;
+            }
+        }
+
+        return HelperVerdict.Accept;
+    }
+
+    private HelperVerdict HelpMessage(ref HelperContext context, int offset, in SipMessage message)
+    {
+        var text = context.Payload.Slice(offset, message.Length);
+        // The edits live in this thread's scratch (too large for the stack, and a helper's calls on one thread never
+        // overlap): nothing is allocated per message.
+        var scratch = SipScratch.ForThisThread;
+        var edits = new SipEdits(scratch.Edits, scratch.Text);
+        bool translate = context.IsNatted && !_options.PinholeOnly;
+        if (translate)
+        {
+            SipHeaderRewriter.Translate(ref context, text, in message, ref edits);
+        }
+
+        if (CarriesSdp(in message) && message.BodyLength > 0
+            && SdpMedia(ref context, text, in message, translate, ref edits) == HelperVerdict.Drop)
+        {
+            return HelperVerdict.Drop;
+        }
+
+        if (EndsMedia(in message))
+        {
+            // The call is over (or never began): its media pinholes go, as the kernel's flush_expectations does.
+            context.Unexpect(SipExpectClass.Audio);
+            context.Unexpect(SipExpectClass.Video);
+            context.Unexpect(SipExpectClass.Image);
+        }
+
+        if (!message.IsResponse && message.Method == SipMethod.Register
+            && Register(ref context, text, in message) == HelperVerdict.Drop)
+        {
+            return HelperVerdict.Drop;
+        }
+
+        if (edits.Count == 0)
+        {
+            return HelperVerdict.Accept;
+        }
+
+        if (edits.Overflowed)
+        {
+            // Half a translation is worse than none: the kernel drops a message it cannot mangle, and the peer resends.
+            context.Count(HelperEvent.RewriteFailed);
+            return HelperVerdict.Drop;
+        }
+
+        int bodyDelta = edits.DeltaWithin(message.BodyStart, message.Length);
+        if (bodyDelta != 0 && message.ContentLengthStart >= 0)
+        {
+            // The body's length changed: the frame must say so (the kernel's mangle_content_len).
+            if (!Utf8Formatter.TryFormat(message.BodyLength + bodyDelta, edits.Scratch, out int written))
+            {
+                context.Count(HelperEvent.RewriteFailed);
+                return HelperVerdict.Drop;
+            }
+
+            edits.Add(message.ContentLengthStart, message.ContentLengthEnd - message.ContentLengthStart, written);
+        }
+
+        if (edits.Overflowed || !edits.Apply(ref context, offset))
+        {
+            context.Count(HelperEvent.RewriteFailed);
+            return HelperVerdict.Drop;
+        }
+
+        return HelperVerdict.Accept;
+    }
+
+    /// <summary>A BYE or CANCEL, or a final failure answering an INVITE: the call's media expectations are withdrawn.</summary>
+    private static bool EndsMedia(in SipMessage message) =>
+        message.IsResponse
+            ? message.Method == SipMethod.Invite && message.StatusCode >= 300
+            : message.Method is SipMethod.Bye or SipMethod.Cancel;
+
+    /// <summary>The messages whose SDP the kernel reads: offers and answers of INVITE, UPDATE, ACK and PRACK (1xx and 2xx responses).</summary>
+    private static bool CarriesSdp(in SipMessage message) =>
+        message.Method is SipMethod.Invite or SipMethod.Update or SipMethod.Ack or SipMethod.Prack
+        && (!message.IsResponse || message.StatusCode < 300);
+
+    private HelperVerdict SdpMedia(ref HelperContext context, ReadOnlySpan<byte> text, in SipMessage message, bool translate, ref SipEdits edits)
+    {
+        var body = text.Slice(message.BodyStart, message.BodyLength);
+        byte family = context.Family;
+        Span<SdpMedia> media = stackalloc SdpMedia[SdpScanner.MaxMedia];
+        if (!SdpScanner.Scan(body, family, out var owner, out var session, media, out int count, out bool tooMany))
+        {
+            return HelperVerdict.Accept; // not SDP
+        }
+
+        if (tooMany)
+        {
+            context.Count(HelperEvent.MalformedCommand);
+        }
+
+        ref readonly var own = ref context.Tuple;
+        ref readonly var other = ref context.OtherTuple;
+        // The sender's address is translated when the peer sees it elsewhere (the kernel's test in nf_nat_sdp_media).
+        bool senderTranslated = own.Source != other.Destination;
+        bool anyTranslated = false;
+        InetAddress lastAddress = default;
+        SipCallState? call = null;
+        if (senderTranslated && context.IsNatted)
+        {
+            call = context.GetState<SipCallState>(); // once per call flow, the first time its translated side offers media
+            call.Clear();
+        }
+        else
+        {
+            context.TryGetState(out call);
+        }
+
+        for (int i = 0; i < count; i++)
+        {
+            var m = media[i];
+            var address = m.Connection.Present ? m.Connection : session;
+            if (!address.Present)
+            {
+                context.Count(HelperEvent.MalformedCommand); // media with no address at all
+                continue;
+            }
+
+            lastAddress = address.Address;
+            if (m.Port < 1024)
+            {
+                continue; // 0 disables a stream; below 1024 is no RTP port (the kernel skips both)
+            }
+
+            if (_options.DirectMedia && address.Address != own.Source)
+            {
+                continue; // media announced for a third party: no pinhole, as the kernel's sip_direct_media
+            }
+
+            ushort port;
+            ExpectResult result;
+            if (senderTranslated && context.IsNatted)
+            {
+                result = ExpectTranslatedPair(ref context, m, address.Address, out port);
+                if (result == ExpectResult.Added)
+                {
+                    call!.Remember(i, address.Address, m.Port, port);
+                }
+            }
+            else if (context.IsNatted && call is not null && call.TryGet(i, out var offered))
+            {
+                result = ExpectPairedAnswer(ref context, m, address.Address, offered);
+                port = m.Port;
+            }
+            else
+            {
+                result = ExpectPair(ref context, m, address.Address, out port);
+            }
+
+            if (result != ExpectResult.Added)
+            {
+                context.Count(HelperEvent.ExpectationFailed);
+                return HelperVerdict.Drop;
+            }
+
+            if (!translate)
+            {
+                continue;
+            }
+
+            var rtpAddress = senderTranslated ? other.Destination : address.Address;
+            lastAddress = rtpAddress;
+            anyTranslated |= senderTranslated;
+            int bodyStart = message.BodyStart;
+            if (port != m.Port)
+            {
+                AddNumber(ref edits, bodyStart + m.PortStart, m.PortLength, port);
+                if (m.RtcpPortStart >= 0 && m.RtcpPort == m.Port + 1)
+                {
+                    AddNumber(ref edits, bodyStart + m.RtcpPortStart, m.RtcpPortLength, (ushort)(port + 1));
+                }
+            }
+
+            if (m.Connection.Present && m.Connection.Address != rtpAddress)
+            {
+                AddAddress(ref edits, bodyStart + m.Connection.Start, m.Connection.Length, rtpAddress, family);
+            }
+        }
+
+        if (translate && anyTranslated)
+        {
+            // The session's owner and connection lines name the translated media address too (nf_nat_sdp_session).
+            if (owner.Present && owner.Address != lastAddress)
+            {
+                AddAddress(ref edits, message.BodyStart + owner.Start, owner.Length, lastAddress, family);
+            }
+
+            if (session.Present && session.Address != lastAddress)
+            {
+                AddAddress(ref edits, message.BodyStart + session.Start, session.Length, lastAddress, family);
+            }
+        }
+
+        return HelperVerdict.Accept;
+    }
+
+    /// <summary>
+    /// The sender is translated: the peer sends its media to the router's address, on a pair of ports there that
+    /// are redirected to the announced ones (the kernel's nf_nat_sdp_media: the announced pair first, then upwards
+    /// two at a time).
+    /// </summary>
+    private ExpectResult ExpectTranslatedPair(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, out ushort port)
+    {
+        ref readonly var other = ref context.OtherTuple;
+        if (mediaAddress == context.Tuple.Source)
+        {
+            return ExpectFollowingPair(ref context, media, out port);
+        }
+
+        var result = ExpectResult.NoFreePort;
+        port = media.Port;
+        for (int attempt = 0; attempt < MaxPairAttempts; attempt++)
+        {
+            int candidate = media.Port + (2 * attempt);
+            if (candidate + 1 > ushort.MaxValue)
+            {
+                break;
+            }
+
+            var rtp = MediaRequest(ref context, other.Destination, (ushort)candidate, media.Class);
+            rtp.Nat = ExpectationNat.Redirect;
+            rtp.NatAddress = mediaAddress;
+            rtp.NatPort = media.Port;
+            result = context.Expect(ref rtp);
+            if (result == ExpectResult.Clash)
+            {
+                continue;
+            }
+
+            if (result != ExpectResult.Added)
+            {
+                return result;
+            }
+
+            var rtcp = rtp;
+            rtcp.DestinationPort = (ushort)(candidate + 1);
+            rtcp.NatPort = (ushort)(media.Port + 1);
+            result = context.Expect(ref rtcp);
+            if (result == ExpectResult.Added)
+            {
+                port = (ushort)candidate;
+                return result;
+            }
+
+            // The RTP expectation at this candidate lapses unused (the SDK cannot withdraw one): the next pair is tried.
+            if (result != ExpectResult.Clash)
+            {
+                return result;
+            }
+        }
+
+        return result == ExpectResult.Clash ? ExpectResult.NoFreePort : result;
+    }
+
+    /// <summary>
+    /// The media is the sender's own address (always so with direct-media): the engine places the RTP port at the
+    /// router as it places any expected connection there (from the announced port up, or inside the daemon's
+    /// nat-ports, where the steering rules send the peer's packets to us), and the expected RTP follows the flow's NAT
+    /// back to the sender. RTCP takes the next port, sent to the announced RTCP port.
+    /// </summary>
+    private ExpectResult ExpectFollowingPair(ref HelperContext context, in SdpMedia media, out ushort port)
+    {
+        var rtp = MediaRequest(ref context, context.OtherTuple.Destination, media.Port, media.Class);
+        var result = context.Expect(ref rtp);
+        port = rtp.DestinationPort;
+        if (result != ExpectResult.Added)
+        {
+            return result;
+        }
+
+        if (port == ushort.MaxValue)
+        {
+            return ExpectResult.NoFreePort;
+        }
+
+        var rtcp = rtp;
+        rtcp.DestinationPort = (ushort)(port + 1);
+        rtcp.Nat = ExpectationNat.Redirect;
+        rtcp.NatAddress = context.Tuple.Source;
+        rtcp.NatPort = (ushort)(media.Port + 1);
+        return context.Expect(ref rtcp);
+    }
+
+    /// <summary>
+    /// The untranslated peer answers an offer of the translated side: that side's RTP and RTCP to the peer's media are
+    /// expected from the ports it offered and leave from the router's ports the peer was told (the kernel pairs them
+    /// the same way), so that media stays symmetric whoever sends first.
+    /// </summary>
+    private ExpectResult ExpectPairedAnswer(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, in SipTranslatedMedia offered)
+    {
+        ref readonly var own = ref context.Tuple;
+        var rtp = new ExpectationRequest
+        {
+            Protocol = IpProtocol.Udp,
+            Source = offered.Address,
+            SourcePrefixLength = context.Family == 4 ? 32 : 128,
+            SourcePort = offered.Port,
+            MatchSourcePort = true,
+            Destination = mediaAddress,
+            DestinationPort = media.Port,
+            Class = media.Class,
+            Nat = ExpectationNat.Source,
+            NatAddress = own.Destination, // the router's address, where the peer sends
+            NatPort = offered.TranslatedPort,
+        };
+        var result = context.Expect(ref rtp);
+        if (result != ExpectResult.Added)
+        {
+            return result;
+        }
+
+        var rtcp = rtp;
+        rtcp.SourcePort = (ushort)(offered.Port + 1);
+        rtcp.DestinationPort = (ushort)(media.Port + 1);
+        rtcp.NatPort = (ushort)(offered.TranslatedPort + 1);
+        return context.Expect(ref rtcp);
+    }
+
+    /// <summary>The sender is not translated: its media is expected where it says, and follows the flow's NAT back.</summary>
+    private ExpectResult ExpectPair(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, out ushort port)
+    {
+        var rtp = MediaRequest(ref context, mediaAddress, media.Port, media.Class);
+        var result = context.Expect(ref rtp);
+        port = rtp.DestinationPort;
+        if (result != ExpectResult.Added)
+        {
+            return result;
+        }
+
+        var rtcp = MediaRequest(ref context, mediaAddress, (ushort)(rtp.DestinationPort + 1), media.Class);
+        return context.Expect(ref rtcp);
+    }
+
+    private ExpectationRequest MediaRequest(ref HelperContext context, InetAddress destination, ushort port, int expectClass)
+    {
+        var request = context.FromPeer(IpProtocol.Udp, port);
+        request.Destination = destination;
+        request.Class = expectClass;
+        if (!_options.DirectMedia)
+        {
+            request.SourcePrefixLength = 0; // media may come from anywhere (a media relay)
+        }
+
+        return request;
+    }
+
+    /// <summary>
+    /// A REGISTER announces where its sender takes calls (the Contact): with the sender translated, calls to its
+    /// translated address are let in and sent to it (the kernel's process_register_request with nf_nat_sip_expect).
+    /// </summary>
+    private HelperVerdict Register(ref HelperContext context, ReadOnlySpan<byte> text, in SipMessage message)
+    {
+        ref readonly var own = ref context.Tuple;
+        ref readonly var other = ref context.OtherTuple;
+        if (!SipHeaderRewriter.TryFindContact(text, in message, context.Family, out var contact, out int expires) || contact.Address != own.Source)
+        {
+            return HelperVerdict.Accept; // a Contact elsewhere (a proxy's) opens nothing, as in the kernel
+        }
+
+        if (expires == 0)
+        {
+            // A de-registration: calls to that Contact are no longer let in (the kernel's flush of the signalling class).
+            context.Unexpect(SipExpectClass.Signalling);
+            return HelperVerdict.Accept;
+        }
+
+        bool senderTranslated = own.Source != other.Destination;
+        var request = context.FromPeer(context.Protocol, contact.Port);
+        request.Class = SipExpectClass.Signalling;
+        request.Helper = this;
+        if (!_options.DirectSignalling)
+        {
+            request.SourcePrefixLength = 0;
+        }
+
+        if (senderTranslated && context.IsNatted)
+        {
+            request.Nat = ExpectationNat.Redirect;
+            request.NatAddress = contact.Address;
+            request.NatPort = contact.Port;
+        }
+
+        if (context.Expect(ref request) != ExpectResult.Added)
+        {
+            context.Count(HelperEvent.ExpectationFailed);
+            return HelperVerdict.Drop;
+        }
+
+        return HelperVerdict.Accept;
+    }
+
+    private static void AddNumber(ref SipEdits edits, int offset, int length, ushort value)
+    {
+        if (!Utf8Formatter.TryFormat(value, edits.Scratch, out int written))
+        {
+            edits.Fail();
+            return;
+        }
+
+        edits.Add(offset, length, written);
+    }
+
+    private static void AddAddress(ref SipEdits edits, int offset, int length, InetAddress address, byte family)
+    {
+        if (edits.Scratch.Length < SipAddressText.MaxLength)
+        {
+            edits.Fail();
+            return;
+        }
+
+        int written = SipAddressText.Format(address, family, 0, withPort: false, bracket: false, edits.Scratch);
+        edits.Add(offset, length, written);
+    }
+}
