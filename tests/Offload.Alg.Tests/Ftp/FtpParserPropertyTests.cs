@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using FsCheck;
 using FsCheck.Fluent;
 using Offload.Alg.Ftp;
+using Offload.Alg.Tests.Support;
 using Xunit;
 using static Offload.Alg.Tests.Ftp.FtpTestText;
 
@@ -35,29 +36,7 @@ public class FtpParserPropertyTests
             .SelectMany(prefix => Gen.ArrayOf(AnyByte).Select(tail => Bytes(prefix).Concat(tail).ToArray()))));
 
     // A valid line with a few bytes replaced, inserted or removed, or cut short.
-    private static readonly Gen<byte[]> MutatedLine =
-        from line in Gen.Elements(ValidLines)
-        from edits in Gen.ListOf(Gen.Choose(0, 3).SelectMany(op =>
-            Gen.Choose(0, 1000).SelectMany(pos => AnyByte.Select(b => (op, pos, b)))))
-        select Mutate(Bytes(line), edits);
-
-    private static byte[] Mutate(byte[] line, IEnumerable<(int Op, int Pos, byte Value)> edits)
-    {
-        var bytes = new List<byte>(line);
-        foreach ((int op, int pos, byte value) in edits.Take(4))
-        {
-            int at = bytes.Count == 0 ? 0 : pos % (bytes.Count + 1);
-            switch (op)
-            {
-                case 0 when at < bytes.Count: bytes[at] = value; break;
-                case 1: bytes.Insert(at, value); break;
-                case 2 when at < bytes.Count: bytes.RemoveAt(at); break;
-                case 3: bytes.RemoveRange(at, bytes.Count - at); break;
-            }
-        }
-
-        return bytes.ToArray();
-    }
+    private static readonly Gen<byte[]> MutatedLine = ByteMutations.Of(Gen.Elements(ValidLines).Select(Bytes), AnyByte, maxPosition: 1000, maxEdits: 4);
 
     // Whatever the input, nothing throws and every reported offset lies inside it.
     private static bool Sane(byte[] data)

@@ -2,6 +2,7 @@ using System.Text;
 using FsCheck;
 using FsCheck.Fluent;
 using Offload.Alg.Irc;
+using Offload.Alg.Tests.Support;
 using Xunit;
 
 namespace Offload.Alg.Tests.Irc;
@@ -29,31 +30,10 @@ public class IrcParserPropertyTests
         (2, Gen.Elements("PRIVMSG ", "PRIVMSG x :\u0001DCC ", "PRIVMSG x :\u0001DCC SEND ", "PRIVMSG x :\u0001DCC CHAT chat ")
             .SelectMany(prefix => Gen.ArrayOf(AnyByte).Select(tail => Bytes(prefix).Concat(tail).ToArray()))));
 
-    private static readonly Gen<byte[]> MutatedLine =
-        from line in Gen.Elements(ValidLines)
-        from edits in Gen.ListOf(Gen.Choose(0, 3).SelectMany(op =>
-            Gen.Choose(0, 1000).SelectMany(pos => AnyByte.Select(b => (op, pos, b)))))
-        select Mutate(Bytes(line), edits);
+    private static readonly Gen<byte[]> MutatedLine = ByteMutations.Of(Gen.Elements(ValidLines).Select(Bytes), AnyByte, maxPosition: 1000, maxEdits: 4);
 
     private static byte[] Bytes(string text) => Encoding.Latin1.GetBytes(text);
 
-    private static byte[] Mutate(byte[] line, IEnumerable<(int Op, int Pos, byte Value)> edits)
-    {
-        var bytes = new List<byte>(line);
-        foreach ((int op, int pos, byte value) in edits.Take(4))
-        {
-            int at = bytes.Count == 0 ? 0 : pos % (bytes.Count + 1);
-            switch (op)
-            {
-                case 0 when at < bytes.Count: bytes[at] = value; break;
-                case 1: bytes.Insert(at, value); break;
-                case 2 when at < bytes.Count: bytes.RemoveAt(at); break;
-                case 3: bytes.RemoveRange(at, bytes.Count - at); break;
-            }
-        }
-
-        return bytes.ToArray();
-    }
 
     // Whatever the input, nothing throws, and a found offer's replaced text lies inside its line, is digits and
     // blanks only, and reads back as the offer's address and port.

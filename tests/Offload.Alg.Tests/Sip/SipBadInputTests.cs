@@ -4,6 +4,7 @@ using FsCheck.Fluent;
 using Offload.Alg.Sip;
 using Offload.Engine;
 using Offload.Sdk.Testing;
+using Offload.Alg.Tests.Support;
 using Xunit;
 using static Offload.Alg.Tests.Sip.SipText;
 using static Offload.Sdk.Testing.RouterRig;
@@ -125,28 +126,7 @@ public class SipBadInputTests
         (1, Gen.Choose(0, 255).Select(b => (byte)b)),
         (3, Gen.Elements(Interesting)));
 
-    private static readonly Gen<byte[]> Mutated =
-        from text in Gen.Elements(Valid)
-        from edits in Gen.ListOf(Gen.Choose(0, 3).SelectMany(op => Gen.Choose(0, 2000).SelectMany(pos => AnyByte.Select(b => (op, pos, b)))))
-        select Mutate(Encoding.Latin1.GetBytes(text), edits);
-
-    private static byte[] Mutate(byte[] text, IEnumerable<(int Op, int Pos, byte Value)> edits)
-    {
-        var bytes = new List<byte>(text);
-        foreach ((int op, int pos, byte value) in edits.Take(6))
-        {
-            int at = bytes.Count == 0 ? 0 : pos % (bytes.Count + 1);
-            switch (op)
-            {
-                case 0 when at < bytes.Count: bytes[at] = value; break;
-                case 1: bytes.Insert(at, value); break;
-                case 2 when at < bytes.Count: bytes.RemoveAt(at); break;
-                case 3: bytes.RemoveRange(at, bytes.Count - at); break;
-            }
-        }
-
-        return [.. bytes];
-    }
+    private static readonly Gen<byte[]> Mutated = ByteMutations.Of(Gen.Elements(Valid).Select(text => Encoding.Latin1.GetBytes(text)), AnyByte, maxPosition: 2000, maxEdits: 6);
 
     // Whatever arrives, the helper never fails (a throw would disable it), the packet is accepted or dropped and what
     // leaves is a valid packet, and the expectations stay within the per-class limit.
