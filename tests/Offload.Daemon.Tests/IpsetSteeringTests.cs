@@ -207,16 +207,7 @@ public sealed class IpsetSteeringTests
     [Fact]
     public void Starting_swaps_in_what_the_table_needs_in_one_step_and_drops_what_an_earlier_run_left()
     {
-        var before = new Rig();
-        before.OpenControl();
-        before.Announce(PassivePort);
-        string expected = Assert.Single(before.Sets.Contents).Text;
-
-        // A later run of the daemon over the same sets, which hold the entry above and one of a flow that ended
-        // while the daemon was down; its table (as restored) needs the first only.
-        var sets = before.Sets;
-        sets.Put("offload4", "192.0.2.80,tcp:50001,192.168.1.99");
-        sets.Reopen();
+        var (before, sets, expected) = SetsLeftByAnEarlierRun();
         var steering = new IpsetSteering(sets, "offload4", "offload6", NullLogger.Instance);
         Assert.Equal(2, sets.Contents.Count(c => c.Set == "offload4"));
 
@@ -231,13 +222,7 @@ public sealed class IpsetSteeringTests
     [Fact]
     public void Starting_without_scratch_sets_flushes_and_refills_and_says_so()
     {
-        var before = new Rig();
-        before.OpenControl();
-        before.Announce(PassivePort);
-        string expected = Assert.Single(before.Sets.Contents).Text;
-        var sets = before.Sets;
-        sets.Put("offload4", "192.0.2.80,tcp:50001,192.168.1.99");
-        sets.Reopen();
+        var (before, sets, expected) = SetsLeftByAnEarlierRun();
         sets.RefuseCreate = true;
         var steering = new IpsetSteering(sets, "offload4", "offload6", NullLogger.Instance);
 
@@ -246,6 +231,21 @@ public sealed class IpsetSteeringTests
         Assert.Equal([("offload4", expected)], sets.Contents.Select(c => (c.Set, c.Text)));
         Assert.Equal(["offload4", "offload6"], sets.Flushed);
         Assert.Empty(sets.Swaps);
+    }
+
+    /// <summary>
+    /// What a later run of the daemon finds: the sets of a run whose table (as restored) needs one entry (its text is
+    /// <c>Expected</c>), beside which they hold one of a flow that ended while the daemon was down.
+    /// </summary>
+    private static (Rig Before, FakeSets Sets, string Expected) SetsLeftByAnEarlierRun()
+    {
+        var before = new Rig();
+        before.OpenControl();
+        before.Announce(PassivePort);
+        string expected = Assert.Single(before.Sets.Contents).Text;
+        before.Sets.Put("offload4", "192.0.2.80,tcp:50001,192.168.1.99");
+        before.Sets.Reopen();
+        return (before, before.Sets, expected);
     }
 
     /// <summary>An engine with MASQUERADE and the FTP helper, observed by the steering under test over a fake pair of sets.</summary>
