@@ -112,38 +112,60 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     /// </remarks>
     public void Reconcile(ConntrackEngine engine)
     {
+        if (TryRefillAtomically(engine))
+        {
+            return;
+        }
+
+        _sets.Flush(_live4);
+        _sets.Flush(_live6);
+        Fill(engine);
+        Flush();
+    }
+
+    /// <summary>Fills scratch sets and swaps them in; false (nothing kept of the attempt) when the kernel refuses a step.</summary>
+    private bool TryRefillAtomically(ConntrackEngine engine)
+    {
         string scratch4 = _live4 + ScratchSuffix;
         string scratch6 = _live6 + ScratchSuffix;
         try
         {
             _sets.Recreate(scratch4, 4);
             _sets.Recreate(scratch6, 6);
+            (_set4, _set6) = (scratch4, scratch6);
+            Fill(engine);
+            Flush();
+            (_set4, _set6) = (_live4, _live6);
+            _sets.Swap(_live4, scratch4);
+            _sets.Swap(_live6, scratch6);
+            _sets.Destroy(scratch4);
+            _sets.Destroy(scratch6);
+            return true;
         }
         catch (Exception e) when (e is NetlinkException or IOException or ArgumentException)
         {
-            Log.SteeringEntryFailed(_logger, $"scratch sets for an atomic start ({e.Message}); flushing {_live4} and {_live6} and refilling them instead");
-            _sets.Flush(_live4);
-            _sets.Flush(_live6);
-            Fill(engine);
-            Flush();
-            return;
-        }
-
-        (_set4, _set6) = (scratch4, scratch6);
-        try
-        {
-            Fill(engine);
-            Flush();
-        }
-        finally
-        {
             (_set4, _set6) = (_live4, _live6);
-        }
+            Log.SteeringEntryFailed(_logger, $"an atomic start with scratch sets ({e.Message}); flushing {_live4} and {_live6} and refilling them instead");
+            try
+            {
+                _sets.Destroy(scratch4);
+                _sets.Destroy(scratch6);
+            }
+            catch (Exception again) when (again is NetlinkException or IOException or ArgumentException)
+            {
+                // Left for the next start's Recreate, which destroys them first.
+            }
 
-        _sets.Swap(_live4, scratch4);
-        _sets.Swap(_live6, scratch6);
-        _sets.Destroy(scratch4);
-        _sets.Destroy(scratch6);
+            lock (_gate)
+            {
+                _entries.Clear();
+                _byConnection.Clear();
+                _pendingDeletes.Clear();
+                _batch.Clear();
+            }
+
+            return false;
+        }
     }
 
     /// <summary>Appended to a set's name for the scratch set <see cref="Reconcile"/> fills (set prefixes leave room for it).</summary>

@@ -233,6 +233,22 @@ public sealed class IpsetSteeringTests
         Assert.Empty(sets.Swaps);
     }
 
+    [Fact]
+    public void Starting_over_sets_that_refuse_the_swap_flushes_and_refills_and_leaves_no_scratch_set()
+    {
+        var (before, sets, expected) = SetsLeftByAnEarlierRun();
+        sets.RefuseSwap = true;
+        var steering = new IpsetSteering(sets, "offload4", "offload6", NullLogger.Instance);
+
+        steering.Reconcile(before.Engine);
+
+        Assert.Equal([("offload4", expected)], sets.Contents.Select(c => (c.Set, c.Text)));
+        Assert.Equal(["offload4", "offload6"], sets.Flushed);
+        Assert.Contains("offload4-n", sets.Destroyed);
+        Assert.Contains("offload6-n", sets.Destroyed);
+        Assert.Equal(1, steering.Entries);
+    }
+
     /// <summary>
     /// What a later run of the daemon finds: the sets of a run whose table (as restored) needs one entry (its text is
     /// <c>Expected</c>), beside which they hold one of a flow that ended while the daemon was down.
@@ -438,8 +454,15 @@ public sealed class IpsetSteeringTests
             Destroyed.Remove(set);
         }
 
+        public bool RefuseSwap { get; set; }
+
         public void Swap(string set, string set2)
         {
+            if (RefuseSwap)
+            {
+                throw new NetlinkException(IpsetErrors.TypeMismatch, $"swap ipsets {set} and {set2}");
+            }
+
             Swaps.Add($"swap {set} {set2}");
             var one = _contents.Where(c => c.Key.Set == set).ToList();
             var two = _contents.Where(c => c.Key.Set == set2).ToList();
