@@ -1,8 +1,10 @@
 using Offload.Alg.Amanda;
 using Offload.Alg.Ftp;
 using Offload.Alg.Irc;
+using Offload.Alg.NetbiosNs;
 using Offload.Alg.Sane;
 using Offload.Alg.Sip;
+using Offload.Alg.Snmp;
 using Offload.Alg.Tftp;
 
 namespace Offload.Alg;
@@ -17,7 +19,10 @@ public static class BuiltInHelpers
         ["ftp"] = loose => new FtpHelper(loose),
         ["irc"] = loose => new IrcHelper(loose),
         ["sane"] = _ => new SaneHelper(),
+        ["netbios-ns"] = _ => new NetbiosNsHelper(),
         ["sip"] = _ => new SipHelper(),
+        ["snmp"] = _ => new SnmpHelper(trap: false),
+        ["snmp_trap"] = _ => new SnmpHelper(trap: true),
         ["tftp"] = _ => new TftpHelper(),
     };
 
