@@ -179,6 +179,7 @@ public static class SteeringRules
             }
 
             NatReplies();
+            ForwardedBroadcasts();
             if (steering.Flows == SteeredFlows.All)
             {
                 // Helpers mode leaves port forwards to the kernel (the loader refuses one to a helper's port).
@@ -204,6 +205,30 @@ public static class SteeringRules
             }
 
             Line("COMMIT");
+        }
+
+        /// <summary>
+        /// A query to a helper's UDP port sent to the directed broadcast address of another network, which the router
+        /// forwards (its <c>bc_forwarding</c>): taken like any forwarded flow, so that the helper sees it (netbios-ns
+        /// expects the answers of the hosts of that network). The rules below leave broadcasts to the kernel; the
+        /// broadcast of the incoming interface's own network is the router's and stays so.
+        /// </summary>
+        private void ForwardedBroadcasts()
+        {
+            var udpPorts = helperPorts.Where(h => h.Protocol == IpProtocol.Udp).Select(h => h.Port).Distinct().ToList();
+            if (family != 4 || udpPorts.Count == 0 || !steering.Protocols.Contains(IpProtocol.Udp))
+            {
+                return;
+            }
+
+            foreach (var from in steering.From)
+            {
+                Line($"-A {PreChain} -i {from} -p udp -m addrtype --dst-type BROADCAST --limit-iface-in -j RETURN");
+                foreach (ushort port in udpPorts)
+                {
+                    Line($"-A {PreChain} -i {from} -p udp -m addrtype --dst-type BROADCAST -m udp --dport {port} -j CT --notrack");
+                }
+            }
         }
 
         /// <summary>The packets of <c>dnat</c> rules, before routing; ICMP only as echo requests (errors find their flow).</summary>
