@@ -8,6 +8,7 @@ namespace Offload.Alg.Snmp;
 /// message is translated, every IpAddress value in it that is the sender's own address becomes the address the peer
 /// knows it by: in variable bindings (a trap naming its agent, a response naming the agent's interface, a set request
 /// naming its manager), and the agent-addr of an SNMPv1 trap. Same length, in place; the engine fixes the UDP checksum.
+/// Like the kernel's, <c>snmp</c> also lets in the answers to a request sent to a broadcast address (<see cref="BroadcastQuery"/>).
 /// </summary>
 /// <remarks>
 /// <para>The kernel maps the master's original source to its translated source in both directions, so only source NAT
@@ -43,18 +44,33 @@ public sealed class SnmpHelper : ConntrackHelper
     /// <summary>The helper for agents (UDP 161) or for traps (UDP 162).</summary>
     /// <param name="trap">True for <c>snmp_trap</c> on UDP 162.</param>
     public SnmpHelper(bool trap)
-        : base(trap ? TrapName : AgentName, new ExpectationPolicy(1, TimeSpan.FromMinutes(3)))
+        : base(trap ? TrapName : AgentName, trap ? TrapPolicy : AgentPolicy)
     {
         Protocol = IpProtocol.Udp;
         Ports = [trap ? TrapPort : AgentPort];
         Family = 4; // SNMP's IpAddress is IPv4 only, as is the kernel's helper
+        _broadcast = !trap;
     }
+
+    /// <summary>The kernel's nf_conntrack_snmp: one expectation for the answers to a broadcast request, for 30 seconds.</summary>
+    public static readonly ExpectationPolicy AgentPolicy = new(1, TimeSpan.FromSeconds(30));
+
+    /// <summary>The kernel's snmp_trap expects nothing (its policy's 180 s are never used).</summary>
+    public static readonly ExpectationPolicy TrapPolicy = new(1, TimeSpan.FromSeconds(180));
+
+    // The agents' helper, as the kernel's nf_conntrack_snmp, lets in the answers to a request sent to a broadcast address.
+    private readonly bool _broadcast;
 
     public override HelperVerdict Help(ref HelperContext context)
     {
         if (context.Protocol != IpProtocol.Udp || context.Family != 4)
         {
             return HelperVerdict.Accept;
+        }
+
+        if (_broadcast)
+        {
+            BroadcastQuery.Expect(ref context, AgentPolicy.Timeout);
         }
 
         // The sender as it knows itself, and as the peer knows it.

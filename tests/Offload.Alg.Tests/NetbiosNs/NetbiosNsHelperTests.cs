@@ -96,7 +96,7 @@ public class NetbiosNsHelperTests
     [InlineData("255.255.255.255", "0.0.0.0", 0)]
     public void The_subnet_is_read_from_the_broadcast_address(string destination, string network, int prefix)
     {
-        Assert.True(NetbiosNsHelper.TryBroadcastSubnet(Value(destination), out uint n, out int p));
+        Assert.True(BroadcastQuery.TryBroadcastSubnet(Value(destination), out uint n, out int p));
         Assert.Equal((Value(network), prefix), (n, p));
     }
 
@@ -108,7 +108,7 @@ public class NetbiosNsHelperTests
             {
                 uint hostMask = prefix == 0 ? uint.MaxValue : (1u << (32 - prefix)) - 1;
                 uint broadcast = address | hostMask;
-                Assert.True(NetbiosNsHelper.TryBroadcastSubnet(broadcast, out uint network, out int readPrefix));
+                Assert.True(BroadcastQuery.TryBroadcastSubnet(broadcast, out uint network, out int readPrefix));
                 Assert.True(readPrefix <= prefix);
                 uint readMask = readPrefix == 0 ? 0 : uint.MaxValue << (32 - readPrefix);
                 Assert.Equal(network, broadcast & readMask);
@@ -119,8 +119,8 @@ public class NetbiosNsHelperTests
     [Fact]
     public void An_address_ending_in_fewer_than_two_one_bits_is_no_broadcast()
     {
-        Assert.False(NetbiosNsHelper.TryBroadcastSubnet(Value("203.0.113.1"), out _, out _));
-        Assert.False(NetbiosNsHelper.TryBroadcastSubnet(Value("203.0.113.254"), out _, out _));
+        Assert.False(BroadcastQuery.TryBroadcastSubnet(Value("203.0.113.1"), out _, out _));
+        Assert.False(BroadcastQuery.TryBroadcastSubnet(Value("203.0.113.254"), out _, out _));
     }
 
     [Fact]

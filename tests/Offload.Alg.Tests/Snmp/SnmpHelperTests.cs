@@ -180,4 +180,29 @@ public class SnmpHelperTests
         Assert.Equal(("snmp_trap", 162, (byte)17), (trap.Name, (int)Assert.Single(trap.Ports), trap.Protocol));
         Assert.Equal((byte)4, trap.Family);
     }
+
+    [Fact]
+    public void A_request_to_a_broadcast_address_lets_in_the_answers_of_the_agents_there_as_the_kernels_snmp_helper()
+    {
+        var rig = Masquerade();
+        var request = rig.Out(UdpPacket(Client, 40000, "198.51.100.255", 161, Message(1, GetRequest, Binding(SysUpTime, Null))));
+        Assert.True(request.Accepted, rig.DropSummary());
+        var expectation = Assert.Single(rig.Expectations);
+        Assert.Equal((A("198.51.100.0"), A(WanAddress2)), (expectation.Tuple.Source, expectation.Tuple.Destination));
+
+        byte[] answer = Message(1, Response, Binding(SysUpTime, TimeTicks(7)));
+        var back = rig.In(UdpPacket("198.51.100.7", 161, WanAddress2, SourcePort(request.Packet), answer));
+        Assert.True(back.Accepted, rig.DropSummary());
+        Assert.Equal(CtInfo.Related, back.CtInfo);
+        Assert.Equal((Ip(Client), (ushort)40000), (Destination(back.Packet), DestinationPort(back.Packet)));
+        Assert.Equal(answer, Payload(back.Packet));
+    }
+
+    [Fact]
+    public void A_trap_to_a_broadcast_address_expects_nothing_as_the_kernels_snmp_trap()
+    {
+        var rig = Masquerade();
+        Assert.True(rig.Out(UdpPacket(Client, 40000, "198.51.100.255", 162, TrapV2Message(Other))).Accepted);
+        Assert.Empty(rig.Expectations);
+    }
 }
