@@ -12,6 +12,8 @@
 #   4. nmblookup on the LAN for a name held beyond the WAN, by a query to the WAN's broadcast address that the router
 #      forwards (bc_forwarding); and the router's own query (nmblookup in the router, the kernel's helper in OUTPUT).
 #
+# The traps and the name query run once more through offloadd in helpers mode (flows: helpers).
+#
 # What must be equal: the v2c trap and the set request as they left on the WAN, and what snmptrapd logged of the v2c
 # trap. What differs by design (docs/architecture.md): the kernel drops the v1 trap ("parser failed") where offloadd
 # translates its agent-addr; the kernel leaves the forwarded agent's private address in its walk's answers; the
@@ -147,8 +149,29 @@ ip netns exec "$R" iptables -t raw -A PREROUTING -p udp --dport 137 -j CT --help
 ip netns exec "$R" iptables -t raw -A OUTPUT -p udp --dport 137 -j CT --helper netbios-ns
 exchanges kernel
 k=$H_WORK/kernel
+lab_down "$sfx" >/dev/null 2>&1 || true
 
-# --- 3: the two side by side -------------------------------------------------------------------------------------
+# --- 3: offloadd in helpers mode (only the helpers' flows and what they expect are the daemon's) --------------------
+# A port forward to a helper's port is refused in that mode (docs/steering.md), so the traps and the name query only.
+setup helpers
+sed -e '/type: dnat/d' -e 's/^  nat-ports: 61000-65535$/  nat-ports: 61000-65535\n  flows: helpers/' \
+    "$H_REPO/tests/lab/offloadd-snmp.yaml" >"$H_WORK/helpers/offloadd.yaml"
+h_daemon_start "$R" "$H_WORK/helpers/offloadd.yaml" --apply-rules || h_die "offloadd (helpers mode) did not start: $(tail -5 "$H_DAEMON_LOG")"
+hm=$H_WORK/helpers
+ip netns exec "$C" snmptrap "${snmp_opts[@]}" -v 1 -c public "$LAB_WAN4_SERVER" 1.3.6.1.4.1.8072.2.3 "$LAB_LAN4_CLIENT" 6 17 4242 \
+    "1.3.6.1.2.1.4.20.1.1.$LAB_LAN4_CLIENT" a "$LAB_LAN4_CLIENT" >"$hm/trap1.out" 2>&1 || true
+rc=0
+timeout 30 ip netns exec "$C" nmblookup -B 198.51.100.255 "$name" >"$hm/nmb-forwarded.out" 2>&1 || rc=$?
+h_wait_for 10 grep -q 'TRAP, SNMP v1' "$hm/traps.log" || true
+h_result "helpers mode: snmptrapd logged the v1 trap with the router's address as its agent-addr" \
+    "$(grep -q "\[$LAB_WAN4_ROUTER\] (via UDP: \[$LAB_WAN4_ROUTER\]:[0-9]*->\[$LAB_WAN4_SERVER\]:162) TRAP, SNMP v1" "$hm/traps.log" || cat "$hm/traps.log")"
+h_result "helpers mode: nmblookup on the LAN finds the name held beyond the WAN by broadcast" \
+    "$( ((rc == 0)) && grep -q "$LAB_WAN4_SERVER $name<00>" "$hm/nmb-forwarded.out" || tail -2 "$hm/nmb-forwarded.out")"
+h_result "helpers mode: no warning in offloadd's log" "$(h_daemon_log_problems)"
+h_daemon_stop
+lab_down "$sfx" >/dev/null 2>&1 || true
+
+# --- 4: the kernel and offloadd side by side -------------------------------------------------------------------------------------
 v2_of() { grep -E '^162 7 ' "$1" || true; }
 set_of() { grep -E '^161 3 ' "$1" || true; }
 h_result "the v2c trap left on the WAN the same through the kernel and offloadd ($(v2_of "$o/snmp-out.txt"))" \
