@@ -1,4 +1,5 @@
 using Offload.Alg.Snmp;
+using Offload.Alg.Tests.Support;
 using Offload.Sdk.Testing;
 using Xunit;
 using static Offload.Alg.Tests.Snmp.SnmpMessages;
@@ -14,22 +15,6 @@ namespace Offload.Alg.Tests.Snmp;
 /// </summary>
 public class SnmpAllocationTests
 {
-    private static long AllocatedPerPacket(RouterRig rig, byte[] packet)
-    {
-        for (int i = 0; i < 50; i++)
-        {
-            rig.Out(packet);
-        }
-
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 200; i++)
-        {
-            rig.Out(packet);
-        }
-
-        return (GC.GetAllocatedBytesForCurrentThread() - before) / 200;
-    }
-
     [Theory]
     [InlineData(1)]
     [InlineData(40)] // more than the engine's rewrites per packet: one span
@@ -37,9 +22,9 @@ public class SnmpAllocationTests
     {
         byte[] message = Message(1, TrapV2, [.. Enumerable.Range(0, addresses).Select(_ => Binding(AddressOid, IpAddress(Client)))]);
         var packet = UdpPacket(Client, 40000, Server, 162, message);
-        long without = AllocatedPerPacket(Masquerading(), packet);
+        long without = Allocations.PerPacket(Masquerading(), packet);
         var rig = Masquerading(new SnmpHelper(trap: true));
-        long with = AllocatedPerPacket(rig, packet);
+        long with = Allocations.PerPacket(rig, packet);
         Assert.Equal(-1, Payload(rig.Out(packet).Packet).AsSpan().IndexOf(Ip(Client).GetAddressBytes())); // it did translate
         Assert.True(with - without <= 16, $"{with} bytes per packet with the helper, {without} without");
     }
