@@ -26,6 +26,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/lab/lab.sh
 . "$here/lab.sh"
+# shellcheck source=tests/lab/lab-snmp.sh
+. "$here/lab-snmp.sh"
 # shellcheck source=tests/lab/harness.sh
 . "$here/harness.sh"
 
@@ -40,54 +42,29 @@ C=$(lab_ns client "$sfx")
 R=$(lab_ns router "$sfx")
 S=$(lab_ns server "$sfx")
 started=$SECONDS
-# No MIB files: every OID and value numeric, and no noise about the MIBs Debian does not ship.
-export MIBS= MIBDIRS=/nonexistent
-snmp_opts=(-m '' -On -t 5 -r 2)
-name=WORKGROUP
-
-# setup NAME : the lab, the router's WAN address with its broadcast (the kernel's broadcast helper reads it there),
-# directed broadcasts forwarded, snmptrapd and snmpd beyond the WAN, snmpd and nmblookup's name holder placed.
-setup() {
-    local out=$H_WORK/$1 s
-    mkdir -p "$out"
-    lab_up "$sfx" >/dev/null
-    ip -n "$R" addr del "$LAB_WAN4_ROUTER/24" dev wan0
-    ip -n "$R" addr add "$LAB_WAN4_ROUTER/24" brd + dev wan0
-    for s in all lan0 wan0; do ip netns exec "$R" sysctl -q -w "net.ipv4.conf.$s.bc_forwarding=1"; done
-
-    printf 'disableAuthorization yes\n' >"$out/snmptrapd.conf"
-    ip netns exec "$S" snmptrapd -f -n -C -c "$out/snmptrapd.conf" -Lf "$out/traps.log" -M /nonexistent -m '' \
-        "udp:$LAB_WAN4_SERVER:162" </dev/null >/dev/null 2>&1 &
-    for s in "$S:$LAB_WAN4_SERVER" "$C:$LAB_LAN4_CLIENT"; do
-        printf 'agentaddress udp:%s:161\nrocommunity public\nrwcommunity private\nsysDescr offload lab agent\n' "${s#*:}" >"$out/snmpd-${s%%:*}.conf"
-        ip netns exec "${s%%:*}" snmpd -f -Lf "$out/snmpd-${s%%:*}.log" -C -c "$out/snmpd-${s%%:*}.conf" -M /nonexistent -m '' \
-            -p "$out/snmpd-${s%%:*}.pid" </dev/null >/dev/null 2>&1 &
-    done
-    ip netns exec "$S" python3 "$here/netbios-responder.py" "$name" "$LAB_WAN4_SERVER" "$out/nbns.log" </dev/null >/dev/null 2>&1 &
-    lab_wait_port "$S" 162 15 udp >/dev/null && lab_wait_port "$S" 161 15 udp >/dev/null &&
-        lab_wait_port "$C" 161 15 udp >/dev/null && lab_wait_port "$S" 137 15 udp >/dev/null || h_die "peers did not start"
-}
+name=$LAB_NBNS_NAME
+setup() { snmp_lab_up "$sfx" "$H_WORK/$1" || h_die "the lab's peers did not start"; }
 
 # exchanges NAME : every exchange through the router as set up now; wan0 captured into $H_WORK/NAME/wan0.pcapng.
 exchanges() {
     local name_=$1 out=$H_WORK/$1 rc
     h_capture_start "$R" wan0 "$out/wan0.pcapng"
 
-    ip netns exec "$C" snmptrap "${snmp_opts[@]}" -v 1 -c public "$LAB_WAN4_SERVER" 1.3.6.1.4.1.8072.2.3 "$LAB_LAN4_CLIENT" 6 17 4242 \
+    snmp_tool "$C" snmptrap -v 1 -c public "$LAB_WAN4_SERVER" 1.3.6.1.4.1.8072.2.3 "$LAB_LAN4_CLIENT" 6 17 4242 \
         "1.3.6.1.2.1.4.20.1.1.$LAB_LAN4_CLIENT" a "$LAB_LAN4_CLIENT" >"$out/trap1.out" 2>&1 || true
-    ip netns exec "$C" snmptrap "${snmp_opts[@]}" -v 2c -c public "$LAB_WAN4_SERVER" 4242 1.3.6.1.4.1.8072.2.3.0.1 \
+    snmp_tool "$C" snmptrap -v 2c -c public "$LAB_WAN4_SERVER" 4242 1.3.6.1.4.1.8072.2.3.0.1 \
         "1.3.6.1.2.1.4.20.1.1.$LAB_LAN4_CLIENT" a "$LAB_LAN4_CLIENT" >"$out/trap2.out" 2>&1 || true
 
     rc=0
-    ip netns exec "$C" snmpget "${snmp_opts[@]}" -v 2c -c public "$LAB_WAN4_SERVER" 1.3.6.1.2.1.1.1.0 >"$out/get.out" 2>&1 || rc=$?
+    snmp_tool "$C" snmpget -v 2c -c public "$LAB_WAN4_SERVER" 1.3.6.1.2.1.1.1.0 >"$out/get.out" 2>&1 || rc=$?
     h_result "$name_: snmpget from the LAN reaches snmpd beyond the WAN" "$( ((rc == 0)) && grep -q 'offload lab agent' "$out/get.out" || echo "exit $rc: $(tail -2 "$out/get.out")")"
     # snmpd refuses the set (nothing is writable there) and echoes the binding it received.
-    ip netns exec "$C" snmpset "${snmp_opts[@]}" -v 2c -c private "$LAB_WAN4_SERVER" "1.3.6.1.2.1.4.20.1.1.$LAB_LAN4_CLIENT" a "$LAB_LAN4_CLIENT" \
+    snmp_tool "$C" snmpset -v 2c -c private "$LAB_WAN4_SERVER" "1.3.6.1.2.1.4.20.1.1.$LAB_LAN4_CLIENT" a "$LAB_LAN4_CLIENT" \
         >"$out/set.out" 2>&1 || true
     h_result "$name_: snmpset from the LAN is answered" "$(grep -qiE 'error|not writable|noCreation|IpAddress' "$out/set.out" || tail -2 "$out/set.out")"
 
     rc=0
-    ip netns exec "$S" snmpwalk "${snmp_opts[@]}" -v 2c -c public "$LAB_WAN4_ROUTER" 1.3.6.1.2.1.4.20.1.1 >"$out/walk.out" 2>&1 || rc=$?
+    snmp_tool "$S" snmpwalk -v 2c -c public "$LAB_WAN4_ROUTER" 1.3.6.1.2.1.4.20.1.1 >"$out/walk.out" 2>&1 || rc=$?
     h_result "$name_: snmpwalk from beyond the WAN reaches the LAN's snmpd through the port forward" \
         "$( ((rc == 0)) && grep -q IpAddress "$out/walk.out" || echo "exit $rc: $(tail -2 "$out/walk.out")")"
 
@@ -141,12 +118,7 @@ lab_down "$sfx" >/dev/null 2>&1 || true
 
 # --- 2: the kernel's NAT and helpers (nf_nat_snmp_basic, nf_conntrack_netbios_ns) --------------------------------
 setup kernel
-lab_kernel_nat "$sfx"
-ip netns exec "$R" iptables -t nat -A PREROUTING -i wan0 -d "$LAB_WAN4_ROUTER" -p udp --dport 161 -j DNAT --to-destination "$LAB_LAN4_CLIENT"
-ip netns exec "$R" iptables -t raw -A PREROUTING -p udp --dport 161 -j CT --helper snmp
-ip netns exec "$R" iptables -t raw -A PREROUTING -p udp --dport 162 -j CT --helper snmp_trap
-ip netns exec "$R" iptables -t raw -A PREROUTING -p udp --dport 137 -j CT --helper netbios-ns
-ip netns exec "$R" iptables -t raw -A OUTPUT -p udp --dport 137 -j CT --helper netbios-ns
+snmp_kernel_router "$sfx"
 exchanges kernel
 k=$H_WORK/kernel
 lab_down "$sfx" >/dev/null 2>&1 || true
@@ -158,7 +130,7 @@ sed -e '/type: dnat/d' -e 's/^  nat-ports: 61000-65535$/  nat-ports: 61000-65535
     "$H_REPO/tests/lab/offloadd-snmp.yaml" >"$H_WORK/helpers/offloadd.yaml"
 h_daemon_start "$R" "$H_WORK/helpers/offloadd.yaml" --apply-rules || h_die "offloadd (helpers mode) did not start: $(tail -5 "$H_DAEMON_LOG")"
 hm=$H_WORK/helpers
-ip netns exec "$C" snmptrap "${snmp_opts[@]}" -v 1 -c public "$LAB_WAN4_SERVER" 1.3.6.1.4.1.8072.2.3 "$LAB_LAN4_CLIENT" 6 17 4242 \
+snmp_tool "$C" snmptrap -v 1 -c public "$LAB_WAN4_SERVER" 1.3.6.1.4.1.8072.2.3 "$LAB_LAN4_CLIENT" 6 17 4242 \
     "1.3.6.1.2.1.4.20.1.1.$LAB_LAN4_CLIENT" a "$LAB_LAN4_CLIENT" >"$hm/trap1.out" 2>&1 || true
 rc=0
 timeout 30 ip netns exec "$C" nmblookup -B 198.51.100.255 "$name" >"$hm/nmb-forwarded.out" 2>&1 || rc=$?
