@@ -42,9 +42,6 @@ internal ref struct BerReader
     /// <summary>True when the window is used up.</summary>
     public readonly bool AtEnd => _position >= _end;
 
-    /// <summary>Where the next element starts.</summary>
-    public readonly int Position => _position;
-
     /// <summary>A reader over the contents of <paramref name="element"/> (which this reader returned).</summary>
     public readonly BerReader Enter(in BerElement element) => new(_buffer, element.Offset, element.End);
 
@@ -140,7 +137,6 @@ internal static class BerTags
 {
     public const byte Integer = 0x02;
     public const byte OctetString = 0x04;
-    public const byte Null = 0x05;
     public const byte ObjectIdentifier = 0x06;
     public const byte Sequence = 0x30;
 

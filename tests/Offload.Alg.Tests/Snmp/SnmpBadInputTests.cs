@@ -133,6 +133,47 @@ public class SnmpBadInputTests
         Check.One(Runs, Prop.ForAll(ArbMap.Default.ArbFor<byte[]>(), Survives));
     }
 
+    // The reader alone, walked into every constructed element: each element lies inside its parent's window, each
+    // step advances, and the walk visits fewer elements than the buffer has byte pairs.
+    private static bool ReadsWithinBounds(byte[] data)
+    {
+        int visited = 0;
+        return Walk(new BerReader(data), 0, data.Length, ref visited) && visited <= data.Length / 2;
+    }
+
+    private static bool Walk(BerReader reader, int start, int end, ref int visited)
+    {
+        int previousEnd = start;
+        while (reader.TryRead(out var element))
+        {
+            visited++;
+            if (element.Offset < previousEnd + 2 || element.End > end)
+            {
+                return false;
+            }
+
+            previousEnd = element.End;
+            if ((element.Tag & 0x20) != 0 && !Walk(reader.Enter(element), element.Offset, element.End, ref visited))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    [Fact]
+    public void The_ber_reader_stays_inside_every_window_on_mutated_messages()
+    {
+        Check.One(Runs, Prop.ForAll(Mutated.ToArbitrary(), ReadsWithinBounds));
+    }
+
+    [Fact]
+    public void The_ber_reader_stays_inside_every_window_on_random_bytes()
+    {
+        Check.One(Runs, Prop.ForAll(ArbMap.Default.ArbFor<byte[]>(), ReadsWithinBounds));
+    }
+
     [Theory]
     [InlineData(new byte[] { 0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x02, 0x01, 0x01 })] // a length of 2 GiB
     [InlineData(new byte[] { 0x30, 0x85, 0x01, 0x00, 0x00, 0x00, 0x00, 0x02, 0x01 })] // a length of five bytes
