@@ -41,6 +41,15 @@ public sealed class SnmpHelper : ConntrackHelper
     /// <summary>At most this many matches fit in <see cref="MaxSpan"/> (each IpAddress binding takes 10 bytes or more).</summary>
     private const int MaxMatches = 256;
 
+    /// <summary>The kernel's nf_conntrack_snmp: one expectation for the answers to a broadcast request, for 30 seconds.</summary>
+    public static readonly ExpectationPolicy AgentPolicy = new(1, TimeSpan.FromSeconds(30));
+
+    /// <summary>The kernel's snmp_trap expects nothing (its policy's 180 s are never used).</summary>
+    public static readonly ExpectationPolicy TrapPolicy = new(1, TimeSpan.FromSeconds(180));
+
+    // The agents' helper, as the kernel's nf_conntrack_snmp, lets in the answers to a request sent to a broadcast address.
+    private readonly bool _broadcast;
+
     /// <summary>The helper for agents (UDP 161) or for traps (UDP 162).</summary>
     /// <param name="trap">True for <c>snmp_trap</c> on UDP 162.</param>
     public SnmpHelper(bool trap)
@@ -51,15 +60,6 @@ public sealed class SnmpHelper : ConntrackHelper
         Family = 4; // SNMP's IpAddress is IPv4 only, as is the kernel's helper
         _broadcast = !trap;
     }
-
-    /// <summary>The kernel's nf_conntrack_snmp: one expectation for the answers to a broadcast request, for 30 seconds.</summary>
-    public static readonly ExpectationPolicy AgentPolicy = new(1, TimeSpan.FromSeconds(30));
-
-    /// <summary>The kernel's snmp_trap expects nothing (its policy's 180 s are never used).</summary>
-    public static readonly ExpectationPolicy TrapPolicy = new(1, TimeSpan.FromSeconds(180));
-
-    // The agents' helper, as the kernel's nf_conntrack_snmp, lets in the answers to a request sent to a broadcast address.
-    private readonly bool _broadcast;
 
     public override HelperVerdict Help(ref HelperContext context)
     {
