@@ -1,0 +1,109 @@
+namespace Offload.Alg.Rtsp;
+
+/// <summary>
+/// What the helper remembers of one RTSP control connection: where each direction's next message starts when a body
+/// or an interleaved frame runs past a segment (so that the next segment is read from there, and media bytes are
+/// never taken for a request), and the transports of the SETUP requests not yet answered, so that the answer can be
+/// translated back and its media paired. Fixed-size: one allocation per connection.
+/// </summary>
+internal sealed class RtspSessionState
+{
+    /// <summary>Transports of unanswered SETUPs remembered; an older one is forgotten when a new one needs room.</summary>
+    public const int MaxPending = 16;
+
+    private readonly PendingTransport[] _pending = new PendingTransport[MaxPending];
+    private int _next;
+    private uint _resumeOriginal, _resumeReply;
+    private bool _skippingOriginal, _skippingReply;
+
+    /// <summary>
+    /// Where to start reading a segment that starts at sequence number <paramref name="sequence"/>: 0 normally, the
+    /// offset of the next message when an earlier body or frame runs into it, or -1 when the whole segment lies in one.
+    /// </summary>
+    public int StartOf(ConnDirection direction, uint sequence, int length)
+    {
+        ref bool skipping = ref direction == ConnDirection.Original ? ref _skippingOriginal : ref _skippingReply;
+        uint resume = direction == ConnDirection.Original ? _resumeOriginal : _resumeReply;
+        if (!skipping)
+        {
+            return 0;
+        }
+
+        int ahead = (int)(resume - sequence);
+        if (ahead <= 0 || ahead > RtspParser.MaxContentLength + 4)
+        {
+            skipping = false; // we are past it (or out of step: read from here, as after a restart)
+            return 0;
+        }
+
+        if (ahead >= length)
+        {
+            return -1; // a segment inside the body; or an old one retransmitted: nothing to read
+        }
+
+        skipping = false;
+        return ahead;
+    }
+
+    /// <summary>The next message of this direction starts at <paramref name="sequence"/>, beyond the current segment.</summary>
+    public void ResumeAt(ConnDirection direction, uint sequence)
+    {
+        if (direction == ConnDirection.Original)
+        {
+            _resumeOriginal = sequence;
+            _skippingOriginal = true;
+        }
+        else
+        {
+            _resumeReply = sequence;
+            _skippingReply = true;
+        }
+    }
+
+    /// <summary>Remembers one transport of a SETUP until its answer.</summary>
+    public void Add(in PendingTransport transport)
+    {
+        _pending[_next] = transport;
+        _next = (_next + 1) % MaxPending;
+    }
+
+    /// <summary>
+    /// The transport of the SETUP <paramref name="cseq"/> (any when -1) that the server sees at the client's port
+    /// <paramref name="announcedRtp"/>.
+    /// </summary>
+    public bool TryFind(int cseq, ushort announcedRtp, out PendingTransport transport)
+    {
+        foreach (var p in _pending)
+        {
+            if (p.Present && p.AnnouncedRtp == announcedRtp && (cseq < 0 || p.CSeq < 0 || p.CSeq == cseq))
+            {
+                transport = p;
+                return true;
+            }
+        }
+
+        transport = default;
+        return false;
+    }
+
+    /// <summary>The SETUP <paramref name="cseq"/> was answered (any unanswered one when -1): its transports are forgotten.</summary>
+    public void Answered(int cseq)
+    {
+        for (int i = 0; i < _pending.Length; i++)
+        {
+            if (cseq < 0 || _pending[i].CSeq == cseq)
+            {
+                _pending[i] = default;
+            }
+        }
+    }
+
+    /// <summary>Forgets every unanswered SETUP (TEARDOWN).</summary>
+    public void Clear() => Array.Clear(_pending);
+}
+
+/// <summary>
+/// One UDP transport of a SETUP as the client announced it (its ports) and as the server sees it (the router's ports
+/// when the client is translated, the same otherwise).
+/// </summary>
+internal readonly record struct PendingTransport(bool Present, int CSeq, ushort Rtp, ushort Rtcp, ushort AnnouncedRtp, ushort AnnouncedRtcp);
