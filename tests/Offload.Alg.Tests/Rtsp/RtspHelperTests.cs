@@ -191,6 +191,35 @@ public class RtspHelperTests
     }
 
     [Fact]
+    public void The_end_of_the_control_connection_withdraws_its_expectations()
+    {
+        var control = Control.Masqueraded();
+        var setup = control.FromClient(Setup(FfmpegTransport));
+        Assert.Equal(2, control.Rig.Expectations.Count);
+        control.Rig.Engine.Destroy(setup.Connection!);
+        Assert.Empty(control.Rig.Expectations);
+    }
+
+    [Fact]
+    public void Ipv6_setup_from_a_masqueraded_client_expects_the_media_at_the_routers_address()
+    {
+        var rig = new RouterRig([new Offload.Engine.Nat.NatRule { Action = Offload.Engine.Nat.NatAction.Masquerade, OutInterface = Wan }],
+            [.. Offload.Engine.Helpers.HelperBinding.Defaults(new RtspHelper())]);
+        var syn = rig.Out(TcpPacket(Client6, 40000, Server6, 554, Syn, seq: 100));
+        ushort wanPort = SourcePort(syn.Packet);
+        rig.In(TcpPacket(Server6, 554, WanAddress6, wanPort, Syn | Ack, seq: 900, ack: 101));
+        rig.Out(TcpPacket(Client6, 40000, Server6, 554, Ack, seq: 101, ack: 901));
+        var hop = rig.Out(TcpPacket(Client6, 40000, Server6, 554, Ack | Psh, seq: 101, ack: 901,
+            payload: Ascii(Setup($"RTP/AVP;unicast;destination=\"{Client6}\";client_port=5000-5001", url: $"rtsp://[{Server6}]/test"))));
+        Assert.True(hop.Accepted, rig.DropSummary());
+        AssertValid(hop.Packet);
+        Assert.Equal($"RTP/AVP;unicast;destination=\"{WanAddress6}\";client_port=5000-5001", Transport(PayloadText(hop.Packet)));
+        var rtp = rig.In(UdpPacket(Server6, 6970, WanAddress6, 5000, new byte[172]));
+        Assert.Equal(CtInfo.Related, rtp.CtInfo);
+        Assert.Equal(Ip(Client6), Destination(rtp.Packet));
+    }
+
+    [Fact]
     public void An_answer_naming_another_media_source_lets_its_media_in_too()
     {
         var control = Control.Masqueraded();
