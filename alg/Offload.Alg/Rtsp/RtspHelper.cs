@@ -84,7 +84,7 @@ public sealed class RtspHelper : ConntrackHelper
             long end = (long)offset + message.Length;
             if (end > payload.Length)
             {
-                state.ResumeAt(context.Direction, unchecked(sequence + (uint)end));
+                state.ResumeAt(context.Direction, sequence, unchecked(sequence + (uint)end));
                 break;
             }
 
@@ -212,7 +212,7 @@ public sealed class RtspHelper : ConntrackHelper
         }
 
         ushort announced = ports.Rtp;
-        if (state.TryFind(cseq, ports.Rtp, out var earlier) && earlier.Rtp == ports.Rtp)
+        if (state.TryFindOffered(cseq, ports.Rtp, out var earlier) && earlier.Rtcp == ports.Rtcp)
         {
             announced = earlier.AnnouncedRtp; // the same ports offered again in another spec: one set of pinholes
         }

@@ -14,6 +14,7 @@ internal sealed class RtspSessionState
     private readonly PendingTransport[] _pending = new PendingTransport[MaxPending];
     private int _next;
     private uint _resumeOriginal, _resumeReply;
+    private uint _fromOriginal, _fromReply;
     private bool _skippingOriginal, _skippingReply;
 
     /// <summary>
@@ -24,8 +25,11 @@ internal sealed class RtspSessionState
     {
         ref bool skipping = ref direction == ConnDirection.Original ? ref _skippingOriginal : ref _skippingReply;
         uint resume = direction == ConnDirection.Original ? _resumeOriginal : _resumeReply;
-        if (!skipping)
+        uint from = direction == ConnDirection.Original ? _fromOriginal : _fromReply;
+        if (!skipping || (int)(sequence - from) <= 0)
         {
+            // Nothing to skip; or the segment that started the body again (a retransmission, or an earlier one): it is
+            // read from its start as the first time, so that its rewrites are made again.
             return 0;
         }
 
@@ -45,16 +49,18 @@ internal sealed class RtspSessionState
         return ahead;
     }
 
-    /// <summary>The next message of this direction starts at <paramref name="sequence"/>, beyond the current segment.</summary>
-    public void ResumeAt(ConnDirection direction, uint sequence)
+    /// <summary>The next message of this direction starts at <paramref name="sequence"/>, beyond the segment that starts at <paramref name="from"/>.</summary>
+    public void ResumeAt(ConnDirection direction, uint from, uint sequence)
     {
         if (direction == ConnDirection.Original)
         {
+            _fromOriginal = from;
             _resumeOriginal = sequence;
             _skippingOriginal = true;
         }
         else
         {
+            _fromReply = from;
             _resumeReply = sequence;
             _skippingReply = true;
         }
@@ -69,13 +75,18 @@ internal sealed class RtspSessionState
 
     /// <summary>
     /// The transport of the SETUP <paramref name="cseq"/> (any when -1) that the server sees at the client's port
-    /// <paramref name="announcedRtp"/>.
+    /// <paramref name="announcedRtp"/> (its answer names that one).
     /// </summary>
-    public bool TryFind(int cseq, ushort announcedRtp, out PendingTransport transport)
+    public bool TryFind(int cseq, ushort announcedRtp, out PendingTransport transport) => TryFind(cseq, announcedRtp, announced: true, out transport);
+
+    /// <summary>The transport of the SETUP <paramref name="cseq"/> that the client offered at its own port <paramref name="rtp"/> (an earlier spec of the same header).</summary>
+    public bool TryFindOffered(int cseq, ushort rtp, out PendingTransport transport) => TryFind(cseq, rtp, announced: false, out transport);
+
+    private bool TryFind(int cseq, ushort port, bool announced, out PendingTransport transport)
     {
         foreach (var p in _pending)
         {
-            if (p.Present && p.AnnouncedRtp == announcedRtp && (cseq < 0 || p.CSeq < 0 || p.CSeq == cseq))
+            if (p.Present && (announced ? p.AnnouncedRtp : p.Rtp) == port && (cseq < 0 || p.CSeq < 0 || p.CSeq == cseq))
             {
                 transport = p;
                 return true;

@@ -100,7 +100,7 @@ internal ref struct RtspTransportReader
             if (firstField)
             {
                 // transport-protocol/profile[/lower-transport]
-                spec.Interleaved |= text.EndsWith("/TCP"u8) || text.EndsWith("/tcp"u8);
+                spec.Interleaved |= text.Length >= 4 && Ascii.EqualsIgnoreCase(text[^4..], "/TCP"u8);
                 firstField = false;
             }
             else

@@ -126,9 +126,41 @@ public class RtspHelperTests
         var hop = control.FromClient(Setup("RTP/AVP/TCP;unicast;interleaved=0-1, RTP/AVP;unicast;client_port=5000-5001,RTP/AVP/UDP;unicast;client_port=5000-5001;mode=play"));
         Assert.True(hop.Accepted, control.Rig.DropSummary());
         Assert.Equal(2, control.Rig.Expectations.Count);
+        Assert.Equal(2, control.Rig[EngineCounter.ExpectationsCreated]);
         ushort rtp = control.Rig.Expectations.Min(e => e.Tuple.DestinationPort);
         Assert.Equal($"RTP/AVP/TCP;unicast;interleaved=0-1, RTP/AVP;unicast;client_port={rtp}-{rtp + 1},RTP/AVP/UDP;unicast;client_port={rtp}-{rtp + 1};mode=play",
             Transport(PayloadText(hop.Packet)));
+    }
+
+    [Fact]
+    public void Transports_offering_other_ports_each_get_pinholes_and_the_answer_names_the_one_the_server_chose()
+    {
+        var control = Control.Masqueraded();
+        var hop = control.FromClient(Setup("RTP/AVP;unicast;client_port=5000-5001,RTP/AVP/UDP;unicast;client_port=6000-6001"));
+        Assert.True(hop.Accepted, control.Rig.DropSummary());
+        Assert.Equal(4, control.Rig.Expectations.Count);
+        var ports = System.Text.RegularExpressions.Regex.Matches(Transport(PayloadText(hop.Packet)), @"client_port=(\d+)-").Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal(2, ports.Count);
+        Assert.NotEqual(ports[0], ports[1]);
+        var answer = control.FromServer(Reply($"RTP/AVP/UDP;unicast;client_port={ports[1]}-{int.Parse(ports[1], System.Globalization.CultureInfo.InvariantCulture) + 1};server_port=6970-6971"));
+        Assert.Equal("RTP/AVP/UDP;unicast;client_port=6000-6001;server_port=6970-6971", Transport(PayloadText(answer.Packet)));
+    }
+
+    [Fact]
+    public void A_retransmitted_segment_whose_last_body_runs_on_is_rewritten_again()
+    {
+        var control = Control.Masqueraded();
+        string text = Setup("RTP/AVP;unicast;client_port=5000-5001") +
+            "SET_PARAMETER rtsp://192.0.2.80/test RTSP/1.0\r\nCSeq: 4\r\nContent-Length: 100\r\n\r\n" + new string('p', 20);
+        uint seq = control.ClientSequence;
+        var first = control.FromClient(text);
+        Assert.True(first.Accepted, control.Rig.DropSummary());
+        Assert.DoesNotContain("client_port=5000-5001", PayloadText(first.Packet));
+        var again = control.Rig.Out(TcpPacket(Client, Control.ClientPort, Server, 554, Ack | Psh, seq: seq, ack: 5001, payload: Ascii(text)));
+        Assert.True(again.Accepted, control.Rig.DropSummary());
+        Assert.Equal(PayloadText(first.Packet), PayloadText(again.Packet));
+        Assert.Equal(Seq(first.Packet), Seq(again.Packet));
+        Assert.Equal(2, control.Rig.Expectations.Count);
     }
 
     [Theory]
