@@ -6,6 +6,8 @@
 # the media arrives (ffmpeg decodes video and audio frames), offloadctl shows the helper's expectations while the
 # stream runs and none after ffmpeg's TEARDOWN, the Transport headers that left on the WAN name the router's ports
 # (from offloadd's nat-ports) and no private address, and the WAN capture holds no LAN-private source and no reset.
+# Then ffmpeg plays the same stream interleaved (RTP over the RTSP connection), which the helper leaves alone, and
+# offloadd --check is shown to accept the helper's options and refuse a bad one.
 # After the masqueraded stream, probes from the server show that nothing else was opened: datagrams to the announced
 # ports from another port of the server (the pinholes are withdrawn) and to ports never announced reach nothing,
 # while the same datagram from the server's media port (the media flow, still tracked) does.
@@ -95,6 +97,17 @@ in_nat_ports() {
     for p in "$@"; do ((p >= 61000 && p <= 65535)) || return 1; done
 }
 
+# --- 0: offloadd --check: the rtsp helper's options --------------------------------------------------------------
+sed 's/^  - name: rtsp$/  - name: rtsp\n    ports: [554, 8554]\n    options: { any-source: true }/' "$here/offloadd-rtsp.yaml" >"$H_WORK/good.yaml"
+sed 's/^  - name: rtsp$/  - name: rtsp\n    options: { any-source: maybe }/' "$here/offloadd-rtsp.yaml" >"$H_WORK/bad.yaml"
+check_rc=0
+check_out=$(dotnet "$H_OFFLOADD" --check --config "$H_WORK/good.yaml" 2>&1) || check_rc=$?
+h_result "offloadd --check accepts the rtsp helper with ports [554, 8554] and any-source: true" "$( ((check_rc == 0)) || echo "exit $check_rc: $check_out")"
+check_rc=0
+check_out=$(dotnet "$H_OFFLOADD" --check --config "$H_WORK/bad.yaml" 2>&1) || check_rc=$?
+h_result "offloadd --check refuses any-source: maybe, naming the option" \
+    "$( ((check_rc != 0)) && grep -q 'any-source' <<<"$check_out" || echo "exit $check_rc: $check_out")"
+
 # --- 1: masquerade: the client behind the router ------------------------------------------------------------------
 lab_up "$sfx" >/dev/null
 h_daemon_start "$R" "$H_REPO/tests/lab/offloadd-rtsp.yaml" --apply-rules || h_die "offloadd did not start: $(tail -5 "$H_DAEMON_LOG")"
@@ -135,6 +148,25 @@ if ((${#announced[@]} >= 2)) && [[ -n $media_sport ]]; then
 else
     not_ok "masquerade: probes after TEARDOWN" "no SETUP and answer seen on the WAN (${setups[*]:-} / ${answers[*]:-})"
 fi
+
+# Interleaved (RTP over the RTSP connection, ffmpeg's -rtsp_transport tcp): left alone, nothing expected, and the
+# media frames on the control connection (the helper steps over them by their length) are never read as requests.
+out=$H_WORK/interleaved
+mkdir -p "$out"
+ip netns exec "$S" "$PY" "$here/rtsp-server.py" "$LAB_WAN4_SERVER" 554 >"$out/server.log" 2>&1 &
+server=$!
+h_wait_for 60 grep -q '^ready' "$out/server.log" || h_die "interleaved: the RTSP server did not start: $(tail -3 "$out/server.log")"
+created_before=$(h_ctl stats 2>/dev/null | awk '$1 == "ExpectationsCreated" {print $2}')
+rc=0
+timeout 120 ip netns exec "$C" ffmpeg -nostdin -hide_banner -loglevel error -rtsp_transport tcp -i "rtsp://$LAB_WAN4_SERVER:554/test" \
+    -t 10 -f framemd5 "$out/frames.md5" </dev/null >"$out/ffmpeg.log" 2>&1 || rc=$?
+kill "$server" 2>/dev/null || true
+wait "$server" 2>/dev/null || true
+video=$(grep -c '^0,' "$out/frames.md5" 2>/dev/null || true)
+stats=$(h_ctl stats 2>&1) || true
+created_after=$(awk '$1 == "ExpectationsCreated" {print $2}' <<<"$stats")
+h_result "interleaved: ffmpeg plays the stream as RTP over the RTSP connection through offloadd ($video video frames), and the helper expected nothing for it" \
+    "$( ((rc == 0 && ${video:-0} >= 25)) && [[ ${created_before:-0} == "${created_after:-0}" ]] || echo "ffmpeg exit $rc; expectations created ${created_before:-0} -> ${created_after:-0}; $(tail -c 300 "$out/ffmpeg.log" | tr '\n' ' ')")"
 h_result "masquerade: no helper failure and no warning in offloadd's log" "$(grep -E '^ +HelperFailures +[1-9]' <<<"$stats"; h_daemon_log_problems)"
 h_daemon_stop
 lab_down "$sfx" >/dev/null 2>&1 || true
