@@ -1,3 +1,6 @@
+using System.Buffers;
+using System.Buffers.Binary;
+
 namespace Offload.Alg.Rtsp;
 
 /// <summary>
@@ -111,6 +114,82 @@ internal sealed class RtspSessionState
 
     /// <summary>Forgets every unanswered SETUP (TEARDOWN).</summary>
     public void Clear() => Array.Clear(_pending);
+
+    /// <summary>Bytes of one remembered transport in <see cref="Write"/>'s layout.</summary>
+    private const int PendingSize = 12;
+
+    /// <summary>
+    /// Writes the state for a restart of the daemon: per direction whether a body is being skipped, from and to which
+    /// sequence numbers (9 bytes each), then the count of unanswered transports and each one's CSeq and four ports.
+    /// </summary>
+    public void Write(IBufferWriter<byte> writer)
+    {
+        int count = 0;
+        foreach (var p in _pending)
+        {
+            count += p.Present ? 1 : 0;
+        }
+
+        var span = writer.GetSpan(19 + (count * PendingSize));
+        WriteDirection(span, _skippingOriginal, _fromOriginal, _resumeOriginal);
+        WriteDirection(span[9..], _skippingReply, _fromReply, _resumeReply);
+        span[18] = (byte)count;
+        int at = 19;
+        foreach (var p in _pending)
+        {
+            if (!p.Present)
+            {
+                continue;
+            }
+
+            BinaryPrimitives.WriteInt32BigEndian(span[at..], p.CSeq);
+            BinaryPrimitives.WriteUInt16BigEndian(span[(at + 4)..], p.Rtp);
+            BinaryPrimitives.WriteUInt16BigEndian(span[(at + 6)..], p.Rtcp);
+            BinaryPrimitives.WriteUInt16BigEndian(span[(at + 8)..], p.AnnouncedRtp);
+            BinaryPrimitives.WriteUInt16BigEndian(span[(at + 10)..], p.AnnouncedRtcp);
+            at += PendingSize;
+        }
+
+        writer.Advance(at);
+    }
+
+    /// <summary>Reads what <see cref="Write"/> wrote; null when the bytes are not that (their length or a count is off).</summary>
+    public static RtspSessionState? Read(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 19 || data[18] > MaxPending || data.Length != 19 + (data[18] * PendingSize) || data[0] > 1 || data[9] > 1)
+        {
+            return null;
+        }
+
+        var state = new RtspSessionState
+        {
+            _skippingOriginal = data[0] == 1,
+            _fromOriginal = BinaryPrimitives.ReadUInt32BigEndian(data[1..]),
+            _resumeOriginal = BinaryPrimitives.ReadUInt32BigEndian(data[5..]),
+            _skippingReply = data[9] == 1,
+            _fromReply = BinaryPrimitives.ReadUInt32BigEndian(data[10..]),
+            _resumeReply = BinaryPrimitives.ReadUInt32BigEndian(data[14..]),
+        };
+        for (int i = 0, at = 19; i < data[18]; i++, at += PendingSize)
+        {
+            state.Add(new PendingTransport(
+                true,
+                BinaryPrimitives.ReadInt32BigEndian(data[at..]),
+                BinaryPrimitives.ReadUInt16BigEndian(data[(at + 4)..]),
+                BinaryPrimitives.ReadUInt16BigEndian(data[(at + 6)..]),
+                BinaryPrimitives.ReadUInt16BigEndian(data[(at + 8)..]),
+                BinaryPrimitives.ReadUInt16BigEndian(data[(at + 10)..])));
+        }
+
+        return state;
+    }
+
+    private static void WriteDirection(Span<byte> span, bool skipping, uint from, uint resume)
+    {
+        span[0] = skipping ? (byte)1 : (byte)0;
+        BinaryPrimitives.WriteUInt32BigEndian(span[1..], from);
+        BinaryPrimitives.WriteUInt32BigEndian(span[5..], resume);
+    }
 }
 
 /// <summary>

@@ -223,6 +223,27 @@ public class RtspHelperTests
     }
 
     [Fact]
+    public void The_state_is_carried_across_a_restart_and_damaged_state_is_refused()
+    {
+        var helper = new RtspHelper();
+        var state = new RtspSessionState();
+        state.Add(new PendingTransport(true, 7, 33758, 33759, 61002, 61003));
+        state.ResumeAt(ConnDirection.Reply, 5000, 5300);
+        var written = new System.Buffers.ArrayBufferWriter<byte>();
+        Assert.True(helper.SaveState(state, written));
+        Assert.Equal(19 + 12, written.WrittenCount);
+
+        var restored = Assert.IsType<RtspSessionState>(helper.RestoreState(written.WrittenSpan, helper.StateVersion));
+        Assert.True(restored.TryFind(7, 61002, out var transport));
+        Assert.Equal(new PendingTransport(true, 7, 33758, 33759, 61002, 61003), transport);
+        Assert.Equal(100, restored.StartOf(ConnDirection.Reply, 5200, 500)); // the body's end, 100 bytes into the next segment
+        Assert.Equal(0, restored.StartOf(ConnDirection.Original, 1, 500));
+        Assert.Null(helper.RestoreState(written.WrittenSpan[..^1], helper.StateVersion));
+        Assert.Null(helper.RestoreState(written.WrittenSpan, 2));
+        Assert.False(helper.SaveState(new object(), written));
+    }
+
+    [Fact]
     public void The_end_of_the_control_connection_withdraws_its_expectations()
     {
         var control = Control.Masqueraded();

@@ -112,6 +112,18 @@ public class RtspPropertyTests
     }
 
     [Fact]
+    public void Restoring_any_bytes_gives_a_state_or_null_and_never_throws()
+    {
+        var helper = new RtspHelper();
+        Check.One(Runs, Prop.ForAll(ArbMap.Default.ArbFor<byte[]>(), bytes =>
+        {
+            var state = helper.RestoreState(bytes, helper.StateVersion);
+            return state is null || (state is RtspSessionState restored && bytes.Length == 19 + (bytes[18] * 12)
+                && restored.StartOf(ConnDirection.Original, 0, 10) >= -1);
+        }));
+    }
+
+    [Fact]
     public void A_header_with_hundreds_of_specs_is_read_up_to_the_bound_and_counted()
     {
         var control = Control.Masqueraded();
