@@ -6,7 +6,8 @@
 # the media arrives (ffmpeg decodes video and audio frames), offloadctl shows the helper's expectations while the
 # stream runs and none after ffmpeg's TEARDOWN, the Transport headers that left on the WAN name the router's ports
 # (from offloadd's nat-ports) and no private address, and the WAN capture holds no LAN-private source and no reset.
-# Then ffmpeg plays the same stream interleaved (RTP over the RTSP connection), which the helper leaves alone, and
+# Then ffmpeg plays the same stream over IPv6 (NAT66), and interleaved (RTP over the RTSP connection), which the
+# helper leaves alone, and
 # offloadd --check is shown to accept the helper's options and refuse a bad one.
 # After the masqueraded stream, probes from the server show that nothing else was opened: datagrams to the announced
 # ports from another port of the server (the pinholes are withdrawn) and to ports never announced reach nothing,
@@ -49,10 +50,11 @@ no_rtsp_expectations() { ! h_ctl expect list 2>/dev/null | grep -qE "^[0-9]+ pro
 # rtsp_expectations FILE : offloadd holds UDP expectations (the rtsp helper's); the listing is left in FILE.
 rtsp_expectations() { h_ctl expect list >"$1" 2>&1 && grep -qE "^[0-9]+ proto=17 " "$1"; }
 
-# stream NAME SERVER_NS SERVER_ADDRESS CLIENT_NS URL : the GStreamer server in SERVER_NS, ffmpeg in CLIENT_NS playing URL
-# for 10 s of media (its RTP ports from 5000), the router's wan0 captured; checks what arrived and what offloadd held.
+# stream NAME SERVER_NS SERVER_ADDRESS CLIENT_NS URL [ROUTER_WAN_ADDRESS] : the GStreamer server in SERVER_NS, ffmpeg
+# in CLIENT_NS playing URL for 10 s of media (its RTP ports from 5000), the router's wan0 captured; checks what
+# arrived and what offloadd held.
 stream() {
-    local name=$1 sns=$2 saddr=$3 cns=$4 url=$5 out=$H_WORK/$1 server ff rc=0 video audio mid after
+    local name=$1 sns=$2 saddr=$3 cns=$4 url=$5 router=${6:-$LAB_WAN4_ROUTER} out=$H_WORK/$1 server ff rc=0 video audio mid after ip=ip
     mkdir -p "$out"
     ip netns exec "$sns" "$PY" "$here/rtsp-server.py" "$saddr" 554 >"$out/server.log" 2>&1 &
     server=$!
@@ -83,7 +85,8 @@ stream() {
     # right after sending TEARDOWN, so its kernel resets when the answer arrives), so no flow was taken for a new one.
     local leaks natted resets
     leaks=$(h_sources_in "$out/wan0.pcapng" "$LAB_LAN4_PREFIX" "$LAB_LAN6_PREFIX")
-    natted=$(h_count "$out/wan0.pcapng" "udp && (ip.src==$LAB_WAN4_ROUTER || ip.dst==$LAB_WAN4_ROUTER)")
+    [[ $router == *:* ]] && ip=ipv6
+    natted=$(h_count "$out/wan0.pcapng" "udp && ($ip.src==$router || $ip.dst==$router)")
     h_result "$name: WAN capture: no packet with a LAN-private source ($natted datagrams to or from the router's address)" \
         "$([[ ${leaks%%$'\n'*} == 0 ]] && ((natted > 100)) || echo "$leaks leaked, $natted datagrams")"
     resets=$(h_count "$out/wan0.pcapng" "tcp.flags.reset==1 && !(tcp.dstport==554)")
@@ -133,6 +136,7 @@ media_sport=$(printf '%s\n' "${answers[@]}" | grep -o 'server_port=[0-9]*' | hea
 if ((${#announced[@]} >= 2)) && [[ -n $media_sport ]]; then
     : >"$out/probe.txt"
     ip netns exec "$C" "$PY" "$here/udp-probe.py" listen "$out/probe.txt" 5000 5001 5002 5003 5004 5005 >"$out/listen.log" 2>&1 &
+    listener=$!
     h_wait_for 20 grep -q '^ready' "$out/listen.log" || h_die "the UDP listener did not start: $(cat "$out/listen.log")"
     never=()
     for p in 61001 62001 63001 64001 65001; do [[ " ${announced[*]} " == *" $p "* ]] || never+=("$p"); done
@@ -145,6 +149,8 @@ if ((${#announced[@]} >= 2)) && [[ -n $media_sport ]]; then
     h_wait_for 10 test -s "$out/probe.txt" || true
     h_result "masquerade: the same datagram from the server's media port $media_sport to ${announced[0]} (the media flow, still tracked) reaches the client (at its port $(sort -u "$out/probe.txt" | tr '\n' ' '))" \
         "$([[ -s $out/probe.txt ]] || echo "nothing arrived")"
+    kill "$listener" 2>/dev/null || true
+    wait "$listener" 2>/dev/null || true
 else
     not_ok "masquerade: probes after TEARDOWN" "no SETUP and answer seen on the WAN (${setups[*]:-} / ${answers[*]:-})"
 fi
@@ -167,6 +173,14 @@ stats=$(h_ctl stats 2>&1) || true
 created_after=$(awk '$1 == "ExpectationsCreated" {print $2}' <<<"$stats")
 h_result "interleaved: ffmpeg plays the stream as RTP over the RTSP connection through offloadd ($video video frames), and the helper expected nothing for it" \
     "$( ((rc == 0 && ${video:-0} >= 25)) && [[ ${created_before:-0} == "${created_after:-0}" ]] || echo "ffmpeg exit $rc; expectations created ${created_before:-0} -> ${created_after:-0}; $(tail -c 300 "$out/ffmpeg.log" | tr '\n' ' ')")"
+
+# The same over IPv6 (NAT66: the masquerade rule names no family).
+stream masquerade-ipv6 "$S" "$LAB_WAN6_SERVER" "$C" "rtsp://[$LAB_WAN6_SERVER]:554/test" "$LAB_WAN6_ROUTER"
+mapfile -t setups < <(tshark -n -r "$H_WORK/masquerade-ipv6/wan0.pcapng" -Y "rtsp.transport && ipv6.src==$LAB_WAN6_ROUTER" -T fields -e rtsp.transport 2>/dev/null)
+h_result "masquerade-ipv6: the SETUPs that left on the WAN announce ports from offloadd's nat-ports, no private address" \
+    "$( ((${#setups[@]} >= 2)) && in_nat_ports $(printf '%s\n' "${setups[@]}" | grep -o 'client_port=[0-9]*-[0-9]*' | tr '=-' '  ' | awk '{print $2, $3}') &&
+        ! printf '%s\n' "${setups[@]}" | grep -qF "$LAB_LAN6_CLIENT" || printf '%s; ' "${setups[@]}")"
+stats=$(h_ctl stats 2>&1) || true
 h_result "masquerade: no helper failure and no warning in offloadd's log" "$(grep -E '^ +HelperFailures +[1-9]' <<<"$stats"; h_daemon_log_problems)"
 h_daemon_stop
 lab_down "$sfx" >/dev/null 2>&1 || true
