@@ -27,7 +27,7 @@ public sealed class RtspHelper : ConntrackHelper
     /// <summary>The class of the client's own RTP and RTCP to the server (paired with the media, so both directions share one mapping).</summary>
     internal const int PairedClass = 1;
 
-    /// <summary>Messages (and interleaved frames) read in one segment; more are passed unread (counted).</summary>
+    /// <summary>Messages read in one segment; more are passed unread (counted).</summary>
     internal const int MaxMessagesPerSegment = 32;
 
     private volatile RtspOptions _options = RtspOptions.Default;
@@ -76,14 +76,11 @@ public sealed class RtspHelper : ConntrackHelper
             return HelperVerdict.Accept;
         }
 
-        for (int read = 0; offset < payload.Length; read++)
+        // Interleaved frames are stepped over at 4 bytes' cost each and do not count against the messages read: a
+        // segment of RTP over the connection holds hundreds of them.
+        int read = 0;
+        while (offset < payload.Length)
         {
-            if (read == MaxMessagesPerSegment)
-            {
-                context.Count(HelperEvent.PartialCommand);
-                break;
-            }
-
             var status = RtspParser.Parse(payload[offset..], out var message);
             if (status is RtspParseStatus.NotRtsp)
             {
@@ -96,9 +93,18 @@ public sealed class RtspHelper : ConntrackHelper
                 break;
             }
 
-            if (status == RtspParseStatus.Ok && HelpMessage(ref context, state, offset, in message) == HelperVerdict.Drop)
+            if (status == RtspParseStatus.Ok)
             {
-                return HelperVerdict.Drop;
+                if (read++ == MaxMessagesPerSegment)
+                {
+                    context.Count(HelperEvent.PartialCommand);
+                    break;
+                }
+
+                if (HelpMessage(ref context, state, offset, in message) == HelperVerdict.Drop)
+                {
+                    return HelperVerdict.Drop;
+                }
             }
 
             long end = (long)offset + message.Length;

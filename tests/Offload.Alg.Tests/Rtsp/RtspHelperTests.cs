@@ -371,6 +371,17 @@ public class RtspHelperTests
     }
 
     [Fact]
+    public void Hundreds_of_interleaved_frames_before_a_request_are_stepped_over()
+    {
+        var control = Control.Masqueraded();
+        var frames = Enumerable.Range(0, 300).SelectMany(i => new byte[] { (byte)'$', (byte)(i % 2), 0, 12 }.Concat(new byte[12]));
+        var hop = control.FromClient([.. frames, .. Ascii(Setup("RTP/AVP;unicast;client_port=5000-5001"))]);
+        Assert.True(hop.Accepted, control.Rig.DropSummary());
+        Assert.Equal(2, control.Rig.Expectations.Count);
+        Assert.Equal(0, control.Rig[EngineCounter.HelperPartialCommand]);
+    }
+
+    [Fact]
     public void A_describe_answer_whose_body_runs_past_the_segment_is_skipped_to_its_end()
     {
         var control = Control.Masqueraded();
