@@ -242,8 +242,10 @@ public sealed class RtspHelper : ConntrackHelper
         {
             announced = earlier.AnnouncedRtp; // the same ports offered again in another spec: one set of pinholes
         }
-        else if (!serverTranslated)
+        else if (!serverTranslated || clientTranslated)
         {
+            // (Both translated is hairpin NAT: the server sees the client at the router's LAN address, where the media
+            // is expected and sent on to the client.)
             var result = ExpectMedia(ref context, ports, clientTranslated, out announced);
             if (result != ExpectResult.Added)
             {

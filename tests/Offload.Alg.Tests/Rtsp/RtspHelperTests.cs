@@ -341,6 +341,37 @@ public class RtspHelperTests
     }
 
     [Fact]
+    public void Through_hairpin_nat_the_servers_media_reaches_the_client()
+    {
+        // A LAN client reaches the LAN server at the public address: DNAT to the server, masqueraded out the LAN.
+        var rig = new RouterRig(
+            [
+                new Offload.Engine.Nat.NatRule
+                {
+                    Action = Offload.Engine.Nat.NatAction.Dnat, DestinationNetwork = A(WanAddress), DestinationPrefixLength = 32, Protocol = IpProtocol.Tcp,
+                    DestinationPortMin = 554, DestinationPortMax = 554, Range = Range(InternalServer, minPort: 554),
+                },
+                new Offload.Engine.Nat.NatRule { Action = Offload.Engine.Nat.NatAction.Masquerade, OutInterface = Lan, SourceNetwork = A("192.168.1.0"), SourcePrefixLength = 24 },
+            ],
+            [.. Offload.Engine.Helpers.HelperBinding.Defaults(new RtspHelper())]);
+        var syn = rig.Live(TcpPacket(Client, 40000, WanAddress, 554, Syn, seq: 100), Lan);
+        Assert.True(syn.Accepted, rig.DropSummary());
+        ushort port = SourcePort(syn.Packet);
+        rig.Live(TcpPacket(InternalServer, 554, LanAddress, port, Syn | Ack, seq: 900, ack: 101), Lan);
+        rig.Live(TcpPacket(Client, 40000, WanAddress, 554, Ack, seq: 101, ack: 901), Lan);
+        var setup = rig.Live(TcpPacket(Client, 40000, WanAddress, 554, Ack | Psh, seq: 101, ack: 901, payload: Ascii(Setup("RTP/AVP;unicast;client_port=5000-5001"))), Lan);
+        Assert.True(setup.Accepted, rig.DropSummary());
+        Assert.Single(rig.Expectations, e => e.Tuple.Destination == A(LanAddress) && e.Tuple.Source == A(InternalServer) && e.Tuple.DestinationPort == 5000);
+        Assert.Equal($"RTP/AVP;unicast;client_port=5000-5001", Transport(PayloadText(setup.Packet)));
+
+        var rtp = rig.Live(UdpPacket(InternalServer, 6970, LanAddress, 5000, new byte[172]), Lan);
+        Assert.True(rtp.Accepted, rig.DropSummary());
+        Assert.Equal(CtInfo.Related, rtp.CtInfo);
+        Assert.Equal(Ip(Client), Destination(rtp.Packet));
+        Assert.Equal((ushort)5000, DestinationPort(rtp.Packet));
+    }
+
+    [Fact]
     public void Two_messages_in_one_segment_are_both_read()
     {
         var control = Control.Masqueraded();
