@@ -54,12 +54,17 @@ rtsp_expectations() { h_ctl expect list >"$1" 2>&1 && grep -qE "^[0-9]+ proto=17
 # in CLIENT_NS playing URL for 10 s of media (its RTP ports from 5000), the router's wan0 captured; checks what
 # arrived and what offloadd held.
 stream() {
-    local name=$1 sns=$2 saddr=$3 cns=$4 url=$5 router=${6:-$LAB_WAN4_ROUTER} out=$H_WORK/$1 server ff rc=0 video audio mid after ip=ip
+    local name=$1 sns=$2 saddr=$3 cns=$4 url=$5 router=${6:-$LAB_WAN4_ROUTER} out=$H_WORK/$1 server ff capture rc=0 video audio mid after ip=ip
     mkdir -p "$out"
     ip netns exec "$sns" "$PY" "$here/rtsp-server.py" "$saddr" 554 >"$out/server.log" 2>&1 &
     server=$!
     h_wait_for 60 grep -q '^ready' "$out/server.log" || h_die "$name: the RTSP server did not start: $(tail -3 "$out/server.log")"
     h_capture_start "$R" wan0 "$out/wan0.pcapng"
+    # What the client received, beside it.
+    ip netns exec "$cns" dumpcap -q -p -s 512 -i eth0 -w "$out/client.pcapng" </dev/null >"$out/client.log" 2>&1 &
+    capture=$!
+    h_wait_for 15 grep -q '^File: ' "$out/client.log" || h_die "$name: dumpcap did not start in $cns"
+    lab_wait_capture "$cns" 1
     timeout 120 ip netns exec "$cns" ffmpeg -nostdin -hide_banner -loglevel error -rtsp_transport udp -min_port 5000 -max_port 5009 \
         -i "$url" -t 10 -f framemd5 "$out/frames.md5" </dev/null >"$out/ffmpeg.log" 2>&1 &
     ff=$!
@@ -69,6 +74,8 @@ stream() {
     h_wait_for 10 no_rtsp_expectations || true
     h_ctl expect list >"$out/expect-after.txt" 2>&1 || true
     h_capture_stop >/dev/null
+    kill -INT "$capture" 2>/dev/null || true
+    wait "$capture" 2>/dev/null || true
     kill "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true
 
@@ -126,6 +133,13 @@ mapfile -t answers < <(transports "$out/wan0.pcapng" "$LAB_WAN4_SERVER")
 read -r -a announced <<<"$(printf '%s\n' "${setups[@]}" | grep -o 'client_port=[0-9]*-[0-9]*' | tr '=-' '  ' | awk '{print $2, $3}' | tr '\n' ' ')"
 h_result "masquerade: the SETUPs that left on the WAN announce the router's ports from offloadd's nat-ports (${announced[*]:-none}), no private address" \
     "$( ((${#setups[@]} >= 2)) && in_nat_ports "${announced[@]}" && ! printf '%s\n' "${setups[@]}" | grep -qF "$LAB_LAN4_PREFIX" || printf '%s; ' "${setups[@]}")"
+# What reached the client: the answers name its own ports again (ffmpeg's, from 5000), never the router's.
+mapfile -t received < <(transports "$out/client.pcapng" "$LAB_WAN4_SERVER")
+read -r -a own <<<"$(printf '%s\n' "${received[@]}" | grep -o 'client_port=[0-9]*-[0-9]*' | tr '=-' '  ' | awk '{print $2, $3}' | tr '\n' ' ')"
+own_ok=1
+for p in "${own[@]}"; do ((p >= 5000 && p <= 5009)) || own_ok=0; done
+h_result "masquerade: the answers the client received name its own ports again (${own[*]:-none})" \
+    "$( ((${#received[@]} >= 2 && ${#own[@]} >= 2 && own_ok)) || printf '%s; ' "${received[@]}")"
 stats=$(h_ctl stats 2>&1) || true
 info "offloadd stats: $(grep -E '^ +(ExpectationsCreated|ConnectionsExpected|PayloadRewrites|Helper[A-Za-z]+|Dropped[A-Za-z]*) +[1-9]' <<<"$stats" | tr -s ' ' | tr '\n' ';')"
 
