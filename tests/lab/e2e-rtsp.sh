@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # offloadd's RTSP helper end to end (issue 12): a GStreamer RTSP server (tests/lab/rtsp-server.py: H.264 video and
 # PCMU audio, RTP over UDP) and ffmpeg as the client, through offloadd with the rtsp helper and no kernel helper (the
-# kernel has none for RTSP). (1) Masquerade: the client behind the router, the server beyond the WAN. (2) Port forward:
-# the server behind the router (a DNAT of TCP 554 at the router's WAN address), the client beyond the WAN. Each time
-# the media arrives (ffmpeg decodes video and audio frames), offloadctl shows the helper's expectations while the
-# stream runs and none after ffmpeg's TEARDOWN, the Transport headers that left on the WAN name the router's ports
-# (from offloadd's nat-ports) and no private address, and the WAN capture holds no LAN-private source and no reset.
-# Then ffmpeg plays the same stream over IPv6 (NAT66), and interleaved (RTP over the RTSP connection), which the
-# helper leaves alone, and
-# offloadd --check is shown to accept the helper's options and refuse a bad one.
-# After the masqueraded stream, probes from the server show that nothing else was opened: datagrams to the announced
-# ports from another port of the server (the pinholes are withdrawn) and to ports never announced reach nothing,
-# while the same datagram from the server's media port (the media flow, still tracked) does.
+# kernel has none for RTSP). (1) Masquerade: the client behind the router, the server beyond the WAN, over IPv4 and
+# IPv6 (NAT66). (2) Port forward: the server behind the router (a DNAT of TCP 554 at the router's WAN address), the
+# client beyond the WAN. Each time the media arrives (ffmpeg decodes video and audio frames), offloadctl shows the
+# helper's expectations while the stream runs and none after ffmpeg's TEARDOWN, the Transport headers that left on
+# the WAN name the router's ports (from offloadd's nat-ports) and no private address (and those the masqueraded client
+# received, its own ports again), and the WAN capture holds no LAN-private source and no reset. After the masqueraded
+# stream, probes from the server show that nothing else was opened: datagrams to the announced ports from another port
+# of the server (the pinholes are withdrawn) and to ports never announced reach nothing, while the same datagram from
+# the server's media port (the media flow, still tracked) does. ffmpeg also plays the stream interleaved (RTP over the
+# RTSP connection), which the helper leaves alone; offloadd --check accepts the helper's options and refuses a bad one.
 #
 # Output and environment: tests/lab/harness.sh (LAB_SUFFIX, default -rp; KEEP_WORK=1).
 # Usage: tests/lab/e2e-rtsp.sh   (as root; builds the Release binaries if they are missing)
