@@ -2,6 +2,7 @@ using Offload.Alg.Amanda;
 using Offload.Alg.Ftp;
 using Offload.Alg.Irc;
 using Offload.Alg.NetbiosNs;
+using Offload.Alg.Rtsp;
 using Offload.Alg.Sane;
 using Offload.Alg.Sip;
 using Offload.Alg.Snmp;
@@ -18,6 +19,7 @@ public static class BuiltInHelpers
         ["amanda"] = _ => new AmandaHelper(),
         ["ftp"] = loose => new FtpHelper(loose),
         ["irc"] = loose => new IrcHelper(loose),
+        ["rtsp"] = _ => new RtspHelper(),
         ["sane"] = _ => new SaneHelper(),
         ["netbios-ns"] = _ => new NetbiosNsHelper(),
         ["sip"] = _ => new SipHelper(),
