@@ -61,7 +61,7 @@ public sealed class RpcHelper : ConntrackHelper
         return context.Protocol == IpProtocol.Tcp && !payload.IsEmpty ? HelpStream(ref context, payload) : HelperVerdict.Accept;
     }
 
-    private static HelperVerdict HelpStream(ref HelperContext context, ReadOnlySpan<byte> payload)
+    private HelperVerdict HelpStream(ref HelperContext context, ReadOnlySpan<byte> payload)
     {
         var state = context.GetState<RpcState>();
         ref var stream = ref context.Direction == ConnDirection.Original ? ref state.Original : ref state.Reply;
@@ -198,7 +198,7 @@ public sealed class RpcHelper : ConntrackHelper
         return HelperVerdict.Accept;
     }
 
-    private static HelperVerdict HelpRecord(ref HelperContext context, ReadOnlySpan<byte> payload, scoped ReadOnlySpan<RpcFragment> fragments, int recordLength)
+    private HelperVerdict HelpRecord(ref HelperContext context, ReadOnlySpan<byte> payload, scoped ReadOnlySpan<RpcFragment> fragments, int recordLength)
     {
         if (fragments.Length == 1)
         {
@@ -215,7 +215,7 @@ public sealed class RpcHelper : ConntrackHelper
         return HelpMessage(ref context, record, fragments);
     }
 
-    private static HelperVerdict HelpMessage(ref HelperContext context, scoped ReadOnlySpan<byte> message, scoped ReadOnlySpan<RpcFragment> fragments)
+    private HelperVerdict HelpMessage(ref HelperContext context, scoped ReadOnlySpan<byte> message, scoped ReadOnlySpan<RpcFragment> fragments)
     {
         if (!RpcParser.TryReadHeader(message, out uint xid, out uint type))
         {
@@ -260,7 +260,7 @@ public sealed class RpcHelper : ConntrackHelper
         return status == RpcStatus.Lookup ? Announce(ref context, message, fragments, in lookup, in reply) : HelperVerdict.Accept;
     }
 
-    private static HelperVerdict Announce(ref HelperContext context, scoped ReadOnlySpan<byte> message, scoped ReadOnlySpan<RpcFragment> fragments, in RpcCall lookup, in RpcReply reply)
+    private HelperVerdict Announce(ref HelperContext context, scoped ReadOnlySpan<byte> message, scoped ReadOnlySpan<RpcFragment> fragments, in RpcCall lookup, in RpcReply reply)
     {
         ushort port = (ushort)reply.Port;
         if (lookup.Lookup == RpcLookup.GetAddr)
@@ -283,6 +283,9 @@ public sealed class RpcHelper : ConntrackHelper
         // The client (as it knows itself) connects, from any port, to the server as it sees it: through a port
         // forward that is the router, and the engine places the port there and sends the connection on.
         var request = context.FromPeer(lookup.Protocol, port);
+        // rpcbind announces itself too (rpcinfo -p looks up the portmapper before its DUMP): a connection to a port
+        // this helper serves is helped like one that came without a lookup.
+        request.Helper = ServesPort(lookup.Protocol, port) ? this : null;
         if (context.Expect(ref request) != ExpectResult.Added)
         {
             context.Count(HelperEvent.ExpectationFailed);
@@ -358,6 +361,20 @@ public sealed class RpcHelper : ConntrackHelper
         }
 
         return context.Rewrite(at, reply.ResultLength, field[..newLength]);
+    }
+
+    private bool ServesPort(byte protocol, ushort port)
+    {
+        var ports = BoundPorts;
+        for (int i = 0; i < ports.Count; i++)
+        {
+            if (ports[i].Protocol == protocol && ports[i].Port == port)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Where a range of the record lies in the payload; false when it straddles two fragments (then it cannot be rewritten in place).</summary>

@@ -296,4 +296,24 @@ public class RpcHelperTests
         Assert.Single(rig.Expectations);
         Assert.Equal(1, rig[EngineCounter.HelperExpectationFailed]);
     }
+
+    [Fact]
+    public void A_lookup_of_the_portmapper_itself_expects_a_connection_the_helper_helps_too()
+    {
+        // rpcinfo -p asks rpcbind where rpcbind listens (GETADDR v4 for program 100000), then connects there for its DUMP.
+        var rig = RpcRig.PortForward();
+        var flow = new RpcTcpFlow(rig, forwarded: true);
+        flow.Call(Record(GetAddrCall(1, "tcp", Portmapper, 2)));
+        flow.Answer(Record(GetAddrReply(1, Universal(InternalServer, 111))));
+        var expectation = Assert.Single(rig.Expectations);
+        Assert.IsType<RpcHelper>(expectation.Helper);
+        ushort placed = expectation.Tuple.DestinationPort;
+
+        // That connection reaches rpcbind, and a lookup made on it is read as on any portmapper connection.
+        var second = new RpcTcpFlow(rig, forwarded: true, clientPort: 40010, serverPort: placed);
+        second.Call(Record(GetPortCall(2)));
+        second.Answer(Record(GetPortReply(2, ServicePort)));
+        Assert.Equal(2, rig[EngineCounter.ExpectationsCreated]);
+        Assert.Equal(1, rig[EngineCounter.ConnectionsExpected]);
+    }
 }

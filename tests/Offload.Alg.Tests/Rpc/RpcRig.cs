@@ -46,24 +46,28 @@ internal sealed class RpcTcpFlow
     private readonly string _client;
     private readonly string _server;
     private readonly ushort _clientPort;
+    private readonly ushort _serverPortAsClientSees;
+    private readonly ushort _serverPort;
     private readonly string _clientAsServerSees;
     private readonly ushort _clientPortAsServerSees;
     private uint _clientSeq = 101;
     private uint _serverSeq = 901;
 
-    public RpcTcpFlow(RouterRig rig, bool forwarded, ushort clientPort = 40000, string? client = null)
+    public RpcTcpFlow(RouterRig rig, bool forwarded, ushort clientPort = 40000, string? client = null, ushort serverPort = 111)
     {
         _rig = rig;
         _forwarded = forwarded;
         _clientPort = clientPort;
         _client = client ?? (forwarded ? Server : Client);
         _server = forwarded ? InternalServer : Server;
-        var syn = FromClient(TcpPacket(_client, _clientPort, forwarded ? WanAddress : Server, 111, Syn, seq: 100));
+        _serverPortAsClientSees = serverPort;
+        var syn = FromClient(TcpPacket(_client, _clientPort, forwarded ? WanAddress : Server, serverPort, Syn, seq: 100));
         Xunit.Assert.True(syn.Accepted, "the SYN passes");
+        _serverPort = DestinationPort(syn.Packet);
         _clientAsServerSees = Source(syn.Packet).ToString();
         _clientPortAsServerSees = SourcePort(syn.Packet);
-        Xunit.Assert.True(FromServer(TcpPacket(_server, 111, _clientAsServerSees, _clientPortAsServerSees, Syn | Ack, seq: 900, ack: 101)).Accepted, "the SYN/ACK passes");
-        Xunit.Assert.True(FromClient(TcpPacket(_client, _clientPort, forwarded ? WanAddress : Server, 111, Ack, seq: 101, ack: 901)).Accepted, "the ACK passes");
+        Xunit.Assert.True(FromServer(TcpPacket(_server, _serverPort, _clientAsServerSees, _clientPortAsServerSees, Syn | Ack, seq: 900, ack: 101)).Accepted, "the SYN/ACK passes");
+        Xunit.Assert.True(FromClient(TcpPacket(_client, _clientPort, forwarded ? WanAddress : Server, serverPort, Ack, seq: 101, ack: 901)).Accepted, "the ACK passes");
     }
 
     /// <summary>The address the client connects to for the server (the router's, when forwarded).</summary>
@@ -78,7 +82,7 @@ internal sealed class RpcTcpFlow
     public Hop Call(byte[] payload, uint? seq = null)
     {
         uint at = seq ?? _clientSeq;
-        var hop = FromClient(TcpPacket(_client, _clientPort, ServerAsClientSees, 111, Ack | Psh, seq: at, ack: _serverSeq, payload: payload));
+        var hop = FromClient(TcpPacket(_client, _clientPort, ServerAsClientSees, _serverPortAsClientSees, Ack | Psh, seq: at, ack: _serverSeq, payload: payload));
         if (seq is null)
         {
             _clientSeq += (uint)payload.Length;
@@ -91,7 +95,7 @@ internal sealed class RpcTcpFlow
     public Hop Answer(byte[] payload, uint? seq = null)
     {
         uint at = seq ?? _serverSeq;
-        var hop = FromServer(TcpPacket(_server, 111, _clientAsServerSees, _clientPortAsServerSees, Ack | Psh, seq: at, ack: _clientSeq, payload: payload));
+        var hop = FromServer(TcpPacket(_server, _serverPort, _clientAsServerSees, _clientPortAsServerSees, Ack | Psh, seq: at, ack: _clientSeq, payload: payload));
         if (seq is null)
         {
             _serverSeq += (uint)payload.Length;
