@@ -20,6 +20,15 @@ public class RpcHelperTests
     private const ushort ServicePort = 2049;
     private const ushort ClientPort = 40000;
 
+    [Fact]
+    public void It_is_the_built_in_rpc_on_tcp_and_udp_111()
+    {
+        var helper = Assert.IsType<RpcHelper>(Offload.Alg.BuiltInHelpers.Create("rpc", loose: false));
+        Assert.Equal("rpc", helper.Name);
+        Assert.Equal([ProtoTcp, ProtoUdp], helper.Protocols);
+        Assert.Equal([(ushort)111], helper.Ports);
+    }
+
     [Theory]
     [InlineData(6)]
     [InlineData(17)]
