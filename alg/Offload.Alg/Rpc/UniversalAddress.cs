@@ -1,6 +1,4 @@
 using System.Buffers.Text;
-using System.Net;
-using System.Net.Sockets;
 using Offload.Alg.Sip;
 
 namespace Offload.Alg.Rpc;
@@ -43,7 +41,7 @@ internal static class UniversalAddress
         var host = text[..high];
         if (host.Contains((byte)':'))
         {
-            if (!TryReadIPv6(host, out address))
+            if (!SipAddressText.TryReadIPv6(host, out address))
             {
                 return false;
             }
@@ -102,37 +100,6 @@ internal static class UniversalAddress
         }
 
         value = (byte)sum;
-        return true;
-    }
-
-    private static bool TryReadIPv6(ReadOnlySpan<byte> text, out InetAddress address)
-    {
-        address = default;
-        if (text.Length is < 2 or > 45)
-        {
-            return false;
-        }
-
-        Span<char> chars = stackalloc char[45];
-        for (int i = 0; i < text.Length; i++)
-        {
-            byte b = text[i];
-            bool hex = (b >= '0' && b <= '9') || ((b | 0x20) >= 'a' && (b | 0x20) <= 'f');
-            if (!hex && b != (byte)':' && b != (byte)'.')
-            {
-                return false; // no zone index (%eth0) or brackets in a universal address
-            }
-
-            chars[i] = (char)b;
-        }
-
-        // Once per answer to an IPv6 lookup, not per packet: the parse's IPAddress is the only allocation.
-        if (!IPAddress.TryParse(chars[..text.Length], out var ip) || ip.AddressFamily != AddressFamily.InterNetworkV6)
-        {
-            return false;
-        }
-
-        address = InetAddress.From(ip);
         return true;
     }
 }
