@@ -10,6 +10,8 @@
 #                 the router and a port of offloadd's nat-ports (the universal address rewritten: rpcbind writes the
 #                 LAN host's own address), and the service is reached only through the expectation; a connection
 #                 to the service without a lookup, or a second one after the lookup's was made, is refused.
+#   helpers mode: the masquerade lookups again with flows: helpers (tests/lab/offloadd-rpc-helpers.yaml): offloadd
+#                 sees only port 111 and, through its ipset sets, the expected service connections.
 #
 # The WAN capture must hold no LAN-private source and no universal address naming the LAN. Then the same lookups
 # go through the kernel's NAT alone (MASQUERADE and the same port forward; the kernel has no RPC helper, and
@@ -140,7 +142,25 @@ h_result "offloadd: nothing counted malformed or partial, no helper failure, no 
 h_daemon_stop
 lab_down "$sfx" >/dev/null 2>&1 || true
 
-# --- 2: the kernel's NAT alone (no RPC helper exists in the kernel) -------------------------------------------------
+# --- 2: offloadd in helpers mode: the kernel's NAT for everything but the portmapper and what it announces --------
+lab_up "$sfx" >/dev/null
+rpc_up "$S"
+h_daemon_start "$R" "$H_REPO/tests/lab/offloadd-rpc-helpers.yaml" --apply-rules || h_die "offloadd did not start: $(tail -5 "$H_DAEMON_LOG")"
+lookup "helpers mode: rpcinfo -T tcp" pass "$C" rpcinfo -T tcp "$LAB_WAN4_SERVER" "$prog" 1
+lookup "helpers mode: rpcinfo -T udp" pass "$C" rpcinfo -T udp "$LAB_WAN4_SERVER" "$prog" 1
+lookup "helpers mode: GETPORT v2 for TCP, then the service" pass "$C" python3 "$peer" getport "$LAB_WAN4_SERVER" "$prog" 1 tcp
+lookup "helpers mode: GETPORT v2 for UDP, then the service" pass "$C" python3 "$peer" getport "$LAB_WAN4_SERVER" "$prog" 1 udp
+stats=$(h_ctl stats 2>&1) || true
+expected=$(grep -E '^ +ConnectionsExpected ' <<<"$stats" | awk '{print $2}' || true)
+h_result "helpers mode: the 4 service connections reached offloadd through its sets as expected connections (${expected:-0})" \
+    "$( ((${expected:-0} == 4)) || echo "expected 4")"
+h_result "helpers mode: nothing counted, no helper failure, no warning in its log" \
+    "$(grep -E '^ +(HelperMalformedCommand|HelperPartialCommand|HelperFailures|HelperRewriteFailed) +[1-9]' <<<"$stats"; h_daemon_log_problems)"
+h_daemon_stop
+ip netns exec "$R" dotnet "$H_OFFLOADCTL" rules remove >/dev/null 2>&1 || true
+lab_down "$sfx" >/dev/null 2>&1 || true
+
+# --- 3: the kernel's NAT alone (no RPC helper exists in the kernel) -------------------------------------------------
 lab_up "$sfx" >/dev/null
 rpc_up "$S"
 rpc_up "$C"
