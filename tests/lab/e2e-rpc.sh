@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # offloadd's RPC portmapper helper end to end (issue 13): Debian's rpcbind and rpcinfo, and a small RPC service
-# (tests/lab/rpc-peer.py, registered with rpcbind for TCP and UDP), through the router with
+# (tests/lab/rpc-peer.py, registered with rpcbind for TCP and UDP, IPv4 and IPv6), through the router with
 # tests/lab/offloadd-rpc.yaml (every flow is offloadd's; no kernel NAT, and the kernel has no RPC helper).
 #
-#   masquerade:   the LAN client asks the WAN server's rpcbind: rpcinfo -p (DUMP), rpcinfo -T tcp|udp (version 4
-#                 GETADDR, then the service's NULL procedure), and version 2 GETPORT (rpc-peer.py getport, as glibc
-#                 and NFS mounts ask); the service connection must arrive as an expected connection.
-#   port forward: a WAN host asks the router's port 111, forwarded to rpcbind on the LAN host: the answers must name
-#                 the router and a port of offloadd's nat-ports (the universal address rewritten: rpcbind writes the
-#                 LAN host's own address), and the service is reached only through the expectation; a connection
-#                 to the service without a lookup, or a second one after the lookup's was made, is refused.
+#   masquerade:   the LAN client asks the WAN server's rpcbind: rpcinfo -p (DUMP), rpcinfo -T tcp|udp|tcp6|udp6
+#                 (version 4 GETADDR, then the service's NULL procedure; IPv6 through NAT66), and version 2 GETPORT
+#                 (rpc-peer.py getport, as glibc and NFS mounts ask); the service connection must arrive as an
+#                 expected connection.
+#   port forward: a WAN host asks the router's port 111 (IPv4 and IPv6), forwarded to rpcbind on the LAN host: the
+#                 answers must name the router and a port of offloadd's nat-ports (the universal address rewritten:
+#                 rpcbind writes the LAN host's own address), and the service is reached only through the
+#                 expectation; a connection to the service without a lookup, or a second one after the lookup's
+#                 was made, is refused.
 #   helpers mode: the masquerade lookups again with flows: helpers (tests/lab/offloadd-rpc-helpers.yaml): offloadd
 #                 sees only port 111 and, through its ipset sets, the expected service connections.
 #
@@ -88,11 +90,13 @@ lookup "masquerade: rpcinfo -T tcp (GETADDR v4 over TCP, then the service over T
 lookup "masquerade: rpcinfo -T udp (GETADDR v4 over UDP, then the service over UDP)" pass "$C" rpcinfo -T udp "$LAB_WAN4_SERVER" "$prog" 1
 lookup "masquerade: GETPORT v2 for TCP, then the service over TCP" pass "$C" python3 "$peer" getport "$LAB_WAN4_SERVER" "$prog" 1 tcp
 lookup "masquerade: GETPORT v2 for UDP, then the service over UDP" pass "$C" python3 "$peer" getport "$LAB_WAN4_SERVER" "$prog" 1 udp
+lookup "masquerade, IPv6 (NAT66): rpcinfo -T tcp6" pass "$C" rpcinfo -T tcp6 "$LAB_WAN6_SERVER" "$prog" 1
+lookup "masquerade, IPv6 (NAT66): rpcinfo -T udp6" pass "$C" rpcinfo -T udp6 "$LAB_WAN6_SERVER" "$prog" 1
 stats=$(h_ctl stats 2>&1) || true
 masq_expected=$(grep -E '^ +ConnectionsExpected ' <<<"$stats" | awk '{print $2}' || true)
 # rpcinfo -p first looks up where rpcbind itself listens (GETADDR for program 100000) and makes its DUMP there.
-h_result "masquerade: each connection after a lookup arrived as an expected connection (${masq_expected:-0} of 5)" \
-    "$( ((${masq_expected:-0} == 5)) || echo "expected 5")"
+h_result "masquerade: each connection after a lookup arrived as an expected connection (${masq_expected:-0} of 7)" \
+    "$( ((${masq_expected:-0} == 7)) || echo "expected 7")"
 
 lookup "port forward: rpcinfo -p at the router lists the LAN host's service" pass "$S" \
     sh -c "rpcinfo -p $LAB_WAN4_ROUTER | grep -E '^ *$prog +1 +udp +$service'"
@@ -100,20 +104,23 @@ lookup "port forward: rpcinfo -T tcp at the router reaches the LAN host's servic
 lookup "port forward: rpcinfo -T udp at the router reaches the LAN host's service" pass "$S" rpcinfo -T udp "$LAB_WAN4_ROUTER" "$prog" 1
 lookup "port forward: GETPORT v2 for TCP at the router, then the service" pass "$S" python3 "$peer" getport "$LAB_WAN4_ROUTER" "$prog" 1 tcp
 lookup "port forward: GETPORT v2 for UDP at the router, then the service" pass "$S" python3 "$peer" getport "$LAB_WAN4_ROUTER" "$prog" 1 udp
+lookup "port forward, IPv6: rpcinfo -T tcp6 at the router reaches the LAN host's service" pass "$S" rpcinfo -T tcp6 "$LAB_WAN6_ROUTER" "$prog" 1
+lookup "port forward, IPv6: rpcinfo -T udp6 at the router reaches the LAN host's service" pass "$S" rpcinfo -T udp6 "$LAB_WAN6_ROUTER" "$prog" 1
 answered=$(grep -c '^answered' "$H_WORK/peer-$C.log" || true)
-h_result "port forward: the LAN host's service answered the 4 calls, from the WAN host ($answered)" \
-    "$( ((answered == 4)) && ! grep '^answered' "$H_WORK/peer-$C.log" | grep -vq " $LAB_WAN4_SERVER\$" || grep '^answered' "$H_WORK/peer-$C.log" | tr '\n' ' ')"
-h_wait_for 15 capture_holds "$H_WORK/wan0.pcapng" 6 || info "the capture holds fewer GETADDR answers than 6"
+h_result "port forward: the LAN host's service answered the 6 calls, from the WAN host ($answered)" \
+    "$( ((answered == 6)) && ! grep '^answered' "$H_WORK/peer-$C.log" | grep -vEq " ($LAB_WAN4_SERVER|$LAB_WAN6_SERVER)\$" || grep '^answered' "$H_WORK/peer-$C.log" | tr '\n' ' ')"
+h_wait_for 15 capture_holds "$H_WORK/wan0.pcapng" 10 || info "the capture holds fewer GETADDR answers than 10"
 h_capture_stop >/dev/null
 
 # What left on the WAN: the masqueraded client's lookups name the server itself; the forwarded ones the router at a
 # port of nat-ports, never the LAN host.
 mapfile -t addrs < <(uaddrs "$H_WORK/wan0.pcapng")
-forwarded=$(printf '%s\n' "${addrs[@]}" | grep -c "^${LAB_WAN4_ROUTER//./\\.}\." || true)
-placed=$(printf '%s\n' "${addrs[@]}" | grep "^${LAB_WAN4_ROUTER//./\\.}\." | awk -F. '{print $5 * 256 + $6}' | sort -u | tr '\n' ' ')
-h_result "WAN: the forwarded GETADDR answers name the router at ports of nat-ports 61000-65535 ($forwarded answers: ${placed:-none})" \
-    "$( ((forwarded == 3)) && for p in $placed; do ((p >= 61000 && p <= 65535)) || echo "$p out of range"; done || echo "${addrs[*]}")"
-h_result "WAN: no universal address names the LAN (${#addrs[@]} answers)" "$(printf '%s\n' "${addrs[@]}" | grep "^192\.0\.2\." || true)"
+at_router="^(${LAB_WAN4_ROUTER//./\\.}|$LAB_WAN6_ROUTER)\.[0-9]+\.[0-9]+\$"
+forwarded=$(printf '%s\n' "${addrs[@]}" | grep -cE "$at_router" || true)
+placed=$(printf '%s\n' "${addrs[@]}" | grep -E "$at_router" | awk -F. '{print $(NF - 1) * 256 + $NF}' | sort -u | tr '\n' ' ')
+h_result "WAN: the forwarded GETADDR answers name the router, IPv4 and IPv6, at ports of nat-ports 61000-65535 ($forwarded answers: ${placed:-none})" \
+    "$( ((forwarded == 5)) && for p in $placed; do ((p >= 61000 && p <= 65535)) || echo "$p out of range"; done || echo "${addrs[*]}")"
+h_result "WAN: no universal address names the LAN (${#addrs[@]} answers)" "$(printf '%s\n' "${addrs[@]}" | grep -E "^(192\.0\.2\.|2001:db8:1:)" || true)"
 getports=$(tshark -n -r "$H_WORK/wan0.pcapng" -Y "portmap.procedure_v2==3 && ip.src==$LAB_WAN4_ROUTER && rpc.msgtyp==1" -T fields -e portmap.port 2>/dev/null | sort -u | tr '\n' ' ')
 h_result "WAN: the forwarded GETPORT answers name ports of nat-ports (${getports:-none})" \
     "$([[ -n $getports ]] && for p in $getports; do ((p >= 61000 && p <= 65535)) || echo "$p out of range"; done || echo none)"
@@ -136,7 +143,7 @@ lookup "port forward: the LAN host's service at its own address is out of reach 
 stats=$(h_ctl stats 2>&1) || true
 info "offloadd stats: $(grep -E '^ +(ExpectationsCreated|ConnectionsExpected|PayloadRewrites|Helper[A-Za-z]+|Dropped[A-Za-z]*) +[1-9]' <<<"$stats" | tr -s ' ' | tr '\n' ';')"
 expected=$(grep -E '^ +ConnectionsExpected ' <<<"$stats" | awk '{print $2}' || true)
-h_result "offloadd: the 10 connections after a lookup were expected ones, and nothing else (${expected:-0})" "$( ((${expected:-0} == 10)) || echo "expected 10")"
+h_result "offloadd: the 14 connections after a lookup were expected ones, and nothing else (${expected:-0})" "$( ((${expected:-0} == 14)) || echo "expected 14")"
 h_result "offloadd: nothing counted malformed or partial, no helper failure, no warning in its log" \
     "$(grep -E '^ +(HelperMalformedCommand|HelperPartialCommand|HelperFailures|HelperRewriteFailed) +[1-9]' <<<"$stats"; h_daemon_log_problems)"
 h_daemon_stop

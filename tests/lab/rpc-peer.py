@@ -5,9 +5,10 @@
   rpc-peer.py getport HOST PROGRAM VERSION tcp|udp
   rpc-peer.py call HOST PORT PROGRAM VERSION tcp|udp
 
-registers PROGRAM/VERSION at PORT for TCP and UDP with the local rpcbind (portmapper version 2 SET, from a
-privileged port on the loopback, as a root-run service does), then answers the NULL procedure on that port over
-UDP and TCP (record marking, RFC 5531 section 11), as rpcinfo -T tcp|udp HOST PROGRAM VERSION calls it. Every
+registers PROGRAM/VERSION at PORT for TCP and UDP, IPv4 and IPv6, with the local rpcbind (portmapper version 2 SET
+from a privileged port on the loopback, as a root-run service does, and rpcbind version 3 SET for tcp6 and udp6),
+then answers the NULL procedure on that port over UDP and TCP (record marking, RFC 5531 section 11), as
+rpcinfo -T tcp|udp|tcp6|udp6 HOST PROGRAM VERSION calls it. Every
 answered call is logged to stdout as "answered PROTO FROM". It unregisters on SIGTERM.
 
 getport asks HOST's portmapper where PROGRAM/VERSION listens with portmapper version 2 GETPORT over UDP (what
@@ -45,6 +46,27 @@ def pmap(proc, prog, vers, proto, port):
             except socket.timeout:
                 continue
             # xid, REPLY, MSG_ACCEPTED, verifier (flavor, empty), SUCCESS, bool
+            return len(reply) >= 28 and struct.unpack(">I", reply[-4:])[0] == 1
+    return False
+
+
+def rpcb_set(prog, vers, netid, port):
+    """rpcbind version 3 SET for an IPv6 netid (tcp6, udp6) at the wildcard address, as libtirpc's rpcb_set does;
+    True when rpcbind said yes (version 2 SET registers IPv4 only)."""
+    def string(text):
+        data = text.encode()
+        return struct.pack(">I", len(data)) + data + b"\0" * (-len(data) % 4)
+
+    call = struct.pack(">IIIIII", 0x5e70 + len(netid), 0, 2, PMAP_PROG, 3, 1) + struct.pack(">IIII", 0, 0, 0, 0)
+    call += struct.pack(">II", prog, vers) + string(netid) + string(f"::.{port >> 8}.{port & 0xff}") + string("superuser")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        for _ in range(10):
+            s.sendto(call, ("127.0.0.1", 111))
+            try:
+                reply = s.recv(512)
+            except socket.timeout:
+                continue
             return len(reply) >= 28 and struct.unpack(">I", reply[-4:])[0] == 1
     return False
 
@@ -181,9 +203,20 @@ def main():
     tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     tcp.bind(("0.0.0.0", port))
     tcp.listen(16)
+    udp6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    udp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    udp6.bind(("::", port))
+    tcp6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    tcp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    tcp6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp6.bind(("::", port))
+    tcp6.listen(16)
     for proto in (6, 17):
         if not pmap(PMAPPROC_SET, prog, vers, proto, port):
             sys.exit(f"rpc-peer: rpcbind refused to register {prog}/{vers} proto {proto} at {port}")
+    for netid in ("tcp6", "udp6"):
+        if not rpcb_set(prog, vers, netid, port):
+            sys.exit(f"rpc-peer: rpcbind refused to register {prog}/{vers} {netid} at {port}")
 
     def stop(*_):
         for proto in (6, 17):
@@ -193,6 +226,8 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     print(f"registered {prog:#x}/{vers} at {port}", flush=True)
     threading.Thread(target=serve_udp, args=(udp,), daemon=True).start()
+    threading.Thread(target=serve_udp, args=(udp6,), daemon=True).start()
+    threading.Thread(target=serve_tcp, args=(tcp6,), daemon=True).start()
     serve_tcp(tcp)
 
 

@@ -211,6 +211,19 @@ public class RpcHelperTests
     }
 
     [Fact]
+    public void An_answer_whose_port_straddles_two_fragments_cannot_be_rewritten_and_is_dropped_with_its_expectation()
+    {
+        var rig = RpcRig.PortForward();
+        var flow = new RpcTcpFlow(rig, forwarded: true);
+        flow.Call(Record(GetPortCall(8)));
+        var reply = GetPortReply(8, ServicePort);
+        var answer = flow.Answer(Record(reply, reply.Length - 2));
+        Assert.False(answer.Accepted);
+        Assert.Equal(1, rig[EngineCounter.HelperRewriteFailed]);
+        Assert.Empty(rig.Expectations);
+    }
+
+    [Fact]
     public void A_record_cut_by_a_segment_boundary_is_counted_and_the_next_record_is_still_read()
     {
         var rig = RpcRig.Masquerade();
