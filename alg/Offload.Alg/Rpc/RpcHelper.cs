@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 
 namespace Offload.Alg.Rpc;
@@ -47,6 +48,24 @@ public sealed class RpcHelper : ConntrackHelper
         Protocols = [IpProtocol.Tcp, IpProtocol.Udp];
         Ports = [DefaultPort];
     }
+
+    /// <summary>Version 1: the remembered lookups (XID, kind, protocol) and each TCP direction's place in the record marking.</summary>
+    public override int StateVersion => 1;
+
+    /// <summary>Writes a connection's lookups and stream places, so that an answer after a restart of the daemon is still read.</summary>
+    public override bool SaveState(object state, IBufferWriter<byte> writer)
+    {
+        if (state is not RpcState rpc)
+        {
+            return false;
+        }
+
+        rpc.Write(writer);
+        return true;
+    }
+
+    /// <summary>Reads what <see cref="SaveState"/> wrote (version 1); null, for a fresh start, for anything else.</summary>
+    public override object? RestoreState(ReadOnlySpan<byte> data, int version) => version == 1 ? RpcState.Read(data) : null;
 
     public override HelperVerdict Help(ref HelperContext context)
     {

@@ -1,3 +1,6 @@
+using System.Buffers;
+using System.Buffers.Binary;
+
 namespace Offload.Alg.Rpc;
 
 /// <summary>
@@ -55,6 +58,58 @@ internal sealed class RpcState
         call = default;
         return false;
     }
+
+    /// <summary>The bytes <see cref="Write"/> writes: the lookups and both streams.</summary>
+    public const int SavedLength = 2 + (MaxPending * 6) + (2 * RpcStream.SavedLength);
+
+    /// <summary>Writes the state for a snapshot of the daemon (<see cref="SavedLength"/> bytes).</summary>
+    public void Write(IBufferWriter<byte> writer)
+    {
+        var span = writer.GetSpan(SavedLength)[..SavedLength];
+        span[0] = (byte)_count;
+        span[1] = (byte)_next;
+        for (int i = 0; i < MaxPending; i++)
+        {
+            var slot = span.Slice(2 + (i * 6), 6);
+            BinaryPrimitives.WriteUInt32BigEndian(slot, _calls[i].Xid);
+            slot[4] = (byte)_calls[i].Lookup;
+            slot[5] = _calls[i].Protocol;
+        }
+
+        Original.Write(span.Slice(2 + (MaxPending * 6), RpcStream.SavedLength));
+        Reply.Write(span.Slice(2 + (MaxPending * 6) + RpcStream.SavedLength, RpcStream.SavedLength));
+        writer.Advance(SavedLength);
+    }
+
+    /// <summary>The state <see cref="Write"/> wrote, or null when the bytes are not such a state.</summary>
+    public static RpcState? Read(ReadOnlySpan<byte> data)
+    {
+        if (data.Length != SavedLength || data[0] > MaxPending || data[1] >= MaxPending)
+        {
+            return null;
+        }
+
+        var state = new RpcState { _count = data[0], _next = data[1] };
+        for (int i = 0; i < state._count; i++)
+        {
+            var slot = data.Slice(2 + (i * 6), 6);
+            var lookup = (RpcLookup)slot[4];
+            if (lookup is not (RpcLookup.GetPort or RpcLookup.GetAddr) || slot[5] is not (6 or 17))
+            {
+                return null;
+            }
+
+            state._calls[i] = new RpcCall(BinaryPrimitives.ReadUInt32BigEndian(slot), lookup, slot[5]);
+        }
+
+        if (!RpcStream.TryRead(data.Slice(2 + (MaxPending * 6), RpcStream.SavedLength), out state.Original)
+            || !RpcStream.TryRead(data.Slice(2 + (MaxPending * 6) + RpcStream.SavedLength, RpcStream.SavedLength), out state.Reply))
+        {
+            return null;
+        }
+
+        return state;
+    }
 }
 
 /// <summary>
@@ -81,6 +136,37 @@ internal struct RpcStream
 
     /// <inheritdoc cref="LastStart"/>
     public bool LastSkip;
+
+    /// <summary>The bytes <see cref="Write"/> writes.</summary>
+    public const int SavedLength = 13;
+
+    public readonly void Write(Span<byte> destination)
+    {
+        destination[0] = (byte)((Known ? 1 : 0) | (SkipRecord ? 2 : 0) | (LastSkip ? 4 : 0));
+        BinaryPrimitives.WriteUInt32BigEndian(destination[1..], NextHeader);
+        BinaryPrimitives.WriteUInt32BigEndian(destination[5..], LastStart);
+        BinaryPrimitives.WriteUInt32BigEndian(destination[9..], LastHeader);
+    }
+
+    public static bool TryRead(ReadOnlySpan<byte> data, out RpcStream stream)
+    {
+        stream = default;
+        if (data.Length != SavedLength || data[0] > 7)
+        {
+            return false;
+        }
+
+        stream = new RpcStream
+        {
+            Known = (data[0] & 1) != 0,
+            SkipRecord = (data[0] & 2) != 0,
+            LastSkip = (data[0] & 4) != 0,
+            NextHeader = BinaryPrimitives.ReadUInt32BigEndian(data[1..]),
+            LastStart = BinaryPrimitives.ReadUInt32BigEndian(data[5..]),
+            LastHeader = BinaryPrimitives.ReadUInt32BigEndian(data[9..]),
+        };
+        return true;
+    }
 }
 
 /// <summary>Where one record-marking fragment lies: its header and body in the segment's payload, and its place in the record.</summary>

@@ -41,7 +41,7 @@ internal static class RpcRig
 /// </summary>
 internal sealed class RpcTcpFlow
 {
-    private readonly RouterRig _rig;
+    private RouterRig _rig;
     private readonly bool _forwarded;
     private readonly string _client;
     private readonly string _server;
@@ -103,6 +103,9 @@ internal sealed class RpcTcpFlow
 
         return hop;
     }
+
+    /// <summary>Goes on through another router (the same one after a restart of its daemon).</summary>
+    public void MoveTo(RouterRig rig) => _rig = rig;
 
     /// <summary>The server's next sequence number, as it numbers its bytes.</summary>
     public uint ServerSeq => _serverSeq;
