@@ -83,55 +83,78 @@ public sealed class RpcHelper : ConntrackHelper
     private HelperVerdict HelpStream(ref HelperContext context, ReadOnlySpan<byte> payload)
     {
         var state = context.GetState<RpcState>();
-        ref var stream = ref context.Direction == ConnDirection.Original ? ref state.Original : ref state.Reply;
+        var stream = context.Direction == ConnDirection.Original ? state.Original : state.Reply;
         uint seq = context.TcpSequence;
-        if (stream.Known && seq == stream.LastStart)
-        {
-            // The last segment again (retransmitted): read it as the first time, so an answer is rewritten alike.
-            stream.NextHeader = stream.LastHeader;
-            stream.SkipRecord = stream.LastSkip;
-        }
-        else if (stream.Known)
+        // A segment read before (retransmitted) is read again from where the stream stood then, so that an answer
+        // is expected and rewritten alike; it does not move the stream, which is already past it.
+        uint header = 0;
+        bool skip = false;
+        bool again = stream.Known && stream.TryRecall(seq, out header, out skip);
+        if (!again)
         {
             int ahead = (int)(stream.NextHeader - seq);
-            if (ahead < 0)
-            {
-                // Bytes before this segment were never seen (a gap): start again at this segment, as a sender that
-                // writes each record at once starts it.
-                context.Count(HelperEvent.PartialCommand);
-                stream.Known = false;
-            }
-            else if (ahead >= payload.Length)
+            if (stream.Known && ahead >= payload.Length)
             {
                 return HelperVerdict.Accept; // inside a fragment being skipped, or old data again
             }
+
+            if (!stream.Known || ahead < 0)
+            {
+                if (stream.Known)
+                {
+                    // Bytes before this segment were never seen (a gap): start again at this segment, as a sender
+                    // that writes each record at once starts it.
+                    context.Count(HelperEvent.PartialCommand);
+                }
+
+                stream.Known = true;
+                stream.NextHeader = seq;
+                stream.SkipRecord = false;
+            }
+
+            header = stream.NextHeader;
+            skip = stream.SkipRecord;
+            stream.Remember(seq, header, skip);
         }
 
-        if (!stream.Known)
+        var verdict = Walk(ref context, payload, (int)(header - seq), ref skip, out int end, out bool lost);
+        if (!again)
         {
-            stream.Known = true;
-            stream.NextHeader = seq;
-            stream.SkipRecord = false;
+            unchecked
+            {
+                stream.NextHeader = seq + (uint)end;
+            }
+
+            stream.SkipRecord = skip;
+            stream.Known = !lost;
         }
 
-        stream.LastStart = seq;
-        stream.LastHeader = stream.NextHeader;
-        stream.LastSkip = stream.SkipRecord;
+        return verdict;
+    }
 
+    /// <summary>
+    /// Reads the records of one segment from <paramref name="offset"/>, a fragment header. <paramref name="skip"/> says
+    /// whether the fragments up to a record's end are skipped, before and after; <paramref name="end"/> is where the
+    /// next fragment header lies (past the segment when the last fragment goes on); <paramref name="lost"/> says that a
+    /// record mark was cut in two, so that the stream's place is unknown. Each step advances by a record mark at least:
+    /// the walk is bounded by the segment's length, whatever the marks say.
+    /// </summary>
+    private HelperVerdict Walk(ref HelperContext context, ReadOnlySpan<byte> payload, int offset, ref bool skip, out int end, out bool lost)
+    {
         Span<RpcFragment> fragments = stackalloc RpcFragment[MaxFragments];
         int count = 0;
         int recordLength = 0;
         bool oversized = false;
         int records = 0;
-        int offset = (int)(stream.NextHeader - seq);
+        lost = false;
         while (offset < payload.Length)
         {
             if (payload.Length - offset < 4)
             {
                 // A record mark cut in two: the next one's place is lost until a segment starts a record again.
                 context.Count(HelperEvent.PartialCommand);
-                stream.Known = false;
-                return HelperVerdict.Accept;
+                lost = true;
+                break;
             }
 
             uint mark = BinaryPrimitives.ReadUInt32BigEndian(payload.Slice(offset, 4));
@@ -142,28 +165,24 @@ public sealed class RpcHelper : ConntrackHelper
             {
                 // The fragment goes on in a later segment: its record is not read (as the kernel's helpers, no
                 // buffering), and the stream keeps its place by the fragment's length.
-                unchecked
-                {
-                    stream.NextHeader = seq + (uint)bodyOffset + (uint)length;
-                }
-
-                if (!stream.SkipRecord && !oversized && recordLength + length <= MaxRecordLength)
+                if (!skip && !oversized && length <= MaxRecordLength - recordLength)
                 {
                     context.Count(HelperEvent.PartialCommand);
                 }
 
-                stream.SkipRecord = !last;
+                skip = !last;
+                end = unchecked(bodyOffset + length); // may wrap: only its low 32 bits matter, as a sequence offset
                 return HelperVerdict.Accept;
             }
 
             offset = bodyOffset + length;
-            if (stream.SkipRecord)
+            if (skip)
             {
-                stream.SkipRecord = !last;
+                skip = !last;
                 continue;
             }
 
-            if (oversized || count == MaxFragments || recordLength + length > MaxRecordLength)
+            if (oversized || count == MaxFragments || length > MaxRecordLength - recordLength)
             {
                 oversized = true; // no lookup is this large: walked, not read
             }
@@ -184,6 +203,7 @@ public sealed class RpcHelper : ConntrackHelper
                 {
                     if (HelpRecord(ref context, payload, fragments[..count], recordLength) == HelperVerdict.Drop)
                     {
+                        end = offset;
                         return HelperVerdict.Drop;
                     }
                 }
@@ -198,12 +218,7 @@ public sealed class RpcHelper : ConntrackHelper
             oversized = false;
         }
 
-        unchecked
-        {
-            stream.NextHeader = seq + (uint)offset;
-        }
-
-        if (count > 0 || oversized)
+        if (!lost && (count > 0 || oversized))
         {
             // The record's last fragment is in a later segment: the rest of it is skipped.
             if (!oversized)
@@ -211,9 +226,10 @@ public sealed class RpcHelper : ConntrackHelper
                 context.Count(HelperEvent.PartialCommand);
             }
 
-            stream.SkipRecord = true;
+            skip = true;
         }
 
+        end = offset;
         return HelperVerdict.Accept;
     }
 

@@ -18,10 +18,10 @@ internal sealed class RpcState
     private int _next;
 
     /// <summary>The client's side of a TCP connection (calls).</summary>
-    public RpcStream Original;
+    public RpcStream Original { get; private set; } = new();
 
     /// <summary>The server's side of a TCP connection (answers).</summary>
-    public RpcStream Reply;
+    public RpcStream Reply { get; private set; } = new();
 
     /// <summary>Remembers a lookup; the same XID again (a retransmitted call) replaces the earlier one.</summary>
     public void Remember(in RpcCall call)
@@ -102,70 +102,120 @@ internal sealed class RpcState
             state._calls[i] = new RpcCall(BinaryPrimitives.ReadUInt32BigEndian(slot), lookup, slot[5]);
         }
 
-        if (!RpcStream.TryRead(data.Slice(2 + (MaxPending * 6), RpcStream.SavedLength), out state.Original)
-            || !RpcStream.TryRead(data.Slice(2 + (MaxPending * 6) + RpcStream.SavedLength, RpcStream.SavedLength), out state.Reply))
+        var original = RpcStream.Read(data.Slice(2 + (MaxPending * 6), RpcStream.SavedLength));
+        var reply = RpcStream.Read(data.Slice(2 + (MaxPending * 6) + RpcStream.SavedLength, RpcStream.SavedLength));
+        if (original is null || reply is null)
         {
             return null;
         }
 
+        state.Original = original;
+        state.Reply = reply;
         return state;
     }
 }
 
 /// <summary>
 /// Where one direction of a TCP connection stands in RFC 5531's record marking, in the sender's sequence numbers:
-/// where the next fragment header starts, and whether the fragments up to the end of the current record are skipped
-/// (the record was cut by a segment boundary, or is too large to be a lookup).
+/// where the next fragment header starts, whether the fragments up to the end of the current record are skipped (the
+/// record was cut by a segment boundary, or is too large to be a lookup), and where the last few segments read started
+/// and stood, so that a retransmitted one is read as it was the first time (the kernel's FTP helper remembers two).
 /// </summary>
-internal struct RpcStream
+internal sealed class RpcStream
 {
+    /// <summary>Segments remembered for their retransmissions.</summary>
+    public const int Recalled = 4;
+
+    private readonly uint[] _starts = new uint[Recalled];
+    private readonly uint[] _headers = new uint[Recalled];
+    private readonly bool[] _skips = new bool[Recalled];
+    private int _count;
+    private int _next;
+
     /// <summary>False until the first segment, and after the stream lost its place (a record mark cut in two, a gap).</summary>
-    public bool Known;
+    public bool Known { get; set; }
 
     /// <summary>The sequence number of the next fragment header.</summary>
-    public uint NextHeader;
+    public uint NextHeader { get; set; }
 
     /// <summary>The fragments until the current record's last one are skipped.</summary>
-    public bool SkipRecord;
+    public bool SkipRecord { get; set; }
 
-    /// <summary>The last segment read: its first sequence number, and where it stood then (to read a retransmission alike).</summary>
-    public uint LastStart;
-
-    /// <inheritdoc cref="LastStart"/>
-    public uint LastHeader;
-
-    /// <inheritdoc cref="LastStart"/>
-    public bool LastSkip;
-
-    /// <summary>The bytes <see cref="Write"/> writes.</summary>
-    public const int SavedLength = 13;
-
-    public readonly void Write(Span<byte> destination)
+    /// <summary>Remembers where a new segment started and where the stream stood at its start.</summary>
+    public void Remember(uint start, uint header, bool skip)
     {
-        destination[0] = (byte)((Known ? 1 : 0) | (SkipRecord ? 2 : 0) | (LastSkip ? 4 : 0));
-        BinaryPrimitives.WriteUInt32BigEndian(destination[1..], NextHeader);
-        BinaryPrimitives.WriteUInt32BigEndian(destination[5..], LastStart);
-        BinaryPrimitives.WriteUInt32BigEndian(destination[9..], LastHeader);
+        _starts[_next] = start;
+        _headers[_next] = header;
+        _skips[_next] = skip;
+        _next = (_next + 1) % Recalled;
+        _count = Math.Min(_count + 1, Recalled);
     }
 
-    public static bool TryRead(ReadOnlySpan<byte> data, out RpcStream stream)
+    /// <summary>Where the stream stood when a segment starting at <paramref name="start"/> was read, if it is remembered.</summary>
+    public bool TryRecall(uint start, out uint header, out bool skip)
     {
-        stream = default;
-        if (data.Length != SavedLength || data[0] > 7)
+        for (int i = 0; i < _count; i++)
         {
-            return false;
+            if (_starts[i] == start)
+            {
+                header = _headers[i];
+                skip = _skips[i];
+                return true;
+            }
         }
 
-        stream = new RpcStream
+        header = 0;
+        skip = false;
+        return false;
+    }
+
+    /// <summary>The bytes <see cref="Write"/> writes.</summary>
+    public const int SavedLength = 7 + (Recalled * 9);
+
+    public void Write(Span<byte> destination)
+    {
+        destination[0] = (byte)((Known ? 1 : 0) | (SkipRecord ? 2 : 0));
+        BinaryPrimitives.WriteUInt32BigEndian(destination[1..], NextHeader);
+        destination[5] = (byte)_count;
+        destination[6] = (byte)_next;
+        for (int i = 0; i < Recalled; i++)
+        {
+            var slot = destination.Slice(7 + (i * 9), 9);
+            BinaryPrimitives.WriteUInt32BigEndian(slot, _starts[i]);
+            BinaryPrimitives.WriteUInt32BigEndian(slot[4..], _headers[i]);
+            slot[8] = _skips[i] ? (byte)1 : (byte)0;
+        }
+    }
+
+    public static RpcStream? Read(ReadOnlySpan<byte> data)
+    {
+        if (data.Length != SavedLength || data[0] > 3 || data[5] > Recalled || data[6] >= Recalled)
+        {
+            return null;
+        }
+
+        var stream = new RpcStream
         {
             Known = (data[0] & 1) != 0,
             SkipRecord = (data[0] & 2) != 0,
-            LastSkip = (data[0] & 4) != 0,
             NextHeader = BinaryPrimitives.ReadUInt32BigEndian(data[1..]),
-            LastStart = BinaryPrimitives.ReadUInt32BigEndian(data[5..]),
-            LastHeader = BinaryPrimitives.ReadUInt32BigEndian(data[9..]),
+            _count = data[5],
+            _next = data[6],
         };
-        return true;
+        for (int i = 0; i < Recalled; i++)
+        {
+            var slot = data.Slice(7 + (i * 9), 9);
+            if (slot[8] > 1)
+            {
+                return null;
+            }
+
+            stream._starts[i] = BinaryPrimitives.ReadUInt32BigEndian(slot);
+            stream._headers[i] = BinaryPrimitives.ReadUInt32BigEndian(slot[4..]);
+            stream._skips[i] = slot[8] == 1;
+        }
+
+        return stream;
     }
 }
 

@@ -256,6 +256,30 @@ public class RpcHelperTests
     }
 
     [Fact]
+    public void An_older_answer_segment_retransmitted_after_a_later_one_is_rewritten_as_the_first_time()
+    {
+        var rig = RpcRig.PortForward();
+        var flow = new RpcTcpFlow(rig, forwarded: true);
+        flow.Call(Concat(Record(GetAddrCall(1, "tcp")), Record(GetAddrCall(2, "udp"))));
+        uint first = flow.ServerSeq;
+        var one = flow.Answer(Record(GetAddrReply(1, Universal(InternalServer, 2049))));
+        var two = flow.Answer(Record(GetAddrReply(2, Universal(InternalServer, 20048))));
+        Assert.True(one.Accepted && two.Accepted, rig.DropSummary());
+
+        var again = flow.Answer(Record(GetAddrReply(1, Universal(InternalServer, 2049))), first);
+        Assert.True(again.Accepted, rig.DropSummary());
+        Assert.Equal(Payload(one.Packet), Payload(again.Packet));
+        Assert.Equal(Seq(one.Packet), Seq(again.Packet));
+
+        // The stream is not moved back: a third answer after them is still read.
+        flow.Call(Record(GetPortCall(3)));
+        var three = flow.Answer(Record(GetPortReply(3, 111)));
+        Assert.True(three.Accepted, rig.DropSummary());
+        Assert.Equal(3, rig.Expectations.Count);
+        Assert.Equal(0, rig[EngineCounter.HelperPartialCommand]);
+    }
+
+    [Fact]
     public void A_universal_address_naming_another_host_opens_nothing_and_is_counted()
     {
         var rig = RpcRig.Masquerade();

@@ -47,7 +47,11 @@ public class RpcStateTests
         var state = new RpcState();
         state.Remember(new RpcCall(7, RpcLookup.GetAddr, 17));
         state.Remember(new RpcCall(8, RpcLookup.GetPort, 6));
-        state.Reply = new RpcStream { Known = true, NextHeader = 0xfffffff0, SkipRecord = true, LastStart = 5, LastHeader = 9, LastSkip = true };
+        state.Reply.Known = true;
+        state.Reply.NextHeader = 0xfffffff0;
+        state.Reply.SkipRecord = true;
+        state.Reply.Remember(5, 9, true);
+        state.Reply.Remember(0xfffffff0, 0xfffffff8, false);
         var writer = new ArrayBufferWriter<byte>();
         Assert.True(helper.SaveState(state, writer));
         var saved = writer.WrittenSpan.ToArray();
@@ -62,7 +66,8 @@ public class RpcStateTests
 
         Assert.Null(helper.RestoreState(saved, 2));
         Assert.Null(helper.RestoreState(saved.AsSpan(1), 1));
-        foreach (int at in new[] { 0, 1, 6, 7, RpcState.SavedLength - 13 })
+        Assert.True(restored.Reply.TryRecall(5, out uint header, out bool skip) && header == 9 && skip);
+        foreach (int at in new[] { 0, 1, 6, 7, RpcState.SavedLength - RpcStream.SavedLength, RpcState.SavedLength - RpcStream.SavedLength + 5, RpcState.SavedLength - 1 })
         {
             var damaged = saved.ToArray();
             damaged[at] = 0xee;
