@@ -26,11 +26,9 @@ import threading
 PMAP_PROG, PMAP_VERS, PMAPPROC_SET, PMAPPROC_UNSET = 100000, 2, 1, 2
 
 
-def pmap(proc, prog, vers, proto, port):
-    """Portmapper v2 SET or UNSET for one transport, to 127.0.0.1:111 over UDP; True when rpcbind said yes."""
-    call = struct.pack(">IIIIII", 0x5e7 + proc + proto, 0, 2, PMAP_PROG, PMAP_VERS, proc)
-    call += struct.pack(">IIII", 0, 0, 0, 0)  # AUTH_NONE credential and verifier
-    call += struct.pack(">IIII", prog, vers, proto, port)
+def ask_rpcbind(call):
+    """Sends a call to the local rpcbind (127.0.0.1:111, UDP, from a privileged port as a root-run service does) until
+    it answers; True when the answer is an accepted, successful "true" (the boolean SET and UNSET return)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for privileged in range(600, 700):
             try:
@@ -50,6 +48,13 @@ def pmap(proc, prog, vers, proto, port):
     return False
 
 
+def pmap(proc, prog, vers, proto, port):
+    """Portmapper v2 SET or UNSET for one transport; True when rpcbind said yes."""
+    call = struct.pack(">IIIIII", 0x5e7 + proc + proto, 0, 2, PMAP_PROG, PMAP_VERS, proc)
+    call += struct.pack(">IIII", 0, 0, 0, 0)  # AUTH_NONE credential and verifier
+    return ask_rpcbind(call + struct.pack(">IIII", prog, vers, proto, port))
+
+
 def rpcb_set(prog, vers, netid, port):
     """rpcbind version 3 SET for an IPv6 netid (tcp6, udp6) at the wildcard address, as libtirpc's rpcb_set does;
     True when rpcbind said yes (version 2 SET registers IPv4 only)."""
@@ -58,17 +63,8 @@ def rpcb_set(prog, vers, netid, port):
         return struct.pack(">I", len(data)) + data + b"\0" * (-len(data) % 4)
 
     call = struct.pack(">IIIIII", 0x5e70 + len(netid), 0, 2, PMAP_PROG, 3, 1) + struct.pack(">IIII", 0, 0, 0, 0)
-    call += struct.pack(">II", prog, vers) + string(netid) + string(f"::.{port >> 8}.{port & 0xff}") + string("superuser")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(2)
-        for _ in range(10):
-            s.sendto(call, ("127.0.0.1", 111))
-            try:
-                reply = s.recv(512)
-            except socket.timeout:
-                continue
-            return len(reply) >= 28 and struct.unpack(">I", reply[-4:])[0] == 1
-    return False
+    uaddr = f"::.{port >> 8}.{port & 0xff}"
+    return ask_rpcbind(call + struct.pack(">II", prog, vers) + string(netid) + string(uaddr) + string("superuser"))
 
 
 def answer(call):
