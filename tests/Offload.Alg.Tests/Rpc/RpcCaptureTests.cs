@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 using Offload.Alg.Rpc;
 using Offload.Engine;
@@ -21,18 +22,8 @@ public class RpcCaptureTests
     private const string WanHost = "198.51.100.2";
     private const string Router = "198.51.100.1";
 
-    private static string Data(string name)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Offload.sln")))
-            {
-                return Path.Combine(dir.FullName, "tests", "data", "rpc", name);
-            }
-        }
-
-        throw new InvalidOperationException("Cannot find the repository root (Offload.sln) above " + AppContext.BaseDirectory);
-    }
+    private static string Data(string file, [CallerFilePath] string here = "") =>
+        Path.GetFullPath(Path.Combine(Path.GetDirectoryName(here)!, "..", "..", "data", "rpc", file));
 
     private static CaptureReplay Replay(bool helper)
     {
