@@ -3,6 +3,7 @@ using Offload.Alg.Ftp;
 using Offload.Alg.Irc;
 using Offload.Alg.NetbiosNs;
 using Offload.Alg.Rtsp;
+using Offload.Alg.Rpc;
 using Offload.Alg.Sane;
 using Offload.Alg.Sip;
 using Offload.Alg.Snmp;
@@ -20,6 +21,7 @@ public static class BuiltInHelpers
         ["ftp"] = loose => new FtpHelper(loose),
         ["irc"] = loose => new IrcHelper(loose),
         ["rtsp"] = _ => new RtspHelper(),
+        ["rpc"] = _ => new RpcHelper(),
         ["sane"] = _ => new SaneHelper(),
         ["netbios-ns"] = _ => new NetbiosNsHelper(),
         ["sip"] = _ => new SipHelper(),

@@ -123,7 +123,8 @@ internal static class SipAddressText
         return true;
     }
 
-    private static bool TryReadIPv6(ReadOnlySpan<byte> text, out InetAddress address)
+    /// <summary>An IPv6 address in any of its text forms (compressed, with an IPv4 tail), without brackets or zone.</summary>
+    public static bool TryReadIPv6(ReadOnlySpan<byte> text, out InetAddress address)
     {
         address = default;
         if (text.Length is < 2 or > 45)
