@@ -1,0 +1,62 @@
+namespace Offload.Alg.H323;
+
+/// <summary>
+/// What a Q.931, H.245 or RAS flow remembers between messages (the kernel's nf_ct_h323_master): per direction, the
+/// signalling port announced and the one the peer was told instead, and the RTP ports of up to
+/// <see cref="RtpChannels"/> logical channels with the router's ports that replaced them, so that a channel announced
+/// again (its RTCP address, an Ack, a repeated OpenLogicalChannel) keeps its port.
+/// </summary>
+internal sealed class H323State
+{
+    /// <summary>Logical channels whose ports are remembered (the kernel's H323_RTP_CHANNEL_MAX).</summary>
+    public const int RtpChannels = 4;
+
+    private readonly ushort[] _signalPorts = new ushort[2];
+    private readonly ushort[] _rtpPorts = new ushort[RtpChannels * 2];
+
+    /// <summary>The signalling port announced in direction <paramref name="direction"/> (0 original, 1 reply); 0 when none.</summary>
+    public ushort SignalPort(int direction) => _signalPorts[direction];
+
+    public void SetSignalPorts(int direction, ushort announced, ushort translated)
+    {
+        _signalPorts[direction] = announced;
+        _signalPorts[1 - direction] = translated;
+    }
+
+    public void ClearSignalPorts() => Array.Clear(_signalPorts);
+
+    /// <summary>
+    /// The slot of the channel whose RTP port <paramref name="rtpPort"/> was announced in <paramref name="direction"/>,
+    /// or of the first free slot (<paramref name="known"/> false); -1 when all are taken by other channels.
+    /// </summary>
+    public int FindRtp(int direction, ushort rtpPort, out bool known)
+    {
+        for (int i = 0; i < RtpChannels; i++)
+        {
+            ushort port = _rtpPorts[(i * 2) + direction];
+            if (port == rtpPort)
+            {
+                known = true;
+                return i;
+            }
+
+            if (port == 0)
+            {
+                known = false;
+                return i;
+            }
+        }
+
+        known = false;
+        return -1;
+    }
+
+    /// <summary>The port that replaced the RTP port of slot <paramref name="slot"/> (announced in <paramref name="direction"/>).</summary>
+    public ushort TranslatedRtp(int slot, int direction) => _rtpPorts[(slot * 2) + 1 - direction];
+
+    public void SetRtp(int slot, int direction, ushort announced, ushort translated)
+    {
+        _rtpPorts[(slot * 2) + direction] = announced;
+        _rtpPorts[(slot * 2) + 1 - direction] = translated;
+    }
+}
