@@ -221,8 +221,12 @@ internal static class PerDecoder
 
                 if (f.IsAddress && tag != H323AddressTag.None)
                 {
-                    // The address and the aligned 16-bit port after it: 6 or 18 bytes in a row (checked by the walk
-                    // that reads the port next; a message cut short there is refused whole).
+                    // The address and the aligned 16-bit port after it: 6 or 18 bytes in a row, all inside the message.
+                    if (r.BitsLeft < (f.Lower + 2) * 8)
+                    {
+                        return PerStatus.Bound;
+                    }
+
                     fx.Add(new H323Found(tag, f.Lower == 4 ? (byte)4 : (byte)6, r.BytePosition, channel, item));
                 }
 
