@@ -26,9 +26,8 @@ internal sealed class H245Helper : ConntrackHelper
         var payload = context.Payload;
         Span<H323Found> room = stackalloc H323Found[H323Actions.MaxFound];
         int offset = 0;
-        for (int read = 0; read < H323Framing.MaxTpktsPerSegment && H323Framing.TryReadTpkt(payload, offset, out int start, out int length); read++)
+        for (int read = 0; read < H323Framing.MaxTpktsPerSegment && H323Framing.NextTpkt(ref context, ref offset, out int start, out int length); read++)
         {
-            offset = start + length;
             var findings = new H323Findings(room);
             var status = PerDecoder.Decode(payload, start, start + length, H323Tables.MultimediaSystemControlMessage, ref findings);
             if (status is not (PerStatus.Ok or PerStatus.Stopped))

@@ -20,6 +20,42 @@ internal static class H323Framing
     /// <summary>Information elements looked at before the User-user one; a message of more is not read.</summary>
     private const int MaxElements = 64;
 
+    /// <summary>
+    /// The next TPKT's contents in the segment, from <paramref name="offset"/> (0 for the first), which moves past it.
+    /// A segment that is a TPKT header alone is remembered, and the next segment of that direction taken as its data
+    /// when it does not start a TPKT itself and holds enough (the kernel's provision for NetMeeting).
+    /// </summary>
+    public static bool NextTpkt(ref HelperContext context, ref int offset, out int start, out int length)
+    {
+        var payload = context.Payload;
+        int direction = H323Actions.DirectionIndex(ref context);
+        bool startsTpkt = payload.Length - offset >= 4 && payload[offset] == 3 && payload[offset + 1] == 0;
+        if (offset == 0 && context.TryGetState<H323State>(out var state))
+        {
+            int pending = state.TakePendingTpkt(direction);
+            if (pending > 0 && !startsTpkt)
+            {
+                start = 0;
+                length = pending;
+                offset = pending;
+                return pending <= payload.Length;
+            }
+        }
+
+        if (TryReadTpkt(payload, offset, out start, out length))
+        {
+            offset = start + length;
+            return true;
+        }
+
+        if (offset == 0 && payload.Length == 4 && startsTpkt && BinaryPrimitives.ReadUInt16BigEndian(payload.Slice(2)) > 4)
+        {
+            context.GetState<H323State>().SetPendingTpkt(direction, BinaryPrimitives.ReadUInt16BigEndian(payload.Slice(2)) - 4);
+        }
+
+        return false;
+    }
+
     /// <summary>The TPKT at <paramref name="offset"/>: its contents' start and length, when it is whole in <paramref name="payload"/>.</summary>
     /// <returns>False when no TPKT starts there or it runs past the segment (split TPKTs are not reassembled).</returns>
     public static bool TryReadTpkt(ReadOnlySpan<byte> payload, int offset, out int dataStart, out int dataLength)

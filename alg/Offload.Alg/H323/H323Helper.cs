@@ -11,8 +11,8 @@ namespace Offload.Alg.H323;
 /// </summary>
 /// <remarks>
 /// Messages are read only once the connection is established both ways, and only whole TPKTs in one segment (as the
-/// kernel; a TPKT header sent alone, as NetMeeting did, is not joined to its data). A message that does not decode is
-/// counted (<see cref="HelperEvent.MalformedCommand"/>) and passed, with the rest of its segment.
+/// kernel, which joins only a TPKT header sent alone to the next segment, as NetMeeting sends them). A message that does
+/// not decode is counted (<see cref="HelperEvent.MalformedCommand"/>) and passed, with the rest of its segment.
 /// </remarks>
 internal sealed class H323Helper : ConntrackHelper
 {
@@ -41,9 +41,8 @@ internal sealed class H323Helper : ConntrackHelper
         var payload = context.Payload;
         Span<H323Found> room = stackalloc H323Found[H323Actions.MaxFound];
         int offset = 0;
-        for (int read = 0; read < H323Framing.MaxTpktsPerSegment && H323Framing.TryReadTpkt(payload, offset, out int start, out int length); read++)
+        for (int read = 0; read < H323Framing.MaxTpktsPerSegment && H323Framing.NextTpkt(ref context, ref offset, out int start, out int length); read++)
         {
-            offset = start + length;
             if (!H323Framing.TryFindUserInformation(payload, start, length, out _, out int uuStart, out int uuLength))
             {
                 context.Count(HelperEvent.MalformedCommand);

@@ -12,6 +12,7 @@ internal sealed class H323State
     public const int RtpChannels = 4;
 
     private readonly ushort[] _signalPorts = new ushort[2];
+    private readonly ushort[] _pendingTpkt = new ushort[2];
     private readonly ushort[] _rtpPorts = new ushort[RtpChannels * 2];
 
     /// <summary>The signalling port announced in direction <paramref name="direction"/> (0 original, 1 reply); 0 when none.</summary>
@@ -24,6 +25,19 @@ internal sealed class H323State
     }
 
     public void ClearSignalPorts() => Array.Clear(_signalPorts);
+
+    /// <summary>
+    /// The length of the TPKT data announced by a header that came alone in the last segment of
+    /// <paramref name="direction"/> (NetMeeting sends them apart), 0 when none; taking it forgets it.
+    /// </summary>
+    public int TakePendingTpkt(int direction)
+    {
+        int length = _pendingTpkt[direction];
+        _pendingTpkt[direction] = 0;
+        return length;
+    }
+
+    public void SetPendingTpkt(int direction, int length) => _pendingTpkt[direction] = (ushort)length;
 
     /// <summary>
     /// The slot of the channel whose RTP port <paramref name="rtpPort"/> was announced in <paramref name="direction"/>,

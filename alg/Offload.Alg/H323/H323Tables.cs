@@ -295,7 +295,8 @@ internal static class H323Tables
         TransportAddress.With(O), // alternativeAddress: call forwarding is not followed
         AliasList,
         Octets("conferenceID", 16, O),
-        Choice("reason", 2, 4, E, Null("routeCallToGatekeeper"), Null("callForwarded"), Null("routeCallToMC"), Null("undefinedReason")),
+        // A forwarded call's Facility is not followed, and (as the kernel) its h245Address and fastStart are not read.
+        Choice("reason", 2, 4, E, Null("routeCallToGatekeeper"), Null("callForwarded", PerFlags.Stop), Null("routeCallToMC"), Null("undefinedReason")),
         Skipped, Skipped, Skipped, Skipped, Skipped, Skipped, // callIdentifier .. conferences
         Transport(H323AddressTag.H245Address),
         FastStart);

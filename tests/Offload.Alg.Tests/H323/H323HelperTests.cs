@@ -230,4 +230,36 @@ public class H323HelperTests
 
         Assert.Contains(rig.Expectations, e => e.Tuple.Protocol == IpProtocol.Udp && e.Tuple.DestinationPort == 9000 && e.Tuple.Destination == A(Server));
     }
+
+    [Fact]
+    public void A_tpkt_header_sent_alone_is_joined_to_the_next_segment_as_netmeeting_sends_them()
+    {
+        var rig = Masquerading(new H323Helper());
+        var call = new TcpFlow(rig, fromLan: true, Client, 40000, Server, 1720);
+        var (setup, offsets) = Q931(SetupType, Setup(h245: At(Client, CallerH245)));
+
+        Assert.Equal(setup[..4], Payload(call.OpenerSends(setup[..4]).Packet));
+        var data = call.OpenerSends(setup[4..]);
+
+        Assert.Equal(WanAddress, AddressAt(data.Packet, offsets[0] - 4, out _));
+        Assert.Single(rig.Expectations);
+    }
+
+    [Fact]
+    public void A_facility_for_a_forwarded_call_is_not_followed_and_another_facilitys_h245_address_is()
+    {
+        var (rig, call, _, _) = CallOut();
+        int before = rig.Expectations.Count;
+
+        var (forwarded, forwardedOffsets) = Q931(FacilityType, Facility(1, At(Client, 5100)));
+        var hop = call.OpenerSends(forwarded);
+        Assert.Equal(forwarded, Payload(hop.Packet));
+        Assert.Equal(before, rig.Expectations.Count);
+        Assert.Equal(Client, AddressAt(hop.Packet, forwardedOffsets[0], out _));
+
+        var (undefined, offsets) = Q931(FacilityType, Facility(3, At(Client, 5100)));
+        hop = call.OpenerSends(undefined);
+        Assert.Equal(WanAddress, AddressAt(hop.Packet, offsets[0], out _));
+        Assert.Equal(before + 1, rig.Expectations.Count);
+    }
 }

@@ -31,6 +31,7 @@ internal static class H323Messages
 
     public const byte SetupType = 0x05;
     public const byte ConnectType = 0x07;
+    public const byte FacilityType = 0x62;
 
     private static PerWriter Oid(PerWriter w, byte[] contents) => w.Length(contents.Length).Bytes(contents);
 
@@ -207,6 +208,20 @@ internal static class H323Messages
 
         body.Open(new PerWriter().Bit(false)).Open(new PerWriter().Bit(false));
         return UserInformationTail(body, tunnelled is not null, tunnelled);
+    }
+
+    /// <summary>H323-UserInformation with a Facility: its reason (1 callForwarded, 3 undefinedReason) and an h245Address.</summary>
+    public static PerWriter Facility(int reason, (string Address, ushort Port) h245)
+    {
+        var body = UserInformationHead(6).Bit(true).Bits(0, 3);
+        Oid(body, H225ProtocolId);
+        body.Bit(false).Bits((uint)reason, 2);
+
+        // Extensions: callIdentifier(0), h245Address(6).
+        body.Extensions(true, false, false, false, false, false, true);
+        body.Open(new PerWriter().Bit(false).Bytes(ConferenceId));
+        body.Open(TransportAddress(new PerWriter(), h245.Address, h245.Port));
+        return UserInformationTail(body, tunnelling: false);
     }
 
     private static PerWriter FastStart(Channel[] channels)
