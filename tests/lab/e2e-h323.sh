@@ -34,10 +34,14 @@ R=$(lab_ns router "$sfx")
 S=$(lab_ns server "$sfx")
 started=$SECONDS
 
-# call NAME : registration, call, H.245 and media through the router as it is set up now; captures wan0.
+# call NAME : registration, call, H.245 and media through the router as it is set up now; captures wan0, and both
+# router interfaces in one file (router.pcapng, for the replay).
 call() {
-    local name=$1 out=$H_WORK/$1 callee rc_caller=0 rc_callee=0
+    local name=$1 out=$H_WORK/$1 callee rc_caller=0 rc_callee=0 both
     mkdir -p "$out"
+    ip netns exec "$R" dumpcap -q -i lan0 -i wan0 -w "$out/router.pcapng" </dev/null >"$out/router.log" 2>&1 &
+    both=$!
+    h_wait_for 15 grep -q '^File: ' "$out/router.log"
     h_capture_start "$R" wan0 "$out/wan0.pcapng"
     timeout 90 ip netns exec "$S" python3 "$peer" callee --ip "$LAB_WAN4_SERVER" --out "$out/callee.json" \
         </dev/null >"$out/callee.log" 2>&1 &
@@ -47,6 +51,8 @@ call() {
         --out "$out/caller.json" </dev/null >"$out/caller.log" 2>&1 || rc_caller=$?
     wait "$callee" || rc_callee=$?
     h_capture_stop >/dev/null
+    kill -INT "$both" 2>/dev/null || true
+    wait "$both" 2>/dev/null || true
     h_result "$name: both endpoints complete registration, call, H.245 and media (exit 0)" \
         "$( ((rc_caller == 0 && rc_callee == 0)) || echo "caller $rc_caller, callee $rc_callee: $(tail -c 300 "$out/caller.log" "$out/callee.log" | tr '\n' ' ')")"
     [[ -s $out/caller.json && -s $out/callee.json ]] || return 0
@@ -134,6 +140,15 @@ PY
     done <"$H_WORK/compare.txt"
 else
     not_ok "the callee's messages through the kernel and through offloadd can be compared" "a run left no record"
+fi
+# --- 4: the kernel's recording replayed through our engine (no nat-ports: it follows the kernel's port choices) ------
+if [[ -s $H_WORK/kernel/router.pcapng ]]; then
+    rc=0
+    dotnet "$H_OFFLOADCTL" replay --config "$H_REPO/tests/data/h323/lab.yaml" --compare "$H_WORK/kernel/router.pcapng" \
+        "$H_WORK/kernel/router.pcapng" "$H_WORK/replayed.pcapng" >"$H_WORK/replay.txt" 2>&1 || rc=$?
+    h_result "the kernel's recording (RAS, Q.931, H.245, RTP) replayed through our helpers leaves the router as the kernel sent it: $(tail -1 "$H_WORK/replay.txt")" \
+        "$( ((rc == 0)) || head -20 "$H_WORK/replay.txt" | tr '\n' ' ')"
+    [[ -z ${RECORD_TO-} ]] || cp "$H_WORK/kernel/router.pcapng" "$RECORD_TO"
 fi
 info "runtime $((SECONDS - started)) s"
 h_finish

@@ -122,6 +122,11 @@ internal static class H323Actions
         ushort rtcpPort = (ushort)(port | 1);
         if (!SenderTranslated(ref context))
         {
+            if (ExpectSymmetric(ref context, address, rtpPort))
+            {
+                return HelperVerdict.Accept;
+            }
+
             var rtp = context.FromPeer(IpProtocol.Udp, rtpPort);
             var rtcp = context.FromPeer(IpProtocol.Udp, rtcpPort);
             return context.Expect(ref rtp) == ExpectResult.Added && context.Expect(ref rtcp) == ExpectResult.Added
@@ -178,6 +183,57 @@ internal static class H323Actions
 
         state.SetRtp(slot, direction, rtpPort, translated);
         return HelperVerdict.Accept;
+    }
+
+    /// <summary>
+    /// The untranslated side announces its media: the translated side's RTP and RTCP to it, from the ports that side
+    /// announced on this connection, are expected to leave from the router's ports the peer was told, so that media
+    /// stays symmetric whichever side sends first (the kernel keeps the announced ports at the router and needs no such
+    /// pairing; offloadd's ports at the router come from its nat-ports). Each remembered channel whose port moved is
+    /// paired (one, as a rule), instead of the kernel's expectation from any port of the translated side, which would
+    /// overlap these.
+    /// </summary>
+    /// <returns>True when a channel was paired.</returns>
+    private static bool ExpectSymmetric(ref HelperContext context, InetAddress address, ushort rtpPort)
+    {
+        if (!context.IsNatted || !context.TryGetState<H323State>(out var state))
+        {
+            return false;
+        }
+
+        bool paired = false;
+        int translatedSide = 1 - DirectionIndex(ref context);
+        for (int slot = 0; slot < H323State.RtpChannels && state.TryGetRtp(slot, translatedSide, out ushort announced, out ushort translated); slot++)
+        {
+            if (announced == translated || translated == ushort.MaxValue)
+            {
+                continue; // the port is kept at the router: the peer's packets and the side's own meet on one flow anyway
+            }
+
+            paired = true;
+            for (int rtcp = 0; rtcp < 2; rtcp++)
+            {
+                var request = new ExpectationRequest
+                {
+                    Protocol = IpProtocol.Udp,
+                    Source = context.OtherTuple.Source, // the translated side as it knows itself
+                    SourcePrefixLength = context.Family == 4 ? 32 : 128,
+                    SourcePort = (ushort)(announced + rtcp),
+                    MatchSourcePort = true,
+                    Destination = address,
+                    DestinationPort = (ushort)(rtpPort + rtcp),
+                    Nat = ExpectationNat.Source,
+                    NatAddress = context.Tuple.Destination, // the router's address, where the peer sends
+                    NatPort = (ushort)(translated + rtcp),
+                };
+                if (context.Expect(ref request) != ExpectResult.Added)
+                {
+                    context.Count(HelperEvent.ExpectationFailed); // the media may still flow, from another port
+                }
+            }
+        }
+
+        return paired;
     }
 
     /// <summary>A T.120 address (a separate LAN stack): TCP connections from the peer, any number of them (permanent).</summary>

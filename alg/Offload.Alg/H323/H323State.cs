@@ -68,6 +68,14 @@ internal sealed class H323State
     /// <summary>The port that replaced the RTP port of slot <paramref name="slot"/> (announced in <paramref name="direction"/>).</summary>
     public ushort TranslatedRtp(int slot, int direction) => _rtpPorts[(slot * 2) + 1 - direction];
 
+    /// <summary>The RTP port slot <paramref name="slot"/> remembers as announced in <paramref name="direction"/>, and the router's port that replaced it.</summary>
+    public bool TryGetRtp(int slot, int direction, out ushort announced, out ushort translated)
+    {
+        announced = _rtpPorts[(slot * 2) + direction];
+        translated = _rtpPorts[(slot * 2) + 1 - direction];
+        return announced != 0;
+    }
+
     public void SetRtp(int slot, int direction, ushort announced, ushort translated)
     {
         _rtpPorts[(slot * 2) + direction] = announced;

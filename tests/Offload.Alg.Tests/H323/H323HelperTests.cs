@@ -262,4 +262,27 @@ public class H323HelperTests
         Assert.Equal(WanAddress, AddressAt(hop.Packet, offsets[0], out _));
         Assert.Equal(before + 1, rig.Expectations.Count);
     }
+
+    [Fact]
+    public void When_the_callers_rtp_port_moved_its_own_rtp_to_the_callee_leaves_from_the_port_the_callee_was_told()
+    {
+        var rig = Masquerading(new H323Helper());
+        var first = new TcpFlow(rig, fromLan: true, Client2, 40001, Server, 1720);
+        var (taken, _) = Q931(SetupType, Setup(fastStart: [new Channel(1, ReverseMedia: At(Client2, CallerRtp), ReverseControl: At(Client2, CallerRtp + 1))]));
+        Assert.True(first.OpenerSends(taken).Accepted);
+        var call = new TcpFlow(rig, fromLan: true, Client, 40000, Server, 1720);
+        var (setup, offsets) = Q931(SetupType, Setup(fastStart: [new Channel(1, ReverseMedia: At(Client, CallerRtp), ReverseControl: At(Client, CallerRtp + 1))]));
+        AddressAt(call.OpenerSends(setup).Packet, offsets[0], out ushort told);
+        Assert.NotEqual(CallerRtp, told);
+        var (connect, _) = Q931(ConnectType, Connect(fastStart: [new Channel(1, ReverseMedia: At(Server, 8000), ReverseControl: At(Server, 8001))]));
+        Assert.True(call.AnswererSends(connect).Accepted);
+
+        // The caller sends first: its RTP leaves from the port the callee was told, and the callee's then meets it.
+        var rtp = rig.Out(UdpPacket(Client, CallerRtp, Server, 8000, [0x80, 0, 0, 1]));
+        Assert.True(rtp.Accepted, rig.DropSummary());
+        Assert.Equal((Ip(WanAddress), told), (Source(rtp.Packet), SourcePort(rtp.Packet)));
+        var back = rig.In(UdpPacket(Server, 8000, WanAddress, told, [0x80, 0, 0, 2]));
+        Assert.True(back.Accepted, rig.DropSummary());
+        Assert.Equal((Ip(Client), CallerRtp), (Destination(back.Packet), DestinationPort(back.Packet)));
+    }
 }
