@@ -50,6 +50,9 @@ call() {
     timeout 90 ip netns exec "$C" python3 "$peer" caller --ip "$LAB_LAN4_CLIENT" --callee "$LAB_WAN4_SERVER" \
         --out "$out/caller.json" </dev/null >"$out/caller.log" 2>&1 || rc_caller=$?
     wait "$callee" || rc_callee=$?
+    # Both ends have closed: let the last FIN and ACK cross the router before the captures stop.
+    h_wait_for 10 bash -c "[[ -z \$(ip netns exec '$C' ss -Htan state fin-wait-1 state last-ack state closing; ip netns exec '$S' ss -Htan state fin-wait-1 state last-ack state closing) ]]" || true
+    sleep 0.5
     h_capture_stop >/dev/null
     kill -INT "$both" 2>/dev/null || true
     wait "$both" 2>/dev/null || true
