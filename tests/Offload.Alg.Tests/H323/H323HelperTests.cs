@@ -285,4 +285,25 @@ public class H323HelperTests
         Assert.True(back.Accepted, rig.DropSummary());
         Assert.Equal((Ip(Client), CallerRtp), (Destination(back.Packet), DestinationPort(back.Packet)));
     }
+
+    [Fact]
+    public void An_ipv6_setup_through_nat66_names_the_routers_ipv6_address_and_its_media_arrives_related()
+    {
+        var rig = Masquerading(new H323Helper());
+        var call = new TcpFlow(rig, fromLan: true, Client6, 40000, Server6, 1720);
+        var (setup, offsets) = Q931(SetupType, Setup(
+            h245: At(Client6, CallerH245),
+            fastStart: [new Channel(1, ReverseMedia: At(Client6, CallerRtp), ReverseControl: At(Client6, CallerRtp + 1))]));
+
+        var hop = call.OpenerSends(setup);
+
+        Assert.True(hop.Accepted, rig.DropSummary());
+        AssertValid(hop.Packet);
+        var payload = Payload(hop.Packet);
+        Assert.Equal(setup.Length, payload.Length);
+        Assert.All(offsets, o => Assert.Equal(Ip(WanAddress6), new IPAddress(payload.AsSpan(o, 16))));
+        var rtp = rig.In(UdpPacket(Server6, 7000, WanAddress6, CallerRtp, [0x80, 0, 0, 1]));
+        Assert.Equal(CtInfo.Related, rtp.CtInfo);
+        Assert.Equal((Ip(Client6), CallerRtp), (Destination(rtp.Packet), DestinationPort(rtp.Packet)));
+    }
 }
