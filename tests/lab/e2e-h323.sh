@@ -92,20 +92,23 @@ PY
     done <"$out/checks.txt"
 }
 
-# --- 1: offloadd in the router --------------------------------------------------------------------------------
-lab_up "$sfx" >/dev/null
-h_daemon_start "$R" "$H_REPO/tests/lab/offloadd-h323.yaml" --apply-rules || h_die "offloadd did not start: $(tail -5 "$H_DAEMON_LOG")"
+# --- 1: offloadd in the router: every flow (offloadd-h323.yaml), then only the helpers' (offloadd-h323-helpers.yaml) --
 h_on_exit "ip netns exec '$R' dotnet '$H_OFFLOADCTL' rules remove >/dev/null 2>&1"
-kernel_rules=$({ ip netns exec "$R" iptables-save && ip netns exec "$R" ip6tables-save; } | grep -E -- '--helper|MASQUERADE|SNAT|DNAT' | grep -v -- '^-A OFFLOAD-NAT-' || true)
-h_result "router: offloadd started with the h323 and h323-ras helpers; no kernel NAT and no kernel helper rules" "$kernel_rules"
-call offloadd
-stats=$(h_ctl stats 2>&1) || true
-info "offloadd stats: $(grep -E '^ +(ExpectationsCreated|ConnectionsExpected|PayloadRewrites|Helper[A-Za-z]+|Dropped[A-Za-z]*) +[1-9]' <<<"$stats" | tr -s ' ' | tr '\n' ';')"
-expected=$(grep -E '^ +ConnectionsExpected ' <<<"$stats" | awk '{print $2}' || true)
-h_result "offloadd: the gatekeeper's call, H.245, RTP and RTCP came in as expected connections ($expected)" "$( ((${expected:-0} >= 4)) || echo "too few")"
-h_result "offloadd: no helper failure and no warning in its log" "$(grep -E '^ +HelperFailures +[1-9]' <<<"$stats"; h_daemon_log_problems)"
-h_daemon_stop
-lab_down "$sfx" >/dev/null 2>&1 || true
+for run in offloadd offloadd-helpers; do
+    lab_up "$sfx" >/dev/null
+    config=$H_REPO/tests/lab/${run/offloadd/offloadd-h323}.yaml
+    h_daemon_start "$R" "$config" --apply-rules --state "$H_WORK/$run.state" || h_die "offloadd did not start: $(tail -5 "$H_DAEMON_LOG")"
+    kernel_helpers=$({ ip netns exec "$R" iptables-save && ip netns exec "$R" ip6tables-save; } | grep -E -- '--helper' || true)
+    h_result "$run: offloadd started with the h323 and h323-ras helpers ($(basename "$config")); no kernel helper rules" "$kernel_helpers"
+    call "$run"
+    stats=$(h_ctl stats 2>&1) || true
+    info "$run stats: $(grep -E '^ +(ExpectationsCreated|ConnectionsExpected|PayloadRewrites|Helper[A-Za-z]+|Dropped[A-Za-z]*) +[1-9]' <<<"$stats" | tr -s ' ' | tr '\n' ';')"
+    expected=$(grep -E '^ +ConnectionsExpected ' <<<"$stats" | awk '{print $2}' || true)
+    h_result "$run: the gatekeeper's call, H.245, RTP and RTCP came in as expected connections ($expected)" "$( ((${expected:-0} >= 4)) || echo "too few")"
+    h_result "$run: no helper failure and no warning in its log" "$(grep -E '^ +HelperFailures +[1-9]' <<<"$stats"; h_daemon_log_problems)"
+    h_daemon_stop
+    lab_down "$sfx" >/dev/null 2>&1 || true
+done
 
 # --- 2: the same traffic through the kernel's MASQUERADE and its H.323 helpers (nf_conntrack_h323, nf_nat_h323) ----
 lab_up "$sfx" >/dev/null
