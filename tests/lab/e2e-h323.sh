@@ -105,6 +105,7 @@ for run in offloadd offloadd-helpers; do
     info "$run stats: $(grep -E '^ +(ExpectationsCreated|ConnectionsExpected|PayloadRewrites|Helper[A-Za-z]+|Dropped[A-Za-z]*) +[1-9]' <<<"$stats" | tr -s ' ' | tr '\n' ';')"
     expected=$(grep -E '^ +ConnectionsExpected ' <<<"$stats" | awk '{print $2}' || true)
     h_result "$run: the gatekeeper's call, H.245, RTP and RTCP came in as expected connections ($expected)" "$( ((${expected:-0} >= 4)) || echo "too few")"
+    [[ $run != offloadd ]] || expected_offloadd=$expected
     h_result "$run: no helper failure and no warning in its log" "$(grep -E '^ +HelperFailures +[1-9]' <<<"$stats"; h_daemon_log_problems)"
     h_daemon_stop
     lab_down "$sfx" >/dev/null 2>&1 || true
@@ -116,6 +117,13 @@ lab_kernel_nat "$sfx"
 ip netns exec "$R" iptables -t raw -A PREROUTING -p tcp --dport 1720 -j CT --helper Q.931
 ip netns exec "$R" iptables -t raw -A PREROUTING -p udp --dport 1719 -j CT --helper RAS
 call kernel
+# The kernel's count of connections created from expectations (expect_new, per CPU, in the router's namespace).
+kernel_expected=$(ip netns exec "$R" python3 -c '
+rows = [line.split() for line in open("/proc/net/stat/nf_conntrack")]
+column = rows[0].index("expect_new")
+print(sum(int(row[column], 16) for row in rows[1:]))')
+h_result "the same connections came in as expected through the kernel ($kernel_expected) and through offloadd (${expected_offloadd:-none})" \
+    "$([[ $kernel_expected == "${expected_offloadd:-}" ]] || echo differ)"
 
 # --- 3: what the callee received through each NAT: the same bytes, the ports each NAT placed aside -------------------
 if [[ -s $H_WORK/kernel/callee.json && -s $H_WORK/offloadd/callee.json ]]; then
