@@ -1,3 +1,4 @@
+using System.Buffers;
 namespace Offload.Alg.H323;
 
 /// <summary>
@@ -15,6 +16,12 @@ internal sealed class H245Helper : ConntrackHelper
         : base("h245", DefaultPolicy)
     {
     }
+
+    public override int StateVersion => H323State.Version;
+
+    public override bool SaveState(object state, IBufferWriter<byte> writer) => H323State.Save(state, writer);
+
+    public override object? RestoreState(ReadOnlySpan<byte> data, int version) => H323State.Restore(data, version);
 
     public override HelperVerdict Help(ref HelperContext context)
     {

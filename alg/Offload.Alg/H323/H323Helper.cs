@@ -1,3 +1,4 @@
+using System.Buffers;
 namespace Offload.Alg.H323;
 
 /// <summary>
@@ -30,6 +31,12 @@ internal sealed class H323Helper : ConntrackHelper
 
     /// <summary>The helper of the H.245 connections this one's messages announce.</summary>
     internal H245Helper H245 { get; }
+
+    public override int StateVersion => H323State.Version;
+
+    public override bool SaveState(object state, IBufferWriter<byte> writer) => H323State.Save(state, writer);
+
+    public override object? RestoreState(ReadOnlySpan<byte> data, int version) => H323State.Restore(data, version);
 
     public override HelperVerdict Help(ref HelperContext context)
     {

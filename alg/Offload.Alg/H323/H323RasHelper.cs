@@ -1,3 +1,4 @@
+using System.Buffers;
 using Ras = Offload.Alg.H323.H323Tables.Ras;
 
 namespace Offload.Alg.H323;
@@ -30,6 +31,12 @@ internal sealed class H323RasHelper : ConntrackHelper
 
     /// <summary>The call signalling helper given to the calls a registration expects.</summary>
     internal H323Helper Calls { get; }
+
+    public override int StateVersion => H323State.Version;
+
+    public override bool SaveState(object state, IBufferWriter<byte> writer) => H323State.Save(state, writer);
+
+    public override object? RestoreState(ReadOnlySpan<byte> data, int version) => H323State.Restore(data, version);
 
     public override HelperVerdict Help(ref HelperContext context)
     {

@@ -1,3 +1,6 @@
+using System.Buffers;
+using System.Buffers.Binary;
+
 namespace Offload.Alg.H323;
 
 /// <summary>
@@ -10,6 +13,12 @@ internal sealed class H323State
 {
     /// <summary>Logical channels whose ports are remembered (the kernel's H323_RTP_CHANNEL_MAX).</summary>
     public const int RtpChannels = 4;
+
+    /// <summary>The version of what <see cref="Save"/> writes (the helpers' <see cref="ConntrackHelper.StateVersion"/>).</summary>
+    public const int Version = 1;
+
+    /// <summary>The saved form's length: the signalling ports and the RTP ports, 16 bits each.</summary>
+    private const int SavedLength = (2 + (RtpChannels * 2)) * 2;
 
     private readonly ushort[] _signalPorts = new ushort[2];
     private readonly ushort[] _pendingTpkt = new ushort[2];
@@ -80,5 +89,50 @@ internal sealed class H323State
     {
         _rtpPorts[(slot * 2) + direction] = announced;
         _rtpPorts[(slot * 2) + 1 - direction] = translated;
+    }
+
+    /// <summary>
+    /// Writes the ports remembered (a TPKT header waiting for its data is not: the daemon restarted in between), so that
+    /// a channel announced again after a restart keeps its port at the router.
+    /// </summary>
+    public static bool Save(object state, IBufferWriter<byte> writer)
+    {
+        if (state is not H323State h323)
+        {
+            return false;
+        }
+
+        var span = writer.GetSpan(SavedLength);
+        int at = 0;
+        foreach (ushort port in h323._signalPorts.Concat(h323._rtpPorts))
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(span.Slice(at), port);
+            at += 2;
+        }
+
+        writer.Advance(SavedLength);
+        return true;
+    }
+
+    /// <summary>The state <see cref="Save"/> wrote, or null (another version, another length: fresh state).</summary>
+    public static H323State? Restore(ReadOnlySpan<byte> data, int version)
+    {
+        if (version != Version || data.Length != SavedLength)
+        {
+            return null;
+        }
+
+        var state = new H323State();
+        for (int i = 0; i < state._signalPorts.Length; i++)
+        {
+            state._signalPorts[i] = BinaryPrimitives.ReadUInt16BigEndian(data.Slice(i * 2));
+        }
+
+        for (int i = 0; i < state._rtpPorts.Length; i++)
+        {
+            state._rtpPorts[i] = BinaryPrimitives.ReadUInt16BigEndian(data.Slice((state._signalPorts.Length + i) * 2));
+        }
+
+        return state;
     }
 }
