@@ -37,11 +37,14 @@ started=$SECONDS
 # call NAME : registration, call, H.245 and media through the router as it is set up now; captures wan0, and both
 # router interfaces in one file (router.pcapng, for the replay).
 call() {
-    local name=$1 out=$H_WORK/$1 callee rc_caller=0 rc_callee=0 both
+    local name=$1 out=$H_WORK/$1 callee rc_caller=0 rc_callee=0 both sockets
     mkdir -p "$out"
+    sockets=$(ip netns exec "$R" awk 'NR > 1' /proc/net/packet | wc -l)
     ip netns exec "$R" dumpcap -q -i lan0 -i wan0 -w "$out/router.pcapng" </dev/null >"$out/router.log" 2>&1 &
     both=$!
-    h_wait_for 15 grep -q '^File: ' "$out/router.log"
+    # Both of its packet sockets open before any traffic: the replay needs every frame from the first.
+    h_wait_for 15 bash -c "grep -q '^File: ' '$out/router.log' && (( \$(ip netns exec '$R' awk 'NR > 1' /proc/net/packet | wc -l) >= $sockets + 2 ))" ||
+        h_die "dumpcap on lan0 and wan0 did not start: $(cat "$out/router.log")"
     h_capture_start "$R" wan0 "$out/wan0.pcapng"
     timeout 90 ip netns exec "$S" python3 "$peer" callee --ip "$LAB_WAN4_SERVER" --out "$out/callee.json" \
         </dev/null >"$out/callee.log" 2>&1 &
