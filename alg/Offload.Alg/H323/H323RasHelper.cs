@@ -18,6 +18,9 @@ internal sealed class H323RasHelper : ConntrackHelper
 
     public const ushort DefaultPort = 1719;
 
+    /// <summary>A registration's time to live when its request gives none (the kernel's default_rrq_ttl), in seconds.</summary>
+    public const long DefaultTimeToLive = 300;
+
     /// <summary>How long an unregistration waits for its answer (the kernel's 30 seconds).</summary>
     private static readonly TimeSpan UnregistrationWait = TimeSpan.FromSeconds(30);
 
@@ -62,9 +65,13 @@ internal sealed class H323RasHelper : ConntrackHelper
             case Ras.LocationRequest:
                 return RasAddress(ref context, found);
             case Ras.RegistrationRequest:
+                // Its time to live, or the kernel's default_rrq_ttl, holds the registration until the confirmation.
+                context.GetState<H323State>().RegistrationTtl = findings.TimeToLive > 0 ? findings.TimeToLive : DefaultTimeToLive;
                 return ExpectCalls(ref context, found) == HelperVerdict.Drop ? HelperVerdict.Drop : RasAddress(ref context, found);
             case Ras.RegistrationConfirm:
-                return SignalAddress(ref context, found, H323AddressTag.CallSignalAddress);
+                var confirmed = SignalAddress(ref context, found, H323AddressTag.CallSignalAddress);
+                KeepRegistration(ref context, findings.TimeToLive);
+                return confirmed;
             case Ras.UnregistrationRequest:
                 var verdict = SignalAddress(ref context, found, H323AddressTag.CallSignalAddress);
                 context.Unexpect(0); // the registration's calls are no longer let in
@@ -77,6 +84,29 @@ internal sealed class H323RasHelper : ConntrackHelper
                 return AdmissionConfirm(ref context, found);
             default:
                 return HelperVerdict.Accept;
+        }
+    }
+
+    /// <summary>
+    /// A confirmed registration keeps its RAS flow for its time to live (the gatekeeper's, or the request's), as the
+    /// kernel's process_rcf refreshes the connection (it also sets the calls' expectation to it; here that one keeps
+    /// the policy's 4 minutes, renewed by each RegistrationRequest).
+    /// </summary>
+    private static void KeepRegistration(ref HelperContext context, long timeToLive)
+    {
+        if (!context.TryGetState<H323State>(out var state))
+        {
+            return;
+        }
+
+        if (timeToLive > 0)
+        {
+            state.RegistrationTtl = timeToLive;
+        }
+
+        if (state.RegistrationTtl > 0)
+        {
+            context.RefreshTimeout(TimeSpan.FromSeconds(state.RegistrationTtl));
         }
     }
 

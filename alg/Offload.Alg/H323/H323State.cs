@@ -35,6 +35,9 @@ internal sealed class H323State
 
     public void ClearSignalPorts() => Array.Clear(_signalPorts);
 
+    /// <summary>A RAS flow's registration time to live, in seconds (the last RRQ's or RCF's; 0 before one).</summary>
+    public long RegistrationTtl { get; set; }
+
     /// <summary>
     /// The length of the TPKT data announced by a header that came alone in the last segment of
     /// <paramref name="direction"/> (NetMeeting sends them apart), 0 when none; taking it forgets it.

@@ -349,11 +349,13 @@ internal static class H323Tables
     private static readonly PerField RegistrationRequest = Seq("RegistrationRequest", 3, 10, E,
         SeqNum, Oid("protocolIdentifier"), NonStandardParameter.With(O), Bool("discoveryComplete"),
         AddressList(H323AddressTag.CallSignalAddress), AddressList(H323AddressTag.RasAddress),
-        EndpointType, AliasList, Identifier.With(O), VendorIdentifier);
+        EndpointType, AliasList, Identifier.With(O), VendorIdentifier,
+        Skipped, TimeToLive()); // extensions: alternateEndpoints, timeToLive
 
     private static readonly PerField RegistrationConfirm = Seq("RegistrationConfirm", 3, 7, E,
         SeqNum, Oid("protocolIdentifier"), NonStandardParameter.With(O), AddressList(H323AddressTag.CallSignalAddress),
-        AliasList, Identifier.With(O), Identifier);
+        AliasList, Identifier.With(O), Identifier,
+        Skipped, TimeToLive()); // extensions: alternateGatekeeper, timeToLive
 
     private static readonly PerField UnregistrationRequest = Seq("UnregistrationRequest", 3, 5, E,
         SeqNum, AddressList(H323AddressTag.CallSignalAddress), Rest);

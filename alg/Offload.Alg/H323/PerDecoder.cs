@@ -59,6 +59,9 @@ internal ref struct H323Findings
 
     public int Steps { get; set; }
 
+    /// <summary>A RAS message's timeToLive in seconds, 0 when it has none.</summary>
+    public long TimeToLive { get; set; }
+
     public void Add(in H323Found found)
     {
         if (Count < _found.Length)
@@ -80,6 +83,7 @@ internal ref struct H323Findings
         Message = -1;
         SubMessage = -1;
         Steps = 0;
+        TimeToLive = 0;
     }
 }
 
@@ -136,6 +140,7 @@ internal static class PerDecoder
             PerKind.Null => PerStatus.Ok,
             PerKind.Bool => Ok(r.SkipBits(1)),
             PerKind.ObjectIdentifier => Ok(r.ReadAlignedBytes(1, out uint length) && r.SkipBytes(length)),
+            PerKind.Integer when f.IsTimeToLive => TimeToLive(ref r, ref fx),
             PerKind.Integer => Integer(ref r, f),
             PerKind.Enumerated => Enumerated(ref r, f),
             PerKind.BitString => BitString(ref r, f),
@@ -160,6 +165,17 @@ internal static class PerDecoder
         PerSize.Length => Ok(r.ReadLength(out int length) && r.SkipBytes(length)),
         _ => PerStatus.Range,
     };
+
+    private static PerStatus TimeToLive(ref PerBitReader r, ref H323Findings fx)
+    {
+        if (!r.ReadBits(2, out uint less) || !r.ReadAlignedBytes((int)less + 1, out uint value))
+        {
+            return PerStatus.Bound;
+        }
+
+        fx.TimeToLive = value + 1L;
+        return PerStatus.Ok;
+    }
 
     private static PerStatus Enumerated(ref PerBitReader r, PerField f)
     {

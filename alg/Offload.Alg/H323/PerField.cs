@@ -128,7 +128,10 @@ internal sealed class PerField
     public bool MarksT120 { get; private init; }
 
     /// <summary>Something under this field is recorded: it must be decoded even where it could be skipped.</summary>
-    public bool Wanted => Tag != H323AddressTag.None || IsAddress || MarksT120 || _childWanted;
+    public bool Wanted => Tag != H323AddressTag.None || IsAddress || MarksT120 || IsTimeToLive || _childWanted;
+
+    /// <summary>A RAS timeToLive (seconds, a constrained integer from 1): its value is recorded.</summary>
+    public bool IsTimeToLive { get; private init; }
 
     private bool _childWanted;
 
@@ -193,6 +196,10 @@ internal sealed class PerField
 
     /// <summary>An octet string whose length is <paramref name="bits"/> bits plus <paramref name="lower"/>.</summary>
     public static PerField OctetsBits(string name, int bits, int lower, PerFlags flags = PerFlags.None) => Make(name, PerKind.OctetString, PerSize.Bits, bits, lower, 0, flags, null);
+
+    /// <summary>A RAS TimeToLive, INTEGER (1..4294967295): its value recorded.</summary>
+    public static PerField TimeToLive() =>
+        new("timeToLive", PerKind.Integer, PerSize.Constrained, 0, 1, 0, PerFlags.None, null) { IsTimeToLive = true };
 
     /// <summary>An IPv4 (4) or IPv6 (16) address followed by an aligned 16-bit port: the field recorded.</summary>
     public static PerField Address(string name, int length) =>

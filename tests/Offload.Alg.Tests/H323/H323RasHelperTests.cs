@@ -105,4 +105,19 @@ public class H323RasHelperTests
 
         Assert.Empty(rig.Expectations);
     }
+
+    [Fact]
+    public void A_confirmed_registration_keeps_its_ras_flow_for_its_time_to_live()
+    {
+        var (rig, rrq, registered) = Register(); // the request's timeToLive: 300 s
+        Assert.True(rig.In(UdpPacket(Gatekeeper, 1719, WanAddress, SourcePort(rrq.Packet), RegistrationConfirm(registered).ToArray())).Accepted);
+
+        rig.Clock.NowNanoseconds += TimeSpan.FromSeconds(250).Ticks * 100; // beyond UDP's timeouts, within the registration's
+        var again = rig.Out(UdpPacket(Client, 1719, Gatekeeper, 1719, RegistrationRequest((Client, 1720), (Client, 1719), sequence: 2).ToArray()));
+        Assert.Same(rrq.Connection, again.Connection);
+
+        rig.Clock.NowNanoseconds += TimeSpan.FromSeconds(400).Ticks * 100; // past it, with no confirmation since
+        var late = rig.Out(UdpPacket(Client, 1719, Gatekeeper, 1719, RegistrationRequest((Client, 1720), (Client, 1719), sequence: 3).ToArray()));
+        Assert.NotSame(rrq.Connection, late.Connection);
+    }
 }
