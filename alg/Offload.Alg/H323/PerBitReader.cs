@@ -28,7 +28,7 @@ internal ref struct PerBitReader
     /// <summary>Bits left before the bound.</summary>
     public readonly int BitsLeft => _endBit - _bit;
 
-    /// <summary>A reader of the next <paramref name="length"/> bytes (an open type's contents), the position aligned first.</summary>
+    /// <summary>A reader of <paramref name="length"/> bytes from <paramref name="startByte"/> (an open type's contents), bounded by them.</summary>
     public readonly PerBitReader Slice(int startByte, int length) => new(_buffer, startByte, startByte + length);
 
     /// <summary>Moves to the next byte boundary (PER's octet alignment), unless already there.</summary>

@@ -51,11 +51,8 @@ internal ref struct H323Findings
     /// <summary>Bit n: logical channel n may announce a T.120 address (a T.120 data channel on a separate LAN stack, or an Ack).</summary>
     public ulong T120Channels { get; set; }
 
-    /// <summary>The first choice of the message (RasMessage's, MultimediaSystemControlMessage's), -1 before one.</summary>
+    /// <summary>The first choice of the message (RasMessage's, MultimediaSystemControlMessage's, h323-message-body's), -1 before one.</summary>
     public int Message { get; set; }
-
-    /// <summary>The second choice (h323-message-body's index inside H323-UserInformation, an H.245 request's or response's), -1 before one.</summary>
-    public int SubMessage { get; set; }
 
     public int Steps { get; set; }
 
@@ -81,7 +78,6 @@ internal ref struct H323Findings
         Channels = 0;
         T120Channels = 0;
         Message = -1;
-        SubMessage = -1;
         Steps = 0;
         TimeToLive = 0;
     }
@@ -489,10 +485,6 @@ internal static class PerDecoder
         if (fx.Message < 0)
         {
             fx.Message = (int)index;
-        }
-        else if (fx.SubMessage < 0 && depth <= 4)
-        {
-            fx.SubMessage = (int)index;
         }
 
         var child = index < f.Children.Length ? f.Children[(int)index] : null;

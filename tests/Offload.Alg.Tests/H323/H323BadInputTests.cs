@@ -91,6 +91,28 @@ public class H323BadInputTests
     }
 
     [Fact]
+    public void Damaged_messages_on_an_h245_connection_never_throw_and_leave_valid_packets()
+    {
+        Prop.ForAll(Arb.From(Damaged(3)), (byte[] bytes) =>
+        {
+            var rig = Masquerading(new H323Helper());
+            var call = new TcpFlow(rig, fromLan: true, Client, 40000, Server, 1720);
+            Assert.True(call.OpenerSends(Q931(SetupType, Setup(h245: (Client, 5000))).Bytes).Accepted);
+            var h245 = new TcpFlow(rig, fromLan: false, Server, 41000, WanAddress, 5000);
+            foreach (var hop in new[] { h245.AnswererSends(bytes), h245.OpenerSends(bytes) })
+            {
+                if (hop.Accepted)
+                {
+                    AssertValid(hop.Packet);
+                    Assert.Equal(bytes.Length, Payload(hop.Packet).Length);
+                }
+            }
+
+            Assert.Equal(0, rig[EngineCounter.HelperFailures]);
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(300));
+    }
+
+    [Fact]
     public void Valid_messages_decode_whole_at_any_offset_of_a_larger_buffer_and_find_the_same_addresses()
     {
         Prop.ForAll(Arb.From(Gen.Choose(0, 40)), Arb.From(Gen.Choose(0, 40)), (int before, int after) =>
