@@ -9,7 +9,8 @@ namespace Offload.Alg.H323;
 /// (permanent, from the gatekeeper, helped by the call signalling helper); with the endpoint translated, the router's
 /// address and port are written over its callSignalAddress and rasAddress, and the gatekeeper's answers
 /// (RegistrationConfirm, AdmissionConfirm, UnregistrationRequest) get the endpoint's own back. GatekeeperRequest and
-/// LocationRequest have their rasAddress and replyAddress translated, AdmissionRequest its call signal addresses.
+/// LocationRequest have their rasAddress and replyAddress translated, AdmissionRequest its call signal addresses, an
+/// InfoRequestResponse both kinds.
 /// </summary>
 internal sealed class H323RasHelper : ConntrackHelper
 {
@@ -80,6 +81,10 @@ internal sealed class H323RasHelper : ConntrackHelper
                 return verdict;
             case Ras.AdmissionRequest:
                 return Admission(ref context, found);
+            case Ras.InfoRequestResponse:
+                return RasAddress(ref context, found) == HelperVerdict.Drop
+                    ? HelperVerdict.Drop
+                    : SignalAddress(ref context, found, H323AddressTag.CallSignalAddress);
             case Ras.AdmissionConfirm:
                 return AdmissionConfirm(ref context, found);
             default:

@@ -376,6 +376,10 @@ internal static class H323Tables
     private static readonly PerField LocationConfirm = Seq("LocationConfirm", 1, 4, E,
         SeqNum, Transport(H323AddressTag.CallSignalAddress), Transport(H323AddressTag.RasAddress), Rest);
 
+    private static readonly PerField InfoRequestResponse = Seq("InfoRequestResponse", 3, 8, E,
+        NonStandardParameter.With(O), SeqNum, EndpointType, Identifier, Transport(H323AddressTag.RasAddress),
+        AddressList(H323AddressTag.CallSignalAddress), Rest);
+
     /// <summary>The RAS messages (H.225.0 RasMessage) by their index.</summary>
     public static class Ras
     {
@@ -388,6 +392,7 @@ internal static class H323Tables
         public const int AdmissionConfirm = 10;
         public const int LocationRequest = 18;
         public const int LocationConfirm = 19;
+        public const int InfoRequestResponse = 22;
     }
 
     /// <summary>RasMessage: the messages that carry addresses are described, the others end the decode.</summary>
@@ -404,6 +409,7 @@ internal static class H323Tables
         children[Ras.AdmissionConfirm] = AdmissionConfirm;
         children[Ras.LocationRequest] = LocationRequest;
         children[Ras.LocationConfirm] = LocationConfirm;
+        children[Ras.InfoRequestResponse] = InfoRequestResponse;
         return children;
     }
 

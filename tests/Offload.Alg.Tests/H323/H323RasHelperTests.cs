@@ -120,4 +120,21 @@ public class H323RasHelperTests
         var late = rig.Out(UdpPacket(Client, 1719, Gatekeeper, 1719, RegistrationRequest((Client, 1720), (Client, 1719), sequence: 3).ToArray()));
         Assert.NotSame(rrq.Connection, late.Connection);
     }
+
+    [Fact]
+    public void An_info_request_response_names_the_router_as_ras_and_call_signal_address()
+    {
+        var (rig, rrq, registered) = Register();
+        var irr = new PerWriter().Bit(false).Bits(22, 5) // infoRequestResponse
+            .Bit(false).Bits(0, 3).Word(4); // no extensions, no optional components, requestSeqNum
+        irr.Bit(false).Bits(0b000001, 6).Bit(false).Bits(0, 1).Bit(false).Bit(false); // endpointType: a terminal
+        irr.Bits(3, 7).Align().Bytes([0, (byte)'e', 0, (byte)'p', 0, (byte)'0', 0, (byte)'1']);
+        irr.Bit(false).Bits(0, 3).Address(Client, 1719).Length(1).Bit(false).Bits(0, 3).Address(Client, 1720);
+        irr.Bit(false); // needResponse
+
+        var hop = rig.Out(UdpPacket(Client, 1719, Gatekeeper, 1719, irr.ToArray()));
+
+        Assert.Equal((WanAddress, SourcePort(rrq.Packet)), ReadAt(hop.Packet, irr.AddressOffsets[0]));
+        Assert.Equal(registered, ReadAt(hop.Packet, irr.AddressOffsets[1]));
+    }
 }
