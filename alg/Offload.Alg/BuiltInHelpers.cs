@@ -1,5 +1,6 @@
 using Offload.Alg.Amanda;
 using Offload.Alg.Ftp;
+using Offload.Alg.H323;
 using Offload.Alg.Irc;
 using Offload.Alg.NetbiosNs;
 using Offload.Alg.Rtsp;
@@ -19,6 +20,8 @@ public static class BuiltInHelpers
     {
         ["amanda"] = _ => new AmandaHelper(),
         ["ftp"] = loose => new FtpHelper(loose),
+        ["h323"] = _ => new H323Helper(),
+        ["h323-ras"] = _ => new H323RasHelper(),
         ["irc"] = loose => new IrcHelper(loose),
         ["rtsp"] = _ => new RtspHelper(),
         ["rpc"] = _ => new RpcHelper(),
