@@ -32,10 +32,82 @@ public abstract class ConntrackHelper
         Policy = policy;
     }
 
+    /// <summary>
+    /// (1.1) A helper whose expectations fall into classes, each with its own limit and timeout (the kernel's
+    /// <c>expect_policy</c> table, as SIP's signalling, audio, video and image). An expectation's
+    /// <see cref="ExpectationRequest.Class"/> is the index of its class in <paramref name="classes"/>; the engine holds
+    /// each master to each class's <see cref="ExpectationClass.MaxExpected"/> (a new one evicts the master's oldest of
+    /// that class) and gives each expectation its class's <see cref="ExpectationClass.Timeout"/>. <see cref="Policy"/>
+    /// is then the first class's.
+    /// </summary>
+    /// <param name="name">The name the configuration and listings use (as in <c>-j CT --helper NAME</c>).</param>
+    /// <param name="classes">One class or more (at most <see cref="MaxExpectationClasses"/>), each with a name, room for one expectation and a positive timeout.</param>
+    protected ConntrackHelper(string name, IReadOnlyList<ExpectationClass> classes)
+        : this(name, FirstPolicy(classes))
+    {
+        var list = new ExpectationClass[classes.Count];
+        for (int i = 0; i < list.Length; i++)
+        {
+            var c = classes[i];
+            if (string.IsNullOrEmpty(c.Name) || c.MaxExpected < 1 || c.Timeout <= TimeSpan.Zero)
+            {
+                throw new ArgumentOutOfRangeException(nameof(classes), c, $"expectation class {i} needs a name, room for one expectation and a positive timeout");
+            }
+
+            list[i] = c;
+        }
+
+        ExpectationClasses = list;
+    }
+
+    /// <summary>(1.1) The most expectation classes a helper may declare.</summary>
+    public const int MaxExpectationClasses = 16;
+
+    private static ExpectationPolicy FirstPolicy(IReadOnlyList<ExpectationClass> classes)
+    {
+        ArgumentNullException.ThrowIfNull(classes);
+        if (classes.Count is < 1 or > MaxExpectationClasses)
+        {
+            throw new ArgumentOutOfRangeException(nameof(classes), classes.Count, $"a helper declares 1 to {MaxExpectationClasses} expectation classes");
+        }
+
+        return classes[0].Policy;
+    }
+
+    /// <summary>
+    /// (1.1) The expectation classes the helper declared, by index (<see cref="ExpectationRequest.Class"/>); empty for a
+    /// helper made with one <see cref="ExpectationPolicy"/>, whose every class number shares <see cref="Policy"/>.
+    /// </summary>
+    public IReadOnlyList<ExpectationClass> ExpectationClasses { get; } = [];
+
+    /// <summary>
+    /// (1.1) The limit and timeout of one class: the declared class's, or <see cref="Policy"/> for a helper that declared
+    /// none (and for a class number it did not declare, which <see cref="HelperContext.Expect"/> refuses).
+    /// </summary>
+    /// <param name="expectationClass">An <see cref="ExpectationRequest.Class"/>.</param>
+    public ExpectationPolicy PolicyOf(int expectationClass) =>
+        (uint)expectationClass < (uint)ExpectationClasses.Count ? ExpectationClasses[expectationClass].Policy : Policy;
+
+    /// <summary>(1.1) The name of one class for listings: the declared class's name, or its number.</summary>
+    /// <param name="expectationClass">An <see cref="ExpectationRequest.Class"/>.</param>
+    public string ClassName(int expectationClass) =>
+        (uint)expectationClass < (uint)ExpectationClasses.Count
+            ? ExpectationClasses[expectationClass].Name
+            : expectationClass.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Throws when a helper that declared classes asks for an expectation of a class it did not declare.</summary>
+    internal void CheckClass(int expectationClass)
+    {
+        if (ExpectationClasses.Count > 0 && (uint)expectationClass >= (uint)ExpectationClasses.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(expectationClass), expectationClass, $"helper '{Name}' declares expectation classes 0 to {ExpectationClasses.Count - 1}");
+        }
+    }
+
     /// <summary>The helper's name, as in <c>-j CT --helper NAME</c> and in listings.</summary>
     public string Name { get; }
 
-    /// <summary>How many expectations a master may keep outstanding, and for how long.</summary>
+    /// <summary>How many expectations a master may keep outstanding, and for how long (per class: see <see cref="PolicyOf"/>).</summary>
     public ExpectationPolicy Policy { get; }
 
     /// <summary>The transport protocol of the connections it helps (<see cref="IpProtocol.Tcp"/> unless set).</summary>

@@ -138,7 +138,45 @@ public ref struct HelperContext
     /// </summary>
     /// <param name="request">What is expected; its <see cref="ExpectationRequest.DestinationPort"/> may be changed.</param>
     /// <returns><see cref="ExpectResult.Added"/>, or why not.</returns>
-    public readonly ExpectResult Expect(ref ExpectationRequest request) => _host.Expect(_connection, Direction, ref request);
+    /// <exception cref="ArgumentOutOfRangeException">The helper declared expectation classes and the request's <see cref="ExpectationRequest.Class"/> is not one of them.</exception>
+    public readonly ExpectResult Expect(ref ExpectationRequest request)
+    {
+        _helper.CheckClass(request.Class);
+        return _host.Expect(_connection, Direction, ref request);
+    }
+
+    /// <summary>
+    /// (1.1) Registers two expectations on consecutive ports, both or neither (RTP and RTCP, as the kernel's
+    /// <c>nf_nat_sdp_media</c> does): <paramref name="request"/>, and the same one port up (its
+    /// <see cref="ExpectationRequest.NatPort"/> one up too with <see cref="ExpectationNat.Redirect"/> or
+    /// <see cref="ExpectationNat.Source"/>, its <see cref="ExpectationRequest.SourcePort"/> one up when it matches the
+    /// source port). When the engine may move the port (as <see cref="Expect"/>: it follows a translated master), it looks
+    /// for two free consecutive ports, from the announced one upwards two at a time (or inside the daemon's
+    /// <c>nat-ports</c>), and writes the first back to <see cref="ExpectationRequest.DestinationPort"/>; otherwise only
+    /// the announced pair is tried. When the second cannot be registered the first is withdrawn. Each counts against
+    /// its class's limit.
+    /// </summary>
+    /// <param name="request">The first of the pair; its <see cref="ExpectationRequest.DestinationPort"/> may be changed.</param>
+    /// <returns><see cref="ExpectResult.Added"/> when both were registered, or why not (<see cref="ExpectResult.NoFreePort"/> for an announced port of 65535 that cannot move: no room for the second).</returns>
+    /// <exception cref="ArgumentOutOfRangeException">As <see cref="Expect"/>.</exception>
+    public readonly ExpectResult ExpectPair(ref ExpectationRequest request)
+    {
+        _helper.CheckClass(request.Class);
+        return _host.ExpectPair(_connection, Direction, ref request);
+    }
+
+    /// <summary>
+    /// (1.1) Withdraws this connection's outstanding expectation that <paramref name="request"/> describes (as
+    /// <see cref="Expect"/> wrote it back, with the port the engine chose): same protocol, destination, port, class and
+    /// source. A connection that already arrived is not touched.
+    /// </summary>
+    /// <param name="request">What was expected.</param>
+    /// <returns>True when one was withdrawn.</returns>
+    public readonly bool Unexpect(in ExpectationRequest request) => _host.Unexpect(_connection, in request);
+
+    /// <summary>(1.1) How many expectations of one class this connection has outstanding now (lapsed ones not counted).</summary>
+    /// <param name="expectationClass">An <see cref="ExpectationRequest.Class"/>.</param>
+    public readonly int CountExpected(int expectationClass) => _host.CountExpected(_connection, expectationClass);
 
     /// <summary>
     /// (1.1) Withdraws this connection's outstanding expectations of one class (the kernel's per-class flush, as SIP's
@@ -192,6 +230,12 @@ internal abstract class HelperHost
     internal abstract ExpectResult Expect(object connection, ConnDirection direction, ref ExpectationRequest request);
 
     internal abstract int Unexpect(object connection, int expectationClass);
+
+    internal abstract ExpectResult ExpectPair(object connection, ConnDirection direction, ref ExpectationRequest request);
+
+    internal abstract bool Unexpect(object connection, in ExpectationRequest request);
+
+    internal abstract int CountExpected(object connection, int expectationClass);
 
     internal abstract bool QueueRewrite(int payloadLength, int payloadOffset, int length, ReadOnlySpan<byte> replacement);
 

@@ -19,17 +19,28 @@ namespace Offload.Alg.Sip;
 public sealed class SipHelper : ConntrackHelper
 {
     /// <summary>
-    /// Outstanding expectations per call flow and class: the kernel's audio and video limit (RTP and RTCP, both ways).
-    /// The SDK has one limit for every class, so signalling is held to it too (the kernel holds it to one).
+    /// The kernel's expectation classes for SIP (sip_exp_policy), by <see cref="SipExpectClass"/>: one registered Contact
+    /// per signalling flow; per call flow, audio and video RTP and RTCP both ways (4), image (T.38) one pair (2); each
+    /// waits three minutes.
     /// </summary>
-    public static readonly ExpectationPolicy DefaultPolicy = new(4, TimeSpan.FromMinutes(3));
+    public static readonly IReadOnlyList<ExpectationClass> Classes =
+    [
+        new("signalling", 1, TimeSpan.FromMinutes(3)),
+        new("audio", 4, TimeSpan.FromMinutes(3)),
+        new("video", 4, TimeSpan.FromMinutes(3)),
+        new("image", 2, TimeSpan.FromMinutes(3)),
+    ];
 
     public const ushort DefaultPort = 5060;
 
     /// <summary>Messages read in one TCP segment; more are passed unread (counted), so a segment costs a bounded scan.</summary>
     internal const int MaxMessagesPerSegment = 16;
 
-    /// <summary>Ports tried upwards, two at a time, for an RTP/RTCP pair the announced ports of which are taken (the kernel tries until 65535).</summary>
+    /// <summary>
+    /// Ports tried upwards, two at a time, for an RTP/RTCP pair at the router sent on to a third party's media (direct-media
+    /// off) whose announced ports are taken (the kernel tries until 65535). A pair for the sender's own media is placed
+    /// by the engine.
+    /// </summary>
     internal const int MaxPairAttempts = 64;
 
     private SipOptions _options;
@@ -40,7 +51,7 @@ public sealed class SipHelper : ConntrackHelper
     }
 
     internal SipHelper(SipOptions options)
-        : base("sip", DefaultPolicy)
+        : base("sip", Classes)
     {
         Protocols = [IpProtocol.Udp, IpProtocol.Tcp];
         Ports = [DefaultPort];
@@ -300,56 +311,34 @@ public sealed class SipHelper : ConntrackHelper
     }
 
     /// <summary>
-    /// The sender is translated: the peer sends its media to the router's address, on a pair of ports there that
-    /// are redirected to the announced ones (the kernel's nf_nat_sdp_media: the announced pair first, then upwards
-    /// two at a time).
+    /// The sender is translated: the peer sends its media to the router's address, on a pair of ports there that are
+    /// sent on to the announced ones. For the sender's own media (always so with direct-media) the engine places the
+    /// pair (the announced ports if free, then upwards two at a time, or inside offloadd's nat-ports, where the steering
+    /// rules send the peer's packets to us) and the expected RTP and RTCP follow the flow's NAT back to the sender; for
+    /// a third party's media the pair is redirected to it, tried from the announced ports upwards (nf_nat_sdp_media).
     /// </summary>
     private ExpectResult ExpectTranslatedPair(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, out ushort port)
     {
-        ref readonly var other = ref context.OtherTuple;
+        var rtp = MediaRequest(ref context, context.OtherTuple.Destination, media.Port, media.Class);
+        port = media.Port;
         if (mediaAddress == context.Tuple.Source)
         {
-            return ExpectFollowingPair(ref context, media, out port);
+            var placed = context.ExpectPair(ref rtp);
+            port = rtp.DestinationPort;
+            return placed;
         }
 
+        rtp.Nat = ExpectationNat.Redirect;
+        rtp.NatAddress = mediaAddress;
+        rtp.NatPort = media.Port;
         var result = ExpectResult.NoFreePort;
-        port = media.Port;
-        for (int attempt = 0; attempt < MaxPairAttempts; attempt++)
+        for (int attempt = 0; attempt < MaxPairAttempts && media.Port + (2 * attempt) + 1 <= ushort.MaxValue; attempt++)
         {
-            int candidate = media.Port + (2 * attempt);
-            if (candidate + 1 > ushort.MaxValue)
-            {
-                break;
-            }
-
-            var rtp = MediaRequest(ref context, other.Destination, (ushort)candidate, media.Class);
-            rtp.Nat = ExpectationNat.Redirect;
-            rtp.NatAddress = mediaAddress;
-            rtp.NatPort = media.Port;
-            result = context.Expect(ref rtp);
-            if (result == ExpectResult.Clash)
-            {
-                continue;
-            }
-
-            if (result != ExpectResult.Added)
-            {
-                return result;
-            }
-
-            var rtcp = rtp;
-            rtcp.DestinationPort = (ushort)(candidate + 1);
-            rtcp.NatPort = (ushort)(media.Port + 1);
-            result = context.Expect(ref rtcp);
-            if (result == ExpectResult.Added)
-            {
-                port = (ushort)candidate;
-                return result;
-            }
-
-            // The RTP expectation at this candidate lapses unused (the SDK cannot withdraw one): the next pair is tried.
+            rtp.DestinationPort = (ushort)(media.Port + (2 * attempt));
+            result = context.ExpectPair(ref rtp);
             if (result != ExpectResult.Clash)
             {
+                port = rtp.DestinationPort;
                 return result;
             }
         }
@@ -358,42 +347,12 @@ public sealed class SipHelper : ConntrackHelper
     }
 
     /// <summary>
-    /// The media is the sender's own address (always so with direct-media): the engine places the RTP port at the
-    /// router as it places any expected connection there (from the announced port up, or inside the daemon's
-    /// nat-ports, where the steering rules send the peer's packets to us), and the expected RTP follows the flow's NAT
-    /// back to the sender. RTCP takes the next port, sent to the announced RTCP port.
-    /// </summary>
-    private ExpectResult ExpectFollowingPair(ref HelperContext context, in SdpMedia media, out ushort port)
-    {
-        var rtp = MediaRequest(ref context, context.OtherTuple.Destination, media.Port, media.Class);
-        var result = context.Expect(ref rtp);
-        port = rtp.DestinationPort;
-        if (result != ExpectResult.Added)
-        {
-            return result;
-        }
-
-        if (port == ushort.MaxValue)
-        {
-            return ExpectResult.NoFreePort;
-        }
-
-        var rtcp = rtp;
-        rtcp.DestinationPort = (ushort)(port + 1);
-        rtcp.Nat = ExpectationNat.Redirect;
-        rtcp.NatAddress = context.Tuple.Source;
-        rtcp.NatPort = (ushort)(media.Port + 1);
-        return context.Expect(ref rtcp);
-    }
-
-    /// <summary>
     /// The untranslated peer answers an offer of the translated side: that side's RTP and RTCP to the peer's media are
     /// expected from the ports it offered and leave from the router's ports the peer was told (the kernel pairs them
     /// the same way), so that media stays symmetric whoever sends first.
     /// </summary>
-    private ExpectResult ExpectPairedAnswer(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, in SipTranslatedMedia offered)
+    private static ExpectResult ExpectPairedAnswer(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, in SipTranslatedMedia offered)
     {
-        ref readonly var own = ref context.Tuple;
         var rtp = new ExpectationRequest
         {
             Protocol = IpProtocol.Udp,
@@ -405,35 +364,19 @@ public sealed class SipHelper : ConntrackHelper
             DestinationPort = media.Port,
             Class = media.Class,
             Nat = ExpectationNat.Source,
-            NatAddress = own.Destination, // the router's address, where the peer sends
+            NatAddress = context.Tuple.Destination, // the router's address, where the peer sends
             NatPort = offered.TranslatedPort,
         };
-        var result = context.Expect(ref rtp);
-        if (result != ExpectResult.Added)
-        {
-            return result;
-        }
-
-        var rtcp = rtp;
-        rtcp.SourcePort = (ushort)(offered.Port + 1);
-        rtcp.DestinationPort = (ushort)(media.Port + 1);
-        rtcp.NatPort = (ushort)(offered.TranslatedPort + 1);
-        return context.Expect(ref rtcp);
+        return context.ExpectPair(ref rtp);
     }
 
     /// <summary>The sender is not translated: its media is expected where it says, and follows the flow's NAT back.</summary>
     private ExpectResult ExpectPair(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, out ushort port)
     {
         var rtp = MediaRequest(ref context, mediaAddress, media.Port, media.Class);
-        var result = context.Expect(ref rtp);
+        var result = context.ExpectPair(ref rtp);
         port = rtp.DestinationPort;
-        if (result != ExpectResult.Added)
-        {
-            return result;
-        }
-
-        var rtcp = MediaRequest(ref context, mediaAddress, (ushort)(rtp.DestinationPort + 1), media.Class);
-        return context.Expect(ref rtcp);
+        return result;
     }
 
     private ExpectationRequest MediaRequest(ref HelperContext context, InetAddress destination, ushort port, int expectClass)

@@ -195,6 +195,24 @@ internal sealed class HelperDispatch
 
     internal int Unexpect(Connection master, int expectationClass) => _expectations.RemoveOf(master, expectationClass);
 
+    /// <summary>A helper's request for two expectations on consecutive ports, both remembered so that a dropped packet takes them back.</summary>
+    internal ExpectResult ExpectPair(Connection master, ConnDirection direction, ref ExpectationRequest request)
+    {
+        var result = _registrar.ExpectPair(master, direction, ref request, Now, out var first, out var second);
+        if (first is not null && second is not null)
+        {
+            _scratch.Announced(first);
+            _scratch.Announced(second);
+        }
+
+        return result;
+    }
+
+    internal bool Unexpect(Connection master, in ExpectationRequest request) =>
+        ExpectationTable.Find(master, in request) is { } expectation && _expectations.Remove(expectation);
+
+    internal int CountExpected(Connection master, int expectationClass) => ExpectationTable.CountOf(master, expectationClass, Now);
+
     internal bool QueueRewrite(int payloadLength, int offset, int length, ReadOnlySpan<byte> replacement) =>
         _scratch.Rewrites.Queue(payloadLength, offset, length, replacement);
 
