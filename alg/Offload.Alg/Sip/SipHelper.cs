@@ -412,8 +412,11 @@ public sealed class SipHelper : ConntrackHelper
             return HelperVerdict.Accept;
         }
 
-        bool senderTranslated = own.Source != other.Destination;
-        var request = context.FromPeer(context.Protocol, contact.Port);
+        bool senderTranslated = own.Source != other.Destination && context.IsNatted;
+        // A Contact at the signalling flow's own source port was rewritten to the flow's port at the router (map_addr):
+        // calls come there (the kernel's nf_nat_sip_expect). Another Contact port keeps its number at the router.
+        bool atFlowPort = senderTranslated && !_options.PinholeOnly && contact.Port == own.SourcePort;
+        var request = context.FromPeer(context.Protocol, atFlowPort ? other.DestinationPort : contact.Port);
         request.Class = SipExpectClass.Signalling;
         request.Helper = this;
         if (!_options.DirectSignalling)
@@ -421,7 +424,7 @@ public sealed class SipHelper : ConntrackHelper
             request.SourcePrefixLength = 0;
         }
 
-        if (senderTranslated && context.IsNatted)
+        if (senderTranslated)
         {
             request.Nat = ExpectationNat.Redirect;
             request.NatAddress = contact.Address;

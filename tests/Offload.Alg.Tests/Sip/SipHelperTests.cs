@@ -281,6 +281,27 @@ public class SipHelperTests
     }
 
     [Fact]
+    public void Register_from_a_flow_whose_port_the_router_moved_expects_calls_at_that_port_where_the_contact_now_points()
+    {
+        var rig = Masquerading(new SipHelper());
+        Assert.True(rig.Out(UdpPacket(Client, 5060, Server, 5060, Ascii(Invite(Client, 5060, Server, "", method: "REGISTER", headers: "Expires: 3600\r\n")))).Accepted);
+        var register = rig.Out(UdpPacket(Client2, 5060, Server, 5060, Ascii(Invite(Client2, 5060, Server, "", method: "REGISTER", headers: "Expires: 3600\r\n"))));
+        Assert.True(register.Accepted, rig.DropSummary());
+        ushort wanPort = SourcePort(register.Packet);
+        Assert.NotEqual(5060, wanPort); // the first phone holds 5060 at the router
+        Assert.Equal($"<sip:alice@{WanAddress}:{wanPort}>", Header(PayloadText(register.Packet), "Contact"));
+        Assert.Contains(rig.Expectations, e => e.Class == 0 && e.Tuple.DestinationPort == wanPort);
+
+        // The registrar calls from another port (a new flow, not the registration's): the expectation takes it to the
+        // second phone's own port.
+        var call = rig.In(UdpPacket(Server, 5070, WanAddress, wanPort, Ascii(Invite(Server, 5070, WanAddress, Sdp(Server, PeerMedia)))));
+        Assert.True(call.Accepted, rig.DropSummary());
+        Assert.Equal(CtInfo.Related, call.CtInfo);
+        Assert.Equal(Ip(Client2), Destination(call.Packet));
+        Assert.Equal(5060, DestinationPort(call.Packet));
+    }
+
+    [Fact]
     public void De_registration_withdraws_the_signalling_expectation()
     {
         var (rig, _, _) = Call(text: Invite(Client, 5060, Server, "", method: "REGISTER", headers: "Expires: 3600\r\n"));
