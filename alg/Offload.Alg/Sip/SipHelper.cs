@@ -61,6 +61,24 @@ public sealed class SipHelper : ConntrackHelper
     /// <summary>Takes pinhole-only, direct-media and direct-signalling (true or false) from the configuration's <c>options:</c>.</summary>
     public override void Configure(IReadOnlyDictionary<string, string> options) => _options = SipOptions.Read(options, _options);
 
+    /// <summary>Version 1: per media position, the translated side's offer and the untranslated side's media (<see cref="SipCallState.SavedLength"/> bytes).</summary>
+    public override int StateVersion => 1;
+
+    /// <summary>Writes a call flow's media (what a paired answer needs), so that a call answered after a restart pairs its media as before.</summary>
+    public override bool SaveState(object state, System.Buffers.IBufferWriter<byte> writer)
+    {
+        if (state is not SipCallState call)
+        {
+            return false;
+        }
+
+        call.Write(writer);
+        return true;
+    }
+
+    public override object? RestoreState(ReadOnlySpan<byte> data, int version) =>
+        version == 1 ? SipCallState.Read(data) : null;
+
     public override HelperVerdict Help(ref HelperContext context)
     {
         var payload = context.Payload;
@@ -217,9 +235,10 @@ public sealed class SipHelper : ConntrackHelper
             call = context.GetState<SipCallState>(); // once per call flow, the first time its translated side offers media
             call.Clear();
         }
-        else
+        else if (context.IsNatted)
         {
-            context.TryGetState(out call);
+            call = context.GetState<SipCallState>(); // the untranslated side's media, for the answer to pair with
+            call.ClearPeer();
         }
 
         for (int i = 0; i < count; i++)
@@ -251,16 +270,24 @@ public sealed class SipHelper : ConntrackHelper
                 if (result == ExpectResult.Added)
                 {
                     call!.Remember(i, address.Address, m.Port, port);
+                    if (call.TryTakePeer(i, out var peer))
+                    {
+                        PairWithPeerOffer(ref context, m, address.Address, port, peer);
+                    }
                 }
             }
             else if (context.IsNatted && call is not null && call.TryGet(i, out var offered))
             {
-                result = ExpectPairedAnswer(ref context, m, address.Address, offered);
+                result = ExpectPairedAnswer(ref context, address.Address, m.Port, m.Class, offered, own.Destination);
                 port = m.Port;
             }
             else
             {
                 result = ExpectPair(ref context, m, address.Address, out port);
+                if (result == ExpectResult.Added)
+                {
+                    call?.RememberPeer(i, address.Address, port);
+                }
             }
 
             if (result != ExpectResult.Added)
@@ -351,7 +378,13 @@ public sealed class SipHelper : ConntrackHelper
     /// expected from the ports it offered and leave from the router's ports the peer was told (the kernel pairs them
     /// the same way), so that media stays symmetric whoever sends first.
     /// </summary>
-    private static ExpectResult ExpectPairedAnswer(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, in SipTranslatedMedia offered)
+    /// <param name="context">The untranslated side's answer, or the translated side's answer to the other's offer.</param>
+    /// <param name="peerAddress">The untranslated side's media address, where the translated side sends.</param>
+    /// <param name="peerPort">Its RTP port.</param>
+    /// <param name="expectClass">The stream's class.</param>
+    /// <param name="offered">The translated side's own media and the router's port the peer was told.</param>
+    /// <param name="routerAddress">The router's address the peer sends to.</param>
+    private static ExpectResult ExpectPairedAnswer(ref HelperContext context, InetAddress peerAddress, ushort peerPort, int expectClass, in SipTranslatedMedia offered, InetAddress routerAddress)
     {
         var rtp = new ExpectationRequest
         {
@@ -360,14 +393,44 @@ public sealed class SipHelper : ConntrackHelper
             SourcePrefixLength = context.Family == 4 ? 32 : 128,
             SourcePort = offered.Port,
             MatchSourcePort = true,
-            Destination = mediaAddress,
-            DestinationPort = media.Port,
-            Class = media.Class,
+            Destination = peerAddress,
+            DestinationPort = peerPort,
+            Class = expectClass,
             Nat = ExpectationNat.Source,
-            NatAddress = context.Tuple.Destination, // the router's address, where the peer sends
+            NatAddress = routerAddress,
             NatPort = offered.TranslatedPort,
         };
         return context.ExpectPair(ref rtp);
+    }
+
+    /// <summary>
+    /// The translated side answers the untranslated side's offer (an inbound call): its RTP and RTCP to the offered media,
+    /// expected since the offer to follow the flow's NAT, are expected again to leave from the router's ports just
+    /// placed for it, so that the peer's media to those ports and the phone's own are one flow whoever sends first (the
+    /// kernel's nf_nat_sip_expected pairs them too). Without it the phone's media would leave from any port of the router
+    /// and the peer's, arriving at the placed port, would clash with it.
+    /// </summary>
+    private void PairWithPeerOffer(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, ushort placedPort, in SipPeerMedia peer)
+    {
+        // What the offer expected: the translated side's media to the peer's, from any port (MediaRequest, seen then from
+        // the other direction).
+        var followed = new ExpectationRequest
+        {
+            Protocol = IpProtocol.Udp,
+            Source = mediaAddress,
+            SourcePrefixLength = _options.DirectMedia ? (context.Family == 4 ? 32 : 128) : 0,
+            Destination = peer.Address,
+            DestinationPort = peer.Port,
+            Class = media.Class,
+        };
+        context.Unexpect(in followed);
+        followed.DestinationPort++;
+        context.Unexpect(in followed);
+        var own = new SipTranslatedMedia(true, mediaAddress, media.Port, placedPort);
+        if (ExpectPairedAnswer(ref context, peer.Address, peer.Port, media.Class, own, context.OtherTuple.Destination) != ExpectResult.Added)
+        {
+            context.Count(HelperEvent.ExpectationFailed); // the media still flows, from another port of the router
+        }
     }
 
     /// <summary>The sender is not translated: its media is expected where it says, and follows the flow's NAT back.</summary>
