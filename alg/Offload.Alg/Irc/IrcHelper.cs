@@ -84,10 +84,7 @@ public sealed class IrcHelper : ConntrackHelper
             }
         }
 
-        if (payload[^1] == (byte)'\n')
-        {
-            state.RememberLineStart(seq + (uint)payload.Length);
-        }
+        state.Starts.RememberIfLineEnds(ConnDirection.Original, seq, payload);
 
         return verdict;
     }
@@ -141,10 +138,9 @@ public sealed class IrcHelper : ConntrackHelper
     /// <summary>Per server connection: where, in the client's direction, a segment would start a line.</summary>
     private sealed class IrcState
     {
-        // Two positions, as the FTP helper keeps: enough to survive one retransmission.
-        private readonly uint[] _lineStart = new uint[2];
-        private int _count;
         private bool _seenData;
+
+        public LineStarts Starts { get; } = new();
 
         public bool AtLineStart(uint seq)
         {
@@ -155,27 +151,7 @@ public sealed class IrcHelper : ConntrackHelper
                 return true;
             }
 
-            return (_count > 0 && _lineStart[0] == seq) || (_count > 1 && _lineStart[1] == seq);
-        }
-
-        public void RememberLineStart(uint seq)
-        {
-            if ((_count > 0 && _lineStart[0] == seq) || (_count > 1 && _lineStart[1] == seq))
-            {
-                return;
-            }
-
-            if (_count < 2)
-            {
-                _lineStart[_count++] = seq;
-                return;
-            }
-
-            int oldest = (int)(_lineStart[0] - _lineStart[1]) < 0 ? 0 : 1;
-            if ((int)(seq - _lineStart[oldest]) > 0)
-            {
-                _lineStart[oldest] = seq;
-            }
+            return Starts.IsAt(ConnDirection.Original, seq);
         }
     }
 }
