@@ -293,6 +293,31 @@ public readonly struct ExpectedConnection
         MasterState = masterState;
     }
 
+    /// <summary>Describes an arriving expected connection whose NAT its helper may choose (the engine's).</summary>
+    internal ExpectedConnection(in ConnTuple tuple, in ConnTuple masterTuple, int expectationClass, object? masterState, ExpectedNatChoice? choice)
+        : this(tuple, masterTuple, expectationClass, masterState) => _choice = choice;
+
+    private readonly ExpectedNatChoice? _choice;
+
+    /// <summary>
+    /// (1.1) With <see cref="ExpectationNat.OnArrival"/>: translates the arriving connection's source to
+    /// <paramref name="address"/> and <paramref name="port"/> (0: its own port, or another if that one is taken), as
+    /// SNAT would. Call it from <see cref="ConntrackHelper.OnExpectedConnection"/> and accept the connection.
+    /// </summary>
+    /// <param name="address">The new source address (same family).</param>
+    /// <param name="port">The new source port, or 0.</param>
+    /// <returns>False when the expectation did not leave its NAT to the helper (nothing is changed then).</returns>
+    public bool TranslateSource(InetAddress address, ushort port) => _choice?.Set(source: true, address, port) ?? false;
+
+    /// <summary>
+    /// (1.1) With <see cref="ExpectationNat.OnArrival"/>: translates the arriving connection's destination to
+    /// <paramref name="address"/> and <paramref name="port"/> (0: the port it arrived at), as DNAT would.
+    /// </summary>
+    /// <param name="address">The new destination address (same family).</param>
+    /// <param name="port">The new destination port, or 0.</param>
+    /// <returns>False when the expectation did not leave its NAT to the helper (nothing is changed then).</returns>
+    public bool TranslateDestination(InetAddress address, ushort port) => _choice?.Set(source: false, address, port) ?? false;
+
     /// <summary>The new connection's original tuple (as its first packet arrived, before NAT).</summary>
     public ConnTuple Tuple { get; }
 
@@ -304,4 +329,40 @@ public readonly struct ExpectedConnection
 
     /// <summary>The helper's state for the master connection, or null when it keeps none.</summary>
     public object? MasterState { get; }
+}
+
+/// <summary>What a helper chose for an arriving expected connection's NAT (<see cref="ExpectationNat.OnArrival"/>); one per engine, reused.</summary>
+internal sealed class ExpectedNatChoice
+{
+    public bool Open;
+    public object? For;
+    public bool HasSource, HasDestination;
+    public InetAddress SourceAddress, DestinationAddress;
+    public ushort SourcePort, DestinationPort;
+
+    public void Reset(object? expectation, bool open)
+    {
+        For = expectation;
+        Open = open;
+        HasSource = HasDestination = false;
+    }
+
+    public bool Set(bool source, InetAddress address, ushort port)
+    {
+        if (!Open)
+        {
+            return false;
+        }
+
+        if (source)
+        {
+            (HasSource, SourceAddress, SourcePort) = (true, address, port);
+        }
+        else
+        {
+            (HasDestination, DestinationAddress, DestinationPort) = (true, address, port);
+        }
+
+        return true;
+    }
 }
