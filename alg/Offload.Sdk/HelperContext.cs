@@ -145,6 +145,50 @@ public ref struct HelperContext
         return _host.Expect(_connection, Direction, ref request);
     }
 
+    /// <summary>The most bytes an announcement formatted by <see cref="ExpectAndAnnounce{TState}"/> may take.</summary>
+    public const int MaxAnnouncementLength = 256;
+
+    /// <summary>
+    /// (1.1) The expect-then-rewrite step of a text protocol's helper (an FTP <c>PORT</c>, a DCC offer): registers
+    /// <paramref name="request"/> as <see cref="Expect"/> does; then, when the connection is translated, has
+    /// <paramref name="format"/> write the announcement of the endpoint as the peer must reach it (given the request as
+    /// registered: with the port the engine chose) and replaces the <paramref name="length"/> payload bytes at
+    /// <paramref name="payloadOffset"/> with it. Any failure is counted (<see cref="HelperEvent.ExpectationFailed"/>,
+    /// <see cref="HelperEvent.RewriteFailed"/>) and answered with <see cref="HelperVerdict.Drop"/>, as the kernel's helpers
+    /// drop the segment: a peer must not hear of an endpoint nobody expects, and the expectation is then withdrawn.
+    /// </summary>
+    /// <typeparam name="TState">What <paramref name="format"/> needs besides the request (a value tuple: nothing is allocated).</typeparam>
+    /// <param name="request">What is expected; its <see cref="ExpectationRequest.DestinationPort"/> may be changed.</param>
+    /// <param name="payloadOffset">Where the announced endpoint's text starts in <see cref="Payload"/>.</param>
+    /// <param name="length">How long it is.</param>
+    /// <param name="state">Passed to <paramref name="format"/>.</param>
+    /// <param name="format">Writes the announcement (at most <see cref="MaxAnnouncementLength"/> bytes) and returns its length, or -1. Make it <c>static</c>.</param>
+    /// <returns><see cref="HelperVerdict.Accept"/>, or <see cref="HelperVerdict.Drop"/> after a counted failure.</returns>
+    public readonly HelperVerdict ExpectAndAnnounce<TState>(ref ExpectationRequest request, int payloadOffset, int length, TState state, AnnouncementFormatter<TState> format)
+    {
+        ArgumentNullException.ThrowIfNull(format);
+        if (Expect(ref request) != ExpectResult.Added)
+        {
+            Count(HelperEvent.ExpectationFailed);
+            return HelperVerdict.Drop;
+        }
+
+        if (!IsNatted)
+        {
+            return HelperVerdict.Accept;
+        }
+
+        Span<byte> text = stackalloc byte[MaxAnnouncementLength];
+        int written = format(in request, state, text);
+        if (written < 0 || written > text.Length || !Rewrite(payloadOffset, length, text[..written]))
+        {
+            Count(HelperEvent.RewriteFailed);
+            return HelperVerdict.Drop;
+        }
+
+        return HelperVerdict.Accept;
+    }
+
     /// <summary>
     /// (1.1) Registers two expectations on consecutive ports, both or neither (RTP and RTCP, as the kernel's
     /// <c>nf_nat_sdp_media</c> does): <paramref name="request"/>, and the same one port up (its
@@ -207,6 +251,14 @@ public ref struct HelperContext
     /// <param name="message">The text.</param>
     public readonly void Log(HelperLogLevel level, string message) => _helper.LogSink?.Invoke(_helper, level, message);
 }
+
+/// <summary>(1.1) Writes the announcement of an expected endpoint for <see cref="HelperContext.ExpectAndAnnounce{TState}"/>.</summary>
+/// <typeparam name="TState">What the helper passed along.</typeparam>
+/// <param name="registered">The request as registered (its <see cref="ExpectationRequest.DestinationPort"/> is the port the peer must use).</param>
+/// <param name="state">What the helper passed along.</param>
+/// <param name="destination">Where to write (<see cref="HelperContext.MaxAnnouncementLength"/> bytes).</param>
+/// <returns>How many bytes were written, or -1 when it cannot be formatted.</returns>
+public delegate int AnnouncementFormatter<TState>(in ExpectationRequest registered, TState state, Span<byte> destination);
 
 /// <summary>Where the parts of a packet lie, and what it is to its connection (filled by the engine).</summary>
 internal readonly record struct HelperPacketLayout(

@@ -130,30 +130,17 @@ public sealed class FtpHelper : ConntrackHelper
         var request = context.FromPeer(IpProtocol.Tcp, announced.Port);
         request.Destination = destination;
 
-        if (context.Expect(ref request) != ExpectResult.Added)
-        {
-            // Without the expectation the data connection would fail anyway; the client retries.
-            context.Count(HelperEvent.ExpectationFailed);
-            return HelperVerdict.Drop;
-        }
-
-        if (!context.IsNatted)
-        {
-            return HelperVerdict.Accept;
-        }
-
         // Announce the translated endpoint: where the peer reaches the expected connection.
-        var translated = own.Family == 4
-            ? FtpAddressPort.FromIPv4(other.Destination.IPv4Value, request.DestinationPort)
-            : FtpAddressPort.FromIPv6(other.Destination.High, other.Destination.Low, request.DestinationPort);
-        Span<byte> text = stackalloc byte[FtpParser.MaxReplacementLength];
-        int written = FtpParser.FormatReplacement(match.Kind, translated, text, IPv6TextForm.Full);
-        if (written < 0 || !context.Rewrite(lineStart + match.ReplaceOffset, match.ReplaceLength, text.Slice(0, written)))
-        {
-            context.Count(HelperEvent.RewriteFailed);
-            return HelperVerdict.Drop;
-        }
-
-        return HelperVerdict.Accept;
+        return context.ExpectAndAnnounce(
+            ref request,
+            lineStart + match.ReplaceOffset,
+            match.ReplaceLength,
+            (match.Kind, At: other.Destination, own.Family),
+            static (in ExpectationRequest registered, (FtpCommandKind Kind, InetAddress At, byte Family) s, Span<byte> text) =>
+                FtpParser.FormatReplacement(
+                    s.Kind,
+                    s.Family == 4 ? FtpAddressPort.FromIPv4(s.At.IPv4Value, registered.DestinationPort) : FtpAddressPort.FromIPv6(s.At.High, s.At.Low, registered.DestinationPort),
+                    text,
+                    IPv6TextForm.Full));
     }
 }

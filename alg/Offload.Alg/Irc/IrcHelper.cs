@@ -108,31 +108,16 @@ public sealed class IrcHelper : ConntrackHelper
             return HelperVerdict.Accept;
         }
 
-        // The peer connects from anywhere to the client as the outside sees it.
+        // The peer connects from anywhere to the client as the outside sees it; the kernel drops the segment when that
+        // cannot be expected or announced too, and the client's retransmission tries again.
         var request = context.FromPeer(IpProtocol.Tcp, offer.Port);
         request.SourcePrefixLength = 0;
-
-        if (context.Expect(ref request) != ExpectResult.Added)
-        {
-            // The kernel drops the segment too; the client's retransmission tries again.
-            context.Count(HelperEvent.ExpectationFailed);
-            return HelperVerdict.Drop;
-        }
-
-        if (!context.IsNatted)
-        {
-            return HelperVerdict.Accept;
-        }
-
-        Span<byte> text = stackalloc byte[IrcParser.MaxReplacementLength];
-        int written = IrcParser.FormatReplacement(other.Destination.IPv4Value, request.DestinationPort, text);
-        if (written < 0 || !context.Rewrite(lineStart + offer.ReplaceOffset, offer.ReplaceLength, text.Slice(0, written)))
-        {
-            context.Count(HelperEvent.RewriteFailed);
-            return HelperVerdict.Drop;
-        }
-
-        return HelperVerdict.Accept;
+        return context.ExpectAndAnnounce(
+            ref request,
+            lineStart + offer.ReplaceOffset,
+            offer.ReplaceLength,
+            other.Destination.IPv4Value,
+            static (in ExpectationRequest registered, uint address, Span<byte> text) => IrcParser.FormatReplacement(address, registered.DestinationPort, text));
     }
 
     /// <summary>Per server connection: where, in the client's direction, a segment would start a line.</summary>

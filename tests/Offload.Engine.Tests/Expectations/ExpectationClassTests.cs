@@ -213,4 +213,35 @@ public class ExpectationClassTests
         Assert.Equal([6000], PortsOf(rig, 1));
         Assert.Equal([2, 1, 1, 0], helper.Counts);
     }
+
+    [Theory]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    [InlineData(true, false)]
+    public void Expect_and_announce_rewrites_the_endpoint_as_registered_or_drops_and_withdraws_when_it_cannot(bool masquerade, bool formats)
+    {
+        var helper = new ScriptedHelper((ref HelperContext context) =>
+        {
+            var request = context.FromPeer(IpProtocol.Tcp, 6000);
+            return context.ExpectAndAnnounce(
+                ref request,
+                5,
+                4,
+                formats,
+                static (in ExpectationRequest registered, bool ok, Span<byte> text) =>
+                    ok && Utf8Formatter.TryFormat(registered.DestinationPort, text, out int written) ? written : -1);
+        });
+        NatRule[] rules = masquerade ? [new NatRule { Action = NatAction.Masquerade, OutInterface = Wan }] : [];
+        var rig = new RouterRig(rules, [new HelperBinding(helper, 17, ControlPort)]);
+        var hop = rig.Out(UdpPacket(Client, 3000, Server, ControlPort, Ascii("PORT 6000")));
+
+        Assert.Equal(formats, hop.Accepted);
+        Assert.Equal(formats ? 1 : 0, rig.Expectations.Count); // a dropped announcement takes its expectation back
+        Assert.Equal(formats ? 0 : 1, rig[EngineCounter.HelperRewriteFailed]);
+        if (formats)
+        {
+            AssertValid(hop.Packet);
+            Assert.Equal("PORT 6000", PayloadText(hop.Packet)); // untranslated: left as it was; translated: the same port, free
+        }
+    }
 }
