@@ -32,10 +32,82 @@ public abstract class ConntrackHelper
         Policy = policy;
     }
 
+    /// <summary>
+    /// (1.1) A helper whose expectations fall into classes, each with its own limit and timeout (the kernel's
+    /// <c>expect_policy</c> table, as SIP's signalling, audio, video and image). An expectation's
+    /// <see cref="ExpectationRequest.Class"/> is the index of its class in <paramref name="classes"/>; the engine holds
+    /// each master to each class's <see cref="ExpectationClass.MaxExpected"/> (a new one evicts the master's oldest of
+    /// that class) and gives each expectation its class's <see cref="ExpectationClass.Timeout"/>. <see cref="Policy"/>
+    /// is then the first class's.
+    /// </summary>
+    /// <param name="name">The name the configuration and listings use (as in <c>-j CT --helper NAME</c>).</param>
+    /// <param name="classes">One class or more (at most <see cref="MaxExpectationClasses"/>), each with a name, room for one expectation and a positive timeout.</param>
+    protected ConntrackHelper(string name, IReadOnlyList<ExpectationClass> classes)
+        : this(name, FirstPolicy(classes))
+    {
+        var list = new ExpectationClass[classes.Count];
+        for (int i = 0; i < list.Length; i++)
+        {
+            var c = classes[i];
+            if (string.IsNullOrEmpty(c.Name) || c.MaxExpected < 1 || c.Timeout <= TimeSpan.Zero)
+            {
+                throw new ArgumentOutOfRangeException(nameof(classes), c, $"expectation class {i} needs a name, room for one expectation and a positive timeout");
+            }
+
+            list[i] = c;
+        }
+
+        ExpectationClasses = list;
+    }
+
+    /// <summary>(1.1) The most expectation classes a helper may declare.</summary>
+    public const int MaxExpectationClasses = 16;
+
+    private static ExpectationPolicy FirstPolicy(IReadOnlyList<ExpectationClass> classes)
+    {
+        ArgumentNullException.ThrowIfNull(classes);
+        if (classes.Count is < 1 or > MaxExpectationClasses)
+        {
+            throw new ArgumentOutOfRangeException(nameof(classes), classes.Count, $"a helper declares 1 to {MaxExpectationClasses} expectation classes");
+        }
+
+        return classes[0].Policy;
+    }
+
+    /// <summary>
+    /// (1.1) The expectation classes the helper declared, by index (<see cref="ExpectationRequest.Class"/>); empty for a
+    /// helper made with one <see cref="ExpectationPolicy"/>, whose every class number shares <see cref="Policy"/>.
+    /// </summary>
+    public IReadOnlyList<ExpectationClass> ExpectationClasses { get; } = [];
+
+    /// <summary>
+    /// (1.1) The limit and timeout of one class: the declared class's, or <see cref="Policy"/> for a helper that declared
+    /// none (and for a class number it did not declare, which <see cref="HelperContext.Expect"/> refuses).
+    /// </summary>
+    /// <param name="expectationClass">An <see cref="ExpectationRequest.Class"/>.</param>
+    public ExpectationPolicy PolicyOf(int expectationClass) =>
+        (uint)expectationClass < (uint)ExpectationClasses.Count ? ExpectationClasses[expectationClass].Policy : Policy;
+
+    /// <summary>(1.1) The name of one class for listings: the declared class's name, or its number.</summary>
+    /// <param name="expectationClass">An <see cref="ExpectationRequest.Class"/>.</param>
+    public string ClassName(int expectationClass) =>
+        (uint)expectationClass < (uint)ExpectationClasses.Count
+            ? ExpectationClasses[expectationClass].Name
+            : expectationClass.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Throws when a helper that declared classes asks for an expectation of a class it did not declare.</summary>
+    internal void CheckClass(int expectationClass)
+    {
+        if (ExpectationClasses.Count > 0 && (uint)expectationClass >= (uint)ExpectationClasses.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(expectationClass), expectationClass, $"helper '{Name}' declares expectation classes 0 to {ExpectationClasses.Count - 1}");
+        }
+    }
+
     /// <summary>The helper's name, as in <c>-j CT --helper NAME</c> and in listings.</summary>
     public string Name { get; }
 
-    /// <summary>How many expectations a master may keep outstanding, and for how long.</summary>
+    /// <summary>How many expectations a master may keep outstanding, and for how long (per class: see <see cref="PolicyOf"/>).</summary>
     public ExpectationPolicy Policy { get; }
 
     /// <summary>The transport protocol of the connections it helps (<see cref="IpProtocol.Tcp"/> unless set).</summary>
@@ -221,6 +293,31 @@ public readonly struct ExpectedConnection
         MasterState = masterState;
     }
 
+    /// <summary>Describes an arriving expected connection whose NAT its helper may choose (the engine's).</summary>
+    internal ExpectedConnection(in ConnTuple tuple, in ConnTuple masterTuple, int expectationClass, object? masterState, ExpectedNatChoice? choice)
+        : this(tuple, masterTuple, expectationClass, masterState) => _choice = choice;
+
+    private readonly ExpectedNatChoice? _choice;
+
+    /// <summary>
+    /// (1.1) With <see cref="ExpectationNat.OnArrival"/>: translates the arriving connection's source to
+    /// <paramref name="address"/> and <paramref name="port"/> (0: its own port, or another if that one is taken), as
+    /// SNAT would. Call it from <see cref="ConntrackHelper.OnExpectedConnection"/> and accept the connection.
+    /// </summary>
+    /// <param name="address">The new source address (same family).</param>
+    /// <param name="port">The new source port, or 0.</param>
+    /// <returns>False when the expectation did not leave its NAT to the helper (nothing is changed then).</returns>
+    public bool TranslateSource(InetAddress address, ushort port) => _choice?.Set(source: true, address, port) ?? false;
+
+    /// <summary>
+    /// (1.1) With <see cref="ExpectationNat.OnArrival"/>: translates the arriving connection's destination to
+    /// <paramref name="address"/> and <paramref name="port"/> (0: the port it arrived at), as DNAT would.
+    /// </summary>
+    /// <param name="address">The new destination address (same family).</param>
+    /// <param name="port">The new destination port, or 0.</param>
+    /// <returns>False when the expectation did not leave its NAT to the helper (nothing is changed then).</returns>
+    public bool TranslateDestination(InetAddress address, ushort port) => _choice?.Set(source: false, address, port) ?? false;
+
     /// <summary>The new connection's original tuple (as its first packet arrived, before NAT).</summary>
     public ConnTuple Tuple { get; }
 
@@ -232,4 +329,40 @@ public readonly struct ExpectedConnection
 
     /// <summary>The helper's state for the master connection, or null when it keeps none.</summary>
     public object? MasterState { get; }
+}
+
+/// <summary>What a helper chose for an arriving expected connection's NAT (<see cref="ExpectationNat.OnArrival"/>); one per engine, reused.</summary>
+internal sealed class ExpectedNatChoice
+{
+    public bool Open;
+    public object? For;
+    public bool HasSource, HasDestination;
+    public InetAddress SourceAddress, DestinationAddress;
+    public ushort SourcePort, DestinationPort;
+
+    public void Reset(object? expectation, bool open)
+    {
+        For = expectation;
+        Open = open;
+        HasSource = HasDestination = false;
+    }
+
+    public bool Set(bool source, InetAddress address, ushort port)
+    {
+        if (!Open)
+        {
+            return false;
+        }
+
+        if (source)
+        {
+            (HasSource, SourceAddress, SourcePort) = (true, address, port);
+        }
+        else
+        {
+            (HasDestination, DestinationAddress, DestinationPort) = (true, address, port);
+        }
+
+        return true;
+    }
 }

@@ -26,6 +26,15 @@ public enum ExpectationNat : byte
     /// peer was told to send to, as the kernel's nf_nat_sip_expected does).
     /// </summary>
     Source = 3,
+
+    /// <summary>
+    /// (1.1) Chosen by the master's helper when the connection arrives (the kernel's expectation callback, as
+    /// nf_nat_sip_expected): in <see cref="ConntrackHelper.OnExpectedConnection"/> it calls
+    /// <see cref="ExpectedConnection.TranslateSource"/> and/or <see cref="ExpectedConnection.TranslateDestination"/>, or
+    /// neither to leave it untranslated. For a translation that depends on what arrives (its source, the master's state
+    /// then), not only on what was known when it was announced.
+    /// </summary>
+    OnArrival = 4,
 }
 
 /// <summary>What a helper announces: the connection it expects, and how it is to be translated.</summary>

@@ -37,3 +37,18 @@ public enum ExpectationFlags : byte
     /// <summary>Registered but not matched yet (a helper arms it later).</summary>
     Inactive = 2,
 }
+
+/// <summary>
+/// (1.1) One class of expectations a helper declares (the kernel's <c>nf_conntrack_expect_policy</c>): a name for
+/// listings, how many a master may keep outstanding, and how long each waits. A helper passes its classes to
+/// <see cref="ConntrackHelper(string, IReadOnlyList{ExpectationClass})"/>; an expectation's
+/// <see cref="ExpectationRequest.Class"/> is the index of its class in that list.
+/// </summary>
+/// <param name="Name">Shown by <c>offloadctl expect list</c> (<c>class=audio</c>), as the kernel shows <c>sip/audio</c>.</param>
+/// <param name="MaxExpected">Outstanding expectations of this class per master; a new one evicts the master's oldest of the class beyond it.</param>
+/// <param name="Timeout">How long an expectation of this class waits for its connection.</param>
+public readonly record struct ExpectationClass(string Name, int MaxExpected, TimeSpan Timeout)
+{
+    /// <summary>The class's limit and timeout as an <see cref="ExpectationPolicy"/>.</summary>
+    public ExpectationPolicy Policy => new(MaxExpected, Timeout);
+}

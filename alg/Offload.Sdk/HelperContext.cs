@@ -138,7 +138,89 @@ public ref struct HelperContext
     /// </summary>
     /// <param name="request">What is expected; its <see cref="ExpectationRequest.DestinationPort"/> may be changed.</param>
     /// <returns><see cref="ExpectResult.Added"/>, or why not.</returns>
-    public readonly ExpectResult Expect(ref ExpectationRequest request) => _host.Expect(_connection, Direction, ref request);
+    /// <exception cref="ArgumentOutOfRangeException">The helper declared expectation classes and the request's <see cref="ExpectationRequest.Class"/> is not one of them.</exception>
+    public readonly ExpectResult Expect(ref ExpectationRequest request)
+    {
+        _helper.CheckClass(request.Class);
+        return _host.Expect(_connection, Direction, ref request);
+    }
+
+    /// <summary>The most bytes an announcement formatted by <see cref="ExpectAndAnnounce{TState}"/> may take.</summary>
+    public const int MaxAnnouncementLength = 256;
+
+    /// <summary>
+    /// (1.1) The expect-then-rewrite step of a text protocol's helper (an FTP <c>PORT</c>, a DCC offer): registers
+    /// <paramref name="request"/> as <see cref="Expect"/> does; then, when the connection is translated, has
+    /// <paramref name="format"/> write the announcement of the endpoint as the peer must reach it (given the request as
+    /// registered: with the port the engine chose) and replaces the <paramref name="length"/> payload bytes at
+    /// <paramref name="payloadOffset"/> with it. Any failure is counted (<see cref="HelperEvent.ExpectationFailed"/>,
+    /// <see cref="HelperEvent.RewriteFailed"/>) and answered with <see cref="HelperVerdict.Drop"/>, as the kernel's helpers
+    /// drop the segment: a peer must not hear of an endpoint nobody expects, and the expectation is then withdrawn.
+    /// </summary>
+    /// <typeparam name="TState">What <paramref name="format"/> needs besides the request (a value tuple: nothing is allocated).</typeparam>
+    /// <param name="request">What is expected; its <see cref="ExpectationRequest.DestinationPort"/> may be changed.</param>
+    /// <param name="payloadOffset">Where the announced endpoint's text starts in <see cref="Payload"/>.</param>
+    /// <param name="length">How long it is.</param>
+    /// <param name="state">Passed to <paramref name="format"/>.</param>
+    /// <param name="format">Writes the announcement (at most <see cref="MaxAnnouncementLength"/> bytes) and returns its length, or -1. Make it <c>static</c>.</param>
+    /// <returns><see cref="HelperVerdict.Accept"/>, or <see cref="HelperVerdict.Drop"/> after a counted failure.</returns>
+    public readonly HelperVerdict ExpectAndAnnounce<TState>(ref ExpectationRequest request, int payloadOffset, int length, TState state, AnnouncementFormatter<TState> format)
+    {
+        ArgumentNullException.ThrowIfNull(format);
+        if (Expect(ref request) != ExpectResult.Added)
+        {
+            Count(HelperEvent.ExpectationFailed);
+            return HelperVerdict.Drop;
+        }
+
+        if (!IsNatted)
+        {
+            return HelperVerdict.Accept;
+        }
+
+        Span<byte> text = stackalloc byte[MaxAnnouncementLength];
+        int written = format(in request, state, text);
+        if (written < 0 || written > text.Length || !Rewrite(payloadOffset, length, text[..written]))
+        {
+            Count(HelperEvent.RewriteFailed);
+            return HelperVerdict.Drop;
+        }
+
+        return HelperVerdict.Accept;
+    }
+
+    /// <summary>
+    /// (1.1) Registers two expectations on consecutive ports, both or neither (RTP and RTCP, as the kernel's
+    /// <c>nf_nat_sdp_media</c> does): <paramref name="request"/>, and the same one port up (its
+    /// <see cref="ExpectationRequest.NatPort"/> one up too with <see cref="ExpectationNat.Redirect"/> or
+    /// <see cref="ExpectationNat.Source"/>, its <see cref="ExpectationRequest.SourcePort"/> one up when it matches the
+    /// source port). When the engine may move the port (as <see cref="Expect"/>: it follows a translated master), it looks
+    /// for two free consecutive ports, from the announced one upwards two at a time (or inside the daemon's
+    /// <c>nat-ports</c>), and writes the first back to <see cref="ExpectationRequest.DestinationPort"/>; otherwise only
+    /// the announced pair is tried. When the second cannot be registered the first is withdrawn. Each counts against
+    /// its class's limit.
+    /// </summary>
+    /// <param name="request">The first of the pair; its <see cref="ExpectationRequest.DestinationPort"/> may be changed.</param>
+    /// <returns><see cref="ExpectResult.Added"/> when both were registered, or why not (<see cref="ExpectResult.NoFreePort"/> for an announced port of 65535 that cannot move: no room for the second).</returns>
+    /// <exception cref="ArgumentOutOfRangeException">As <see cref="Expect"/>.</exception>
+    public readonly ExpectResult ExpectPair(ref ExpectationRequest request)
+    {
+        _helper.CheckClass(request.Class);
+        return _host.ExpectPair(_connection, Direction, ref request);
+    }
+
+    /// <summary>
+    /// (1.1) Withdraws this connection's outstanding expectation that <paramref name="request"/> describes (as
+    /// <see cref="Expect"/> wrote it back, with the port the engine chose): same protocol, destination, port, class and
+    /// source. A connection that already arrived is not touched.
+    /// </summary>
+    /// <param name="request">What was expected.</param>
+    /// <returns>True when one was withdrawn.</returns>
+    public readonly bool Unexpect(in ExpectationRequest request) => _host.Unexpect(_connection, in request);
+
+    /// <summary>(1.1) How many expectations of one class this connection has outstanding now (lapsed ones not counted).</summary>
+    /// <param name="expectationClass">An <see cref="ExpectationRequest.Class"/>.</param>
+    public readonly int CountExpected(int expectationClass) => _host.CountExpected(_connection, expectationClass);
 
     /// <summary>
     /// (1.1) Withdraws this connection's outstanding expectations of one class (the kernel's per-class flush, as SIP's
@@ -170,6 +252,14 @@ public ref struct HelperContext
     public readonly void Log(HelperLogLevel level, string message) => _helper.LogSink?.Invoke(_helper, level, message);
 }
 
+/// <summary>(1.1) Writes the announcement of an expected endpoint for <see cref="HelperContext.ExpectAndAnnounce{TState}"/>.</summary>
+/// <typeparam name="TState">What the helper passed along.</typeparam>
+/// <param name="registered">The request as registered (its <see cref="ExpectationRequest.DestinationPort"/> is the port the peer must use).</param>
+/// <param name="state">What the helper passed along.</param>
+/// <param name="destination">Where to write (<see cref="HelperContext.MaxAnnouncementLength"/> bytes).</param>
+/// <returns>How many bytes were written, or -1 when it cannot be formatted.</returns>
+public delegate int AnnouncementFormatter<TState>(in ExpectationRequest registered, TState state, Span<byte> destination);
+
 /// <summary>Where the parts of a packet lie, and what it is to its connection (filled by the engine).</summary>
 internal readonly record struct HelperPacketLayout(
     int L4Offset,
@@ -192,6 +282,12 @@ internal abstract class HelperHost
     internal abstract ExpectResult Expect(object connection, ConnDirection direction, ref ExpectationRequest request);
 
     internal abstract int Unexpect(object connection, int expectationClass);
+
+    internal abstract ExpectResult ExpectPair(object connection, ConnDirection direction, ref ExpectationRequest request);
+
+    internal abstract bool Unexpect(object connection, in ExpectationRequest request);
+
+    internal abstract int CountExpected(object connection, int expectationClass);
 
     internal abstract bool QueueRewrite(int payloadLength, int payloadOffset, int length, ReadOnlySpan<byte> replacement);
 

@@ -36,7 +36,8 @@ internal static class Lab
         bool ftpHelper = false,
         IClock? clock = null,
         ConntrackHelper? ftpAs = null,
-        IHelperInvoker? invoker = null)
+        IHelperInvoker? invoker = null,
+        HelperBinding[]? helpers = null)
     {
         var interfaces = new StaticNetworkInterfaces();
         int lan = interfaces.Add("lan0", (InetAddress.FromIPv4(LanRouter), 4, 24));
@@ -54,7 +55,7 @@ internal static class Lab
             RandomSeed = Seed,
             Interfaces = interfaces,
             NatRules = [new NatRule { Action = NatAction.Masquerade, OutInterface = wan, Origin = "lab.yaml" }],
-            Helpers = ftpHelper ? [new HelperBinding(ftpAs ?? new FtpHelper(), IpProtocol.Tcp, FtpHelper.DefaultPort)] : [],
+            Helpers = helpers ?? (ftpHelper ? [new HelperBinding(ftpAs ?? new FtpHelper(), IpProtocol.Tcp, FtpHelper.DefaultPort)] : []),
             HelperInvoker = invoker,
         };
 

@@ -255,7 +255,8 @@ internal sealed class Daemon : IDisposable
             }
 
             case "expect list":
-                // As conntrack -L expect: the seconds left first, the helper that announced it last.
+                // As conntrack -L expect: the seconds left first, the helper that announced it last, then the class
+                // (its name when the master's helper declared classes, as /proc/net/nf_conntrack_expect's "sip/audio").
                 text.Append("TIMEOUT PROTO EXPECTED MASTER HELPER\n");
                 lock (_engineLock)
                 {
@@ -263,7 +264,7 @@ internal sealed class Daemon : IDisposable
                     foreach (var e in engine.Expectations.Entries())
                     {
                         long seconds = Math.Max(0, (e.ExpiresAt - now) / 1_000_000_000L);
-                        text.Append(CultureInfo.InvariantCulture, $"{seconds} proto={e.Tuple.Protocol} {e} helper={e.Helper?.Name ?? "-"}").Append('\n');
+                        text.Append(CultureInfo.InvariantCulture, $"{seconds} proto={e.Tuple.Protocol} {e} helper={e.Helper?.Name ?? "-"} class={e.Master.Helper?.ClassName(e.Class) ?? e.Class.ToString(CultureInfo.InvariantCulture)}").Append('\n');
                     }
                 }
 

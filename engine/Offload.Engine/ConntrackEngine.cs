@@ -379,6 +379,7 @@ public sealed partial class ConntrackEngine
                 ExpectationNat.FollowMaster => !expectation.FollowMasterNat || _natRules.FollowMaster(conn, expectation),
                 ExpectationNat.Redirect => _natRules.Redirect(conn, expectation),
                 ExpectationNat.Source => _natRules.SourceTo(conn, expectation),
+                ExpectationNat.OnArrival => _natRules.Chosen(conn, _helpers.ChoiceFor(expectation)),
                 _ => true,
             };
             if (!natted)

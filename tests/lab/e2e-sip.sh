@@ -6,7 +6,8 @@
 # the RTP expectation it opened make reach the phone. The WAN capture must hold no LAN-private source address, and
 # the SIP the far side received no LAN-private address. Then a fresh lab runs the same call through the kernel's
 # MASQUERADE and its own sip helper (-j CT --helper sip, nf_nat_sip), and the INVITE and 200 OK as each NAT
-# forwarded them are compared line by line (sipp's random tags, branches and Call-IDs aside).
+# forwarded them are compared line by line (sipp's random tags, branches and Call-IDs aside). Each runs over UDP, TCP
+# and IPv6 (UDP; both NATs masquerade IPv6 too, NAT66). A registration, an inbound call and baresip: e2e-sip-ua.sh.
 #
 # Output and environment: tests/lab/harness.sh (LAB_SUFFIX, default -sp; KEEP_WORK=1).
 # Usage: tests/lab/e2e-sip.sh   (as root; builds the Release binaries if they are missing)
@@ -17,6 +18,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lab.sh"
 # shellcheck source=tests/lab/harness.sh
 . "$here/harness.sh"
+# shellcheck source=tests/lab/sip.sh
+. "$here/sip.sh"
 
 sfx=${LAB_SUFFIX--sp}
 h_init ol-sip
@@ -33,62 +36,35 @@ phone_media=6000
 peer_media=7000
 started=$SECONDS
 
-# sip_payloads FILE FILTER [compare] : the SIP messages of a capture matching FILTER, as text, sipp's random values
-# masked (and with "compare", what each NAT chooses: the media port at the router and the body length).
-sip_payloads() {
-    tshark -n -r "$1" -Y "$2" -T fields -e udp.payload -e tcp.payload 2>/dev/null | python3 -c '
-import re, sys
-for line in sys.stdin:
-    text = bytes.fromhex(line.strip().replace("\t", "").replace(":", "")).decode("ascii", "replace")
-    text = re.sub(r"(branch|tag)=[^;>\r\n]*", r"\1=X", text)
-    text = re.sub(r"Call-ID: [^\r\n]*", "Call-ID: X", text)
-    text = re.sub(r"o=user1 \d+ \d+", "o=user1 N N", text)
-    # The source port the router gave the signalling flow: the kernel keeps 5060, offloadd takes one of its nat-ports
-    # (docs/steering.md), so the port after the router address differs by design.
-    text = re.sub(re.escape(sys.argv[1]) + r":\d+", sys.argv[1] + ":PORT", text)
-    text = re.sub(r"rport=\d+", "rport=PORT", text)
-    if sys.argv[2:] == ["compare"]:
-        # The media port at the router: the kernel keeps the phone port, offloadd places it in its nat-ports (checked
-        # apart); the body length then differs by the digits.
-        text = re.sub(r"m=audio \d+", "m=audio PORT", text)
-        text = re.sub(r"Content-Length: *\d+", "Content-Length: N", text)
-    print(text.replace("\r", ""))
-    print("----")
-' "$LAB_WAN4_ROUTER" "${3-}"
-}
-
-# call NAME [TRANSPORT] : one call through the router as it is set up now (sipp's transport: u1, UDP, by default;
-# t1, TCP); captures wan0 (router) and eth0 (client).
+# call NAME [TRANSPORT] [FAMILY] : one call through the router as it is set up now (sipp's transport: u1, UDP, by
+# default; t1, TCP; family 4 by default, or 6); captures wan0 (router) and eth0 (client).
 call() {
-    local name=$1 transport=${2:-u1} proto=udp out=$H_WORK/$1 uas uac rc_uac=0 rc_uas=0 pids=()
+    local name=$1 transport=${2:-u1} family=${3:-4} proto=udp out=$H_WORK/$1 uas uac rc_uac=0 rc_uas=0
+    local ipf=ip server=$LAB_WAN4_SERVER phone=$LAB_LAN4_CLIENT router_ip=$LAB_WAN4_ROUTER remote=$LAB_WAN4_SERVER
+    router=$LAB_WAN4_ROUTER
+    if ((family == 6)); then
+        ipf=ipv6 server=$LAB_WAN6_SERVER phone=$LAB_LAN6_CLIENT router_ip=$LAB_WAN6_ROUTER remote="[$LAB_WAN6_SERVER]"
+        router="[$LAB_WAN6_ROUTER]"
+    fi
     [[ $transport == t1 ]] && proto=tcp
-    mkdir -p "$out"
-    ip netns exec "$R" dumpcap -q -p -i wan0 -w "$out/wan0.pcapng" </dev/null >"$out/wan0.log" 2>&1 &
-    pids+=($!)
-    ip netns exec "$C" dumpcap -q -p -i eth0 -w "$out/client.pcapng" </dev/null >"$out/client.log" 2>&1 &
-    pids+=($!)
-    h_wait_for 15 grep -q '^File: ' "$out/wan0.log"
-    h_wait_for 15 grep -q '^File: ' "$out/client.log"
-    sleep 0.3
-    timeout 40 ip netns exec "$S" sipp -sf "$data/uas.xml" -i "$LAB_WAN4_SERVER" -p 5060 -mi "$LAB_WAN4_SERVER" \
+    sip_captures_start "$out"
+    timeout 40 ip netns exec "$S" sipp -sf "$data/uas.xml" -i "$server" -p 5060 -mi "$server" \
         -mp "$peer_media" -t "$transport" -m 1 -nostdin -trace_err -error_file "$out/uas.err" </dev/null >"$out/uas.log" 2>&1 &
     uas=$!
     lab_wait_port "$S" 5060 10 "$proto" >/dev/null
-    timeout 40 ip netns exec "$C" sipp -sf "$data/uac.xml" "$LAB_WAN4_SERVER:5060" -s bob -i "$LAB_LAN4_CLIENT" -p 5060 \
-        -mi "$LAB_LAN4_CLIENT" -mp "$phone_media" -t "$transport" -m 1 -nostdin -trace_err -error_file "$out/uac.err" </dev/null >"$out/uac.log" 2>&1 &
+    timeout 40 ip netns exec "$C" sipp -sf "$data/uac.xml" "$remote:5060" -s bob -i "$phone" -p 5060 \
+        -mi "$phone" -mp "$phone_media" -t "$transport" -m 1 -nostdin -trace_err -error_file "$out/uac.err" </dev/null >"$out/uac.log" 2>&1 &
     uac=$!
     wait "$uac" || rc_uac=$?
     wait "$uas" || rc_uas=$?
-    sleep 0.5
-    kill -INT "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
+    sip_captures_stop
     h_result "$name: the call completes (INVITE, 200 with SDP, ACK, BYE, 200: both sipp exit 0)" \
         "$( ((rc_uac == 0 && rc_uas == 0)) || echo "uac $rc_uac, uas $rc_uas; $(tail -c 300 "$out/uac.err" "$out/uas.err" 2>/dev/null | tr '\n' ' ')")"
 
     local sent heard_wan heard
-    sent=$(h_count "$out/wan0.pcapng" "udp && ip.src==$LAB_WAN4_ROUTER && udp.dstport==$peer_media")
-    heard_wan=$(h_count "$out/wan0.pcapng" "udp && ip.src==$LAB_WAN4_SERVER && udp.srcport==$peer_media && ip.dst==$LAB_WAN4_ROUTER")
-    heard=$(h_count "$out/client.pcapng" "udp && ip.src==$LAB_WAN4_SERVER && udp.srcport==$peer_media && ip.dst==$LAB_LAN4_CLIENT && udp.dstport==$phone_media")
+    sent=$(h_count "$out/wan0.pcapng" "udp && $ipf.src==$router_ip && udp.dstport==$peer_media")
+    heard_wan=$(h_count "$out/wan0.pcapng" "udp && $ipf.src==$server && udp.srcport==$peer_media && $ipf.dst==$router_ip")
+    heard=$(h_count "$out/client.pcapng" "udp && $ipf.src==$server && udp.srcport==$peer_media && $ipf.dst==$phone && udp.dstport==$phone_media")
     h_result "$name: RTP flows both ways (phone to peer on the WAN: $sent, peer to the router: $heard_wan, reaching the phone at :$phone_media: $heard)" \
         "$( ((sent > 50 && heard > 50)) || echo "too few")"
 
@@ -96,13 +72,13 @@ call() {
     leaks=$(h_sources_in "$out/wan0.pcapng" "$LAB_LAN4_PREFIX" "$LAB_LAN6_PREFIX")
     h_result "$name: no packet with a LAN-private source on the WAN" "$([[ ${leaks%%$'\n'*} == 0 ]] || echo "$leaks")"
 
-    sip_payloads "$out/wan0.pcapng" "sip && ip.src==$LAB_WAN4_ROUTER" >"$out/sip-out-raw.txt"
-    sip_payloads "$out/wan0.pcapng" "sip && ip.src==$LAB_WAN4_ROUTER" compare >"$out/sip-out.txt"
-    sip_payloads "$out/client.pcapng" "sip && ip.dst==$LAB_LAN4_CLIENT" >"$out/sip-in.txt"
-    if grep -q INVITE "$out/sip-out-raw.txt" && ! grep -qF "$LAB_LAN4_CLIENT" "$out/sip-out-raw.txt"; then
+    sip_payloads "$out/wan0.pcapng" "sip && $ipf.src==$router_ip" >"$out/sip-out-raw.txt"
+    sip_payloads "$out/wan0.pcapng" "sip && $ipf.src==$router_ip" compare >"$out/sip-out.txt"
+    sip_payloads "$out/client.pcapng" "sip && $ipf.dst==$phone" >"$out/sip-in.txt"
+    if grep -q INVITE "$out/sip-out-raw.txt" && ! grep -qF "$phone" "$out/sip-out-raw.txt"; then
         ok "$name: the SIP that left on the WAN names the router, never the phone ($(grep -c '^----' "$out/sip-out.txt") messages)"
     else
-        not_ok "$name: the SIP that left on the WAN names the router, never the phone" "$(grep -F "$LAB_LAN4_CLIENT" "$out/sip-out-raw.txt" | head -3 | tr '\n' ' ')"
+        not_ok "$name: the SIP that left on the WAN names the router, never the phone" "$(grep -F "$phone" "$out/sip-out-raw.txt" | head -3 | tr '\n' ' ')"
     fi
 }
 
@@ -114,6 +90,7 @@ kernel_rules=$({ ip netns exec "$R" iptables-save && ip netns exec "$R" ip6table
 h_result "router: offloadd started with the sip helper; no kernel NAT and no kernel helper rules" "$kernel_rules"
 call offloadd
 call offloadd-tcp t1
+call offloadd-v6 u1 6
 stats=$(h_ctl stats 2>&1) || true
 info "offloadd stats: $(grep -E '^ +(ExpectationsCreated|ConnectionsExpected|PayloadRewrites|Helper[A-Za-z]+|Dropped[A-Za-z]*) +[1-9]' <<<"$stats" | tr -s ' ' | tr '\n' ';')"
 expected=$(grep -E '^ +ConnectionsExpected ' <<<"$stats" | awk '{print $2}' || true)
@@ -128,15 +105,18 @@ lab_down "$sfx" >/dev/null 2>&1 || true
 # --- 2: the same call through the kernel's MASQUERADE and its sip helper (nf_conntrack_sip, nf_nat_sip) ----------
 lab_up "$sfx" >/dev/null
 lab_kernel_nat "$sfx"
-ip netns exec "$R" iptables -t raw -A PREROUTING -p udp --dport 5060 -j CT --helper sip
-ip netns exec "$R" iptables -t raw -A PREROUTING -p tcp --dport 5060 -j CT --helper sip
+for ipt in iptables ip6tables; do
+    ip netns exec "$R" "$ipt" -t raw -A PREROUTING -p udp --dport 5060 -j CT --helper sip
+    ip netns exec "$R" "$ipt" -t raw -A PREROUTING -p tcp --dport 5060 -j CT --helper sip
+done
 call kernel
 call kernel-tcp t1
+call kernel-v6 u1 6
 
 # --- 3: what each NAT sent on: the SIP that left on the WAN and the SIP the phone received ---------------------------
-for run in "" -tcp; do
+for run in "" -tcp -v6; do
     for dir in out in; do
-        what="${run:+TCP: }the SIP messages $([[ $dir == out ]] && echo 'that left on the WAN' || echo 'the phone received') are the same through the kernel and through offloadd"
+        what="${run:+${run#-}: }the SIP messages $([[ $dir == out ]] && echo 'that left on the WAN' || echo 'the phone received') are the same through the kernel and through offloadd"
         if diff "$H_WORK/kernel$run/sip-$dir.txt" "$H_WORK/offloadd$run/sip-$dir.txt" >"$H_WORK/sip$run-$dir.diff"; then
             ok "$what"
         else

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Buffers.Binary;
 
 namespace Offload.Alg.Ftp;
 
@@ -52,21 +51,10 @@ public sealed class FtpHelper : ConntrackHelper
             return HelperVerdict.Accept;
         }
 
-        var state = context.GetState<FtpState>();
-        int dir = (int)context.Direction;
+        var starts = context.GetState<LineStarts>();
         uint seq = context.TcpSequence;
-        var verdict = HelperVerdict.Accept;
-
-        if (state.FollowsNewline(dir, seq))
-        {
-            verdict = ScanLines(ref context, payload);
-        }
-
-        if (payload[^1] == (byte)'\n')
-        {
-            state.RememberNewline(dir, seq + (uint)payload.Length);
-        }
-
+        var verdict = starts.IsAt(context.Direction, seq) ? ScanLines(ref context, payload) : HelperVerdict.Accept;
+        starts.RememberIfLineEnds(context.Direction, seq, payload);
         return verdict;
     }
 
@@ -75,17 +63,17 @@ public sealed class FtpHelper : ConntrackHelper
 
     public override bool SaveState(object state, IBufferWriter<byte> writer)
     {
-        if (state is not FtpState ftp)
+        if (state is not LineStarts starts)
         {
             return false;
         }
 
-        ftp.Write(writer);
+        starts.WriteTo(writer);
         return true;
     }
 
     public override object? RestoreState(ReadOnlySpan<byte> data, int version) =>
-        version == 1 ? FtpState.Read(data) : null;
+        version == 1 ? LineStarts.ReadFrom(data) : null;
 
     private HelperVerdict ScanLines(ref HelperContext context, ReadOnlySpan<byte> payload)
     {
@@ -142,109 +130,17 @@ public sealed class FtpHelper : ConntrackHelper
         var request = context.FromPeer(IpProtocol.Tcp, announced.Port);
         request.Destination = destination;
 
-        if (context.Expect(ref request) != ExpectResult.Added)
-        {
-            // Without the expectation the data connection would fail anyway; the client retries.
-            context.Count(HelperEvent.ExpectationFailed);
-            return HelperVerdict.Drop;
-        }
-
-        if (!context.IsNatted)
-        {
-            return HelperVerdict.Accept;
-        }
-
         // Announce the translated endpoint: where the peer reaches the expected connection.
-        var translated = own.Family == 4
-            ? FtpAddressPort.FromIPv4(other.Destination.IPv4Value, request.DestinationPort)
-            : FtpAddressPort.FromIPv6(other.Destination.High, other.Destination.Low, request.DestinationPort);
-        Span<byte> text = stackalloc byte[FtpParser.MaxReplacementLength];
-        int written = FtpParser.FormatReplacement(match.Kind, translated, text, IPv6TextForm.Full);
-        if (written < 0 || !context.Rewrite(lineStart + match.ReplaceOffset, match.ReplaceLength, text.Slice(0, written)))
-        {
-            context.Count(HelperEvent.RewriteFailed);
-            return HelperVerdict.Drop;
-        }
-
-        return HelperVerdict.Accept;
-    }
-
-    /// <summary>Per control connection: where, in each direction, a segment would start right after a newline.</summary>
-    private sealed class FtpState
-    {
-        // Two positions per direction, as the kernel keeps: enough to survive one retransmission.
-        private readonly uint[] _afterNewline = new uint[4];
-        private readonly int[] _count = new int[2];
-
-        private const int SavedLength = 2 * (1 + 8);
-
-        public void Write(IBufferWriter<byte> writer)
-        {
-            var span = writer.GetSpan(SavedLength);
-            for (int dir = 0; dir < 2; dir++)
-            {
-                span[dir * 9] = (byte)_count[dir];
-                BinaryPrimitives.WriteUInt32LittleEndian(span.Slice((dir * 9) + 1), _afterNewline[dir * 2]);
-                BinaryPrimitives.WriteUInt32LittleEndian(span.Slice((dir * 9) + 5), _afterNewline[(dir * 2) + 1]);
-            }
-
-            writer.Advance(SavedLength);
-        }
-
-        public static FtpState? Read(ReadOnlySpan<byte> data)
-        {
-            if (data.Length != SavedLength || data[0] > 2 || data[9] > 2)
-            {
-                return null;
-            }
-
-            var state = new FtpState();
-            for (int dir = 0; dir < 2; dir++)
-            {
-                state._count[dir] = data[dir * 9];
-                state._afterNewline[dir * 2] = BinaryPrimitives.ReadUInt32LittleEndian(data.Slice((dir * 9) + 1));
-                state._afterNewline[(dir * 2) + 1] = BinaryPrimitives.ReadUInt32LittleEndian(data.Slice((dir * 9) + 5));
-            }
-
-            return state;
-        }
-
-        public bool FollowsNewline(int dir, uint seq)
-        {
-            for (int i = 0; i < _count[dir]; i++)
-            {
-                if (_afterNewline[(dir * 2) + i] == seq)
-                {
-                    return true;
-                }
-            }
-
-            return false;
-        }
-
-        public void RememberNewline(int dir, uint seq)
-        {
-            int n = _count[dir];
-            for (int i = 0; i < n; i++)
-            {
-                if (_afterNewline[(dir * 2) + i] == seq)
-                {
-                    return;
-                }
-            }
-
-            if (n < 2)
-            {
-                _afterNewline[(dir * 2) + n] = seq;
-                _count[dir] = n + 1;
-                return;
-            }
-
-            int oldest = (int)(_afterNewline[dir * 2] - _afterNewline[(dir * 2) + 1]) < 0 ? 0 : 1;
-            if ((int)(seq - _afterNewline[(dir * 2) + oldest]) > 0)
-            {
-                _afterNewline[(dir * 2) + oldest] = seq;
-            }
-        }
+        return context.ExpectAndAnnounce(
+            ref request,
+            lineStart + match.ReplaceOffset,
+            match.ReplaceLength,
+            (match.Kind, At: other.Destination, own.Family),
+            static (in ExpectationRequest registered, (FtpCommandKind Kind, InetAddress At, byte Family) s, Span<byte> text) =>
+                FtpParser.FormatReplacement(
+                    s.Kind,
+                    s.Family == 4 ? FtpAddressPort.FromIPv4(s.At.IPv4Value, registered.DestinationPort) : FtpAddressPort.FromIPv6(s.At.High, s.At.Low, registered.DestinationPort),
+                    text,
+                    IPv6TextForm.Full));
     }
 }

@@ -84,10 +84,7 @@ public sealed class IrcHelper : ConntrackHelper
             }
         }
 
-        if (payload[^1] == (byte)'\n')
-        {
-            state.RememberLineStart(seq + (uint)payload.Length);
-        }
+        state.Starts.RememberIfLineEnds(ConnDirection.Original, seq, payload);
 
         return verdict;
     }
@@ -111,40 +108,24 @@ public sealed class IrcHelper : ConntrackHelper
             return HelperVerdict.Accept;
         }
 
-        // The peer connects from anywhere to the client as the outside sees it.
+        // The peer connects from anywhere to the client as the outside sees it; the kernel drops the segment when that
+        // cannot be expected or announced too, and the client's retransmission tries again.
         var request = context.FromPeer(IpProtocol.Tcp, offer.Port);
         request.SourcePrefixLength = 0;
-
-        if (context.Expect(ref request) != ExpectResult.Added)
-        {
-            // The kernel drops the segment too; the client's retransmission tries again.
-            context.Count(HelperEvent.ExpectationFailed);
-            return HelperVerdict.Drop;
-        }
-
-        if (!context.IsNatted)
-        {
-            return HelperVerdict.Accept;
-        }
-
-        Span<byte> text = stackalloc byte[IrcParser.MaxReplacementLength];
-        int written = IrcParser.FormatReplacement(other.Destination.IPv4Value, request.DestinationPort, text);
-        if (written < 0 || !context.Rewrite(lineStart + offer.ReplaceOffset, offer.ReplaceLength, text.Slice(0, written)))
-        {
-            context.Count(HelperEvent.RewriteFailed);
-            return HelperVerdict.Drop;
-        }
-
-        return HelperVerdict.Accept;
+        return context.ExpectAndAnnounce(
+            ref request,
+            lineStart + offer.ReplaceOffset,
+            offer.ReplaceLength,
+            other.Destination.IPv4Value,
+            static (in ExpectationRequest registered, uint address, Span<byte> text) => IrcParser.FormatReplacement(address, registered.DestinationPort, text));
     }
 
     /// <summary>Per server connection: where, in the client's direction, a segment would start a line.</summary>
     private sealed class IrcState
     {
-        // Two positions, as the FTP helper keeps: enough to survive one retransmission.
-        private readonly uint[] _lineStart = new uint[2];
-        private int _count;
         private bool _seenData;
+
+        public LineStarts Starts { get; } = new();
 
         public bool AtLineStart(uint seq)
         {
@@ -155,27 +136,7 @@ public sealed class IrcHelper : ConntrackHelper
                 return true;
             }
 
-            return (_count > 0 && _lineStart[0] == seq) || (_count > 1 && _lineStart[1] == seq);
-        }
-
-        public void RememberLineStart(uint seq)
-        {
-            if ((_count > 0 && _lineStart[0] == seq) || (_count > 1 && _lineStart[1] == seq))
-            {
-                return;
-            }
-
-            if (_count < 2)
-            {
-                _lineStart[_count++] = seq;
-                return;
-            }
-
-            int oldest = (int)(_lineStart[0] - _lineStart[1]) < 0 ? 0 : 1;
-            if ((int)(seq - _lineStart[oldest]) > 0)
-            {
-                _lineStart[oldest] = seq;
-            }
+            return Starts.IsAt(ConnDirection.Original, seq);
         }
     }
 }

@@ -19,17 +19,28 @@ namespace Offload.Alg.Sip;
 public sealed class SipHelper : ConntrackHelper
 {
     /// <summary>
-    /// Outstanding expectations per call flow and class: the kernel's audio and video limit (RTP and RTCP, both ways).
-    /// The SDK has one limit for every class, so signalling is held to it too (the kernel holds it to one).
+    /// The kernel's expectation classes for SIP (sip_exp_policy), by <see cref="SipExpectClass"/>: one registered Contact
+    /// per signalling flow; per call flow, audio and video RTP and RTCP both ways (4), image (T.38) one pair (2); each
+    /// waits three minutes.
     /// </summary>
-    public static readonly ExpectationPolicy DefaultPolicy = new(4, TimeSpan.FromMinutes(3));
+    public static readonly IReadOnlyList<ExpectationClass> Classes =
+    [
+        new("signalling", 1, TimeSpan.FromMinutes(3)),
+        new("audio", 4, TimeSpan.FromMinutes(3)),
+        new("video", 4, TimeSpan.FromMinutes(3)),
+        new("image", 2, TimeSpan.FromMinutes(3)),
+    ];
 
     public const ushort DefaultPort = 5060;
 
     /// <summary>Messages read in one TCP segment; more are passed unread (counted), so a segment costs a bounded scan.</summary>
     internal const int MaxMessagesPerSegment = 16;
 
-    /// <summary>Ports tried upwards, two at a time, for an RTP/RTCP pair the announced ports of which are taken (the kernel tries until 65535).</summary>
+    /// <summary>
+    /// Ports tried upwards, two at a time, for an RTP/RTCP pair at the router sent on to a third party's media (direct-media
+    /// off) whose announced ports are taken (the kernel tries until 65535). A pair for the sender's own media is placed
+    /// by the engine.
+    /// </summary>
     internal const int MaxPairAttempts = 64;
 
     private SipOptions _options;
@@ -40,7 +51,7 @@ public sealed class SipHelper : ConntrackHelper
     }
 
     internal SipHelper(SipOptions options)
-        : base("sip", DefaultPolicy)
+        : base("sip", Classes)
     {
         Protocols = [IpProtocol.Udp, IpProtocol.Tcp];
         Ports = [DefaultPort];
@@ -49,6 +60,24 @@ public sealed class SipHelper : ConntrackHelper
 
     /// <summary>Takes pinhole-only, direct-media and direct-signalling (true or false) from the configuration's <c>options:</c>.</summary>
     public override void Configure(IReadOnlyDictionary<string, string> options) => _options = SipOptions.Read(options, _options);
+
+    /// <summary>Version 1: per media position, the translated side's offer and the untranslated side's media (<see cref="SipCallState.SavedLength"/> bytes).</summary>
+    public override int StateVersion => 1;
+
+    /// <summary>Writes a call flow's media (what a paired answer needs), so that a call answered after a restart pairs its media as before.</summary>
+    public override bool SaveState(object state, System.Buffers.IBufferWriter<byte> writer)
+    {
+        if (state is not SipCallState call)
+        {
+            return false;
+        }
+
+        call.Write(writer);
+        return true;
+    }
+
+    public override object? RestoreState(ReadOnlySpan<byte> data, int version) =>
+        version == 1 ? SipCallState.Read(data) : null;
 
     public override HelperVerdict Help(ref HelperContext context)
     {
@@ -206,9 +235,10 @@ public sealed class SipHelper : ConntrackHelper
             call = context.GetState<SipCallState>(); // once per call flow, the first time its translated side offers media
             call.Clear();
         }
-        else
+        else if (context.IsNatted)
         {
-            context.TryGetState(out call);
+            call = context.GetState<SipCallState>(); // the untranslated side's media, for the answer to pair with
+            call.ClearPeer();
         }
 
         for (int i = 0; i < count; i++)
@@ -240,16 +270,24 @@ public sealed class SipHelper : ConntrackHelper
                 if (result == ExpectResult.Added)
                 {
                     call!.Remember(i, address.Address, m.Port, port);
+                    if (call.TryTakePeer(i, out var peer))
+                    {
+                        PairWithPeerOffer(ref context, m, address.Address, port, peer);
+                    }
                 }
             }
             else if (context.IsNatted && call is not null && call.TryGet(i, out var offered))
             {
-                result = ExpectPairedAnswer(ref context, m, address.Address, offered);
+                result = ExpectPairedAnswer(ref context, address.Address, m.Port, m.Class, offered, own.Destination);
                 port = m.Port;
             }
             else
             {
                 result = ExpectPair(ref context, m, address.Address, out port);
+                if (result == ExpectResult.Added)
+                {
+                    call?.RememberPeer(i, address.Address, port);
+                }
             }
 
             if (result != ExpectResult.Added)
@@ -300,56 +338,34 @@ public sealed class SipHelper : ConntrackHelper
     }
 
     /// <summary>
-    /// The sender is translated: the peer sends its media to the router's address, on a pair of ports there that
-    /// are redirected to the announced ones (the kernel's nf_nat_sdp_media: the announced pair first, then upwards
-    /// two at a time).
+    /// The sender is translated: the peer sends its media to the router's address, on a pair of ports there that are
+    /// sent on to the announced ones. For the sender's own media (always so with direct-media) the engine places the
+    /// pair (the announced ports if free, then upwards two at a time, or inside offloadd's nat-ports, where the steering
+    /// rules send the peer's packets to us) and the expected RTP and RTCP follow the flow's NAT back to the sender; for
+    /// a third party's media the pair is redirected to it, tried from the announced ports upwards (nf_nat_sdp_media).
     /// </summary>
     private ExpectResult ExpectTranslatedPair(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, out ushort port)
     {
-        ref readonly var other = ref context.OtherTuple;
+        var rtp = MediaRequest(ref context, context.OtherTuple.Destination, media.Port, media.Class);
+        port = media.Port;
         if (mediaAddress == context.Tuple.Source)
         {
-            return ExpectFollowingPair(ref context, media, out port);
+            var placed = context.ExpectPair(ref rtp);
+            port = rtp.DestinationPort;
+            return placed;
         }
 
+        rtp.Nat = ExpectationNat.Redirect;
+        rtp.NatAddress = mediaAddress;
+        rtp.NatPort = media.Port;
         var result = ExpectResult.NoFreePort;
-        port = media.Port;
-        for (int attempt = 0; attempt < MaxPairAttempts; attempt++)
+        for (int attempt = 0; attempt < MaxPairAttempts && media.Port + (2 * attempt) + 1 <= ushort.MaxValue; attempt++)
         {
-            int candidate = media.Port + (2 * attempt);
-            if (candidate + 1 > ushort.MaxValue)
-            {
-                break;
-            }
-
-            var rtp = MediaRequest(ref context, other.Destination, (ushort)candidate, media.Class);
-            rtp.Nat = ExpectationNat.Redirect;
-            rtp.NatAddress = mediaAddress;
-            rtp.NatPort = media.Port;
-            result = context.Expect(ref rtp);
-            if (result == ExpectResult.Clash)
-            {
-                continue;
-            }
-
-            if (result != ExpectResult.Added)
-            {
-                return result;
-            }
-
-            var rtcp = rtp;
-            rtcp.DestinationPort = (ushort)(candidate + 1);
-            rtcp.NatPort = (ushort)(media.Port + 1);
-            result = context.Expect(ref rtcp);
-            if (result == ExpectResult.Added)
-            {
-                port = (ushort)candidate;
-                return result;
-            }
-
-            // The RTP expectation at this candidate lapses unused (the SDK cannot withdraw one): the next pair is tried.
+            rtp.DestinationPort = (ushort)(media.Port + (2 * attempt));
+            result = context.ExpectPair(ref rtp);
             if (result != ExpectResult.Clash)
             {
+                port = rtp.DestinationPort;
                 return result;
             }
         }
@@ -358,42 +374,18 @@ public sealed class SipHelper : ConntrackHelper
     }
 
     /// <summary>
-    /// The media is the sender's own address (always so with direct-media): the engine places the RTP port at the
-    /// router as it places any expected connection there (from the announced port up, or inside the daemon's
-    /// nat-ports, where the steering rules send the peer's packets to us), and the expected RTP follows the flow's NAT
-    /// back to the sender. RTCP takes the next port, sent to the announced RTCP port.
-    /// </summary>
-    private ExpectResult ExpectFollowingPair(ref HelperContext context, in SdpMedia media, out ushort port)
-    {
-        var rtp = MediaRequest(ref context, context.OtherTuple.Destination, media.Port, media.Class);
-        var result = context.Expect(ref rtp);
-        port = rtp.DestinationPort;
-        if (result != ExpectResult.Added)
-        {
-            return result;
-        }
-
-        if (port == ushort.MaxValue)
-        {
-            return ExpectResult.NoFreePort;
-        }
-
-        var rtcp = rtp;
-        rtcp.DestinationPort = (ushort)(port + 1);
-        rtcp.Nat = ExpectationNat.Redirect;
-        rtcp.NatAddress = context.Tuple.Source;
-        rtcp.NatPort = (ushort)(media.Port + 1);
-        return context.Expect(ref rtcp);
-    }
-
-    /// <summary>
     /// The untranslated peer answers an offer of the translated side: that side's RTP and RTCP to the peer's media are
     /// expected from the ports it offered and leave from the router's ports the peer was told (the kernel pairs them
     /// the same way), so that media stays symmetric whoever sends first.
     /// </summary>
-    private ExpectResult ExpectPairedAnswer(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, in SipTranslatedMedia offered)
+    /// <param name="context">The untranslated side's answer, or the translated side's answer to the other's offer.</param>
+    /// <param name="peerAddress">The untranslated side's media address, where the translated side sends.</param>
+    /// <param name="peerPort">Its RTP port.</param>
+    /// <param name="expectClass">The stream's class.</param>
+    /// <param name="offered">The translated side's own media and the router's port the peer was told.</param>
+    /// <param name="routerAddress">The router's address the peer sends to.</param>
+    private static ExpectResult ExpectPairedAnswer(ref HelperContext context, InetAddress peerAddress, ushort peerPort, int expectClass, in SipTranslatedMedia offered, InetAddress routerAddress)
     {
-        ref readonly var own = ref context.Tuple;
         var rtp = new ExpectationRequest
         {
             Protocol = IpProtocol.Udp,
@@ -401,39 +393,53 @@ public sealed class SipHelper : ConntrackHelper
             SourcePrefixLength = context.Family == 4 ? 32 : 128,
             SourcePort = offered.Port,
             MatchSourcePort = true,
-            Destination = mediaAddress,
-            DestinationPort = media.Port,
-            Class = media.Class,
+            Destination = peerAddress,
+            DestinationPort = peerPort,
+            Class = expectClass,
             Nat = ExpectationNat.Source,
-            NatAddress = own.Destination, // the router's address, where the peer sends
+            NatAddress = routerAddress,
             NatPort = offered.TranslatedPort,
         };
-        var result = context.Expect(ref rtp);
-        if (result != ExpectResult.Added)
-        {
-            return result;
-        }
+        return context.ExpectPair(ref rtp);
+    }
 
-        var rtcp = rtp;
-        rtcp.SourcePort = (ushort)(offered.Port + 1);
-        rtcp.DestinationPort = (ushort)(media.Port + 1);
-        rtcp.NatPort = (ushort)(offered.TranslatedPort + 1);
-        return context.Expect(ref rtcp);
+    /// <summary>
+    /// The translated side answers the untranslated side's offer (an inbound call): its RTP and RTCP to the offered media,
+    /// expected since the offer to follow the flow's NAT, are expected again to leave from the router's ports just
+    /// placed for it, so that the peer's media to those ports and the phone's own are one flow whoever sends first (the
+    /// kernel's nf_nat_sip_expected pairs them too). Without it the phone's media would leave from any port of the router
+    /// and the peer's, arriving at the placed port, would clash with it.
+    /// </summary>
+    private void PairWithPeerOffer(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, ushort placedPort, in SipPeerMedia peer)
+    {
+        // What the offer expected: the translated side's media to the peer's, from any port (MediaRequest, seen then from
+        // the other direction).
+        var followed = new ExpectationRequest
+        {
+            Protocol = IpProtocol.Udp,
+            Source = mediaAddress,
+            SourcePrefixLength = _options.DirectMedia ? (context.Family == 4 ? 32 : 128) : 0,
+            Destination = peer.Address,
+            DestinationPort = peer.Port,
+            Class = media.Class,
+        };
+        context.Unexpect(in followed);
+        followed.DestinationPort++;
+        context.Unexpect(in followed);
+        var own = new SipTranslatedMedia(true, mediaAddress, media.Port, placedPort);
+        if (ExpectPairedAnswer(ref context, peer.Address, peer.Port, media.Class, own, context.OtherTuple.Destination) != ExpectResult.Added)
+        {
+            context.Count(HelperEvent.ExpectationFailed); // the media still flows, from another port of the router
+        }
     }
 
     /// <summary>The sender is not translated: its media is expected where it says, and follows the flow's NAT back.</summary>
     private ExpectResult ExpectPair(ref HelperContext context, in SdpMedia media, InetAddress mediaAddress, out ushort port)
     {
         var rtp = MediaRequest(ref context, mediaAddress, media.Port, media.Class);
-        var result = context.Expect(ref rtp);
+        var result = context.ExpectPair(ref rtp);
         port = rtp.DestinationPort;
-        if (result != ExpectResult.Added)
-        {
-            return result;
-        }
-
-        var rtcp = MediaRequest(ref context, mediaAddress, (ushort)(rtp.DestinationPort + 1), media.Class);
-        return context.Expect(ref rtcp);
+        return result;
     }
 
     private ExpectationRequest MediaRequest(ref HelperContext context, InetAddress destination, ushort port, int expectClass)
@@ -469,8 +475,11 @@ public sealed class SipHelper : ConntrackHelper
             return HelperVerdict.Accept;
         }
 
-        bool senderTranslated = own.Source != other.Destination;
-        var request = context.FromPeer(context.Protocol, contact.Port);
+        bool senderTranslated = own.Source != other.Destination && context.IsNatted;
+        // A Contact at the signalling flow's own source port was rewritten to the flow's port at the router (map_addr):
+        // calls come there (the kernel's nf_nat_sip_expect). Another Contact port keeps its number at the router.
+        bool atFlowPort = senderTranslated && !_options.PinholeOnly && contact.Port == own.SourcePort;
+        var request = context.FromPeer(context.Protocol, atFlowPort ? other.DestinationPort : contact.Port);
         request.Class = SipExpectClass.Signalling;
         request.Helper = this;
         if (!_options.DirectSignalling)
@@ -478,7 +487,7 @@ public sealed class SipHelper : ConntrackHelper
             request.SourcePrefixLength = 0;
         }
 
-        if (senderTranslated && context.IsNatted)
+        if (senderTranslated)
         {
             request.Nat = ExpectationNat.Redirect;
             request.NatAddress = contact.Address;

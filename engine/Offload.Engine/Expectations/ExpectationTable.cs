@@ -312,6 +312,39 @@ public sealed class ExpectationTable
         }
     }
 
+    /// <summary>The master's outstanding expectations of one class that have not lapsed (a helper asks).</summary>
+    internal static int CountOf(Connection master, int expectationClass, long now)
+    {
+        int n = 0;
+        for (var e = master.Extras?.FirstExpectation; e is not null; e = e.NextOfMaster)
+        {
+            if (e.Class == expectationClass && e.ExpiresAt > now)
+            {
+                n++;
+            }
+        }
+
+        return n;
+    }
+
+    /// <summary>The master's outstanding expectation that a helper's request describes (as registered: the port the engine chose), or null.</summary>
+    internal static Expectation? Find(Connection master, in ExpectationRequest request)
+    {
+        for (var e = master.Extras?.FirstExpectation; e is not null; e = e.NextOfMaster)
+        {
+            var t = e.Tuple;
+            if (e.Class == request.Class && t.Protocol == request.Protocol && t.Destination == request.Destination
+                && t.DestinationPort == request.DestinationPort && e.MatchSourcePort == request.MatchSourcePort
+                && (!request.MatchSourcePort || t.SourcePort == request.SourcePort)
+                && e.SourcePrefixLength == request.SourcePrefixLength && (request.SourcePrefixLength <= 0 || t.Source == request.Source))
+            {
+                return e;
+            }
+        }
+
+        return null;
+    }
+
     private static int CountOf(Connection master, int expectationClass)
     {
         int n = 0;

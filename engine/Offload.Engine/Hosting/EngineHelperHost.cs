@@ -51,6 +51,36 @@ internal sealed class EngineHelperHost(HelperDispatch dispatch) : HelperHost
         return removed;
     }
 
+    internal override ExpectResult ExpectPair(object connection, ConnDirection direction, ref ExpectationRequest request)
+    {
+        var result = ExpectResult.TableFull;
+        try
+        {
+        }
+        finally
+        {
+            result = dispatch.ExpectPair((Connection)connection, direction, ref request);
+        }
+
+        return result;
+    }
+
+    internal override bool Unexpect(object connection, in ExpectationRequest request)
+    {
+        bool removed = false;
+        try
+        {
+        }
+        finally
+        {
+            removed = dispatch.Unexpect((Connection)connection, in request);
+        }
+
+        return removed;
+    }
+
+    internal override int CountExpected(object connection, int expectationClass) => dispatch.CountExpected((Connection)connection, expectationClass);
+
     internal override bool QueueRewrite(int payloadLength, int payloadOffset, int length, ReadOnlySpan<byte> replacement)
     {
         bool queued = false;

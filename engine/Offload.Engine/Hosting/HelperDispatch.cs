@@ -126,22 +126,37 @@ internal sealed class HelperDispatch
         return _counters.Drop(EngineCounter.DroppedRewriteFailed);
     }
 
+    /// <summary>What the master's helper chose for the NAT of the expected connection it was last asked about.</summary>
+    private readonly ExpectedNatChoice _choice = new();
+
+    /// <summary>
+    /// The NAT the master's helper chose for <paramref name="expectation"/>'s connection when it arrived
+    /// (<see cref="ExpectationNat.OnArrival"/>): null when it was not asked (no helper, or a failed one) or chose nothing.
+    /// </summary>
+    internal ExpectedNatChoice? ChoiceFor(Expectation expectation) =>
+        ReferenceEquals(_choice.For, expectation) && (_choice.HasSource || _choice.HasDestination) ? _choice : null;
+
     /// <summary>Asks the master's helper whether an expected connection may start; a failed helper lets it.</summary>
     public bool AcceptExpected(ConntrackHelper helper, Connection conn, Expectation expectation)
     {
+        _choice.Reset(expectation, open: false);
         if (helper.DisabledReason is not null)
         {
             return true;
         }
 
         var master = expectation.Master;
-        var arriving = new ExpectedConnection(conn.OriginalTuple, master.OriginalTuple, expectation.Class, master.Extras?.HelperState);
+        _choice.Reset(expectation, open: expectation.Nat == ExpectationNat.OnArrival);
+        var arriving = new ExpectedConnection(conn.OriginalTuple, master.OriginalTuple, expectation.Class, master.Extras?.HelperState, _choice);
         try
         {
-            return _invoker.OnExpectedConnection(helper, arriving) == HelperVerdict.Accept;
+            bool accepted = _invoker.OnExpectedConnection(helper, arriving) == HelperVerdict.Accept;
+            _choice.Open = false; // a copy the helper kept changes nothing later
+            return accepted;
         }
         catch (Exception e)
         {
+            _choice.Reset(expectation, open: false); // what it chose before failing is forgotten
             Disable(helper, e);
             return true;
         }
@@ -194,6 +209,24 @@ internal sealed class HelperDispatch
     }
 
     internal int Unexpect(Connection master, int expectationClass) => _expectations.RemoveOf(master, expectationClass);
+
+    /// <summary>A helper's request for two expectations on consecutive ports, both remembered so that a dropped packet takes them back.</summary>
+    internal ExpectResult ExpectPair(Connection master, ConnDirection direction, ref ExpectationRequest request)
+    {
+        var result = _registrar.ExpectPair(master, direction, ref request, Now, out var first, out var second);
+        if (first is not null && second is not null)
+        {
+            _scratch.Announced(first);
+            _scratch.Announced(second);
+        }
+
+        return result;
+    }
+
+    internal bool Unexpect(Connection master, in ExpectationRequest request) =>
+        ExpectationTable.Find(master, in request) is { } expectation && _expectations.Remove(expectation);
+
+    internal int CountExpected(Connection master, int expectationClass) => ExpectationTable.CountOf(master, expectationClass, Now);
 
     internal bool QueueRewrite(int payloadLength, int offset, int length, ReadOnlySpan<byte> replacement) =>
         _scratch.Rewrites.Queue(payloadLength, offset, length, replacement);

@@ -88,6 +88,27 @@ internal sealed class NatRuleTable(EngineOptions options, NatCore nat)
         nat.SetupInfo(conn, NatRange.ToAddressAndPort(expectation.NatAddress, expectation.NatPort), ManipType.Source);
 
     /// <summary>
+    /// Translates an expected connection as its master's helper chose when it arrived (<see cref="ExpectationNat.OnArrival"/>):
+    /// the source and/or the destination, a port of 0 leaving the port to the NAT (kept when free). Null: untranslated.
+    /// </summary>
+    public bool Chosen(Connection conn, ExpectedNatChoice? choice)
+    {
+        if (choice is null)
+        {
+            return true;
+        }
+
+        if (choice.HasSource && !nat.SetupInfo(conn, To(choice.SourceAddress, choice.SourcePort), ManipType.Source))
+        {
+            return false;
+        }
+
+        return !choice.HasDestination || nat.SetupInfo(conn, To(choice.DestinationAddress, choice.DestinationPort), ManipType.Destination);
+
+        static NatRange To(InetAddress address, ushort port) => port == 0 ? NatRange.ToAddress(address) : NatRange.ToAddressAndPort(address, port);
+    }
+
+    /// <summary>
     /// A new connection to one of the router's addresses at a port of the NAT range, neither expected nor forwarded by a
     /// DNAT rule: the reply of a translation this engine does not know (made before a restart whose state was lost, or
     /// forged). The kernel would deliver it to the router's stack, which resets the peer; it is dropped instead, so a

@@ -415,7 +415,7 @@ public static class EngineSnapshot
             var nat = (ExpectationNat)reader.ReadByte();
             var natAddress = reader.ReadAddress();
             ushort natPort = reader.ReadUInt16();
-            if (prefix > (tuple.Family == 4 ? 32 : 128) || direction > ConnDirection.Reply || nat > ExpectationNat.Source)
+            if (prefix > (tuple.Family == 4 ? 32 : 128) || direction > ConnDirection.Reply || nat > ExpectationNat.OnArrival)
             {
                 throw new SnapshotException(SnapshotRefusal.Corrupt, "an expectation's fields are out of range");
             }

@@ -1,6 +1,8 @@
 using Offload.Alg.Sip;
 using Offload.Engine;
 using Offload.Engine.Conntrack;
+using Offload.Engine.Helpers;
+using Offload.Engine.Nat;
 using Offload.Sdk.Testing;
 using Xunit;
 using static Offload.Alg.Tests.Sip.SipText;
@@ -278,6 +280,62 @@ public class SipHelperTests
         var call = rig.In(UdpPacket(Server, 5060, WanAddress, wanPort, Ascii(Invite(Server, 5060, WanAddress, Sdp(Server, PeerMedia)))));
         Assert.True(call.Accepted, rig.DropSummary());
         Assert.Equal(Ip(Client), Destination(call.Packet));
+    }
+
+    [Fact]
+    public void Register_from_a_flow_whose_port_the_router_moved_expects_calls_at_that_port_where_the_contact_now_points()
+    {
+        var rig = Masquerading(new SipHelper());
+        Assert.True(rig.Out(UdpPacket(Client, 5060, Server, 5060, Ascii(Invite(Client, 5060, Server, "", method: "REGISTER", headers: "Expires: 3600\r\n")))).Accepted);
+        var register = rig.Out(UdpPacket(Client2, 5060, Server, 5060, Ascii(Invite(Client2, 5060, Server, "", method: "REGISTER", headers: "Expires: 3600\r\n"))));
+        Assert.True(register.Accepted, rig.DropSummary());
+        ushort wanPort = SourcePort(register.Packet);
+        Assert.NotEqual(5060, wanPort); // the first phone holds 5060 at the router
+        Assert.Equal($"<sip:alice@{WanAddress}:{wanPort}>", Header(PayloadText(register.Packet), "Contact"));
+        Assert.Contains(rig.Expectations, e => e.Class == 0 && e.Tuple.DestinationPort == wanPort);
+
+        // The registrar calls from another port (a new flow, not the registration's): the expectation takes it to the
+        // second phone's own port.
+        var call = rig.In(UdpPacket(Server, 5070, WanAddress, wanPort, Ascii(Invite(Server, 5070, WanAddress, Sdp(Server, PeerMedia)))));
+        Assert.True(call.Accepted, rig.DropSummary());
+        Assert.Equal(CtInfo.Related, call.CtInfo);
+        Assert.Equal(Ip(Client2), Destination(call.Packet));
+        Assert.Equal(5060, DestinationPort(call.Packet));
+    }
+
+    [Fact]
+    public void An_inbound_call_answered_by_the_phone_pairs_its_media_with_the_routers_port_in_its_answer()
+    {
+        var rig = new RouterRig([new NatRule { Action = NatAction.Masquerade, OutInterface = Wan }], HelperBinding.Defaults(new SipHelper()), natPorts: (61000, 61999));
+        var register = rig.Out(UdpPacket(Client, 5060, Server, 5060, Ascii(Invite(Client, 5060, Server, "", method: "REGISTER", headers: "Expires: 3600\r\n"))));
+        Assert.True(register.Accepted, rig.DropSummary());
+        ushort wanPort = SourcePort(register.Packet);
+        var invite = rig.In(UdpPacket(Server, 5070, WanAddress, wanPort, Ascii(Invite(Server, 5070, $"{WanAddress}:{wanPort}", Sdp(Server, PeerMedia)))));
+        Assert.True(invite.Accepted, rig.DropSummary());
+
+        string via = $"SIP/2.0/UDP {Server}:5070;branch=z9hG4bK74bf9";
+        var answer = rig.Out(UdpPacket(Client, 5060, Server, 5070, Ascii(Ok(via, Server, 5070, Client, Sdp(Client, PhoneMedia)))));
+        Assert.True(answer.Accepted, rig.DropSummary());
+        string body = Body(PayloadText(answer.Packet));
+        Assert.Contains($"c=IN IP4 {WanAddress}\r\n", body);
+        ushort placed = ushort.Parse(body[(body.IndexOf("m=audio ", StringComparison.Ordinal) + 8)..].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(placed, (ushort)61000, (ushort)61999);
+
+        // The phone speaks first: its RTP leaves from the port its answer announced...
+        var rtp = rig.Out(UdpPacket(Client, PhoneMedia, Server, PeerMedia, Ascii("rtp")));
+        Assert.True(rtp.Accepted, rig.DropSummary());
+        Assert.Equal(CtInfo.Related, rtp.CtInfo);
+        Assert.Equal(Ip(WanAddress), Source(rtp.Packet));
+        Assert.Equal(placed, SourcePort(rtp.Packet));
+
+        // ...so the peer's RTP to that port is the same flow, back to the phone.
+        var back = rig.In(UdpPacket(Server, PeerMedia, WanAddress, placed, Ascii("rtp")));
+        Assert.True(back.Accepted, rig.DropSummary());
+        Assert.Same(rtp.Connection, back.Connection);
+        Assert.Equal(Ip(Client), Destination(back.Packet));
+        Assert.Equal(PhoneMedia, DestinationPort(back.Packet));
+        Assert.All(rig.Expectations, e => Assert.True(e.Class <= 1));
+        Assert.True(rig.Expectations.Count(e => e.Class == 1) <= SipHelper.Classes[1].MaxExpected);
     }
 
     [Fact]
