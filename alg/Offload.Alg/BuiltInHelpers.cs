@@ -1,6 +1,7 @@
 using Offload.Alg.Amanda;
 using Offload.Alg.Ftp;
 using Offload.Alg.Irc;
+using Offload.Alg.Pptp;
 using Offload.Alg.Sane;
 using Offload.Alg.Sip;
 using Offload.Alg.Tftp;
@@ -16,6 +17,7 @@ public static class BuiltInHelpers
         ["amanda"] = _ => new AmandaHelper(),
         ["ftp"] = loose => new FtpHelper(loose),
         ["irc"] = loose => new IrcHelper(loose),
+        ["pptp"] = _ => new PptpHelper(),
         ["sane"] = _ => new SaneHelper(),
         ["sip"] = _ => new SipHelper(),
         ["tftp"] = _ => new TftpHelper(),

@@ -128,8 +128,20 @@ public sealed class EngineOptions
 
     public TimeSpan IcmpTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Protocols tracked by addresses only (GRE without PPTP, ESP, ...).</summary>
+    /// <summary>Protocols tracked by addresses only (ESP, SCTP without a tracker, ...).</summary>
     public TimeSpan GenericTimeout { get; init; } = TimeSpan.FromSeconds(600);
+
+    /// <summary>GRE flow that has seen no reply (the kernel's GRE_TIMEOUT).</summary>
+    public TimeSpan GreTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>GRE flow that has seen traffic both ways (the kernel's GRE_STREAM_TIMEOUT).</summary>
+    public TimeSpan GreStreamTimeout { get; init; } = TimeSpan.FromSeconds(180);
+
+    /// <summary>A PPTP call's GRE, expected by the helper, before a reply (the kernel's PPTP_GRE_TIMEOUT).</summary>
+    public TimeSpan PptpGreTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>A PPTP call's GRE once it has seen both ways (the kernel's PPTP_GRE_STREAM_TIMEOUT).</summary>
+    public TimeSpan PptpGreStreamTimeout { get; init; } = TimeSpan.FromHours(5);
 
     public IReadOnlyList<NatRule> NatRules { get; init; } = [];
 
@@ -256,4 +268,7 @@ public enum EngineCounter
     /// let through untracked, as the kernel's conntrack does.
     /// </summary>
     AcceptedUntracked,
+
+    /// <summary>Enhanced GRE (version 1) that carries no PPP: not PPTP, and the kernel refuses to track it too.</summary>
+    DroppedGreNotPptp,
 }

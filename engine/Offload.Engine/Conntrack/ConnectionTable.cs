@@ -56,6 +56,9 @@ public sealed class ConnectionTable
 
     public int Capacity { get; }
 
+    /// <summary>The source keys of PPTP's enhanced GRE, kept in step with the entries (and the expectations) that hold them.</summary>
+    public Gre.GreKeymap GreKeys { get; } = new();
+
     public int Count => _count;
 
     public bool IsFull => _freeCount == 0;
@@ -137,6 +140,8 @@ public sealed class ConnectionTable
         _slots[slot] = connection;
         connection.Slot = slot;
         Link(connection);
+        GreKeys.Add(connection.OriginalTuple);
+        GreKeys.Add(connection.ReplyTuple);
         if ((connection.StatusBits & ConnStatus.SrcNatDone) != 0)
         {
             int bucket = SourceBucketOf(connection.OriginalTuple);
@@ -167,6 +172,8 @@ public sealed class ConnectionTable
         }
 
         Unlink(connection);
+        GreKeys.Remove(connection.OriginalTuple);
+        GreKeys.Remove(connection.ReplyTuple);
         if (connection.NextBySource != -2)
         {
             UnlinkBySource(connection);
@@ -189,7 +196,9 @@ public sealed class ConnectionTable
         }
 
         Unlink(connection);
+        GreKeys.Remove(connection.ReplyTuple);
         connection.ReplyTuple = newReplyTuple;
+        GreKeys.Add(connection.ReplyTuple);
         Link(connection);
     }
 
