@@ -209,6 +209,9 @@ public enum EngineCounter
     /// <summary>A TCP segment outside the window or with impossible flags.</summary>
     DroppedTcpInvalid,
 
+    /// <summary>Enhanced GRE (version 1) that carries no PPP: not PPTP, and the kernel refuses to track it too.</summary>
+    DroppedGreNotPptp,
+
     /// <summary>
     /// An ICMP error quoting a packet of no tracked connection (or of one, but sent elsewhere than that direction's
     /// destination), or a quote that cannot be read: garbage, cut inside the first 8 bytes of its transport header,
@@ -268,7 +271,4 @@ public enum EngineCounter
     /// let through untracked, as the kernel's conntrack does.
     /// </summary>
     AcceptedUntracked,
-
-    /// <summary>Enhanced GRE (version 1) that carries no PPP: not PPTP, and the kernel refuses to track it too.</summary>
-    DroppedGreNotPptp,
 }

@@ -140,8 +140,7 @@ public sealed class ConnectionTable
         _slots[slot] = connection;
         connection.Slot = slot;
         Link(connection);
-        GreKeys.Add(connection.OriginalTuple);
-        GreKeys.Add(connection.ReplyTuple);
+        GreKeys.AddConnection(connection.OriginalTuple, connection.ReplyTuple);
         if ((connection.StatusBits & ConnStatus.SrcNatDone) != 0)
         {
             int bucket = SourceBucketOf(connection.OriginalTuple);
@@ -172,8 +171,7 @@ public sealed class ConnectionTable
         }
 
         Unlink(connection);
-        GreKeys.Remove(connection.OriginalTuple);
-        GreKeys.Remove(connection.ReplyTuple);
+        GreKeys.RemoveConnection(connection.OriginalTuple, connection.ReplyTuple);
         if (connection.NextBySource != -2)
         {
             UnlinkBySource(connection);
@@ -196,9 +194,9 @@ public sealed class ConnectionTable
         }
 
         Unlink(connection);
-        GreKeys.Remove(connection.ReplyTuple);
+        GreKeys.RemoveConnection(connection.OriginalTuple, connection.ReplyTuple);
         connection.ReplyTuple = newReplyTuple;
-        GreKeys.Add(connection.ReplyTuple);
+        GreKeys.AddConnection(connection.OriginalTuple, connection.ReplyTuple);
         Link(connection);
     }
 

@@ -31,6 +31,38 @@ public sealed class GreKeymap
     internal static bool IsKeyed(in ConnTuple tuple) =>
         tuple.Protocol == IpProtocol.Gre && tuple.SourcePort != 0 && tuple.DestinationPort != 0;
 
+    /// <summary>
+    /// Holds a connection's keys: both tuples, and both as translated (the inverse of the other direction's), so that an
+    /// ICMP error quoting a call's GRE as it left the router finds the call too (the kernel's keymap holds only the
+    /// expectations' tuples, and such an error finds nothing there).
+    /// </summary>
+    internal void AddConnection(in ConnTuple original, in ConnTuple reply)
+    {
+        if (original.Protocol != IpProtocol.Gre)
+        {
+            return;
+        }
+
+        Add(original);
+        Add(reply);
+        Add(reply.Invert());
+        Add(original.Invert());
+    }
+
+    /// <summary>Lets go of what <see cref="AddConnection"/> held.</summary>
+    internal void RemoveConnection(in ConnTuple original, in ConnTuple reply)
+    {
+        if (original.Protocol != IpProtocol.Gre)
+        {
+            return;
+        }
+
+        Remove(original);
+        Remove(reply);
+        Remove(reply.Invert());
+        Remove(original.Invert());
+    }
+
     internal void Add(in ConnTuple tuple)
     {
         if (!IsKeyed(tuple))
