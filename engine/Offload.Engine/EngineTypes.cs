@@ -131,17 +131,15 @@ public sealed class EngineOptions
     /// <summary>Protocols tracked by addresses only (ESP, SCTP without a tracker, ...).</summary>
     public TimeSpan GenericTimeout { get; init; } = TimeSpan.FromSeconds(600);
 
-    /// <summary>GRE flow that has seen no reply (the kernel's GRE_TIMEOUT).</summary>
+    /// <summary>
+    /// GRE flow that has seen no reply (the kernel's GRE_TIMEOUT), a PPTP call's too: the kernel's pptp_expectfn sets 10
+    /// minutes and 5 hours for a call, but its GRE tracker sets its own timeouts on the connection's first packet, after
+    /// that (seen in conntrack -L on this kernel).
+    /// </summary>
     public TimeSpan GreTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>GRE flow that has seen traffic both ways (the kernel's GRE_STREAM_TIMEOUT).</summary>
     public TimeSpan GreStreamTimeout { get; init; } = TimeSpan.FromSeconds(180);
-
-    /// <summary>A PPTP call's GRE, expected by the helper, before a reply (the kernel's PPTP_GRE_TIMEOUT).</summary>
-    public TimeSpan PptpGreTimeout { get; init; } = TimeSpan.FromMinutes(10);
-
-    /// <summary>A PPTP call's GRE once it has seen both ways (the kernel's PPTP_GRE_STREAM_TIMEOUT).</summary>
-    public TimeSpan PptpGreStreamTimeout { get; init; } = TimeSpan.FromHours(5);
 
     public IReadOnlyList<NatRule> NatRules { get; init; } = [];
 

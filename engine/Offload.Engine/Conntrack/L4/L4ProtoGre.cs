@@ -6,8 +6,7 @@ namespace Offload.Engine.Conntrack.L4;
 /// <summary>
 /// GRE (the kernel's nf_conntrack_proto_gre.c): plain GRE (version 0) tracked by addresses, PPTP's enhanced GRE
 /// (version 1) by the call IDs its control connection negotiated (see <see cref="GreKeymap"/>). A short timeout until
-/// the flow has seen a reply, a longer one (and assured) after; a call's data channel, which the PPTP helper expected,
-/// keeps the PPTP helper's longer timeouts, as the kernel's pptp_expectfn sets them.
+/// the flow has seen a reply, a longer one (and assured) after, a PPTP call's included (see <see cref="EngineOptions.GreTimeout"/>).
 /// </summary>
 internal sealed class L4ProtoGre(EngineOptions options, EngineCounters counters) : L4Proto
 {
@@ -22,16 +21,11 @@ internal sealed class L4ProtoGre(EngineOptions options, EngineCounters counters)
             return counters.Drop(EngineCounter.DroppedGreNotPptp);
         }
 
-        bool call = conn.HasStatus(ConnStatus.Expected) && GreKeymap.IsKeyed(conn.OriginalTuple);
-        TimeSpan timeout;
+        TimeSpan timeout = options.GreTimeout;
         if (conn.HasStatus(ConnStatus.SeenReply))
         {
-            timeout = call ? options.PptpGreStreamTimeout : options.GreStreamTimeout;
+            timeout = options.GreStreamTimeout;
             conn.StatusBits |= ConnStatus.Assured;
-        }
-        else
-        {
-            timeout = call ? options.PptpGreTimeout : options.GreTimeout;
         }
 
         conn.ExpiresAt = now + (long)timeout.TotalNanoseconds;
