@@ -176,7 +176,7 @@ public sealed partial class ConntrackEngine
         }
 
         ConnTuples.TryRead(packet, info, out var tuple);
-        if (tuple.Protocol == IpProtocol.Gre && tuple.DestinationPort != 0)
+        if (tuple.Protocol == IpProtocol.Gre)
         {
             tuple.SourcePort = _table.GreKeys.SourceKeyOf(tuple);
         }
@@ -300,7 +300,7 @@ public sealed partial class ConntrackEngine
             InetAddress.Read(inner.Family, quoted.Slice(inner.DestinationAddressOffset)),
             0);
         ConnTuples.ReadPorts(quoted.Slice(inner.L4Offset), inner.Protocol, ref innerTuple);
-        if (innerTuple.Protocol == IpProtocol.Gre && innerTuple.DestinationPort != 0)
+        if (innerTuple.Protocol == IpProtocol.Gre)
         {
             innerTuple.SourcePort = _table.GreKeys.SourceKeyOf(innerTuple);
         }

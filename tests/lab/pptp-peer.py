@@ -108,11 +108,20 @@ def client(server, source, call_id, count, port=1723):
             parsed = parse_gre(data)
             if parsed and parsed[0] == call_id and parsed[1].startswith(b"PPTP-ECHO"):
                 received += 1
+    # pptpd closes the control connection once pppd fails (no /dev/ppp): clear the call only while it is open, so
+    # that no reset answers the request.
+    closed = False
+    ctl.setblocking(False)
     try:
+        closed = rest == b"" and ctl.recv(4096) == b""
+    except BlockingIOError:
+        pass
+    except OSError:
+        closed = True
+    if not closed:
+        ctl.setblocking(True)
         ctl.sendall(message(12, struct.pack("!HH", call_id, 0)))
         time.sleep(0.2)
-    except OSError:
-        pass
     ctl.close()
     print(json.dumps({"pac": pac, "peer": peer, "result": result, "sent": sent, "received": received}))
 

@@ -140,7 +140,11 @@ public sealed class ConnectionTable
         _slots[slot] = connection;
         connection.Slot = slot;
         Link(connection);
-        GreKeys.AddConnection(connection.OriginalTuple, connection.ReplyTuple);
+        if ((connection.StatusBits & ConnStatus.Expected) != 0)
+        {
+            // Only an expected connection can be a PPTP call's: its keys are the call's.
+            GreKeys.AddConnection(connection.OriginalTuple, connection.ReplyTuple);
+        }
         if ((connection.StatusBits & ConnStatus.SrcNatDone) != 0)
         {
             int bucket = SourceBucketOf(connection.OriginalTuple);
@@ -171,7 +175,11 @@ public sealed class ConnectionTable
         }
 
         Unlink(connection);
-        GreKeys.RemoveConnection(connection.OriginalTuple, connection.ReplyTuple);
+        if ((connection.StatusBits & ConnStatus.Expected) != 0)
+        {
+            GreKeys.RemoveConnection(connection.OriginalTuple, connection.ReplyTuple);
+        }
+
         if (connection.NextBySource != -2)
         {
             UnlinkBySource(connection);
@@ -194,9 +202,18 @@ public sealed class ConnectionTable
         }
 
         Unlink(connection);
-        GreKeys.RemoveConnection(connection.OriginalTuple, connection.ReplyTuple);
+        bool expected = (connection.StatusBits & ConnStatus.Expected) != 0;
+        if (expected)
+        {
+            GreKeys.RemoveConnection(connection.OriginalTuple, connection.ReplyTuple);
+        }
+
         connection.ReplyTuple = newReplyTuple;
-        GreKeys.AddConnection(connection.OriginalTuple, connection.ReplyTuple);
+        if (expected)
+        {
+            GreKeys.AddConnection(connection.OriginalTuple, connection.ReplyTuple);
+        }
+
         Link(connection);
     }
 

@@ -121,7 +121,11 @@ public sealed class ExpectationTable
         }
 
         extras.ExpectationCount++;
-        GreKeys?.Add(expectation.Tuple);
+        if (expectation.MatchSourcePort)
+        {
+            GreKeys?.Add(expectation.Tuple);
+        }
+
         expectation.Linked = true;
         Count++;
     }
@@ -187,7 +191,11 @@ public sealed class ExpectationTable
         }
 
         extras.ExpectationCount--;
-        GreKeys?.Remove(expectation.Tuple);
+        if (expectation.MatchSourcePort)
+        {
+            GreKeys?.Remove(expectation.Tuple);
+        }
+
         expectation.NextInBucket = null;
         expectation.NextOfMaster = null;
         expectation.Linked = false;

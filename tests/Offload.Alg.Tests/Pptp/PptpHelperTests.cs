@@ -75,6 +75,19 @@ public class PptpHelperTests
     }
 
     [Fact]
+    public void A_server_call_id_of_0_works_as_pptpds_first_call_has_it()
+    {
+        var rig = Masquerading(new PptpHelper());
+        var (control, _, _) = Call(rig, serverCall: 0);
+        var outward = rig.PassOut(Gre(Client, Server, 0));
+        Assert.Equal(Ip(WanAddress), Source(outward));
+        var inward = rig.PassIn(Gre(Server, WanAddress, control.SeenPort));
+        Assert.Equal(Ip(Client), Destination(inward));
+        Assert.Equal(ClientCall, GreCallId(inward));
+        Assert.Single(rig.Engine.Connections.Entries(), c => c.Original.Protocol == IpProtocol.Gre);
+    }
+
+    [Fact]
     public void Gre_from_the_server_may_come_first()
     {
         var rig = Masquerading(new PptpHelper());

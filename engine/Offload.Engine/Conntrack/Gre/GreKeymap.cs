@@ -6,7 +6,7 @@ namespace Offload.Engine.Conntrack.Gre;
 /// The source keys of enhanced GRE (the kernel's GRE keymap, nf_conntrack_proto_gre.c): a PPTP GRE packet carries only
 /// its receiver's call ID, so the sender's call ID, the other half of the tuple, is looked up by addresses and that
 /// call ID. Entries come from what the PPTP helper negotiated: its GRE expectations and the connections that fulfil
-/// them, each entry counted by its holders and gone with the last one.
+/// them (a call ID may be 0: pptpd's first call has it), each entry counted by its holders and gone with the last one.
 /// </summary>
 /// <remarks>
 /// The tables keep it in step themselves (an expectation linked or removed, a connection inserted, removed or
@@ -26,10 +26,6 @@ public sealed class GreKeymap
     /// </summary>
     public ushort SourceKeyOf(in ConnTuple tuple) =>
         _entries.Count != 0 && _entries.TryGetValue(new Key(tuple), out var entry) ? entry.SourceKey : (ushort)0;
-
-    /// <summary>True for a tuple the keymap holds: enhanced GRE keyed by call IDs on both sides.</summary>
-    internal static bool IsKeyed(in ConnTuple tuple) =>
-        tuple.Protocol == IpProtocol.Gre && tuple.SourcePort != 0 && tuple.DestinationPort != 0;
 
     /// <summary>
     /// Holds a connection's keys: both tuples, and both as translated (the inverse of the other direction's), so that an
@@ -65,7 +61,7 @@ public sealed class GreKeymap
 
     internal void Add(in ConnTuple tuple)
     {
-        if (!IsKeyed(tuple))
+        if (tuple.Protocol != IpProtocol.Gre)
         {
             return;
         }
@@ -78,7 +74,7 @@ public sealed class GreKeymap
 
     internal void Remove(in ConnTuple tuple)
     {
-        if (!IsKeyed(tuple))
+        if (tuple.Protocol != IpProtocol.Gre)
         {
             return;
         }
