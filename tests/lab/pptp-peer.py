@@ -17,7 +17,7 @@ has no PPP, so pppd cannot run; the control channel is real, the call's GRE come
       A scripted PPTP server (PAC) for IPv6, which pptpd does not speak: answers Start-Control-Connection and
       Outgoing-Call-Request (its call ID 0x5150 + n) on ADDRESS:1723, and echoes GRE like gre-echo.
 """
-import json, os, select, socket, struct, sys, time
+import json, os, select, signal, socket, struct, sys, time
 
 COOKIE = 0x1A2B3C4D
 GRE_PROTO = 47
@@ -108,18 +108,18 @@ def client(server, source, call_id, count, port=1723):
             parsed = parse_gre(data)
             if parsed and parsed[0] == call_id and parsed[1].startswith(b"PPTP-ECHO"):
                 received += 1
-    # pptpd closes the control connection once pppd fails (no /dev/ppp): clear the call only while it is open, so
-    # that no reset answers the request.
+    # pptpd closes the control connection once pppd fails (no /dev/ppp): wait for that a while, and clear the call only
+    # if the connection is still open, so that no reset answers the request of a closing server.
     closed = False
-    ctl.setblocking(False)
-    try:
-        closed = rest == b"" and ctl.recv(4096) == b""
-    except BlockingIOError:
-        pass
-    except OSError:
-        closed = True
+    wait_until = time.time() + 3
+    while not closed and time.time() < wait_until:
+        ready, _, _ = select.select([ctl], [], [], 0.1)
+        if ready:
+            try:
+                closed = ctl.recv(4096) == b""
+            except OSError:
+                closed = True
     if not closed:
-        ctl.setblocking(True)
         ctl.sendall(message(12, struct.pack("!HH", call_id, 0)))
         time.sleep(0.2)
     ctl.close()
@@ -148,6 +148,15 @@ def gre_echo(iface, seconds):
     raw = gre_socket(socket.AF_INET)
     calls, answered = {}, {}
     end = time.time() + seconds
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print("ready", file=sys.stderr, flush=True)
+    try:
+        _gre_echo_loop(sniff, raw, calls, answered, end)
+    finally:
+        print(json.dumps({str(k): v for k, v in answered.items()}), flush=True)
+
+
+def _gre_echo_loop(sniff, raw, calls, answered, end):
     while time.time() < end:
         ready, _, _ = select.select([sniff, raw], [], [], 0.2)
         if sniff in ready:
@@ -171,8 +180,6 @@ def gre_echo(iface, seconds):
                         off += length
         if raw in ready:
             echo_gre(raw, socket.AF_INET, calls, answered)
-        sys.stdout.flush()
-    print(json.dumps({str(k): v for k, v in answered.items()}))
 
 
 def pac(address, seconds):
@@ -184,8 +191,17 @@ def pac(address, seconds):
     lsock.setblocking(False)
     raw = gre_socket(family)
     conns, buffers, calls, answered = [], {}, {}, {}
-    next_call = 0x5150
     end = time.time() + seconds
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print("ready", file=sys.stderr, flush=True)
+    try:
+        _pac_loop(lsock, raw, family, conns, buffers, calls, answered, end)
+    finally:
+        print(json.dumps({str(k): v for k, v in answered.items()}), flush=True)
+
+
+def _pac_loop(lsock, raw, family, conns, buffers, calls, answered, end):
+    next_call = 0x5150
     while time.time() < end:
         ready, _, _ = select.select([lsock, raw] + conns, [], [], 0.2)
         for s in ready:
@@ -215,7 +231,6 @@ def pac(address, seconds):
                         s.sendall(message(8, struct.pack("!HHBBHIHHI", next_call, caller, 1, 0, 0, 100000000, 64, 0, 0)))
                         next_call += 1
                 buffers[s] = data
-    print(json.dumps({str(k): v for k, v in answered.items()}))
 
 
 if __name__ == "__main__":
