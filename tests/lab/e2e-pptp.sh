@@ -85,6 +85,11 @@ calls() {
     cap=$!
     h_wait_for 15 grep -q '^File: ' "$out/client.log"
     h_capture_start "$R" wan0 "$out/wan0.pcapng"
+    # Both router interfaces in one file, as a user records a router, for the replay (section 3).
+    ip netns exec "$R" dumpcap -q -p -i lan0 -i wan0 -w "$out/router.pcapng" </dev/null >"$out/router.log" 2>&1 &
+    local both=$!
+    h_wait_for 15 grep -q '^File: ' "$out/router.log"
+    sleep 0.3
 
     ip netns exec "$C" timeout 60 python3 "$peer" client "$LAB_WAN4_SERVER" "$LAB_LAN4_CLIENT" "$call_id" "$count" </dev/null >"$out/c1.json" 2>"$out/c1.err" &
     local c1=$!
@@ -94,8 +99,8 @@ calls() {
     wait "$c2" || rc=$?
     sleep 0.5
     h_capture_stop >/dev/null
-    kill -INT "$cap" 2>/dev/null || true
-    wait "$cap" 2>/dev/null || true
+    kill -INT "$cap" "$both" 2>/dev/null || true
+    wait "$cap" "$both" 2>/dev/null || true
     kill -TERM "$echo" 2>/dev/null || true
     wait "$echo" 2>/dev/null || true
     kill "${pids[@]}" 2>/dev/null || true
@@ -176,5 +181,15 @@ for side in wan client; do
         not_ok "$what" "$(grep '^[<>]' "$H_WORK/pptp-$side.diff" | head -4 | cut -c1-120 | tr '\n' ' ')"
     fi
 done
+
+# The kernel's recording replayed through the engine (offloadctl replay, no port range, as the kernel): every packet
+# that left the kernel's router, the GRE and the rewritten control messages included, leaves ours the same.
+replayed=$(dotnet "$H_OFFLOADCTL" replay --config "$H_REPO/tests/data/pptp/lab.yaml" --compare "$H_WORK/kernel/router.pcapng" "$H_WORK/kernel/router.pcapng" 2>&1) && rc=0 || rc=$?
+info "replay: $(tail -n 1 <<<"$replayed")"
+h_result "the kernel's recording replayed through offloadd's engine: every packet that left is the kernel's" \
+    "$( ((rc == 0)) || echo "exit $rc: $(tail -n 4 <<<"$replayed")")"
+if [[ -n ${PPTP_KEEP_CAPTURE:-} ]]; then
+    cp "$H_WORK/kernel/router.pcapng" "$PPTP_KEEP_CAPTURE"
+fi
 info "runtime $((SECONDS - started)) s"
 h_finish

@@ -126,17 +126,27 @@ def client(server, source, call_id, count, port=1723):
     print(json.dumps({"pac": pac, "peer": peer, "result": result, "sent": sent, "received": received}))
 
 
-def echo_gre(raw, family, calls, answered):
-    try:
-        src, data = received_gre(raw, family)
-    except BlockingIOError:
-        return
-    parsed = parse_gre(data)
-    if not parsed or parsed[0] not in calls or not parsed[1].startswith(b"PPTP-LAB"):
-        return
-    caller = calls[parsed[0]]
-    raw.sendto(gre(caller, 1, b"PPTP-ECHO"), (src, 0))
-    answered[caller] = answered.get(caller, 0) + 1
+def echo_gre(raw, family, calls, answered, pending):
+    """Answers the GRE waiting on raw; one for a call not seen yet (its reply may still be in the sniffer's queue) is
+    kept a while and tried again."""
+    while True:
+        try:
+            pending.append((time.time(), received_gre(raw, family)))
+        except BlockingIOError:
+            break
+    keep = []
+    for at, (src, data) in pending:
+        parsed = parse_gre(data)
+        if not parsed or not parsed[1].startswith(b"PPTP-LAB"):
+            continue
+        if parsed[0] not in calls:
+            if time.time() - at < 3:
+                keep.append((at, (src, data)))
+            continue
+        caller = calls[parsed[0]]
+        raw.sendto(gre(caller, 1, b"PPTP-ECHO"), (src, 0))
+        answered[caller] = answered.get(caller, 0) + 1
+    pending[:] = keep
 
 
 def gre_echo(iface, seconds):
@@ -157,29 +167,32 @@ def gre_echo(iface, seconds):
 
 
 def _gre_echo_loop(sniff, raw, calls, answered, end):
+    pending = []
     while time.time() < end:
-        ready, _, _ = select.select([sniff, raw], [], [], 0.2)
-        if sniff in ready:
+        select.select([sniff, raw], [], [], 0.05)
+        # Every frame sniffed so far first: a call's reply is known before its GRE is answered.
+        while True:
             try:
-                frame, meta = sniff.recvfrom(65535)
+                frame = sniff.recv(65535)
             except BlockingIOError:
-                frame = b""
+                break
             ip = frame[14:] if frame[12:14] == b"\x08\x00" else b""
-            if len(ip) >= 20 and ip[9] == 6:
-                tcp = ip[(ip[0] & 0x0F) * 4:]
-                if len(tcp) >= 20 and struct.unpack("!H", tcp[:2])[0] == 1723:
-                    payload = tcp[(tcp[12] >> 4) * 4:]
-                    off = 0
-                    while off + 12 <= len(payload):
-                        length, _, cookie, kind = struct.unpack("!HHIH", payload[off:off + 10])
-                        if length < 12 or cookie != COOKIE:
-                            break
-                        if kind == 8 and off + 16 <= len(payload):
-                            pac, peer = struct.unpack("!HH", payload[off + 12:off + 16])
-                            calls[pac] = peer
-                        off += length
-        if raw in ready:
-            echo_gre(raw, socket.AF_INET, calls, answered)
+            if len(ip) < 20 or ip[9] != 6:
+                continue
+            tcp = ip[(ip[0] & 0x0F) * 4:]
+            if len(tcp) < 20 or struct.unpack("!H", tcp[:2])[0] != 1723:
+                continue
+            payload = tcp[(tcp[12] >> 4) * 4:]
+            off = 0
+            while off + 12 <= len(payload):
+                length, _, cookie, kind = struct.unpack("!HHIH", payload[off:off + 10])
+                if length < 12 or cookie != COOKIE:
+                    break
+                if kind == 8 and off + 16 <= len(payload):
+                    pac_call, peer = struct.unpack("!HH", payload[off + 12:off + 16])
+                    calls[pac_call] = peer
+                off += length
+        echo_gre(raw, socket.AF_INET, calls, answered, pending)
 
 
 def pac(address, seconds):
@@ -202,6 +215,7 @@ def pac(address, seconds):
 
 def _pac_loop(lsock, raw, family, conns, buffers, calls, answered, end):
     next_call = 0x5150
+    pending = []
     while time.time() < end:
         ready, _, _ = select.select([lsock, raw] + conns, [], [], 0.2)
         for s in ready:
@@ -210,7 +224,7 @@ def _pac_loop(lsock, raw, family, conns, buffers, calls, answered, end):
                 conns.append(c)
                 buffers[c] = b""
             elif s is raw:
-                echo_gre(raw, family, calls, answered)
+                echo_gre(raw, family, calls, answered, pending)
             else:
                 chunk = s.recv(4096)
                 if not chunk:
