@@ -91,9 +91,11 @@ calls() {
     h_wait_for 15 grep -q '^File: ' "$out/router.log"
     sleep 0.3
 
-    ip netns exec "$C" timeout 60 python3 "$peer" client "$LAB_WAN4_SERVER" "$LAB_LAN4_CLIENT" "$call_id" "$count" </dev/null >"$out/c1.json" 2>"$out/c1.err" &
+    # pptpd closes each control connection once pppd fails: the clients wait for that (a loaded machine may take a while)
+    # rather than clear a call on a closing connection, which pptpd would answer with a reset.
+    ip netns exec "$C" env PPTP_WAIT_CLOSE=30 timeout 60 python3 "$peer" client "$LAB_WAN4_SERVER" "$LAB_LAN4_CLIENT" "$call_id" "$count" </dev/null >"$out/c1.json" 2>"$out/c1.err" &
     local c1=$!
-    ip netns exec "$C" timeout 60 python3 "$peer" client "$LAB_WAN4_SERVER" "$client2" "$call_id" "$count" </dev/null >"$out/c2.json" 2>"$out/c2.err" &
+    ip netns exec "$C" env PPTP_WAIT_CLOSE=30 timeout 60 python3 "$peer" client "$LAB_WAN4_SERVER" "$client2" "$call_id" "$count" </dev/null >"$out/c2.json" 2>"$out/c2.err" &
     local c2=$!
     wait "$c1" || rc=$?
     wait "$c2" || rc=$?
@@ -162,6 +164,20 @@ info "offloadd stats: $(grep -E '^ +(ExpectationsCreated|ConnectionsExpected|Pay
 expected=$(grep -E '^ +ConnectionsExpected ' <<<"$stats" | awk '{print $2}' || true)
 h_result "offloadd: each call's GRE came in as an expected connection ($expected)" "$( ((${expected:-0} >= 3)) || echo "fewer than 3")"
 h_result "offloadd: no helper failure and no warning in its log" "$(grep -E '^ +HelperFailures +[1-9]' <<<"$stats"; h_daemon_log_problems)"
+h_daemon_stop
+lab_down "$sfx" >/dev/null 2>&1 || true
+
+# --- 1b: offloadd in helpers mode (a fresh state: the first run's connections are of a lab gone): only the control
+# connections and the calls' GRE are offloadd's -----------------------------------------------------------------------------
+lab_up "$sfx" >/dev/null
+ip -n "$C" addr add "$client2/24" dev eth0
+sed 's/^  queue-pre: 0$/  flows: helpers/; /^  queue-post: 1$/d' "$H_REPO/tests/lab/offloadd-pptp.yaml" >"$H_WORK/offloadd-helpers.yaml"
+h_daemon_start "$R" "$H_WORK/offloadd-helpers.yaml" --apply-rules --state "$H_WORK/state-helpers" || h_die "offloadd (helpers mode) did not start: $(tail -5 "$H_DAEMON_LOG")"
+calls offloadd-helpers
+stats=$(h_ctl stats 2>&1) || true
+expected=$(grep -E '^ +ConnectionsExpected ' <<<"$stats" | awk '{print $2}' || true)
+h_result "offloadd, helpers mode: each call's GRE came in as an expected connection ($expected)" "$( ((${expected:-0} >= 2)) || echo "fewer than 2")"
+h_result "offloadd, helpers mode: no helper failure and no warning in its log" "$(grep -E '^ +HelperFailures +[1-9]' <<<"$stats"; h_daemon_log_problems)"
 h_daemon_stop
 lab_down "$sfx" >/dev/null 2>&1 || true
 

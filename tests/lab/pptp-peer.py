@@ -5,7 +5,8 @@ has no PPP, so pppd cannot run; the control channel is real, the call's GRE come
   pptp-peer.py client SERVER SOURCE CALL_ID COUNT [PORT]
       A PPTP client (PNS): opens the control connection from SOURCE to SERVER:1723, Start-Control-Connection,
       Outgoing-Call-Request with CALL_ID; on the reply sends COUNT enhanced GRE packets to the server's call ID and
-      counts the GRE that comes back to CALL_ID; then Call-Clear-Request. Prints one JSON line:
+      counts the GRE that comes back to CALL_ID; then, unless the server closes the control connection within
+      PPTP_WAIT_CLOSE seconds (default 3; pptpd does once pppd fails), Call-Clear-Request. Prints one JSON line:
       {"pac": server call ID, "peer": the call ID the reply names, "result": reply's result code, "sent": N, "received": N}
 
   pptp-peer.py gre-echo IFACE SECONDS
@@ -111,7 +112,7 @@ def client(server, source, call_id, count, port=1723):
     # pptpd closes the control connection once pppd fails (no /dev/ppp): wait for that a while, and clear the call only
     # if the connection is still open, so that no reset answers the request of a closing server.
     closed = False
-    wait_until = time.time() + 3
+    wait_until = time.time() + float(os.environ.get("PPTP_WAIT_CLOSE", "3"))
     while not closed and time.time() < wait_until:
         ready, _, _ = select.select([ctl], [], [], 0.1)
         if ready:
