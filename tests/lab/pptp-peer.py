@@ -76,16 +76,12 @@ def received_gre(sock, family):
     return addr[0], data
 
 
-def client(server, source, call_id, count, port=1723):
-    family = socket.AF_INET6 if ":" in server else socket.AF_INET
-    deadline = time.time() + 20
+def set_up_call(family, server, source, call_id, port, deadline):
+    """Control connection, session and outgoing call: (socket, leftover bytes, Outgoing-Call-Reply)."""
     ctl = socket.socket(family, socket.SOCK_STREAM)
     ctl.bind((source, 0))
     ctl.settimeout(10)
     ctl.connect((server, port))
-    raw = gre_socket(family)
-    raw.bind((source, 0))  # else a second client address would send its GRE from the first
-    rest = b""
     ctl.sendall(message(1, struct.pack("!HHIIHH", 0x0100, 0, 1, 1, 1, 1) + b"pns".ljust(64, b"\0") + b"lab".ljust(64, b"\0")))
     reply, rest = read_message(ctl, deadline)
     assert struct.unpack("!H", reply[8:10])[0] == 2, "expected Start-Control-Connection-Reply"
@@ -93,7 +89,21 @@ def client(server, source, call_id, count, port=1723):
     while True:
         reply, rest = read_message(ctl, deadline) if not rest else (rest, b"")
         if struct.unpack("!H", reply[8:10])[0] == 8:
-            break
+            return ctl, rest, reply
+
+
+def client(server, source, call_id, count, port=1723):
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    deadline = time.time() + 20
+    raw = gre_socket(family)
+    raw.bind((source, 0))  # else a second client address would send its GRE from the first
+    try:
+        ctl, rest, reply = set_up_call(family, server, source, call_id, port, deadline)
+    except EOFError:
+        # pptpd now and then closes a control connection that arrives while another one's pppd fails; a client
+        # dials again, and so does this one, once (said on stderr).
+        print("server closed the control connection before the call was set up: dialling again", file=sys.stderr)
+        ctl, rest, reply = set_up_call(family, server, source, call_id, port, deadline)
     pac, peer, result = struct.unpack("!HHB", reply[12:17])
     sent = received = 0
     seq = 0
