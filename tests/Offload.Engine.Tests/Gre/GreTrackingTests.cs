@@ -20,12 +20,12 @@ namespace Offload.Engine.Tests.Gre;
 /// </summary>
 public class GreTrackingTests
 {
-    private const ushort PnsCall = 0x1111;
-    private const ushort PacCall = 0x2222;
-    private const ushort TranslatedCall = 0x7777;
+    internal const ushort PnsCall = 0x1111;
+    internal const ushort PacCall = 0x2222;
+    internal const ushort TranslatedCall = 0x7777;
     private const long Second = 1_000_000_000L;
 
-    private static byte[] Gre(string source, string destination, ushort callId, byte version = 1, ushort protocol = 0x880B)
+    internal static byte[] Gre(string source, string destination, ushort callId, byte version = 1, ushort protocol = 0x880B)
     {
         var gre = new byte[16];
         gre[0] = version == 1 ? (byte)0x30 : (byte)0x00;
@@ -37,7 +37,7 @@ public class GreTrackingTests
         return IpPacket(source, destination, 47, gre);
     }
 
-    private static ushort CallId(byte[] packet) => BinaryPrimitives.ReadUInt16BigEndian(packet.AsSpan(L4Offset(packet) + 6));
+    internal static ushort CallId(byte[] packet) => BinaryPrimitives.ReadUInt16BigEndian(packet.AsSpan(L4Offset(packet) + 6));
 
     private static double SecondsLeft(RouterRig rig, Connection conn) => (conn.ExpiresAtNanoseconds - rig.Clock.NowNanoseconds) / (double)Second;
 
@@ -46,7 +46,7 @@ public class GreTrackingTests
     /// from the client with its call ID to the server's (leaving translated with <see cref="TranslatedCall"/>), and from
     /// the server to the router's address with the translated call ID (delivered with the client's own).
     /// </summary>
-    private static ScriptedHelper CallHelper() => new((ref HelperContext context) =>
+    internal static ScriptedHelper CallHelper() => new((ref HelperContext context) =>
     {
         if (context.Direction != ConnDirection.Reply || context.Payload.IsEmpty)
         {
