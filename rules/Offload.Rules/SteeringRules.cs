@@ -20,7 +20,9 @@ namespace Offload.Rules;
 /// packets of <c>dnat</c> rules, the replies to the daemon's NAT ports, echo replies to its ICMP ids and the ICMP
 /// errors that quote them: <c>CT --notrack</c> and queued before routing (queue-pre), where destination NAT belongs
 /// and before FORWARD, so the firewall there sees the daemon's state in the packet mark.</item>
-/// <item><c>redirect</c> rules (the connection ends at the router itself) and every other protocol (GRE, ESP,
+/// <item>with the <c>pptp</c> helper, the enhanced GRE of PPTP calls (matched by its header), as TCP and UDP are:
+/// after routing from a <c>from</c> interface, before routing from a <c>to</c> interface.</item>
+/// <item><c>redirect</c> rules (the connection ends at the router itself) and every other protocol (plain GRE, ESP,
 /// SCTP, an IPv6 packet whose transport header <c>-p</c> cannot find): left to the kernel's conntrack, with kernel
 /// NAT rules that mirror the configured ones (nat table). Untracked packets never reach the nat table, so these
 /// rules touch only what the daemon does not take; their TCP and UDP ports stay below <c>nat-ports</c>.</item>

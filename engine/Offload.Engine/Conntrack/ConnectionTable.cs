@@ -145,6 +145,7 @@ public sealed class ConnectionTable
             // Only an expected connection can be a PPTP call's: its keys are the call's.
             GreKeys.AddConnection(connection.OriginalTuple, connection.ReplyTuple);
         }
+
         if ((connection.StatusBits & ConnStatus.SrcNatDone) != 0)
         {
             int bucket = SourceBucketOf(connection.OriginalTuple);
