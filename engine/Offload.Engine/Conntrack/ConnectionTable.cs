@@ -144,6 +144,10 @@ public sealed class ConnectionTable
         {
             // Only an expected connection can be a PPTP call's: its keys are the call's.
             GreKeys.AddConnection(connection.OriginalTuple, connection.ReplyTuple);
+            if (connection.OriginalTuple.Protocol == IpProtocol.Gre && connection.Extras?.Master is { } master)
+            {
+                (master.EnsureExtras().GreCalls ??= []).Add(connection);
+            }
         }
 
         if ((connection.StatusBits & ConnStatus.SrcNatDone) != 0)
@@ -179,6 +183,7 @@ public sealed class ConnectionTable
         if ((connection.StatusBits & ConnStatus.Expected) != 0)
         {
             GreKeys.RemoveConnection(connection.OriginalTuple, connection.ReplyTuple);
+            connection.Extras?.Master?.Extras?.GreCalls?.Remove(connection);
         }
 
         if (connection.NextBySource != -2)

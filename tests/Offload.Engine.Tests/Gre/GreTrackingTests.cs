@@ -224,4 +224,36 @@ public class GreTrackingTests
         Assert.False(rig.Out(Gre(Client, Server, PacCall, protocol: 0x0800)).Accepted);
         Assert.Equal(1, rig[EngineCounter.DroppedGreNotPptp]);
     }
+
+    [Fact]
+    public void A_calls_gre_ends_with_its_control_connection_as_the_kernels_pptp_helper_ends_it()
+    {
+        var rig = CallRouter(out _);
+        rig.PassOut(Gre(Client, Server, PacCall));
+        var call = rig.Engine.Connections.Entries().Single(c => c.Original.Protocol == IpProtocol.Gre);
+        var control = rig.Engine.Connections.Entries().Single(c => c.Original.Protocol == IpProtocol.Tcp);
+
+        rig.Engine.Destroy(control);
+        Assert.True(call.ExpiresAtNanoseconds <= rig.Clock.NowNanoseconds);
+
+        // The server's next GRE finds no call: it is tracked anew, and reaches no client.
+        var hop = rig.In(Gre(Server, WanAddress, TranslatedCall));
+        Assert.NotSame(call, hop.Connection);
+        Assert.True(!hop.Accepted || Destination(hop.Packet).Equals(Ip(WanAddress)));
+        Assert.Equal(0, rig.Engine.Connections.GreKeys.Count);
+    }
+
+    [Fact]
+    public void A_calls_gre_that_ends_first_leaves_its_control_connection_nothing_to_end()
+    {
+        var rig = CallRouter(out _);
+        rig.PassOut(Gre(Client, Server, PacCall));
+        var call = rig.Engine.Connections.Entries().Single(c => c.Original.Protocol == IpProtocol.Gre);
+        rig.Engine.Destroy(call);
+        var control = rig.Engine.Connections.Entries().Single(c => c.Original.Protocol == IpProtocol.Tcp);
+        long before = call.ExpiresAtNanoseconds;
+        rig.Clock.NowNanoseconds += Second;
+        rig.Engine.Destroy(control);
+        Assert.Equal(before, call.ExpiresAtNanoseconds);
+    }
 }
