@@ -5,6 +5,7 @@ using Offload.Alg.Irc;
 using Offload.Alg.NetbiosNs;
 using Offload.Alg.Rtsp;
 using Offload.Alg.Rpc;
+using Offload.Alg.Pptp;
 using Offload.Alg.Sane;
 using Offload.Alg.Sip;
 using Offload.Alg.Snmp;
@@ -25,6 +26,7 @@ public static class BuiltInHelpers
         ["irc"] = loose => new IrcHelper(loose),
         ["rtsp"] = _ => new RtspHelper(),
         ["rpc"] = _ => new RpcHelper(),
+        ["pptp"] = _ => new PptpHelper(),
         ["sane"] = _ => new SaneHelper(),
         ["netbios-ns"] = _ => new NetbiosNsHelper(),
         ["sip"] = _ => new SipHelper(),

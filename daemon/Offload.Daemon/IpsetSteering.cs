@@ -458,7 +458,10 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     /// <summary>The set entry of the packets with this tuple: (destination, port, source) and the protocol.</summary>
     internal readonly record struct EntryKey(byte Family, byte Protocol, InetAddress Destination, ushort Port, InetAddress Source)
     {
-        public static EntryKey Of(in ConnTuple tuple) => new(tuple.Family, tuple.Protocol, tuple.Destination, tuple.DestinationPort, tuple.Source);
+        // GRE has no ports for ipset (the kernel takes port 0 for every protocol without ports): a PPTP call's GRE is
+        // steered by its addresses, its call IDs are the engine's to tell apart.
+        public static EntryKey Of(in ConnTuple tuple) =>
+            new(tuple.Family, tuple.Protocol, tuple.Destination, tuple.Protocol == IpProtocol.Gre ? (ushort)0 : tuple.DestinationPort, tuple.Source);
 
         public IpsetEntry ToEntry()
         {

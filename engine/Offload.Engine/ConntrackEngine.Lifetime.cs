@@ -87,6 +87,17 @@ public sealed partial class ConntrackEngine
         if (conn.Extras is { } extras)
         {
             _expectations.RemoveAllOf(conn);
+            if (extras.GreCalls is { Count: > 0 } calls)
+            {
+                // The control connection of PPTP calls is gone: their GRE times out now (the kernel's
+                // pptp_destroy_siblings); the next packet or the collector takes it.
+                long now = Now;
+                foreach (var call in calls)
+                {
+                    call.ExpiresAt = Math.Min(call.ExpiresAt, now);
+                }
+            }
+
             if (extras.Helper is { } helper)
             {
                 _helpers.Destroyed(helper, extras.HelperState);

@@ -42,7 +42,7 @@ public sealed partial class ConntrackEngine
         Clock = clock;
         ulong hashKey = options.HashKey != 0 ? options.HashKey : RandomKey();
         _table = new ConnectionTable(options.MaxConnections, hashKey);
-        _expectations = new ExpectationTable(options.EffectiveMaxExpectations, hashKey ^ 0x5bd1e995UL);
+        _expectations = new ExpectationTable(options.EffectiveMaxExpectations, hashKey ^ 0x5bd1e995UL) { GreKeys = _table.GreKeys };
         _nat = new NatCore(_table, options.RandomSeed != 0 ? options.RandomSeed : RandomKey());
         _natRules = new NatRuleTable(options, _nat);
         _l4 = new L4Protos(options, _counters);
@@ -176,6 +176,11 @@ public sealed partial class ConntrackEngine
         }
 
         ConnTuples.TryRead(packet, info, out var tuple);
+        if (tuple.Protocol == IpProtocol.Gre)
+        {
+            tuple.SourcePort = _table.GreKeys.SourceKeyOf(tuple);
+        }
+
         long now = Now;
         if (_table.TryFind(tuple, out var conn, out var dir) && conn.ExpiresAt <= now)
         {
@@ -295,6 +300,10 @@ public sealed partial class ConntrackEngine
             InetAddress.Read(inner.Family, quoted.Slice(inner.DestinationAddressOffset)),
             0);
         ConnTuples.ReadPorts(quoted.Slice(inner.L4Offset), inner.Protocol, ref innerTuple);
+        if (innerTuple.Protocol == IpProtocol.Gre)
+        {
+            innerTuple.SourcePort = _table.GreKeys.SourceKeyOf(innerTuple);
+        }
 
         // The quoted packet went the other way: its inverse is the tuple of the error's own direction. (A quoted ICMP
         // error has no inverse: an error about an error is never related.)

@@ -128,8 +128,18 @@ public sealed class EngineOptions
 
     public TimeSpan IcmpTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Protocols tracked by addresses only (GRE without PPTP, ESP, ...).</summary>
+    /// <summary>Protocols tracked by addresses only (ESP, SCTP without a tracker, ...).</summary>
     public TimeSpan GenericTimeout { get; init; } = TimeSpan.FromSeconds(600);
+
+    /// <summary>
+    /// GRE flow that has seen no reply (the kernel's GRE_TIMEOUT), a PPTP call's too: the kernel's pptp_expectfn sets 10
+    /// minutes and 5 hours for a call, but its GRE tracker sets its own timeouts on the connection's first packet, after
+    /// that (seen in conntrack -L on this kernel).
+    /// </summary>
+    public TimeSpan GreTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>GRE flow that has seen traffic both ways (the kernel's GRE_STREAM_TIMEOUT).</summary>
+    public TimeSpan GreStreamTimeout { get; init; } = TimeSpan.FromSeconds(180);
 
     public IReadOnlyList<NatRule> NatRules { get; init; } = [];
 
@@ -196,6 +206,9 @@ public enum EngineCounter
 
     /// <summary>A TCP segment outside the window or with impossible flags.</summary>
     DroppedTcpInvalid,
+
+    /// <summary>Enhanced GRE (version 1) that carries no PPP: not PPTP, and the kernel refuses to track it too.</summary>
+    DroppedGreNotPptp,
 
     /// <summary>
     /// An ICMP error quoting a packet of no tracked connection (or of one, but sent elsewhere than that direction's

@@ -20,7 +20,9 @@ namespace Offload.Rules;
 /// packets of <c>dnat</c> rules, the replies to the daemon's NAT ports, echo replies to its ICMP ids and the ICMP
 /// errors that quote them: <c>CT --notrack</c> and queued before routing (queue-pre), where destination NAT belongs
 /// and before FORWARD, so the firewall there sees the daemon's state in the packet mark.</item>
-/// <item><c>redirect</c> rules (the connection ends at the router itself) and every other protocol (GRE, ESP,
+/// <item>with the <c>pptp</c> helper, the enhanced GRE of PPTP calls (matched by its header), as TCP and UDP are:
+/// after routing from a <c>from</c> interface, before routing from a <c>to</c> interface.</item>
+/// <item><c>redirect</c> rules (the connection ends at the router itself) and every other protocol (plain GRE, ESP,
 /// SCTP, an IPv6 packet whose transport header <c>-p</c> cannot find): left to the kernel's conntrack, with kernel
 /// NAT rules that mirror the configured ones (nat table). Untracked packets never reach the nat table, so these
 /// rules touch only what the daemon does not take; their TCP and UDP ports stay below <c>nat-ports</c>.</item>
@@ -134,6 +136,17 @@ public static class SteeringRules
         private bool Icmp => steering.Protocols.Contains(IpProtocol.Icmp);
 
         /// <summary>
+        /// With the pptp helper, the enhanced GRE of PPTP calls is offloadd's too (its call IDs are translated with the
+        /// control connection's); plain GRE stays with the kernel. Matched by its header (version 1, PPP), no extension
+        /// headers in IPv6.
+        /// </summary>
+        private bool PptpGre => config.Helpers.Any(h => h.Name == "pptp");
+
+        private string PptpGreMatch => family == 4
+            ? "-p gre -m u32 --u32 \"0>>22&0x3C@0&0x7FFFF=0x1880B\""
+            : "-p gre -m u32 --u32 \"40&0x7FFFF=0x1880B\"";
+
+        /// <summary>
         /// Forwarded: not to the router itself nor to a group. (IPv6 groups and link-local addresses leave the chain
         /// first: addrtype cannot tell an IPv6 group once LOCAL is asked too, nor judge a link-local address without
         /// its interface, and neighbour discovery goes to both.)
@@ -202,6 +215,21 @@ public static class SteeringRules
             else
             {
                 HelperFlows();
+            }
+
+            if (PptpGre)
+            {
+                // A call's GRE from the LAN is queued after routing (its source NAT), from outside before it: replies to the
+                // router's address and routed calls alike. In helpers mode the set entries take the call's own flows first.
+                foreach (var from in steering.From)
+                {
+                    Line($"-A {PreChain} -i {from} {PptpGreMatch} {NotLocal} -j CT --notrack");
+                }
+
+                foreach (var to in steering.To)
+                {
+                    Line($"-A {PreChain} -i {to} {PptpGreMatch} -j {QueuePreChain}");
+                }
             }
 
             Line("COMMIT");
@@ -382,6 +410,14 @@ public static class SteeringRules
                 foreach (var to in steering.To)
                 {
                     Line($"-A {PostChain} -o {to} -p {p} -m addrtype ! --src-type LOCAL -m conntrack --ctstate UNTRACKED -m mark ! --mark {_offloaded}/{_offloaded} -j NFQUEUE --queue-num {steering.QueuePost}{_bypass}");
+                }
+            }
+
+            if (PptpGre)
+            {
+                foreach (var to in steering.To)
+                {
+                    Line($"-A {PostChain} -o {to} -p gre -m addrtype ! --src-type LOCAL -m conntrack --ctstate UNTRACKED -m mark ! --mark {_offloaded}/{_offloaded} -j NFQUEUE --queue-num {steering.QueuePost}{_bypass}");
                 }
             }
 

@@ -60,6 +60,15 @@ public sealed class IpsetSteeringTests
     }
 
     [Fact]
+    public void A_pptp_calls_gre_is_steered_by_its_addresses_with_port_0_as_ipset_sees_gre()
+    {
+        var tuple = new ConnTuple(4, IpProtocol.Gre, InetAddress.From(System.Net.IPAddress.Parse(Server)), 0x2222, InetAddress.From(System.Net.IPAddress.Parse(Outside)), 0x7777);
+        var key = IpsetSteering.EntryKey.Of(tuple);
+        Assert.Equal((IpProtocol.Gre, (ushort)0), (key.Protocol, key.Port));
+        Assert.Equal(key, IpsetSteering.EntryKey.Of(tuple with { SourcePort = 1, DestinationPort = 2 })); // one entry for every call between them
+    }
+
+    [Fact]
     public void An_expectation_that_lapses_unused_takes_its_entry_with_it()
     {
         var rig = new Rig();

@@ -41,6 +41,23 @@ public sealed class SteeringRulesTests
     }
 
     [Fact]
+    public void With_the_pptp_helper_the_enhanced_gre_of_calls_is_queued_both_ways_and_plain_gre_stays_with_the_kernel()
+    {
+        string pptp = Router.Replace("helpers: [{name: ftp, ports: [21]}]", "helpers: [{name: pptp}]", StringComparison.Ordinal);
+        var raw = Table(Lines(pptp, 4), "raw");
+        const string Enhanced = "-p gre -m u32 --u32 \"0>>22&0x3C@0&0x7FFFF=0x1880B\"";
+        Assert.Contains($"-A OFFLOAD-PRE -i lan0 {Enhanced} -m addrtype ! --dst-type LOCAL,BROADCAST,MULTICAST -j CT --notrack", raw);
+        Assert.Contains($"-A OFFLOAD-PRE -i wan0 {Enhanced} -j OFFLOAD-QPRE", raw);
+        Assert.DoesNotContain(raw, l => l.Contains("-p gre", StringComparison.Ordinal) && !l.Contains(Enhanced, StringComparison.Ordinal));
+        var mangle = Table(Lines(pptp, 4), "mangle");
+        Assert.Contains(mangle, l => l.StartsWith("-A OFFLOAD-POST -o wan0 -p gre ", StringComparison.Ordinal) && l.Contains("-j NFQUEUE --queue-num 1", StringComparison.Ordinal));
+        Assert.Contains("-A OFFLOAD-PRE -i wan0 -p gre -m u32 --u32 \"40&0x7FFFF=0x1880B\" -j OFFLOAD-QPRE", Table(Lines(pptp, 6), "raw"));
+
+        // Without the helper no GRE reaches the daemon.
+        Assert.DoesNotContain(Lines(Router, 4), l => l.Contains("-p gre", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Icmp_errors_quoting_a_port_of_the_nat_range_are_queued_and_other_errors_stay_with_the_routers_sockets()
     {
         var raw = Table(Lines(Router, 4), "raw");

@@ -101,6 +101,11 @@ public static class ConnTuples
                 tuple.DestinationPort = (ushort)((l4[0] << 8) | l4[1]);
                 tuple.SourcePort = BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(4));
                 break;
+            case IpProtocol.Gre:
+                // Enhanced GRE (PPTP) names only its receiver's call ID; the sender's comes from the keymap
+                // (GreKeymap.SourceKeyOf). Plain GRE has no keys, as the kernel's generic tracking.
+                Gre.GreHeader.TryReadCallId(l4, out tuple.DestinationPort);
+                break;
         }
     }
 }

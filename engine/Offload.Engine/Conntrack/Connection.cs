@@ -104,6 +104,12 @@ internal sealed class ConnectionExtras
     /// </summary>
     public bool ExpectedAtTranslatedAddress;
 
+    /// <summary>
+    /// As a master: the GRE connections of the PPTP calls it expected that are in the table. They end with it, as the
+    /// kernel's pptp helper times its calls' GRE out when the control connection goes (pptp_destroy_siblings).
+    /// </summary>
+    public List<Connection>? GreCalls;
+
     /// <summary>The expectations this connection (as a master) has outstanding, oldest first.</summary>
     public Expectation? FirstExpectation;
     public int ExpectationCount;

@@ -56,6 +56,9 @@ public sealed class ConnectionTable
 
     public int Capacity { get; }
 
+    /// <summary>The source keys of PPTP's enhanced GRE, kept in step with the entries (and the expectations) that hold them.</summary>
+    public Gre.GreKeymap GreKeys { get; } = new();
+
     public int Count => _count;
 
     public bool IsFull => _freeCount == 0;
@@ -137,6 +140,16 @@ public sealed class ConnectionTable
         _slots[slot] = connection;
         connection.Slot = slot;
         Link(connection);
+        if ((connection.StatusBits & ConnStatus.Expected) != 0)
+        {
+            // Only an expected connection can be a PPTP call's: its keys are the call's.
+            GreKeys.AddConnection(connection.OriginalTuple, connection.ReplyTuple);
+            if (connection.OriginalTuple.Protocol == IpProtocol.Gre && connection.Extras?.Master is { } master)
+            {
+                (master.EnsureExtras().GreCalls ??= []).Add(connection);
+            }
+        }
+
         if ((connection.StatusBits & ConnStatus.SrcNatDone) != 0)
         {
             int bucket = SourceBucketOf(connection.OriginalTuple);
@@ -167,6 +180,12 @@ public sealed class ConnectionTable
         }
 
         Unlink(connection);
+        if ((connection.StatusBits & ConnStatus.Expected) != 0)
+        {
+            GreKeys.RemoveConnection(connection.OriginalTuple, connection.ReplyTuple);
+            connection.Extras?.Master?.Extras?.GreCalls?.Remove(connection);
+        }
+
         if (connection.NextBySource != -2)
         {
             UnlinkBySource(connection);
@@ -189,7 +208,18 @@ public sealed class ConnectionTable
         }
 
         Unlink(connection);
+        bool expected = (connection.StatusBits & ConnStatus.Expected) != 0;
+        if (expected)
+        {
+            GreKeys.RemoveConnection(connection.OriginalTuple, connection.ReplyTuple);
+        }
+
         connection.ReplyTuple = newReplyTuple;
+        if (expected)
+        {
+            GreKeys.AddConnection(connection.OriginalTuple, connection.ReplyTuple);
+        }
+
         Link(connection);
     }
 

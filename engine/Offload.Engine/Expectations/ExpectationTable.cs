@@ -27,6 +27,9 @@ public sealed class ExpectationTable
 
     public int Count { get; private set; }
 
+    /// <summary>Where the GRE expectations of PPTP calls register their source keys (the connection table's keymap).</summary>
+    internal Conntrack.Gre.GreKeymap? GreKeys { get; set; }
+
     private int BucketOf(in ConnTuple tuple)
     {
         var key = new ConnTuple(tuple.Family, tuple.Protocol, default, 0, tuple.Destination, tuple.DestinationPort);
@@ -118,6 +121,11 @@ public sealed class ExpectationTable
         }
 
         extras.ExpectationCount++;
+        if (expectation.MatchSourcePort)
+        {
+            GreKeys?.Add(expectation.Tuple);
+        }
+
         expectation.Linked = true;
         Count++;
     }
@@ -183,6 +191,11 @@ public sealed class ExpectationTable
         }
 
         extras.ExpectationCount--;
+        if (expectation.MatchSourcePort)
+        {
+            GreKeys?.Remove(expectation.Tuple);
+        }
+
         expectation.NextInBucket = null;
         expectation.NextOfMaster = null;
         expectation.Linked = false;

@@ -79,7 +79,7 @@ internal sealed class NatCore
         if (manip == ManipType.Source && !randomAll)
         {
             // Keep the tuple as it is when it already fits the range and nobody else uses it.
-            if (InRange(original, range, manip))
+            if (InRange(original, range, manip, connection))
             {
                 if (!IsUsed(original, connection))
                 {
@@ -87,7 +87,7 @@ internal sealed class NatCore
                     return true;
                 }
             }
-            else if (TryExistingMapping(original, range, out var mapped) && !IsUsed(mapped, connection))
+            else if (TryExistingMapping(original, range, connection, out var mapped) && !IsUsed(mapped, connection))
             {
                 // The same source endpoint keeps the mapping it already has, towards every destination
                 // (endpoint-independent mapping, what STUN and hole punching rely on).
@@ -104,7 +104,7 @@ internal sealed class NatCore
         {
             if (range.SpecifiesPorts)
             {
-                if (PortInRange(tuple, manip, range) && (range.MinPort == range.MaxPort || !IsUsed(tuple, connection)))
+                if (PortInRange(tuple, manip, range, connection) && (range.MinPort == range.MaxPort || !IsUsed(tuple, connection)))
                 {
                     return true;
                 }
@@ -122,7 +122,7 @@ internal sealed class NatCore
     /// The mapping an existing connection from the same source endpoint has, applied to <paramref name="original"/>,
     /// if it lies in <paramref name="range"/> (the kernel's find_appropriate_src).
     /// </summary>
-    private bool TryExistingMapping(in ConnTuple original, in NatRange range, out ConnTuple mapped)
+    private bool TryExistingMapping(in ConnTuple original, in NatRange range, Connection connection, out ConnTuple mapped)
     {
         for (int slot = _table.SourceChainHead(original); slot != -1;)
         {
@@ -139,7 +139,7 @@ internal sealed class NatCore
             mapped = original;
             mapped.Source = translated.Source;
             mapped.SourcePort = translated.SourcePort;
-            if (InRange(mapped, range, ManipType.Source))
+            if (InRange(mapped, range, ManipType.Source, connection))
             {
                 return true;
             }
@@ -149,7 +149,7 @@ internal sealed class NatCore
         return false;
     }
 
-    private static bool InRange(in ConnTuple tuple, in NatRange range, ManipType manip)
+    private static bool InRange(in ConnTuple tuple, in NatRange range, ManipType manip, Connection connection)
     {
         if (range.MapsAddresses)
         {
@@ -160,12 +160,12 @@ internal sealed class NatCore
             }
         }
 
-        return !range.SpecifiesPorts || PortInRange(tuple, manip, range);
+        return !range.SpecifiesPorts || PortInRange(tuple, manip, range, connection);
     }
 
-    private static bool PortInRange(in ConnTuple tuple, ManipType manip, in NatRange range)
+    private static bool PortInRange(in ConnTuple tuple, ManipType manip, in NatRange range, Connection connection)
     {
-        if (!HasPorts(tuple.Protocol) && !tuple.IsIcmp)
+        if (!HasPorts(tuple.Protocol, connection) && !tuple.IsIcmp)
         {
             return true;
         }
@@ -174,8 +174,13 @@ internal sealed class NatCore
         return port >= range.MinPort && port <= range.MaxPort;
     }
 
-    private static bool HasPorts(byte protocol) =>
-        protocol is IpProtocol.Tcp or IpProtocol.Udp or IpProtocol.UdpLite or IpProtocol.Sctp;
+    /// <summary>
+    /// Whether the tuple's ports can be chosen. GRE's keys are PPTP's call IDs: only a call's data channel, which has a
+    /// master, has them translated (the kernel's nf_nat_l4proto_unique_tuple leaves GRE without master alone).
+    /// </summary>
+    private static bool HasPorts(byte protocol, Connection connection) =>
+        protocol is IpProtocol.Tcp or IpProtocol.Udp or IpProtocol.UdpLite or IpProtocol.Sctp
+        || (protocol == IpProtocol.Gre && connection.Extras?.Master is not null);
 
     /// <summary>
     /// Picks the address for the manip. Within a range, a hash of the source (and, unless persistent,
@@ -218,7 +223,7 @@ internal sealed class NatCore
         uint min;
         uint size;
         bool icmp = tuple.IsIcmp;
-        if (!icmp && !HasPorts(tuple.Protocol))
+        if (!icmp && !HasPorts(tuple.Protocol, connection))
         {
             // Nothing to vary; a clash that remains is caught when the connection is confirmed.
             return true;

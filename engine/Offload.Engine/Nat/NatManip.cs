@@ -155,6 +155,17 @@ internal static class NatManip
                 return;
             }
 
+            case IpProtocol.Gre:
+                // Enhanced GRE carries only its receiver's call ID, so only a destination manip has a key to write (the
+                // kernel's gre_manip_pkt); plain GRE keeps its key, if any. PPTP's GRE has no checksum (RFC 2637), and
+                // none covers the addresses: nothing else to fix.
+                if (manip == ManipType.Destination && Conntrack.Gre.GreHeader.TryReadCallId(l4, out _))
+                {
+                    BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(Conntrack.Gre.GreHeader.CallIdOffset), target.DestinationPort);
+                }
+
+                return;
+
             default:
                 // Other protocols carry no ports and no pseudo-header checksum we could fix.
                 return;

@@ -85,6 +85,23 @@ public class ReplicationTests
     }
 
     [Fact]
+    public void A_pptp_calls_gre_reaches_the_standby_which_delivers_it_with_the_clients_call_id()
+    {
+        var pair = new Pair(Gre.GreTrackingTests.CallHelper()) { Tracker = { Recording = true } };
+        var syn = Establish(pair.Active);
+        pair.Active.PassIn(TcpPacket(Server, ServicePort, WanAddress, SourcePort(syn), Ack | Psh, seq: S + 1, ack: C + 1, payload: Ascii("CALL")));
+        pair.Active.PassOut(Gre.GreTrackingTests.Gre(Client, Server, Gre.GreTrackingTests.PacCall));
+        pair.Round();
+
+        // The keymap is the standby's own, rebuilt from the replicated connection: the server's GRE finds the call.
+        Assert.Equal(pair.Active.Engine.Connections.GreKeys.Count, pair.Standby.Engine.Connections.GreKeys.Count);
+        var inward = pair.Standby.PassIn(Gre.GreTrackingTests.Gre(Server, WanAddress, Gre.GreTrackingTests.TranslatedCall));
+        Assert.Equal(Ip(Client), Destination(inward));
+        Assert.Equal(Gre.GreTrackingTests.PnsCall, Gre.GreTrackingTests.CallId(inward));
+        Assert.Equal(0, pair.Standby[EngineCounter.ConnectionsCreated]);
+    }
+
+    [Fact]
     public void A_record_applied_twice_leaves_one_entry_updated_in_place()
     {
         var pair = new Pair { Tracker = { Recording = true } };

@@ -6,6 +6,7 @@ internal sealed class L4Protos(EngineOptions options, EngineCounters counters)
     private readonly L4ProtoTcp _tcp = new(options.Tcp, counters);
     private readonly L4ProtoUdp _udp = new(options);
     private readonly L4ProtoIcmp _icmp = new(options);
+    private readonly L4ProtoGre _gre = new(options, counters);
     private readonly L4ProtoGeneric _generic = new(options);
 
     public L4Proto For(byte protocol) => protocol switch
@@ -13,6 +14,7 @@ internal sealed class L4Protos(EngineOptions options, EngineCounters counters)
         IpProtocol.Tcp => _tcp,
         IpProtocol.Udp or IpProtocol.UdpLite => _udp,
         IpProtocol.Icmp or IpProtocol.IcmpV6 => _icmp,
+        IpProtocol.Gre => _gre,
         _ => _generic,
     };
 }
