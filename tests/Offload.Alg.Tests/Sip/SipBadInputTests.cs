@@ -80,6 +80,40 @@ public class SipBadInputTests
     }
 
     [Fact]
+    public void After_a_message_split_across_tcp_segments_the_next_is_read_where_it_ends_and_nothing_between_is_taken_for_a_message()
+    {
+        var rig = Masquerading(new SipHelper());
+        var syn = rig.Out(TcpPacket(Client, 40000, Server, 5060, Syn, seq: 100));
+        ushort wanPort = SourcePort(syn.Packet);
+        rig.In(TcpPacket(Server, 5060, WanAddress, wanPort, Syn | Ack, seq: 900, ack: 101));
+        rig.Out(TcpPacket(Client, 40000, Server, 5060, Ack, seq: 101, ack: 901));
+
+        // A message whose body holds what looks like a REGISTER, split so that a segment starts with it.
+        string forged = $"REGISTER sip:{Server} SIP/2.0\r\nContact: <sip:alice@{Client}:7777>\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n";
+        string a = Invite(Client, 40000, Server, "v\r\n" + forged + "tail\r\n", method: "MESSAGE").Replace("UDP", "TCP", StringComparison.Ordinal);
+        string b = Invite(Client, 40000, Server, Sdp(Client, 6000)).Replace("UDP", "TCP", StringComparison.Ordinal);
+        int cut1 = a.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4 + 3;
+        int cut2 = cut1 + forged.Length;
+        string[] segments = [a[..cut1], a[cut1..cut2], a[cut2..] + "\r\n" + b];
+        uint seq = 101;
+        string last = "";
+        foreach (var segment in segments)
+        {
+            var hop = rig.Out(TcpPacket(Client, 40000, Server, 5060, Ack | Psh, seq: seq, ack: 901, payload: Ascii(segment)));
+            Assert.True(hop.Accepted, rig.DropSummary());
+            AssertValid(hop.Packet);
+            last = PayloadText(hop.Packet);
+            seq += (uint)segment.Length;
+        }
+
+        Assert.Equal(1, rig[EngineCounter.HelperPartialCommand]); // the split message, passed as the kernel passes it
+        Assert.DoesNotContain(rig.Expectations, e => e.Class == 0); // the body's "REGISTER" was never read
+        Assert.Equal(2, rig.Expectations.Count(e => e.Class == 1)); // the INVITE after it was
+        Assert.Contains($"Contact: <sip:alice@{WanAddress}:{wanPort}>", last, StringComparison.Ordinal);
+        Assert.StartsWith("tail\r\n\r\nINVITE ", last, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Two_messages_in_one_tcp_segment_are_both_translated_with_the_sequence_following()
     {
         var rig = Masquerading(new SipHelper());
