@@ -501,6 +501,11 @@ public sealed class SipHelper : ConntrackHelper
         var request = context.FromPeer(context.Protocol, atFlowPort ? other.DestinationPort : contact.Port);
         request.Class = SipExpectClass.Signalling;
         request.Helper = this;
+        if (expires > 0)
+        {
+            request.Timeout = TimeSpan.FromSeconds(expires); // as long as the registration asked to last (the kernel: as granted)
+        }
+
         if (!_options.DirectSignalling)
         {
             request.SourcePrefixLength = 0;
