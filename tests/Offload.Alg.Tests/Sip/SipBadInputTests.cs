@@ -193,5 +193,38 @@ public class SipBadInputTests
         Check.One(Runs, Prop.ForAll(ArbMap.Default.ArbFor<byte[]>(), Survives));
     }
 
+    [Fact]
+    public void Mutated_messages_split_across_tcp_segments_never_fail_the_helper()
+    {
+        var split = Mutated.SelectMany(payload => Gen.Choose(0, payload.Length).SelectMany(cut1 => Gen.Choose(cut1, payload.Length).Select(cut2 => (payload, cut1, cut2))));
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(400), Prop.ForAll(split.ToArbitrary(), t => SurvivesOverTcp(t.payload, t.cut1, t.cut2)));
+    }
+
+    // The same over a TCP flow, the payload cut into up to three segments (twice, as a retransmission would repeat them):
+    // the helper never fails, and what leaves is valid.
+    private static bool SurvivesOverTcp(byte[] payload, int cut1, int cut2)
+    {
+        var rig = Masquerading(new SipHelper());
+        var syn = rig.Out(TcpPacket(Client, 40000, Server, 5060, Syn, seq: 100));
+        rig.In(TcpPacket(Server, 5060, WanAddress, SourcePort(syn.Packet), Syn | Ack, seq: 900, ack: 101));
+        rig.Out(TcpPacket(Client, 40000, Server, 5060, Ack, seq: 101, ack: 901));
+        for (int round = 0; round < 2; round++)
+        {
+            foreach (var (from, to) in new[] { (0, cut1), (cut1, cut2), (cut2, payload.Length) })
+            {
+                if (to > from)
+                {
+                    var hop = rig.Out(TcpPacket(Client, 40000, Server, 5060, Ack | Psh, seq: (uint)(101 + from), ack: 901, payload: payload[from..to]));
+                    if (hop.Accepted)
+                    {
+                        AssertValid(hop.Packet);
+                    }
+                }
+            }
+        }
+
+        return rig[EngineCounter.HelperFailures] == 0;
+    }
+
     private static string CultureInfoFree(FormattableString text) => FormattableString.Invariant(text);
 }
