@@ -80,6 +80,12 @@ public struct ExpectationRequest
     /// <summary>With <see cref="ExpectationNat.Redirect"/>: the address the expected connection is sent to instead; with <see cref="ExpectationNat.Source"/>, the address it leaves from.</summary>
     public InetAddress NatAddress;
 
+    /// <summary>
+    /// (1.1) How long this expectation waits for its connection, when the protocol says (a SIP registration's Expires);
+    /// zero (the default) for its class's <see cref="ExpectationClass.Timeout"/>. At most a day.
+    /// </summary>
+    public TimeSpan Timeout;
+
     /// <summary>With <see cref="ExpectationNat.Redirect"/>: the port the expected connection is sent to instead; with <see cref="ExpectationNat.Source"/>, the port it leaves from.</summary>
     public ushort NatPort;
 }

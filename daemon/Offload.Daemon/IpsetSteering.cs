@@ -324,9 +324,9 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         }
     }
 
-    /// <summary>How long the kernel keeps an expectation's entry by itself: its class's timeout, and a little more.</summary>
+    /// <summary>How long the kernel keeps an expectation's entry by itself: its timeout (its class's, or its request's), and a little more.</summary>
     private static TimeSpan ExpectationLifetime(Expectation expectation) =>
-        (expectation.Master.Helper?.PolicyOf(expectation.Class).Timeout ?? TimeSpan.FromMinutes(5)) + ExpectationGrace;
+        (expectation.Timeout > TimeSpan.Zero ? expectation.Timeout : expectation.Master.Helper?.PolicyOf(expectation.Class).Timeout ?? TimeSpan.FromMinutes(5)) + ExpectationGrace;
 
     /// <summary>
     /// Counts a user of <paramref name="key"/>, and notes an add of the entry, or of a longer timeout, when this user

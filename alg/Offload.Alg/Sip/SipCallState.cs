@@ -34,6 +34,49 @@ internal sealed class SipCallState
         return media.Present;
     }
 
+    // Per TCP direction, where the message after one split across segments starts (not saved: after a restart the next
+    // segment is read from its start, as the kernel reads every segment).
+    private readonly uint[] _resumeAt = new uint[2];
+    private readonly bool[] _resuming = new bool[2];
+
+    /// <summary>Remembers that a message of <paramref name="direction"/> split across segments ends at <paramref name="sequence"/>.</summary>
+    public void ResumeAt(ConnDirection direction, uint sequence)
+    {
+        _resumeAt[(int)direction & 1] = sequence;
+        _resuming[(int)direction & 1] = true;
+    }
+
+    /// <summary>
+    /// Where reading a segment of <paramref name="length"/> bytes at <paramref name="sequence"/> starts: after the end of
+    /// a split message inside it (<paramref name="offset"/>), or at 0. False when the split message goes on past the
+    /// segment: it is all body, not to be read.
+    /// </summary>
+    public bool Resume(ConnDirection direction, uint sequence, int length, out int offset)
+    {
+        int d = (int)direction & 1;
+        offset = 0;
+        if (!_resuming[d])
+        {
+            return true;
+        }
+
+        uint ahead = _resumeAt[d] - sequence;
+        if (ahead > SipParser.MaxContentLength + 65536u)
+        {
+            _resuming[d] = false; // the segment starts past that point (one we did not see): read it as the kernel would
+            return true;
+        }
+
+        if (ahead >= (uint)length)
+        {
+            return false;
+        }
+
+        _resuming[d] = false;
+        offset = (int)ahead;
+        return true;
+    }
+
     /// <summary>What <see cref="Write"/> writes: per position, the translated media (flag, address, port, router's port), then the untranslated (flag, address, port).</summary>
     public const int SavedLength = SdpScanner.MaxMedia * ((1 + 16 + 2 + 2) + (1 + 16 + 2));
 

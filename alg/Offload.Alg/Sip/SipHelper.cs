@@ -13,7 +13,9 @@ namespace Offload.Alg.Sip;
 /// </summary>
 /// <remarks>
 /// <para>Only messages that start a datagram or follow a whole message in a TCP segment are read, as the kernel
-/// reads them: one split across segments is counted (<see cref="HelperEvent.PartialCommand"/>) and passed.</para>
+/// reads them: one split across segments is counted (<see cref="HelperEvent.PartialCommand"/>) and passed. Unlike the
+/// kernel, when its headers are whole (its length known), the messages after it are read from where it ends in a later
+/// segment, and the segments in between are not mistaken for message starts.</para>
 /// <para>Unlike the kernel it also moves an <c>a=rtcp:</c> port along with the RTP port it follows.</para>
 /// </remarks>
 public sealed class SipHelper : ConntrackHelper
@@ -89,6 +91,16 @@ public sealed class SipHelper : ConntrackHelper
 
         bool stream = context.Protocol == IpProtocol.Tcp;
         int offset = 0;
+        if (stream && context.TryGetState(out SipCallState? resume) && !resume.Resume(context.Direction, context.TcpSequence, payload.Length, out offset))
+        {
+            return HelperVerdict.Accept; // the middle of a message split across segments: nothing here starts one
+        }
+
+        while (offset > 0 && offset < payload.Length && payload[offset] is (byte)'\r' or (byte)'\n')
+        {
+            offset++; // keep-alives after the split message
+        }
+
         for (int read = 0; offset < payload.Length; read++)
         {
             if (read == MaxMessagesPerSegment)
@@ -106,6 +118,13 @@ public sealed class SipHelper : ConntrackHelper
             if (status != SipParseStatus.Ok)
             {
                 context.Count(status == SipParseStatus.Incomplete ? HelperEvent.PartialCommand : HelperEvent.MalformedCommand);
+                if (status == SipParseStatus.Incomplete && message.Length > 0)
+                {
+                    // Passed as it is (its first part cannot wait for the rest: see architecture.md), but its length is
+                    // known: the messages after it, in a later segment, are read from where it ends.
+                    context.GetState<SipCallState>().ResumeAt(context.Direction, context.TcpSequence + (uint)(offset + message.Length));
+                }
+
                 break;
             }
 
@@ -482,6 +501,11 @@ public sealed class SipHelper : ConntrackHelper
         var request = context.FromPeer(context.Protocol, atFlowPort ? other.DestinationPort : contact.Port);
         request.Class = SipExpectClass.Signalling;
         request.Helper = this;
+        if (expires > 0)
+        {
+            request.Timeout = TimeSpan.FromSeconds(expires); // as long as the registration asked to last (the kernel: as granted)
+        }
+
         if (!_options.DirectSignalling)
         {
             request.SourcePrefixLength = 0;

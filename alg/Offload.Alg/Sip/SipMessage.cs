@@ -18,7 +18,10 @@ internal struct SipMessage
     /// <summary>Where the headers start (after the first line) and where the empty line that ends them starts.</summary>
     public int HeadersStart, HeadersEnd;
 
-    /// <summary>Where the body starts and how long it is (Content-Length, or the rest of a datagram without one).</summary>
+    /// <summary>
+    /// Where the body starts and how long it is (Content-Length, or the rest of a datagram without one); also set for a
+    /// TCP message whose headers are whole but whose body goes on in later segments (<see cref="SipParseStatus.Incomplete"/>).
+    /// </summary>
     public int BodyStart, BodyLength;
 
     /// <summary>Where the Content-Length value lies; -1 when the message has none.</summary>

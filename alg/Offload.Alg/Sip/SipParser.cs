@@ -82,6 +82,8 @@ internal static class SipParser
 
             if (length > available)
             {
+                // Over TCP the message's whole length is known all the same: where the next one starts.
+                message.BodyLength = length;
                 return stream ? SipParseStatus.Incomplete : SipParseStatus.Malformed;
             }
 

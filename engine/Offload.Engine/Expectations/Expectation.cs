@@ -37,6 +37,9 @@ public sealed class Expectation
     /// <summary>A helper may keep several classes of expectation with separate limits (e.g. RTP and RTCP).</summary>
     public int Class { get; internal set; }
 
+    /// <summary>How long it was given to wait when registered (its class's, or its request's); zero for one restored from a snapshot.</summary>
+    public TimeSpan Timeout { get; internal set; }
+
     /// <summary>When the expectation lapses, on the engine's clock (nanoseconds).</summary>
     public long ExpiresAt { get; internal set; }
 

@@ -20,7 +20,7 @@ internal sealed class ExpectationRegistrar(EngineOptions options, ExpectationTab
     /// </summary>
     public ExpectResult Expect(Connection master, ConnDirection direction, ref ExpectationRequest request, long now, out Expectation? added)
     {
-        var policy = PolicyOf(master, request.Class);
+        var policy = PolicyOf(master, in request);
         var expectation = Build(master, direction, in request, out bool movable);
         ExpectResult result;
         if (movable)
@@ -75,7 +75,7 @@ internal sealed class ExpectationRegistrar(EngineOptions options, ExpectationTab
     public ExpectResult ExpectPair(Connection master, ConnDirection direction, ref ExpectationRequest request, long now, out Expectation? firstAdded, out Expectation? secondAdded)
     {
         firstAdded = secondAdded = null;
-        var policy = PolicyOf(master, request.Class);
+        var policy = PolicyOf(master, in request);
         var second = request;
         second.DestinationPort++;
         if (second.Nat is ExpectationNat.Redirect or ExpectationNat.Source)
@@ -193,9 +193,15 @@ internal sealed class ExpectationRegistrar(EngineOptions options, ExpectationTab
         return null;
     }
 
-    /// <summary>The limit and timeout of the request's class, from the master's helper (the kernel's helper->expect_policy[class]).</summary>
-    private static ExpectationPolicy PolicyOf(Connection master, int expectationClass) =>
-        master.Extras?.Helper?.PolicyOf(expectationClass) ?? NoHelperPolicy;
+    /// <summary>The limit and timeout of the request's class, from the master's helper (the kernel's helper->expect_policy[class]); the request's own timeout when it gives one.</summary>
+    private static ExpectationPolicy PolicyOf(Connection master, in ExpectationRequest request)
+    {
+        var policy = master.Extras?.Helper?.PolicyOf(request.Class) ?? NoHelperPolicy;
+        return request.Timeout > TimeSpan.Zero ? policy with { Timeout = request.Timeout < MaxTimeout ? request.Timeout : MaxTimeout } : policy;
+    }
+
+    /// <summary>The longest a request may ask an expectation to wait (<see cref="ExpectationRequest.Timeout"/>).</summary>
+    private static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(1);
 
     /// <summary>
     /// The expectation a request describes. <paramref name="movable"/>: it follows a translated master, so the engine

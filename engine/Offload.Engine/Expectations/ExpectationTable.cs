@@ -85,6 +85,7 @@ public sealed class ExpectationTable
             return ExpectResult.TableFull;
         }
 
+        expectation.Timeout = policy.Timeout;
         expectation.ExpiresAt = now + (long)policy.Timeout.TotalNanoseconds;
         Link(expectation, bucket);
         Observer?.ExpectationAdded(expectation);

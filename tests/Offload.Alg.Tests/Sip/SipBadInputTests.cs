@@ -80,6 +80,40 @@ public class SipBadInputTests
     }
 
     [Fact]
+    public void After_a_message_split_across_tcp_segments_the_next_is_read_where_it_ends_and_nothing_between_is_taken_for_a_message()
+    {
+        var rig = Masquerading(new SipHelper());
+        var syn = rig.Out(TcpPacket(Client, 40000, Server, 5060, Syn, seq: 100));
+        ushort wanPort = SourcePort(syn.Packet);
+        rig.In(TcpPacket(Server, 5060, WanAddress, wanPort, Syn | Ack, seq: 900, ack: 101));
+        rig.Out(TcpPacket(Client, 40000, Server, 5060, Ack, seq: 101, ack: 901));
+
+        // A message whose body holds what looks like a REGISTER, split so that a segment starts with it.
+        string forged = $"REGISTER sip:{Server} SIP/2.0\r\nContact: <sip:alice@{Client}:7777>\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n";
+        string a = Invite(Client, 40000, Server, "v\r\n" + forged + "tail\r\n", method: "MESSAGE").Replace("UDP", "TCP", StringComparison.Ordinal);
+        string b = Invite(Client, 40000, Server, Sdp(Client, 6000)).Replace("UDP", "TCP", StringComparison.Ordinal);
+        int cut1 = a.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4 + 3;
+        int cut2 = cut1 + forged.Length;
+        string[] segments = [a[..cut1], a[cut1..cut2], a[cut2..] + "\r\n" + b];
+        uint seq = 101;
+        string last = "";
+        foreach (var segment in segments)
+        {
+            var hop = rig.Out(TcpPacket(Client, 40000, Server, 5060, Ack | Psh, seq: seq, ack: 901, payload: Ascii(segment)));
+            Assert.True(hop.Accepted, rig.DropSummary());
+            AssertValid(hop.Packet);
+            last = PayloadText(hop.Packet);
+            seq += (uint)segment.Length;
+        }
+
+        Assert.Equal(1, rig[EngineCounter.HelperPartialCommand]); // the split message, passed as the kernel passes it
+        Assert.DoesNotContain(rig.Expectations, e => e.Class == 0); // the body's "REGISTER" was never read
+        Assert.Equal(2, rig.Expectations.Count(e => e.Class == 1)); // the INVITE after it was
+        Assert.Contains($"Contact: <sip:alice@{WanAddress}:{wanPort}>", last, StringComparison.Ordinal);
+        Assert.StartsWith("tail\r\n\r\nINVITE ", last, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Two_messages_in_one_tcp_segment_are_both_translated_with_the_sequence_following()
     {
         var rig = Masquerading(new SipHelper());
@@ -157,6 +191,39 @@ public class SipBadInputTests
     public void Random_bytes_never_fail_the_helper()
     {
         Check.One(Runs, Prop.ForAll(ArbMap.Default.ArbFor<byte[]>(), Survives));
+    }
+
+    [Fact]
+    public void Mutated_messages_split_across_tcp_segments_never_fail_the_helper()
+    {
+        var split = Mutated.SelectMany(payload => Gen.Choose(0, payload.Length).SelectMany(cut1 => Gen.Choose(cut1, payload.Length).Select(cut2 => (payload, cut1, cut2))));
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(400), Prop.ForAll(split.ToArbitrary(), t => SurvivesOverTcp(t.payload, t.cut1, t.cut2)));
+    }
+
+    // The same over a TCP flow, the payload cut into up to three segments (twice, as a retransmission would repeat them):
+    // the helper never fails, and what leaves is valid.
+    private static bool SurvivesOverTcp(byte[] payload, int cut1, int cut2)
+    {
+        var rig = Masquerading(new SipHelper());
+        var syn = rig.Out(TcpPacket(Client, 40000, Server, 5060, Syn, seq: 100));
+        rig.In(TcpPacket(Server, 5060, WanAddress, SourcePort(syn.Packet), Syn | Ack, seq: 900, ack: 101));
+        rig.Out(TcpPacket(Client, 40000, Server, 5060, Ack, seq: 101, ack: 901));
+        for (int round = 0; round < 2; round++)
+        {
+            foreach (var (from, to) in new[] { (0, cut1), (cut1, cut2), (cut2, payload.Length) })
+            {
+                if (to > from)
+                {
+                    var hop = rig.Out(TcpPacket(Client, 40000, Server, 5060, Ack | Psh, seq: (uint)(101 + from), ack: 901, payload: payload[from..to]));
+                    if (hop.Accepted)
+                    {
+                        AssertValid(hop.Packet);
+                    }
+                }
+            }
+        }
+
+        return rig[EngineCounter.HelperFailures] == 0;
     }
 
     private static string CultureInfoFree(FormattableString text) => FormattableString.Invariant(text);

@@ -338,6 +338,22 @@ public class SipHelperTests
         Assert.True(rig.Expectations.Count(e => e.Class == 1) <= SipHelper.Classes[1].MaxExpected);
     }
 
+    [Theory]
+    [InlineData("Expires: 3600\r\n", 50, true)] // the registration's hour, not the class's 3 minutes
+    [InlineData("Expires: 600\r\n", 11, false)]
+    [InlineData("", 4, false)] // no Expires: the signalling class's 3 minutes
+    public void The_signalling_expectation_lasts_as_long_as_the_registration_asked(string expires, int minutesLater, bool stillExpected)
+    {
+        var (rig, register, _) = Call(text: Invite(Client, 5060, Server, "", method: "REGISTER", headers: expires));
+        ushort wanPort = SourcePort(register.Packet);
+        var signalling = Assert.Single(rig.Expectations);
+        Assert.Equal(expires.Length > 0 ? TimeSpan.FromSeconds(int.Parse(expires[9..^2], System.Globalization.CultureInfo.InvariantCulture)) : SipHelper.Classes[0].Timeout, signalling.Timeout);
+
+        rig.Clock.Advance(TimeSpan.FromMinutes(minutesLater));
+        var call = rig.In(UdpPacket(Server, 5070, WanAddress, wanPort, Ascii(Invite(Server, 5070, WanAddress, Sdp(Server, PeerMedia)))));
+        Assert.Equal(stillExpected, call.CtInfo == CtInfo.Related);
+    }
+
     [Fact]
     public void De_registration_withdraws_the_signalling_expectation()
     {

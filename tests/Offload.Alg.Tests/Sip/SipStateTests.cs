@@ -1,4 +1,6 @@
 using System.Buffers;
+using FsCheck;
+using FsCheck.Fluent;
 using Offload.Alg.Sip;
 using Offload.Engine;
 using Offload.Engine.Snapshot;
@@ -71,5 +73,24 @@ public class SipStateTests
         Assert.Null(helper.RestoreState(saved.AsSpan(1), helper.StateVersion));
         Assert.Null(helper.RestoreState(saved, 2));
         Assert.False(helper.SaveState(new object(), new ArrayBufferWriter<byte>()));
+    }
+
+    [Fact]
+    public void Any_bytes_restore_to_a_state_that_saves_back_the_same_or_to_nothing()
+    {
+        var helper = new SipHelper();
+        var lengths = Gen.Frequency((1, Gen.Choose(0, 400)), (3, Gen.Constant(SipCallState.SavedLength)));
+        var bytes = lengths.SelectMany(n => Gen.ArrayOf(Gen.Frequency((3, Gen.Choose(0, 1)), (1, Gen.Choose(0, 255))).Select(b => (byte)b), n));
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(500), Prop.ForAll(bytes.ToArbitrary(), data =>
+        {
+            var state = helper.RestoreState(data, helper.StateVersion);
+            if (state is null)
+            {
+                return true;
+            }
+
+            var writer = new ArrayBufferWriter<byte>();
+            return helper.SaveState(state, writer) && writer.WrittenSpan.SequenceEqual(data);
+        }));
     }
 }
