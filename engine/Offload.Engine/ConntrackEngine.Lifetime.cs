@@ -9,6 +9,15 @@ public sealed partial class ConntrackEngine
     /// <summary>Buckets scanned for an unassured entry to drop when the table is full (the kernel's eviction range).</summary>
     private const int EarlyDropBuckets = 8;
 
+    /// <summary>
+    /// Slots looked at, from a cursor that moves on, when the buckets near the new tuple hold no unassured entry.
+    /// With 2 buckets per entry about e^-1 of the buckets are empty, so the kernel's 8-bucket scan finds nothing in
+    /// about e^-8 of the tries even in a table full of unassured entries (45 drops in 100,000 SYNs at 4,096 entries).
+    /// </summary>
+    private const int EarlyDropSlots = 64;
+
+    private int _earlyDropCursor;
+
     private int _gcCursor;
 
     /// <summary>
@@ -156,6 +165,20 @@ public sealed partial class ConntrackEngine
                 }
 
                 link = ConnectionTable.NextLink(entry, link);
+            }
+        }
+
+        // Not the kernel's: a bounded look at the slots, so a full table of unassured entries never refuses a new one.
+        int capacity = _table.Capacity;
+        for (int i = 0; i < EarlyDropSlots && i < capacity; i++)
+        {
+            int slot = _earlyDropCursor;
+            _earlyDropCursor = slot + 1 == capacity ? 0 : slot + 1;
+            var entry = _table.AtSlot(slot);
+            if (entry is not null && !entry.HasStatus(ConnStatus.Assured) && !entry.IsDying)
+            {
+                Destroy(entry, EngineCounter.ConnectionsEarlyDropped);
+                return true;
             }
         }
 
