@@ -165,6 +165,8 @@ public static partial class ConfigLoader
             RefuseMasqueradeWithReplication(config, reader);
         }
 
+        RefusePptpServersBehindForwards(config, reader);
+
         foreach (var route in config.Routes)
         {
             if (!names.Contains(route.Device))
@@ -206,6 +208,28 @@ public static partial class ConfigLoader
                 if (protocolMatches && helper.Ports.Any(p => min == 0 || (p >= min && p <= max)))
                 {
                     throw reader.Error(rule.Line, 1, $"flows: helpers leaves this {rule.Action.ToString().ToLowerInvariant()} rule to the kernel, without the {helper.Name} helper its port needs: use flows: all, or give the rule a dport: outside the helper's ports");
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// A PPTP server behind a port forward needs its call's GRE translated both ways at once (the kernel's
+    /// pptp_nat_expected sets a source and a destination manip on it); the pptp helper does not do that yet, so the call
+    /// would set up and its GRE be dropped. Refused until it does.
+    /// </summary>
+    private static void RefusePptpServersBehindForwards(OffloadConfig config, Reader reader)
+    {
+        foreach (var helper in config.Helpers.Where(h => h.Name == "pptp"))
+        {
+            IReadOnlyList<ushort> ports = helper.Ports.Count > 0 ? helper.Ports : [1723];
+            foreach (var rule in config.Nat.Where(r => r.Action is NatAction.Dnat or NatAction.Redirect && r.Protocol is 0 or 6))
+            {
+                ushort min = rule.DestinationPortMin, max = rule.DestinationPortMax;
+                if (ports.Any(p => min == 0 || (p >= min && p <= max)))
+                {
+                    throw reader.Error(
+                        rule.Line, 1, $"this {rule.Action.ToString().ToLowerInvariant()} rule can forward TCP {string.Join(",", ports)} to a PPTP server, which the pptp helper (line {helper.Line}) does not support behind a port forward yet (its GRE would be dropped): give the rule a dport: outside the pptp helper's ports, or leave PPTP to the kernel");
                 }
             }
         }
