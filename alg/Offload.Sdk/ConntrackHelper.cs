@@ -197,6 +197,16 @@ public abstract class ConntrackHelper
     public virtual object? RestoreState(ReadOnlySpan<byte> data, int version) => null;
 
     /// <summary>
+    /// (1.1) The helpers this one attaches to the connections it expects (<see cref="ExpectationRequest.Helper"/>) and
+    /// that are not bound to ports of their own (H.323's H.245 helper). A connection or an expectation restored from a
+    /// snapshot names its helper: the daemon looks for that name among the helpers configured, then among the helpers
+    /// they attach (and those attach), so that the connection gets its helper, and its saved state, back. Each needs a
+    /// name of its own, unlike any configuration name; the list must not change while the helper is loaded. Empty by
+    /// default: a helper that attaches none, or attaches itself, need not override it.
+    /// </summary>
+    public virtual IReadOnlyList<ConntrackHelper> AttachedHelpers => [];
+
+    /// <summary>
     /// Takes the options of the helper's configuration entry (its <c>options:</c> map, keys and values as written), before
     /// the helper is bound: when the daemon starts, when the helper is loaded, and on every configuration reload, with an
     /// empty map when the entry has none or no entry names the helper. A plugin is one instance: a reload may call this

@@ -255,8 +255,10 @@ internal sealed class Daemon : IDisposable
             }
 
             case "expect list":
-                // As conntrack -L expect: the seconds left first, the helper that announced it last, then the class
-                // (its name when the master's helper declared classes, as /proc/net/nf_conntrack_expect's "sip/audio").
+                // As conntrack -L expect: the seconds left first, then the master's helper (ctnetlink's
+                // CTA_EXPECT_HELP_NAME: the helper that announced it), its class (its name when that helper declared
+                // classes, as /proc/net/nf_conntrack_expect's "sip/audio"), and last the helper the expected connection
+                // will get, when it gets one (attach=h245: an H.245 connection that h323 announced).
                 text.Append("TIMEOUT PROTO EXPECTED MASTER HELPER\n");
                 lock (_engineLock)
                 {
@@ -264,7 +266,13 @@ internal sealed class Daemon : IDisposable
                     foreach (var e in engine.Expectations.Entries())
                     {
                         long seconds = Math.Max(0, (e.ExpiresAt - now) / 1_000_000_000L);
-                        text.Append(CultureInfo.InvariantCulture, $"{seconds} proto={e.Tuple.Protocol} {e} helper={e.Helper?.Name ?? "-"} class={e.Master.Helper?.ClassName(e.Class) ?? e.Class.ToString(CultureInfo.InvariantCulture)}").Append('\n');
+                        text.Append(CultureInfo.InvariantCulture, $"{seconds} proto={e.Tuple.Protocol} {e} helper={e.Master.Helper?.Name ?? "-"} class={e.Master.Helper?.ClassName(e.Class) ?? e.Class.ToString(CultureInfo.InvariantCulture)}");
+                        if (e.Helper is not null)
+                        {
+                            text.Append(" attach=").Append(e.Helper.Name);
+                        }
+
+                        text.Append('\n');
                     }
                 }
 

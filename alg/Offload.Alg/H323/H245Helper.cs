@@ -9,11 +9,15 @@ namespace Offload.Alg.H323;
 /// </summary>
 internal sealed class H245Helper : ConntrackHelper
 {
-    /// <summary>The kernel's H.245 policy: 4 logical channels of RTP and RTCP both ways, and T.120; 4 minutes.</summary>
-    public static readonly ExpectationPolicy DefaultPolicy = new((H323State.RtpChannels * 4) + 2, TimeSpan.FromMinutes(4));
+    /// <summary>The kernel's H.245 policy (4 logical channels of RTP and RTCP both ways, and T.120; 4 minutes) as the classes rtp, rtcp and t120.</summary>
+    public static readonly IReadOnlyList<ExpectationClass> Classes = H323Actions.Classes(h245: false);
 
+    /// <summary>
+    /// Named <c>h245</c>, which is no configuration name: the helper is never bound to a port, only attached by
+    /// <see cref="H323Helper"/> to the H.245 connections it expects (and found through it when a snapshot is restored).
+    /// </summary>
     public H245Helper()
-        : base("h245", DefaultPolicy)
+        : base("h245", Classes)
     {
     }
 

@@ -10,6 +10,29 @@ namespace Offload.Alg.H323;
 /// </summary>
 internal static class H323Actions
 {
+    /// <summary>The expectation classes, numbered alike in the three helpers (each declares those it makes).</summary>
+    public const int RtpClass = 0, RtcpClass = 1, T120Class = 2, H245Class = 3;
+
+    /// <summary>The RAS helper's one class: the calls a registration lets in.</summary>
+    public const int CallClass = 0;
+
+    /// <summary>
+    /// The classes of the H.245 helper, then the Q.931 helper's (one more: h245). The kernel's one policy per helper
+    /// (240 s; 4 logical channels of RTP and RTCP both ways, and T.120, and H.245 for Q.931) split by kind, so that
+    /// <c>offloadctl expect list</c> tells them apart: the limits add up to the kernel's.
+    /// </summary>
+    public static ExpectationClass[] Classes(bool h245)
+    {
+        var timeout = TimeSpan.FromSeconds(240);
+        ExpectationClass[] media =
+        [
+            new("rtp", H323State.RtpChannels * 2, timeout),
+            new("rtcp", H323State.RtpChannels * 2, timeout),
+            new("t120", 2, timeout),
+        ];
+        return h245 ? [.. media, new("h245", 2, timeout)] : media;
+    }
+
     /// <summary>Addresses recorded per message; more are walked but not acted on (counted).</summary>
     public const int MaxFound = 32;
 
@@ -64,6 +87,7 @@ internal static class H323Actions
         }
 
         var request = context.FromPeer(IpProtocol.Tcp, port);
+        request.Class = H245Class;
         request.Helper = h245;
         if (!SenderTranslated(ref context))
         {
@@ -129,6 +153,7 @@ internal static class H323Actions
 
             var rtp = context.FromPeer(IpProtocol.Udp, rtpPort);
             var rtcp = context.FromPeer(IpProtocol.Udp, rtcpPort);
+            rtcp.Class = RtcpClass;
             return context.Expect(ref rtp) == ExpectResult.Added && context.Expect(ref rtcp) == ExpectResult.Added
                 ? HelperVerdict.Accept
                 : Failed(ref context);
@@ -149,6 +174,7 @@ internal static class H323Actions
             translated = state.TranslatedRtp(slot, direction);
             var rtp = Redirected(ref context, translated, rtpPort);
             var rtcp = Redirected(ref context, (ushort)(translated + 1), rtcpPort);
+            rtcp.Class = RtcpClass;
             if (context.Expect(ref rtp) != ExpectResult.Added || context.Expect(ref rtcp) != ExpectResult.Added)
             {
                 context.Count(HelperEvent.ExpectationFailed);
@@ -168,6 +194,7 @@ internal static class H323Actions
 
             translated = rtp.DestinationPort;
             var rtcp = Redirected(ref context, (ushort)(translated + 1), rtcpPort);
+            rtcp.Class = RtcpClass;
             if (context.Expect(ref rtcp) != ExpectResult.Added)
             {
                 context.Count(HelperEvent.ExpectationFailed);
@@ -225,6 +252,7 @@ internal static class H323Actions
                     Nat = ExpectationNat.Source,
                     NatAddress = context.Tuple.Destination, // the router's address, where the peer sends
                     NatPort = (ushort)(translated + rtcp),
+                    Class = rtcp == 0 ? RtpClass : RtcpClass,
                 };
                 if (context.Expect(ref request) != ExpectResult.Added)
                 {
@@ -245,6 +273,7 @@ internal static class H323Actions
         }
 
         var request = context.FromPeer(IpProtocol.Tcp, port);
+        request.Class = T120Class;
         request.Flags = ExpectationFlags.Permanent;
         if (!SenderTranslated(ref context))
         {

@@ -17,13 +17,13 @@ namespace Offload.Alg.H323;
 /// </remarks>
 internal sealed class H323Helper : ConntrackHelper
 {
-    /// <summary>The kernel's Q.931 policy: 4 logical channels of RTP and RTCP both ways, H.245 and T.120; 4 minutes.</summary>
-    public static readonly ExpectationPolicy DefaultPolicy = new((H323State.RtpChannels * 4) + 4, TimeSpan.FromMinutes(4));
+    /// <summary>The kernel's Q.931 policy (4 logical channels of RTP and RTCP both ways, H.245 and T.120; 4 minutes) as the classes rtp, rtcp, t120 and h245.</summary>
+    public static readonly IReadOnlyList<ExpectationClass> Classes = H323Actions.Classes(h245: true);
 
     public const ushort DefaultPort = 1720;
 
     public H323Helper()
-        : base("h323", DefaultPolicy)
+        : base("h323", Classes)
     {
         Ports = [DefaultPort];
         H245 = new H245Helper();
@@ -31,6 +31,9 @@ internal sealed class H323Helper : ConntrackHelper
 
     /// <summary>The helper of the H.245 connections this one's messages announce.</summary>
     internal H245Helper H245 { get; }
+
+    /// <summary>The H.245 helper, so that an H.245 connection restored from a snapshot finds it by its name.</summary>
+    public override IReadOnlyList<ConntrackHelper> AttachedHelpers => [H245];
 
     public override int StateVersion => H323State.Version;
 

@@ -14,8 +14,8 @@ namespace Offload.Alg.H323;
 /// </summary>
 internal sealed class H323RasHelper : ConntrackHelper
 {
-    /// <summary>The kernel's RAS policy: 32 outstanding, 4 minutes.</summary>
-    public static readonly ExpectationPolicy DefaultPolicy = new(32, TimeSpan.FromMinutes(4));
+    /// <summary>The kernel's RAS policy (32 outstanding, 4 minutes) as its one class, <c>call</c>: the calls a registration lets in.</summary>
+    public static readonly IReadOnlyList<ExpectationClass> Classes = [new("call", 32, TimeSpan.FromMinutes(4))];
 
     public const ushort DefaultPort = 1719;
 
@@ -26,7 +26,7 @@ internal sealed class H323RasHelper : ConntrackHelper
     private static readonly TimeSpan UnregistrationWait = TimeSpan.FromSeconds(30);
 
     public H323RasHelper()
-        : base("h323-ras", DefaultPolicy)
+        : base("h323-ras", Classes)
     {
         Protocol = IpProtocol.Udp;
         Ports = [DefaultPort];
@@ -35,6 +35,9 @@ internal sealed class H323RasHelper : ConntrackHelper
 
     /// <summary>The call signalling helper given to the calls a registration expects.</summary>
     internal H323Helper Calls { get; }
+
+    /// <summary>The call signalling helper (and through it the H.245 one), for connections restored from a snapshot when <c>h323</c> is not configured.</summary>
+    public override IReadOnlyList<ConntrackHelper> AttachedHelpers => [Calls];
 
     public override int StateVersion => H323State.Version;
 
@@ -75,7 +78,7 @@ internal sealed class H323RasHelper : ConntrackHelper
                 return confirmed;
             case Ras.UnregistrationRequest:
                 var verdict = SignalAddress(ref context, found, H323AddressTag.CallSignalAddress);
-                context.Unexpect(0); // the registration's calls are no longer let in
+                context.Unexpect(H323Actions.CallClass); // the registration's calls are no longer let in
                 context.GetState<H323State>().ClearSignalPorts();
                 context.RefreshTimeout(UnregistrationWait);
                 return verdict;
@@ -131,6 +134,7 @@ internal sealed class H323RasHelper : ConntrackHelper
             }
 
             var request = context.FromPeer(IpProtocol.Tcp, port); // from the gatekeeper only (the kernel's gkrouted_only)
+            request.Class = H323Actions.CallClass;
             request.Helper = Calls;
             request.Flags = ExpectationFlags.Permanent;
             var state = context.GetState<H323State>();

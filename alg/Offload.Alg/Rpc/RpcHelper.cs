@@ -43,7 +43,7 @@ public sealed class RpcHelper : ConntrackHelper
     internal const int MaxRecordsPerSegment = 16;
 
     public RpcHelper()
-        : base("rpc", DefaultPolicy)
+        : base("rpc", [new ExpectationClass("program", DefaultPolicy.MaxExpected, DefaultPolicy.Timeout)])
     {
         Protocols = [IpProtocol.Tcp, IpProtocol.Udp];
         Ports = [DefaultPort];

@@ -16,8 +16,19 @@ namespace Offload.Alg.Rtsp;
 /// </summary>
 public sealed class RtspHelper : ConntrackHelper
 {
-    /// <summary>The out-of-tree module's defaults: 8 outstanding expectations (<c>max_outstanding</c>), 5 minutes each (<c>setup_timeout</c>).</summary>
+    /// <summary>The out-of-tree module's defaults, for each class: 8 outstanding expectations (<c>max_outstanding</c>), 5 minutes each (<c>setup_timeout</c>).</summary>
     public static readonly ExpectationPolicy DefaultPolicy = new(8, TimeSpan.FromMinutes(5));
+
+    /// <summary>
+    /// The classes, as <c>offloadctl expect list</c> names them: <c>media</c>, what the server sends to the client;
+    /// <c>paired</c>, the client's own RTP and RTCP to the server's ports (and a port-forwarded server's ports). Each
+    /// holds a control connection to <see cref="DefaultPolicy"/> on its own.
+    /// </summary>
+    public static readonly IReadOnlyList<ExpectationClass> Classes =
+    [
+        new("media", DefaultPolicy.MaxExpected, DefaultPolicy.Timeout),
+        new("paired", DefaultPolicy.MaxExpected, DefaultPolicy.Timeout),
+    ];
 
     public const ushort DefaultPort = 554;
 
@@ -33,7 +44,7 @@ public sealed class RtspHelper : ConntrackHelper
     private volatile RtspOptions _options = RtspOptions.Default;
 
     public RtspHelper()
-        : base("rtsp", DefaultPolicy)
+        : base("rtsp", Classes)
     {
         Ports = [DefaultPort];
     }
@@ -156,12 +167,58 @@ public sealed class RtspHelper : ConntrackHelper
         var verdict = message.StatusCode is >= 200 and < 300 && message.TransportStart >= 0
             ? Edit(ref context, state, offset, in message, request: false)
             : HelperVerdict.Accept;
+        if (message.StatusCode >= 300)
+        {
+            Refused(ref context, state, message.CSeq);
+        }
+
         if (message.StatusCode >= 200)
         {
             state.Answered(message.CSeq);
         }
 
         return verdict;
+    }
+
+    /// <summary>
+    /// A request refused (a SETUP's 4xx, a redirect): the pinholes its SETUP opened are withdrawn now, one by one as
+    /// <see cref="ExpectMedia"/> registered them, rather than left open for their 5 minutes (the module leaves them).
+    /// Another SETUP's stay. Any other request's answer finds no transport of its CSeq and withdraws nothing.
+    /// </summary>
+    private void Refused(ref HelperContext context, RtspSessionState state, int cseq)
+    {
+        ref readonly var own = ref context.Tuple;
+        ref readonly var other = ref context.OtherTuple;
+        bool serverTranslated = context.IsNatted && own.Source != other.Destination;
+        bool clientTranslated = context.IsNatted && own.Destination != other.Source;
+        if (cseq < 0 || (serverTranslated && !clientTranslated))
+        {
+            return; // nothing is expected before a port-forwarded server's answer; no CSeq: no telling which SETUP
+        }
+
+        var request = new ExpectationRequest
+        {
+            Protocol = IpProtocol.Udp,
+            Source = own.Source,
+            SourcePrefixLength = _options.AnySource ? 0 : context.Family == 4 ? 32 : 128,
+            Destination = own.Destination,
+            Class = MediaClass,
+        };
+        foreach (var setup in state.Pending)
+        {
+            if (!setup.Present || setup.CSeq != cseq)
+            {
+                continue;
+            }
+
+            request.DestinationPort = setup.AnnouncedRtp;
+            context.Unexpect(in request);
+            if (setup.AnnouncedRtcp != setup.AnnouncedRtp)
+            {
+                request.DestinationPort = setup.AnnouncedRtcp;
+                context.Unexpect(in request);
+            }
+        }
     }
 
     /// <summary>Reads a SETUP's or its answer's Transport, expects what it announces, and rewrites it when translated.</summary>
@@ -282,7 +339,17 @@ public sealed class RtspHelper : ConntrackHelper
             rtp.SourcePrefixLength = 0;
         }
 
-        var result = context.Expect(ref rtp);
+        ExpectResult result;
+        if (!ports.Single && ports.Rtcp == ports.Rtp + 1)
+        {
+            // The usual RTP/RTCP pair: both or neither, at two consecutive router ports when translated (searched two
+            // at a time, so RTCP is never refused after RTP found its port).
+            result = context.ExpectPair(ref rtp);
+            announced = rtp.DestinationPort;
+            return result;
+        }
+
+        result = context.Expect(ref rtp);
         announced = rtp.DestinationPort;
         if (result != ExpectResult.Added || ports.Single)
         {

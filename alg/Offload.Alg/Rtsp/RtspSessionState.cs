@@ -100,6 +100,9 @@ internal sealed class RtspSessionState
         return false;
     }
 
+    /// <summary>The transports remembered (those not <see cref="PendingTransport.Present"/> are free slots).</summary>
+    public ReadOnlySpan<PendingTransport> Pending => _pending;
+
     /// <summary>The SETUP <paramref name="cseq"/> was answered (any unanswered one when -1): its transports are forgotten.</summary>
     public void Answered(int cseq)
     {

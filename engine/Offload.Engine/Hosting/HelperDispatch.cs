@@ -51,7 +51,13 @@ internal sealed class HelperDispatch
         }
     }
 
-    /// <summary>The helper of that name among those bound now (restoring a snapshot), or null.</summary>
+    /// <summary>How deep <see cref="Find"/> follows helpers attached by attached helpers.</summary>
+    private const int MaxAttachedDepth = 4;
+
+    /// <summary>
+    /// The helper of that name among those bound now (restoring a snapshot), else among the helpers they attach to
+    /// their expected connections (<see cref="ConntrackHelper.AttachedHelpers"/>: H.323's H.245 helper); or null.
+    /// </summary>
     public ConntrackHelper? Find(string name)
     {
         foreach (var binding in _bindings)
@@ -59,6 +65,48 @@ internal sealed class HelperDispatch
             if (binding.Helper.Name == name)
             {
                 return binding.Helper;
+            }
+        }
+
+        foreach (var binding in _bindings)
+        {
+            if (FindAttached(binding.Helper, name, MaxAttachedDepth) is { } attached)
+            {
+                return attached;
+            }
+        }
+
+        return null;
+    }
+
+    private static ConntrackHelper? FindAttached(ConntrackHelper helper, string name, int depth)
+    {
+        IReadOnlyList<ConntrackHelper> attached;
+        try
+        {
+            attached = helper.AttachedHelpers;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return null; // a plugin's fault costs its attached helpers' connections their helper, not the restore
+        }
+
+        foreach (var a in attached ?? [])
+        {
+            if (a is not null && a.Name == name)
+            {
+                return a;
+            }
+        }
+
+        if (depth > 1)
+        {
+            foreach (var a in attached ?? [])
+            {
+                if (a is not null && !ReferenceEquals(a, helper) && FindAttached(a, name, depth - 1) is { } deeper)
+                {
+                    return deeper;
+                }
             }
         }
 

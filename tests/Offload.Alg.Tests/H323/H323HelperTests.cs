@@ -57,9 +57,16 @@ public class H323HelperTests
         var ras = Assert.IsType<H323RasHelper>(BuiltInHelpers.Create("h323-ras", loose: false));
         Assert.Equal((IpProtocol.Tcp, (ushort)1720), (q931.Protocol, q931.Ports[0]));
         Assert.Equal((IpProtocol.Udp, (ushort)1719), (ras.Protocol, ras.Ports[0]));
-        Assert.Equal(new ExpectationPolicy(20, TimeSpan.FromSeconds(240)), q931.Policy);
-        Assert.Equal(new ExpectationPolicy(18, TimeSpan.FromSeconds(240)), q931.H245.Policy);
-        Assert.Equal(new ExpectationPolicy(32, TimeSpan.FromSeconds(240)), ras.Policy);
+        // The kernel's one policy per helper (20, 18, 32; 240 s), split into named classes whose limits add up to it.
+        Assert.Equal(["rtp", "rtcp", "t120", "h245"], q931.ExpectationClasses.Select(c => c.Name));
+        Assert.Equal(["rtp", "rtcp", "t120"], q931.H245.ExpectationClasses.Select(c => c.Name));
+        Assert.Equal(["call"], ras.ExpectationClasses.Select(c => c.Name));
+        Assert.Equal(20, q931.ExpectationClasses.Sum(c => c.MaxExpected));
+        Assert.Equal(18, q931.H245.ExpectationClasses.Sum(c => c.MaxExpected));
+        Assert.Equal(32, ras.ExpectationClasses.Sum(c => c.MaxExpected));
+        Assert.All(q931.ExpectationClasses.Concat(q931.H245.ExpectationClasses).Concat(ras.ExpectationClasses), c => Assert.Equal(TimeSpan.FromSeconds(240), c.Timeout));
+        Assert.Equal([q931.H245], q931.AttachedHelpers); // the H.245 helper is found through h323 when a snapshot is restored
+        Assert.Equal([ras.Calls], ras.AttachedHelpers);
     }
 
     [Fact]

@@ -223,6 +223,42 @@ public class RtspHelperTests
     }
 
     [Fact]
+    public void A_refused_setup_withdraws_its_own_expectations_and_no_other_setups()
+    {
+        var control = Control.Masqueraded();
+        control.FromClient(Setup(FfmpegTransport, cseq: 3));
+        var first = control.Rig.Expectations.Select(e => e.Tuple.DestinationPort).Order().ToList();
+        Assert.Equal(2, first.Count);
+        control.FromServer(Reply($"RTP/AVP;unicast;client_port={first[0]}-{first[1]};server_port=55564-55565", cseq: 3));
+        Assert.Equal(4, control.Rig.Expectations.Count);
+
+        var second = control.FromClient(Setup("RTP/AVP/UDP;unicast;client_port=33760-33761", cseq: 4, url: "rtsp://192.0.2.80:554/test/stream=1"));
+        Assert.True(second.Accepted, control.Rig.DropSummary());
+        Assert.Equal(6, control.Rig.Expectations.Count);
+
+        // 461 Unsupported Transport: the second stream's pinholes go now, not in 5 minutes; the first's stay.
+        var refusal = control.FromServer("RTSP/1.0 461 Unsupported Transport\r\nCSeq: 4\r\nServer: GStreamer RTSP server\r\n\r\n");
+        Assert.True(refusal.Accepted, control.Rig.DropSummary());
+        Assert.Equal(4, control.Rig.Expectations.Count);
+        Assert.Equal(2, control.Rig.Expectations.Count(e => e.Class == RtspHelper.MediaClass));
+        Assert.Equal(first, control.Rig.Expectations.Where(e => e.Class == RtspHelper.MediaClass).Select(e => e.Tuple.DestinationPort).Order().ToList());
+    }
+
+    [Fact]
+    public void Each_class_is_named_and_has_the_modules_limit_and_timeout()
+    {
+        var helper = new RtspHelper();
+        Assert.Equal(["media", "paired"], helper.ExpectationClasses.Select(c => c.Name));
+        Assert.All(helper.ExpectationClasses, c =>
+        {
+            Assert.Equal(8, c.MaxExpected);
+            Assert.Equal(TimeSpan.FromMinutes(5), c.Timeout);
+        });
+        Assert.Equal("media", helper.ClassName(RtspHelper.MediaClass));
+        Assert.Equal("paired", helper.ClassName(RtspHelper.PairedClass));
+    }
+
+    [Fact]
     public void The_state_is_carried_across_a_restart_and_damaged_state_is_refused()
     {
         var helper = new RtspHelper();

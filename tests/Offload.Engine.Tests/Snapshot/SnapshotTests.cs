@@ -145,6 +145,30 @@ public class SnapshotTests
     }
 
     [Fact]
+    public void A_connection_and_an_expectation_whose_helper_another_helper_attached_get_it_back_by_name()
+    {
+        // As H.323's H.245 helper: bound to no port, named by no configuration, attached by the bound helper.
+        var parent = new AttachingHelper();
+        var before = Router(parent, protocol: 17, port: 5000);
+        before.PassOut(UdpPacket(Client, 3000, Server, 5000, Ascii("6001")));
+        ushort port = before.Expectations.Single().Tuple.DestinationPort;
+        var child = before.In(TcpPacket(Server, 20, WanAddress, port, Syn, seq: 777));
+        Assert.True(child.Accepted, before.DropSummary());
+        Assert.Same(parent.Child, child.Connection!.Helper);
+        before.PassOut(UdpPacket(Client, 3000, Server, 5000, Ascii("6003"))); // one still waiting at the restart
+
+        var again = new AttachingHelper();
+        var after = Router(again, protocol: 17, port: 5000);
+        var result = Restore(after, Save(before));
+
+        Assert.Equal((2, 1, 0), (result.Connections, result.Expectations, result.HelpersMissing));
+        var restored = after.Engine.Connections.Entries().Single(c => c.Original.Protocol == 6);
+        Assert.Same(again.Child, restored.Helper);
+        Assert.Same(again.Child, after.Expectations.Single().Helper);
+        Assert.Same(again, after.Engine.Connections.Entries().Single(c => c.Original.DestinationPort == 5000).Helper);
+    }
+
+    [Fact]
     public void The_time_the_daemon_was_down_is_taken_off_and_what_ran_out_meanwhile_is_left_out()
     {
         var rig = new RouterRig(Masquerade);
@@ -252,6 +276,26 @@ public class SnapshotTests
         var copy = snapshot.ToArray();
         BinaryPrimitives.WriteInt32LittleEndian(copy.AsSpan(8), version);
         return copy;
+    }
+
+    /// <summary>A payload "port" expects a TCP connection from the peer to it, helped by <see cref="Child"/>, which it declares as attached.</summary>
+    private sealed class AttachingHelper() : ConntrackHelper("attaching", new ExpectationPolicy(4, TimeSpan.FromMinutes(1)))
+    {
+        public CountingHelper Child { get; } = new();
+
+        public override IReadOnlyList<ConntrackHelper> AttachedHelpers => [Child];
+
+        public override HelperVerdict Help(ref HelperContext context)
+        {
+            if (ushort.TryParse(context.Payload, out ushort port))
+            {
+                var request = context.FromPeer(IpProtocol.Tcp, port);
+                request.Helper = Child;
+                context.Expect(ref request);
+            }
+
+            return HelperVerdict.Accept;
+        }
     }
 
     /// <summary>Counts the packets of each connection, and carries the count across a restart.</summary>
