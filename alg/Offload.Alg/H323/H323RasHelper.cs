@@ -97,8 +97,8 @@ internal sealed class H323RasHelper : ConntrackHelper
 
     /// <summary>
     /// A confirmed registration keeps its RAS flow for its time to live (the gatekeeper's, or the request's), as the
-    /// kernel's process_rcf refreshes the connection (it also sets the calls' expectation to it; here that one keeps
-    /// the policy's 4 minutes, renewed by each RegistrationRequest).
+    /// kernel's process_rcf refreshes the connection (the calls' expectation takes the request's time to live when the
+    /// RegistrationRequest makes it, and each new RegistrationRequest renews it).
     /// </summary>
     private static void KeepRegistration(ref HelperContext context, long timeToLive)
     {
@@ -138,6 +138,12 @@ internal sealed class H323RasHelper : ConntrackHelper
             request.Helper = Calls;
             request.Flags = ExpectationFlags.Permanent;
             var state = context.GetState<H323State>();
+            if (state.RegistrationTtl > 0)
+            {
+                // The registration's calls are let in for as long as it lives (the kernel sets them to its time to live).
+                request.Timeout = TimeSpan.FromSeconds(state.RegistrationTtl);
+            }
+
             int direction = H323Actions.DirectionIndex(ref context);
             if (!context.IsNatted)
             {

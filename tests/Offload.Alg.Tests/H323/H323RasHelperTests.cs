@@ -56,6 +56,7 @@ public class H323RasHelperTests
         Assert.Equal((IpProtocol.Tcp, A(Gatekeeper), A(WanAddress), registered.Port),
             (expected.Tuple.Protocol, expected.Tuple.Source, expected.Tuple.Destination, expected.Tuple.DestinationPort));
         Assert.Equal(ExpectationFlags.Permanent, expected.Flags);
+        Assert.Equal(TimeSpan.FromSeconds(300), expected.Timeout); // the request's timeToLive, not the class's 240 s
         Assert.IsType<H323Helper>(expected.Helper);
 
         var call = rig.In(TcpPacket(Gatekeeper, 42000, WanAddress, registered.Port, Syn));
