@@ -29,6 +29,9 @@ internal static partial class Log
     [LoggerMessage(1006, LogLevel.Information, "Interfaces changed: NAT rules re-resolved, {Forgotten} connections masqueraded to a vanished address removed")]
     public static partial void InterfacesChanged(ILogger logger, int forgotten);
 
+    [LoggerMessage(1007, LogLevel.Warning, "SIGHUP is ignored in this process (started under nohup?): the runtime will not hand it over, so SIGHUP does not reload; start offloadd with SIGHUP at its default, as systemd does")]
+    public static partial void HangupIgnored(ILogger logger);
+
     [LoggerMessage(2000, LogLevel.Error, "Queue {Queue}: {Error}")]
     public static partial void QueueError(ILogger logger, int queue, string error);
 

@@ -101,6 +101,11 @@ static int Run(FileInfo configFile, bool checkOnly, DaemonOptions options)
     using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; daemon.RequestStop("SIGTERM"); });
     using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; daemon.RequestStop("SIGINT"); });
     using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; daemon.Reload(); });
+    if (HangupIgnoredAtStart())
+    {
+        Offload.Daemon.Log.HangupIgnored(logger);
+    }
+
     try
     {
         daemon.Start();
@@ -113,4 +118,27 @@ static int Run(FileInfo configFile, bool checkOnly, DaemonOptions options)
 
     daemon.WaitForStop();
     return 0;
+}
+
+/// <summary>
+/// True when SIGHUP was ignored when the process began (nohup): .NET then leaves it ignored and never calls the
+/// registration, so an administrator would send SIGHUP and see nothing. Read from /proc/self/status (SigIgn, bit 0).
+/// </summary>
+static bool HangupIgnoredAtStart()
+{
+    try
+    {
+        foreach (string line in File.ReadLines("/proc/self/status"))
+        {
+            if (line.StartsWith("SigIgn:", StringComparison.Ordinal))
+            {
+                return (ulong.Parse(line.AsSpan(7).Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture) & 1) != 0;
+            }
+        }
+    }
+    catch (IOException)
+    {
+    }
+
+    return false;
 }

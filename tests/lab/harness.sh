@@ -170,8 +170,9 @@ h_daemon_start() {
     H_DAEMON_SOCK=$H_WORK/offloadd.sock
     touch "$H_DAEMON_LOG"
     from=$(wc -l <"$H_DAEMON_LOG")
-    # `ip netns exec` execs dotnet in place: $! is the daemon's own pid.
-    ip netns exec "$ns" dotnet "$H_OFFLOADD" --config "$cfg" --socket "$H_DAEMON_SOCK" "$@" \
+    # `ip netns exec` and env exec in place: $! is the daemon's own pid. SIGHUP back to its default, as systemd starts
+    # it: a run under nohup ignores it, and .NET then never hands it to the daemon (no reload).
+    ip netns exec "$ns" env --default-signal=HUP dotnet "$H_OFFLOADD" --config "$cfg" --socket "$H_DAEMON_SOCK" "$@" \
         </dev/null >>"$H_DAEMON_LOG" 2>&1 &
     H_DAEMON_PID=$!
     deadline=$((SECONDS + 60))

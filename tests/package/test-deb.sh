@@ -255,7 +255,7 @@ chmod 755 "$root/usr/sbin/policy-rc.d"
 
 # running PID : the process exists and has not exited (a child of ours that exited stays a zombie until waited for).
 running() { [[ -r /proc/$1/stat ]] && [[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"; }
+in_root() { chroot "$root" /usr/bin/env -i --default-signal=HUP PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LC_ALL=C "$@"; }
 # The router's network: a namespace with the interfaces the default configuration names. Entered with nsenter,
 # not `ip netns exec`, which also gives each command a mount namespace of its own: prerm's start-stop-daemon finds
 # the daemon by its executable, whose path it could not resolve across mount namespaces. (innet is not for a
@@ -485,7 +485,7 @@ install -m 0644 "$repo/examples/helpers/callback/CallbackHelper.cs" "$root/etc/o
 notify=$work/notify.log
 dlog=$work/offloadd.log
 start_listener "@ol-notify$sfx" "$notify"
-"${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin NOTIFY_SOCKET="@ol-notify$sfx" "${cmd[@]}" \
+"${innet[@]}" chroot "$root" /usr/bin/env -i --default-signal=HUP PATH=/usr/sbin:/usr/bin:/sbin:/bin NOTIFY_SOCKET="@ol-notify$sfx" "${cmd[@]}" \
     </dev/null >"$dlog" 2>&1 &
 daemon_pid=$!
 if ready=$(wait_for "$notify" 'READY=1' 40); then
@@ -564,7 +564,7 @@ rm -f "$root/etc/offload/helpers.d/Loose.cs"
 notify2=$work/notify2.log
 start_listener "@ol-notify2$sfx" "$notify2"
 rc2=0
-timeout 60 "${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin NOTIFY_SOCKET="@ol-notify2$sfx" \
+timeout 60 "${innet[@]}" chroot "$root" /usr/bin/env -i --default-signal=HUP PATH=/usr/sbin:/usr/bin:/sbin:/bin NOTIFY_SOCKET="@ol-notify2$sfx" \
     "${cmd[@]}" --socket /run/offload/second.sock </dev/null >"$work/second.log" 2>&1 || rc2=$?
 sleep 0.3
 if ((rc2 == 1)) && grep -q 'cannot start' "$work/second.log" && ! grep -q 'READY=1' "$notify2"; then
@@ -594,7 +594,7 @@ else
     not_ok "stopping keeps the rules, removes the control socket, saves the state" "rules: $(steering_rules | wc -l), /run/offload: $(ls "$root/run/offload" 2>&1 | tr '\n' ' ')"
 fi
 # In the lab's network namespace, where the rules are (in_root alone runs in the host's).
-"${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin offloadctl rules remove >/dev/null 2>&1 ||
+"${innet[@]}" chroot "$root" /usr/bin/env -i --default-signal=HUP PATH=/usr/sbin:/usr/bin:/sbin:/bin offloadctl rules remove >/dev/null 2>&1 ||
     not_ok "offloadctl rules remove after the stop" "failed"
 
 # "Unless configured otherwise": the administrator takes --apply-rules out of /etc/default/offload. This run's
@@ -603,7 +603,7 @@ sed -i 's/^OFFLOADD_ARGS=.*/OFFLOADD_ARGS=""/' "$root/etc/default/offload"
 mapfile -t cmd < <(unit_command)
 jlog=$work/journal.log
 lines=$(wc -l <"$notify")
-python3 "$work/journal.py" "$jlog" "${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+python3 "$work/journal.py" "$jlog" "${innet[@]}" chroot "$root" /usr/bin/env -i --default-signal=HUP PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     @JOURNAL_STREAM@ NOTIFY_SOCKET="@ol-notify$sfx" "${cmd[@]}" &
 pids+=($!)
 for _ in $(seq 1 50); do [[ -s $jlog.pid ]] && break; sleep 0.1; done
@@ -642,7 +642,7 @@ chown 65534:65534 "$root/run/offload-user"
 chmod 0750 "$root/run/offload-user"
 ulog=$work/offloadd-user.log
 caps=-all,+net_admin,+net_raw
-"${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+"${innet[@]}" chroot "$root" /usr/bin/env -i --default-signal=HUP PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=$caps --ambient-caps=$caps --bounding-set=$caps \
     /usr/sbin/offloadd --config /tmp/user.yaml --apply-rules --remove-rules-on-stop --socket /run/offload-user/offloadd.sock </dev/null >"$ulog" 2>&1 &
 daemon_pid=$!
@@ -678,7 +678,7 @@ info "daemon runs done at $((SECONDS - t_start)) s"
 lab_vsftpd_uploads "$sfx" 2>/dev/null || die "vsftpd did not start in the lab's server"
 rm -f "$root/run/offload/state"
 old_pid_log=$work/offloadd-old.log
-"${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "${cmd[@]}" --apply-rules \
+"${innet[@]}" chroot "$root" /usr/bin/env -i --default-signal=HUP PATH=/usr/sbin:/usr/bin:/sbin:/bin "${cmd[@]}" --apply-rules \
     </dev/null >"$old_pid_log" 2>&1 &
 daemon_pid=$!
 dlog=$old_pid_log
@@ -698,7 +698,7 @@ else
 fi
 stop_daemon
 new_log=$work/offloadd-new.log
-"${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "${cmd[@]}" --apply-rules \
+"${innet[@]}" chroot "$root" /usr/bin/env -i --default-signal=HUP PATH=/usr/sbin:/usr/bin:/sbin:/bin "${cmd[@]}" --apply-rules \
     </dev/null >"$new_log" 2>&1 &
 daemon_pid=$!
 dlog=$new_log
@@ -718,7 +718,7 @@ h_capture_stop >/dev/null
 h_wan_clean "wan0 across the upgrade" "$work/upgrade-wan0.pcapng" "ip.src==$LAB_WAN4_ROUTER || ipv6.src==$LAB_WAN6_ROUTER" 1000 \
     "$LAB_LAN4_PREFIX" "$LAB_LAN6_PREFIX"
 stop_daemon
-"${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin offloadctl rules remove >/dev/null 2>&1 ||
+"${innet[@]}" chroot "$root" /usr/bin/env -i --default-signal=HUP PATH=/usr/sbin:/usr/bin:/sbin:/bin offloadctl rules remove >/dev/null 2>&1 ||
     not_ok "offloadctl rules remove after the upgrade's run" "failed"
 lab_vsftpd_stop "$sfx"
 if [[ $(installed_version) == "installed $v2" && $(in_root offloadd --version 2>&1) == "$v2" ]]; then
@@ -750,7 +750,7 @@ fi
 sed -i 's/^OFFLOADD_ARGS=.*/OFFLOADD_ARGS="--apply-rules"/' "$root/etc/default/offload"
 mapfile -t cmd < <(unit_command)
 dlog=$work/offloadd-3.log
-"${innet[@]}" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "${cmd[@]}" </dev/null >"$dlog" 2>&1 &
+"${innet[@]}" chroot "$root" /usr/bin/env -i --default-signal=HUP PATH=/usr/sbin:/usr/bin:/sbin:/bin "${cmd[@]}" </dev/null >"$dlog" 2>&1 &
 daemon_pid=$!
 wait_for "$dlog" '\] Ready: ' 40 >/dev/null || not_ok "offloadd $v2 starts" "$(tail -n 3 "$dlog" | tr '\n' ' ')"
 [[ -n $(steering_rules) ]] || not_ok "offloadd $v2 applied its rules" "none"
@@ -760,7 +760,7 @@ sed 's/^  # flows: all .*/  flows: helpers/' "$cfg" >"$root/tmp/helpers.yaml"
 in_root offloadctl rules print -c /tmp/helpers.yaml >"$work/leftover.rules" || die "offloadctl rules print failed"
 files=$(in_root dpkg -L offload)
 
-check "dpkg --remove offload (in the router's namespace)" in_ns chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg --remove offload
+check "dpkg --remove offload (in the router's namespace)" in_ns chroot "$root" /usr/bin/env -i --default-signal=HUP PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg --remove offload
 if ! running "$daemon_pid"; then
     stop_rc=0
     wait "$daemon_pid" || stop_rc=$?
@@ -789,7 +789,7 @@ fi
 } || die "could not load the leftover rules"
 [[ -n $(steering_rules) && -n $(offload_sets) ]] || die "the leftover rules are not there"
 
-check "dpkg --purge offload (in the router's namespace)" in_ns chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg --purge offload
+check "dpkg --purge offload (in the router's namespace)" in_ns chroot "$root" /usr/bin/env -i --default-signal=HUP PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg --purge offload
 # shellcheck disable=SC2016
 if ! in_root dpkg-query -W -f='${db:Status-Status}' offload 2>/dev/null | grep -qv not-installed; then
     ok "dpkg knows offload no more"
