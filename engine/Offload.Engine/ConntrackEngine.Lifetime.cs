@@ -54,6 +54,88 @@ public sealed partial class ConntrackEngine
         return moved;
     }
 
+    /// <summary>
+    /// Publishes in the shard directory the tuples of a confirmed connection whose packets the kernel may queue to
+    /// another shard (see <see cref="Sharding.ShardDirectory"/>): the reply tuple unless the reply comes back here by
+    /// itself (no translation: the same two addresses hash to the same queue; source NAT only, to a port of this
+    /// shard's slice of the NAT ports: its own steering rule), and of a connection created for a packet another shard's
+    /// queue received.
+    /// </summary>
+    private void Publish(Connection conn, bool arrivedElsewhere)
+    {
+        if (_options.Directory is not { } directory)
+        {
+            return;
+        }
+
+        // Both tuples: an ICMP error is looked up by the inverse of what it quotes, which may be either.
+        if (arrivedElsewhere || !RepliesComeHere(conn))
+        {
+            directory.Publish(conn.OriginalTuple, _options.Shard);
+            directory.Publish(conn.ReplyTuple, _options.Shard);
+            conn.PublishedTuples = 3;
+        }
+    }
+
+    private bool RepliesComeHere(Connection conn)
+    {
+        var nat = conn.StatusBits & ConnStatus.NatMask;
+        if (nat == 0)
+        {
+            return true;
+        }
+
+        if (nat != ConnStatus.SrcNat || !_options.HasNatPortRange)
+        {
+            return false;
+        }
+
+        // An ICMP query's identifier is its "port", in the same place both ways.
+        ref readonly var reply = ref conn.ReplyTuple;
+        ushort port = reply.IsIcmp ? reply.SourcePort : reply.DestinationPort;
+        var (min, max) = _options.SliceOf(_options.NatPortMin, _options.NatPortMax);
+        return port >= min && port <= max && reply.Protocol is IpProtocol.Tcp or IpProtocol.Udp or IpProtocol.Icmp or IpProtocol.IcmpV6;
+    }
+
+    /// <summary>
+    /// Publishes both tuples of every connection in the table (restored from a snapshot: the shard a connection was
+    /// restored into need not be the one the kernel queues it to).
+    /// </summary>
+    public void PublishAll()
+    {
+        if (_options.Directory is not { } directory)
+        {
+            return;
+        }
+
+        foreach (var conn in _table.Entries())
+        {
+            directory.Publish(conn.OriginalTuple, _options.Shard);
+            directory.Publish(conn.ReplyTuple, _options.Shard);
+            conn.PublishedTuples = 3;
+        }
+    }
+
+    private void Unpublish(Connection conn)
+    {
+        if (conn.PublishedTuples == 0 || _options.Directory is not { } directory)
+        {
+            return;
+        }
+
+        if ((conn.PublishedTuples & 1) != 0)
+        {
+            directory.Withdraw(conn.OriginalTuple, _options.Shard);
+        }
+
+        if ((conn.PublishedTuples & 2) != 0)
+        {
+            directory.Withdraw(conn.ReplyTuple, _options.Shard);
+        }
+
+        conn.PublishedTuples = 0;
+    }
+
     /// <summary>Forgets a packet's new, unconfirmed connection (the packet is dropped before confirmation).</summary>
     private void Abandon(ref PacketContext ctx)
     {
@@ -90,6 +172,7 @@ public sealed partial class ConntrackEngine
         conn.StatusBits |= ConnStatus.Dying;
         if (_table.Remove(conn))
         {
+            Unpublish(conn);
             _observer?.ConnectionDestroyed(conn);
         }
 

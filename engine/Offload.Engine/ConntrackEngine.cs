@@ -42,7 +42,7 @@ public sealed partial class ConntrackEngine
         Clock = clock;
         ulong hashKey = options.HashKey != 0 ? options.HashKey : RandomKey();
         _table = new ConnectionTable(options.MaxConnections, hashKey);
-        _expectations = new ExpectationTable(options.EffectiveMaxExpectations, hashKey ^ 0x5bd1e995UL) { GreKeys = _table.GreKeys };
+        _expectations = new ExpectationTable(options.EffectiveMaxExpectations, hashKey ^ 0x5bd1e995UL) { GreKeys = _table.GreKeys, Directory = options.Directory, Shard = options.Shard };
         _nat = new NatCore(_table, options.RandomSeed != 0 ? options.RandomSeed : RandomKey());
         _natRules = new NatRuleTable(options, _nat);
         _l4 = new L4Protos(options, _counters);
@@ -189,6 +189,11 @@ public sealed partial class ConntrackEngine
         }
 
         CtInfo ct;
+        if (conn is null && OwnedElsewhere(ref ctx, tuple))
+        {
+            return Verdict.Handover;
+        }
+
         if (conn is null)
         {
             var created = CreateConnection(packet, info, tuple, now, out conn, out ct);
@@ -307,8 +312,25 @@ public sealed partial class ConntrackEngine
 
         // The quoted packet went the other way: its inverse is the tuple of the error's own direction. (A quoted ICMP
         // error has no inverse: an error about an error is never related.)
-        if (!innerTuple.TryInvert(out var lookup) || !_table.TryFind(lookup, out var conn, out var dir) || conn.ExpiresAt <= Now)
+        if (!innerTuple.TryInvert(out var lookup))
         {
+            return Drop(EngineCounter.DroppedIcmpUnrelated);
+        }
+
+        if (!_table.TryFind(lookup, out var conn, out var dir) || conn.ExpiresAt <= Now)
+        {
+            // The flow it quotes may live in another shard: the error's own addresses say nothing of the flow's, and a
+            // flow without translation is published nowhere (OwnerShard -1: any shard may hold it, see TracksFlowOf).
+            if (_options.Directory is { } directory && !ctx.HandedOver)
+            {
+                int owner = directory.ConnectionOwnerOf(lookup);
+                if (owner != _options.Shard)
+                {
+                    ctx.OwnerShard = owner;
+                    return Verdict.Handover;
+                }
+            }
+
             return Drop(EngineCounter.DroppedIcmpUnrelated);
         }
 
@@ -424,7 +446,82 @@ public sealed partial class ConntrackEngine
     /// The caller does not route: the kernel routes the packet after the verdict, or already has.
     /// </summary>
     public Verdict Process(ref PacketContext ctx) =>
-        PreRouting(ref ctx) == Verdict.Accept ? PostRouting(ref ctx) : Verdict.Drop;
+        PreRouting(ref ctx) switch
+        {
+            Verdict.Accept => PostRouting(ref ctx),
+            Verdict.Handover => Verdict.Handover,
+            _ => Verdict.Drop,
+        };
+
+    /// <summary>
+    /// Whether this engine holds the connection a packet belongs to, or for an ICMP error the one it quotes: the shard a
+    /// <see cref="Verdict.Handover"/> with <see cref="PacketContext.OwnerShard"/> -1 goes to. Looks, changes nothing.
+    /// </summary>
+    public bool TracksFlowOf(ReadOnlySpan<byte> packet)
+    {
+        var info = PacketParser.Parse(packet);
+        if (!info.IsValid || info.IsLaterFragment)
+        {
+            return false;
+        }
+
+        ConnTuple tuple;
+        if (info.Protocol is IpProtocol.Icmp or IpProtocol.IcmpV6 && Icmp.IsError(info.Protocol, packet[info.L4Offset]))
+        {
+            int innerOffset = info.L4Offset + HeaderOffsets.IcmpHeader;
+            var quoted = packet.Slice(innerOffset);
+            var inner = PacketParser.ParseQuoted(quoted);
+            if (!inner.IsValid || inner.Family != info.Family)
+            {
+                return false;
+            }
+
+            var innerTuple = new ConnTuple(
+                inner.Family,
+                inner.Protocol,
+                InetAddress.Read(inner.Family, quoted.Slice(inner.SourceAddressOffset)),
+                0,
+                InetAddress.Read(inner.Family, quoted.Slice(inner.DestinationAddressOffset)),
+                0);
+            ConnTuples.ReadPorts(quoted.Slice(inner.L4Offset), inner.Protocol, ref innerTuple);
+            if (!innerTuple.TryInvert(out tuple))
+            {
+                return false;
+            }
+        }
+        else
+        {
+            ConnTuples.TryRead(packet, info, out tuple);
+        }
+
+        if (tuple.Protocol == IpProtocol.Gre)
+        {
+            tuple.SourcePort = _table.GreKeys.SourceKeyOf(tuple);
+        }
+
+        return _table.TryFind(tuple, out var conn, out _) && conn.ExpiresAt > Now;
+    }
+
+    /// <summary>
+    /// For a packet this shard's table does not know: true (and <see cref="PacketContext.OwnerShard"/> set) when
+    /// another shard has published its connection or expects it, so that the packet runs there.
+    /// </summary>
+    private bool OwnedElsewhere(ref PacketContext ctx, in ConnTuple tuple)
+    {
+        if (_options.Directory is not { } directory || ctx.HandedOver)
+        {
+            return false;
+        }
+
+        int owner = directory.OwnerOf(tuple);
+        if (owner < 0 || owner == _options.Shard)
+        {
+            return false;
+        }
+
+        ctx.OwnerShard = owner;
+        return true;
+    }
 
     // ---------------------------------------------------------------- POSTROUTING
 
@@ -490,6 +587,7 @@ public sealed partial class ConntrackEngine
 
             _table.Insert(conn);
             conn.StatusBits |= ConnStatus.Confirmed;
+            Publish(conn, arrivedElsewhere: ctx.HandedOver);
             _observer?.ConnectionConfirmed(conn);
             ctx.Unconfirmed = false;
         }

@@ -98,10 +98,17 @@ public enum Verdict : byte
 {
     Accept,
     Drop,
+
+    /// <summary>
+    /// Another shard owns the packet's connection, or expects it (see <see cref="EngineOptions.Directory"/>): nothing
+    /// was changed or counted; the caller runs the packet through that shard (<see cref="PacketContext.OwnerShard"/>).
+    /// </summary>
+    Handover,
 }
 
 /// <summary>Everything that configures an engine. Read once when the engine is built.</summary>
-public sealed class EngineOptions
+/// <remarks>A record, so that the shards of one daemon are built from one set of options, each <c>with</c> its own <see cref="Shard"/>.</remarks>
+public sealed record EngineOptions
 {
     /// <summary>Most connections tracked at once (the kernel's nf_conntrack_max).</summary>
     public int MaxConnections { get; init; } = 262_144;
@@ -157,6 +164,26 @@ public sealed class EngineOptions
     public ushort NatPortMax { get; init; }
 
     internal bool HasNatPortRange => NatPortMin != 0 || NatPortMax != 0;
+
+    /// <summary>
+    /// Which of <see cref="Shards"/> engine shards this engine is (0 for the only one). A shard chooses source NAT ports
+    /// only in its own slice of each range (<see cref="Sharding.PortSlice"/>): of <see cref="NatPortMin"/>..<see
+    /// cref="NatPortMax"/> and of each rule's ports.
+    /// </summary>
+    public int Shard { get; init; }
+
+    /// <summary>How many engine shards share the work (1: this engine alone).</summary>
+    public int Shards { get; init; } = 1;
+
+    /// <summary>
+    /// Where the shards publish what another shard's queue may receive, and look when their own table misses; null
+    /// for an engine alone. With it, <see cref="ConntrackEngine.PreRouting"/> answers <see cref="Verdict.Handover"/>
+    /// for a packet another shard owns.
+    /// </summary>
+    public Sharding.ShardDirectory? Directory { get; init; }
+
+    /// <summary>This shard's slice of a port range (the whole range for an engine alone).</summary>
+    internal (ushort Min, ushort Max) SliceOf(ushort min, ushort max) => Sharding.PortSlice.Of(min, max, Shard, Shards);
 
     public IReadOnlyList<HelperBinding> Helpers { get; init; } = [];
 

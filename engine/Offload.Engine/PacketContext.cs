@@ -34,6 +34,19 @@ public ref struct PacketContext
     /// </summary>
     public bool Gso;
 
+    /// <summary>
+    /// After <see cref="Verdict.Handover"/>: the shard that owns the packet, or -1 for an ICMP error about a flow no
+    /// shard published (any shard may hold it: ask each with <see cref="ConntrackEngine.TracksFlowOf"/>). Set
+    /// <see cref="HandedOver"/> before running the packet through that shard.
+    /// </summary>
+    public int OwnerShard;
+
+    /// <summary>
+    /// The packet came from another shard's queue: a connection it creates is published both ways (its packets may keep
+    /// arriving at that queue), and it is never handed over again.
+    /// </summary>
+    public bool HandedOver;
+
     internal PacketInfo Info;
     internal Connection? Conn;
     internal ConnDirection Dir;

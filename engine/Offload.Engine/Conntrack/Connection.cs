@@ -30,6 +30,9 @@ public sealed class Connection
     /// <summary>The interface whose address MASQUERADE chose (0: not masqueraded), so its flows can go when the address does.</summary>
     internal int MasqueradeInterface;
 
+    /// <summary>Which of its tuples this shard published in the shard directory (bit 0: original, bit 1: reply).</summary>
+    internal byte PublishedTuples;
+
     internal long ExpiresAt;
     internal ConnStatus StatusBits;
     internal uint MarkValue;

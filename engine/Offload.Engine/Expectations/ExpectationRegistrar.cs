@@ -249,8 +249,8 @@ internal sealed class ExpectationRegistrar(EngineOptions options, ExpectationTab
     /// </summary>
     private (int First, int Min, int Size) PortSearch(ushort announced, bool atTranslatedAddress)
     {
-        int min = options.NatPortMin;
-        int max = options.NatPortMax;
+        // A shard's own slice: the connection will arrive where the steering rules queue that slice, at its master's shard.
+        var (min, max) = options.SliceOf(options.NatPortMin, options.NatPortMax);
         if (!options.HasNatPortRange || !atTranslatedAddress)
         {
             return (announced, announced, 65536 - announced);

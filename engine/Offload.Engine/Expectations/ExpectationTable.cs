@@ -30,6 +30,11 @@ public sealed class ExpectationTable
     /// <summary>Where the GRE expectations of PPTP calls register their source keys (the connection table's keymap).</summary>
     internal Conntrack.Gre.GreKeymap? GreKeys { get; set; }
 
+    /// <summary>Where this shard's expectations are published for the other shards (null: an engine alone).</summary>
+    internal Sharding.ShardDirectory? Directory { get; set; }
+
+    internal int Shard { get; set; }
+
     private int BucketOf(in ConnTuple tuple)
     {
         var key = new ConnTuple(tuple.Family, tuple.Protocol, default, 0, tuple.Destination, tuple.DestinationPort);
@@ -128,6 +133,7 @@ public sealed class ExpectationTable
         }
 
         expectation.Linked = true;
+        Directory?.Expect(expectation.Tuple, Shard);
         Count++;
     }
 
@@ -200,6 +206,7 @@ public sealed class ExpectationTable
         expectation.NextInBucket = null;
         expectation.NextOfMaster = null;
         expectation.Linked = false;
+        Directory?.Unexpect(expectation.Tuple, Shard);
         Count--;
         Observer?.ExpectationRemoved(expectation);
         return true;

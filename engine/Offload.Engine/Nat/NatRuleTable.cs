@@ -72,7 +72,8 @@ internal sealed class NatRuleTable(EngineOptions options, NatCore nat)
         if (options.HasNatPortRange && masterTuple.Destination != conn.OriginalTuple.Source)
         {
             // Leaving with a translated source: its replies must come back to a port the steering rules queue to us.
-            source = source with { Flags = source.Flags | NatRangeFlags.ProtoSpecified, MinPort = options.NatPortMin, MaxPort = options.NatPortMax };
+            var (min, max) = options.SliceOf(options.NatPortMin, options.NatPortMax);
+            source = source with { Flags = source.Flags | NatRangeFlags.ProtoSpecified, MinPort = min, MaxPort = max };
         }
 
         return nat.SetupInfo(conn, source, ManipType.Source)
@@ -149,6 +150,14 @@ internal sealed class NatRuleTable(EngineOptions options, NatCore nat)
     private bool TryRangeOf(NatRule rule, Connection conn, int inInterface, int outInterface, out NatRange range)
     {
         range = rule.Range;
+        if (rule.Manip == ManipType.Source && (range.Flags & NatRangeFlags.ProtoSpecified) != 0 && options.Shards > 1)
+        {
+            // Shards choose source ports each in a slice of their own: never the same translation twice, and the
+            // replies come back to the shard that chose.
+            var (min, max) = options.SliceOf(range.MinPort, range.MaxPort);
+            range = range with { MinPort = min, MaxPort = max };
+        }
+
         if (rule.Action is NatAction.Snat or NatAction.Dnat)
         {
             return true;
