@@ -6,6 +6,7 @@ using Offload.Daemon.Replication;
 using Offload.Engine;
 using Offload.Engine.Conntrack;
 using Offload.Engine.Routing;
+using Offload.Engine.Sharding;
 using Offload.Interop.Nfqueue;
 using Offload.Plugins;
 using Offload.Rules;
@@ -23,14 +24,16 @@ internal sealed class Daemon : IDisposable
     private readonly bool _manageRules;
     private readonly DaemonOptions _options;
     private readonly ILogger _logger;
-    private readonly object _engineLock = new();
-    private readonly ManualClock _clock = new() { NowNanoseconds = SystemClock.Instance.NowNanoseconds };
     private readonly LiveNetworkInterfaces _interfaces = new();
     private readonly ManualResetEventSlim _stopped = new();
     private readonly List<QueueWorker> _workers = [];
     private readonly SystemdNotifier _systemd = new(); // sd_notify: Type=notify in offloadd.service
     private OffloadConfig _config;
-    private ConntrackEngine? _engine;
+    private ConntrackEngine? _engine; // the first shard's: what runs in one shard only (replication, helpers mode's sets)
+    private object _engineLock = new();
+    private ManualClock _clock = new() { NowNanoseconds = SystemClock.Instance.NowNanoseconds };
+    private EngineShard[] _shards = [];
+    private ShardDirectory? _directory;
     private volatile bool _started;
     private ControlServer? _control;
     private IpsetSteering? _ipset;
@@ -38,6 +41,7 @@ internal sealed class Daemon : IDisposable
     private SteeringConfig? _runningSteering;
     private HelperCatalog _catalog = new();
     private ContainedHelperInvoker? _invoker;
+    private readonly List<ContainedHelperInvoker> _shardInvokers = []; // one per further shard: an invoker runs one call at a time
     private HelperManager? _helpers;
     private StateKeeper? _state;
     private ReplicationService? _replication;
@@ -69,25 +73,51 @@ internal sealed class Daemon : IDisposable
         var steering = _config.Steering ?? throw new ConfigException(_config.Source, 0, 0, "offloadd needs a steering: section (which queues to serve)");
         _catalog = PluginSetup.LoadCatalog(_config, _logger);
         _invoker = PluginSetup.Invoker(_config);
-        // Reading the system clock costs a fifth of a packet's path: the workers read it once per burst instead.
-        _engine = new ConntrackEngine(BuildOptions(_config), _clock);
-        _helpers = new HelperManager(_catalog, _engine, _engineLock, () => BuildOptions(_config, dropUnknown: true));
+        // One engine per shard, each with its own queues, thread, lock and clock, sharing only the directory where
+        // they find what the kernel queued to the wrong one (docs/architecture.md, "Every core").
+        int shards = ShardCount.Effective(_config);
+        var engineOptions = BuildOptions(_config);
+        if (shards > 1)
+        {
+            // The table's size is the router's (the kernel's nf_conntrack_max): the shards share it out.
+            engineOptions = engineOptions with
+            {
+                MaxConnections = Math.Max(1024, engineOptions.MaxConnections / shards),
+                MaxExpectations = engineOptions.MaxExpectations > 0 ? Math.Max(16, engineOptions.MaxExpectations / shards) : 0,
+            };
+        }
+
+        _directory = shards > 1 ? new ShardDirectory(shards) : null;
+        _shards = [.. Enumerable.Range(0, shards).Select(i =>
+        {
+            // Reading the system clock costs a fifth of a packet's path: the workers read it once per burst instead.
+            var clock = new ManualClock { NowNanoseconds = SystemClock.Instance.NowNanoseconds };
+            var options = shards == 1 ? engineOptions : engineOptions with { Shard = i, Shards = shards, Directory = _directory, HelperInvoker = i == 0 ? _invoker : ShardInvoker() };
+            return new EngineShard(i, new ConntrackEngine(options, clock), clock);
+        })];
+        _engine = _shards[0].Engine;
+        _engineLock = _shards[0].Lock;
+        _clock = _shards[0].Clock;
+        _helpers = new HelperManager(_catalog, [.. _shards.Select(s => (s.Engine, s.Lock))], () => BuildOptions(_config, dropUnknown: true));
         _interfaces.Changed += OnInterfacesChanged;
 
         // The state of the daemon that ran before (a restart, an upgrade, a crash), before any packet is read.
         if (_options.StatePath is { } statePath)
         {
-            _state = new StateKeeper(statePath, _options.CheckpointPeriod, _engine, _clock, _engineLock, _logger);
+            _state = new StateKeeper(statePath, _options.CheckpointPeriod, _shards, _logger);
             _state.Restore();
         }
 
         _replication = ReplicationService.Create(_config.Replication, _engine, _clock, _engineLock, _logger);
         var options = new NfQueueOptions { FailOpen = steering.FailOpen, Gso = steering.Gso, MaxQueueLength = 4096 };
         var marker = new StateMarker(steering);
-        foreach (var (role, number) in new[] { ("pre", steering.QueuePre), ("post", steering.QueuePost) })
+        foreach (var shard in _shards)
         {
-            var queue = NfQueue.Open(number, options);
-            _workers.Add(new QueueWorker(role, queue, _engine, _clock, _engineLock, marker, _logger));
+            foreach (var (role, first) in new[] { ("pre", steering.QueuePre), ("post", steering.QueuePost) })
+            {
+                var queue = NfQueue.Open((ushort)(first + shard.Index), options);
+                _workers.Add(new QueueWorker(role, queue, shard, _shards, marker, _logger));
+            }
         }
 
         if (_manageRules)
@@ -113,7 +143,11 @@ internal sealed class Daemon : IDisposable
             }
         }
 
-        _engine.Observer = ReplicationService.Observe(_replication, new HelperObserver(_ipset, _catalog, _logger));
+        var observer = ReplicationService.Observe(_replication, new HelperObserver(_ipset, _catalog, _logger));
+        foreach (var shard in _shards)
+        {
+            shard.Engine.Observer = observer;
+        }
         if (_replication is not null)
         {
             _replication.BecameActive = () => _ipset?.Reconcile(_engine); // the connections replicated in, steered by entry
@@ -129,10 +163,21 @@ internal sealed class Daemon : IDisposable
         _state?.StartCheckpoints();
         _replication?.Start();
 
-        Log.Ready(_logger, steering.QueuePre, steering.QueuePost, _config.Nat.Count, HelperNames(_catalog.Effective(_config, dropUnknown: false)));
+        Log.Ready(_logger, QueueRange(steering.QueuePre), QueueRange(steering.QueuePost), _config.Nat.Count, HelperNames(_catalog.Effective(_config, dropUnknown: false)));
         _started = true;
-        _systemd.Ready($"queues {steering.QueuePre} and {steering.QueuePost} bound");
+        _systemd.Ready($"queues {QueueRange(steering.QueuePre)} and {QueueRange(steering.QueuePost)} bound");
     }
+
+    private ContainedHelperInvoker ShardInvoker()
+    {
+        var invoker = PluginSetup.Invoker(_config);
+        _shardInvokers.Add(invoker);
+        return invoker;
+    }
+
+    /// <summary>A direction's queues: its one queue, or the first to the last of the shards' ("0-3").</summary>
+    private string QueueRange(ushort first) =>
+        _shards.Length == 1 ? first.ToString(CultureInfo.InvariantCulture) : string.Create(CultureInfo.InvariantCulture, $"{first}-{first + _shards.Length - 1}");
 
     /// <summary>
     /// Re-reads the configuration and rescans the plugin directory; on success new connections follow them, tracked
@@ -152,10 +197,13 @@ internal sealed class Daemon : IDisposable
             PluginSetup.Rescan(_helpers!, _logger);
             var options = BuildOptions(config);
             _helpers!.Rebind(options);
-            int connections;
-            lock (_engineLock)
+            int connections = 0;
+            foreach (var shard in _shards)
             {
-                connections = _engine!.Connections.Count;
+                lock (shard.Lock)
+                {
+                    connections += shard.Engine.Connections.Count;
+                }
             }
 
             _config = config;
@@ -206,10 +254,13 @@ internal sealed class Daemon : IDisposable
     {
         // Rules name interfaces; their indexes may have changed with the links.
         _helpers!.Rebind();
-        int forgotten;
-        lock (_engineLock)
+        int forgotten = 0;
+        foreach (var shard in _shards)
         {
-            forgotten = _engine!.ForgetMasqueradedToGoneAddresses((index, family, address) => _interfaces.HasAddress(index, family, address));
+            lock (shard.Lock)
+            {
+                forgotten += shard.Engine.ForgetMasqueradedToGoneAddresses((index, family, address) => _interfaces.HasAddress(index, family, address));
+            }
         }
 
         Log.InterfacesChanged(_logger, forgotten);
@@ -227,28 +278,30 @@ internal sealed class Daemon : IDisposable
     /// <summary>Answers a control-socket request.</summary>
     private string Answer(string request)
     {
-        var engine = _engine!;
         var text = new StringBuilder();
         switch (request)
         {
             case "conntrack list":
             {
-                // Copied under the lock, formatted after it: the queues wait for the copy only, never for the text.
-                List<ConnectionView> connections;
-                long now;
-                lock (_engineLock)
+                // Copied under each shard's lock, formatted after it: the queues wait for the copy only, never for the text.
+                foreach (var shard in _shards)
                 {
-                    now = engine.Clock.NowNanoseconds;
-                    connections = new List<ConnectionView>(engine.Connections.Count);
-                    foreach (var connection in engine.Connections.Entries())
+                    List<ConnectionView> connections;
+                    long now;
+                    lock (shard.Lock)
                     {
-                        connections.Add(ConnectionView.Of(connection));
+                        now = shard.Engine.Clock.NowNanoseconds;
+                        connections = new List<ConnectionView>(shard.Engine.Connections.Count);
+                        foreach (var connection in shard.Engine.Connections.Entries())
+                        {
+                            connections.Add(ConnectionView.Of(connection));
+                        }
                     }
-                }
 
-                foreach (var connection in connections)
-                {
-                    text.Append(ConnectionFormatter.Format(connection, now)).Append('\n');
+                    foreach (var connection in connections)
+                    {
+                        text.Append(ConnectionFormatter.Format(connection, now)).Append('\n');
+                    }
                 }
 
                 return text.ToString();
@@ -260,19 +313,22 @@ internal sealed class Daemon : IDisposable
                 // classes, as /proc/net/nf_conntrack_expect's "sip/audio"), and last the helper the expected connection
                 // will get, when it gets one (attach=h245: an H.245 connection that h323 announced).
                 text.Append("TIMEOUT PROTO EXPECTED MASTER HELPER\n");
-                lock (_engineLock)
+                foreach (var shard in _shards)
                 {
-                    long now = engine.Clock.NowNanoseconds;
-                    foreach (var e in engine.Expectations.Entries())
+                    lock (shard.Lock)
                     {
-                        long seconds = Math.Max(0, (e.ExpiresAt - now) / 1_000_000_000L);
-                        text.Append(CultureInfo.InvariantCulture, $"{seconds} proto={e.Tuple.Protocol} {e} helper={e.Master.Helper?.Name ?? "-"} class={e.Master.Helper?.ClassName(e.Class) ?? e.Class.ToString(CultureInfo.InvariantCulture)}");
-                        if (e.Helper is not null)
+                        long now = shard.Engine.Clock.NowNanoseconds;
+                        foreach (var e in shard.Engine.Expectations.Entries())
                         {
-                            text.Append(" attach=").Append(e.Helper.Name);
-                        }
+                            long seconds = Math.Max(0, (e.ExpiresAt - now) / 1_000_000_000L);
+                            text.Append(CultureInfo.InvariantCulture, $"{seconds} proto={e.Tuple.Protocol} {e} helper={e.Master.Helper?.Name ?? "-"} class={e.Master.Helper?.ClassName(e.Class) ?? e.Class.ToString(CultureInfo.InvariantCulture)}");
+                            if (e.Helper is not null)
+                            {
+                                text.Append(" attach=").Append(e.Helper.Name);
+                            }
 
-                        text.Append('\n');
+                            text.Append('\n');
+                        }
                     }
                 }
 
@@ -304,13 +360,18 @@ internal sealed class Daemon : IDisposable
 
     private string Statistics()
     {
-        var engine = _engine!;
         var text = new StringBuilder();
         foreach (var w in _workers)
         {
             var s = w.Statistics;
             var c = w.Counters;
-            text.Append(CultureInfo.InvariantCulture, $"queue {w.QueueNumber} ({w.Role} routing): packets {s.Packets}, accepted {s.Accepted}, accepted changed {s.AcceptedChanged}, dropped {s.Dropped} (truncated {s.Truncated}, engine faults {s.EngineErrors}), batches {s.Batches}\n");
+            text.Append(CultureInfo.InvariantCulture, $"queue {w.QueueNumber} ({w.Role} routing): packets {s.Packets}, accepted {s.Accepted}, accepted changed {s.AcceptedChanged}, dropped {s.Dropped} (truncated {s.Truncated}, engine faults {s.EngineErrors}), batches {s.Batches}");
+            if (_shards.Length > 1)
+            {
+                text.Append(CultureInfo.InvariantCulture, $", shard {w.Shard}, handed to another shard {s.HandedOver}");
+            }
+
+            text.Append('\n');
             text.Append(CultureInfo.InvariantCulture, $"  netlink: datagrams {c.Datagrams}, sends {c.Sends}, verdict messages {c.VerdictMessages}, batch verdicts {c.BatchVerdictMessages}, ENOBUFS {c.NoBufferEvents}, malformed {c.Malformed}, verdict errors {c.VerdictErrors}\n");
         }
 
@@ -330,21 +391,49 @@ internal sealed class Daemon : IDisposable
             text.Append(keeper.Statistics());
         }
 
-        lock (_engineLock)
+        // The table and counters of all shards together, and with several shards each one's share.
+        var totals = new long[Enum.GetValues<EngineCounter>().Length];
+        int connections = 0, capacity = 0, expectations = 0;
+        var perShard = new StringBuilder();
+        foreach (var shard in _shards)
         {
-            text.Append(CultureInfo.InvariantCulture, $"table: {engine.Connections.Count} connections of {engine.Connections.Capacity}, {engine.Expectations.Count} expectations\n");
-            if (_ipset is { } ipset)
+            lock (shard.Lock)
+            {
+                var engine = shard.Engine;
+                connections += engine.Connections.Count;
+                capacity += engine.Connections.Capacity;
+                expectations += engine.Expectations.Count;
+                var counters = engine.Counters;
+                for (int i = 0; i < totals.Length && i < counters.Length; i++)
+                {
+                    totals[i] += counters[i];
+                }
+
+                perShard.Append(CultureInfo.InvariantCulture, $"shard {shard.Index}: {engine.Connections.Count} connections of {engine.Connections.Capacity}, {engine.Expectations.Count} expectations, packets in {engine[EngineCounter.PacketsIn]}, handed in by other shards {shard.HandedIn}\n");
+            }
+        }
+
+        text.Append(CultureInfo.InvariantCulture, $"table: {connections} connections of {capacity}, {expectations} expectations\n");
+        if (_directory is { } directory)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"shards: {_shards.Length}; directory: {directory.PublishedTuples} tuples, {directory.PublishedExpectations} expectations published\n");
+            text.Append(perShard);
+        }
+
+        if (_ipset is { } ipset)
+        {
+            lock (_engineLock)
             {
                 text.Append(CultureInfo.InvariantCulture, $"ipset: {ipset.Steered} flows steered by entry, entries added {ipset.Added}, deleted {ipset.Deleted}, failed {ipset.Failed}\n");
             }
+        }
 
-            foreach (var counter in Enum.GetValues<EngineCounter>())
+        foreach (var counter in Enum.GetValues<EngineCounter>())
+        {
+            long value = totals[(int)counter];
+            if (value != 0)
             {
-                long value = engine[counter];
-                if (value != 0)
-                {
-                    text.Append(CultureInfo.InvariantCulture, $"  {counter,-34} {value}\n");
-                }
+                text.Append(CultureInfo.InvariantCulture, $"  {counter,-34} {value}\n");
             }
         }
 
@@ -413,13 +502,16 @@ internal sealed class Daemon : IDisposable
             }
         }
 
+        foreach (var shard in _shards)
+        {
+            lock (shard.Lock)
+            {
+                shard.Engine.Observer = null;
+            }
+        }
+
         lock (_engineLock)
         {
-            if (_engine is not null)
-            {
-                _engine.Observer = null;
-            }
-
             _ipset?.Dispose();
         }
 
@@ -438,9 +530,14 @@ internal sealed class Daemon : IDisposable
 
         _interfaces.Dispose();
         _invoker?.Dispose();
-        if (_engine is not null)
+        foreach (var invoker in _shardInvokers)
         {
-            Log.Stopped(_logger, _engine[EngineCounter.PacketsIn], _engine.Connections.Count);
+            invoker.Dispose();
+        }
+
+        if (_shards.Length > 0)
+        {
+            Log.Stopped(_logger, _shards.Sum(s => s.Engine[EngineCounter.PacketsIn]), _shards.Sum(s => s.Engine.Connections.Count));
         }
     }
 }

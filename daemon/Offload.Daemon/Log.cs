@@ -12,7 +12,7 @@ internal static partial class Log
     public static partial void Starting(ILogger logger, string version, string config);
 
     [LoggerMessage(1001, LogLevel.Information, "Ready: queues {QueuePre} (before routing) and {QueuePost} (after routing) bound, {Rules} NAT rules, helpers: {Helpers}")]
-    public static partial void Ready(ILogger logger, int queuePre, int queuePost, int rules, string helpers);
+    public static partial void Ready(ILogger logger, string queuePre, string queuePost, int rules, string helpers);
 
     [LoggerMessage(1002, LogLevel.Information, "Reloaded {Config}: {Rules} NAT rules, helpers: {Helpers}; {Connections} tracked connections kept")]
     public static partial void Reloaded(ILogger logger, string config, int rules, string helpers, int connections);

@@ -16,6 +16,9 @@ internal sealed class QueueStatistics
     public long Dropped;
     public long Truncated;
     public long EngineErrors;
+
+    /// <summary>Packets this queue received that another shard owned, run there.</summary>
+    public long HandedOver;
 }
 
 /// <summary>
@@ -34,27 +37,30 @@ internal sealed class QueueWorker : IDisposable
     private const int GcBudget = 8192;
 
     private readonly NfQueue _queue;
-    private readonly ConntrackEngine _engine;
-    private readonly ManualClock _clock;
-    private readonly object _engineLock;
+    private readonly EngineShard _shard;
+    private readonly IReadOnlyList<EngineShard> _shards;
     private readonly ILogger _logger;
     private readonly StateMarker _marker;
     private readonly byte[] _buffer = GC.AllocateUninitializedArray<byte>(PacketBufferSize, pinned: true);
     private readonly QueuedPacket[] _packets = new QueuedPacket[Burst];
+
+    // The packets of a burst that another shard owns, and which: run there after the burst, out of this shard's lock.
+    private readonly int[] _handovers = new int[Burst];
+    private readonly int[] _owners = new int[Burst];
+    private int _handoverCount;
     private readonly Thread _thread;
     private volatile bool _stopping;
     private long _lastGc;
     private IpsetSteering? _steering;
 
-    // The clock is the engine's, which this worker sets from the system clock once per burst.
-    public QueueWorker(string role, NfQueue queue, ConntrackEngine engine, ManualClock clock, object engineLock, StateMarker marker, ILogger logger)
+    // The clock is the shard's, which this worker sets from the system clock once per burst.
+    public QueueWorker(string role, NfQueue queue, EngineShard shard, IReadOnlyList<EngineShard> shards, StateMarker marker, ILogger logger)
     {
         _marker = marker;
         Role = role;
         _queue = queue;
-        _engine = engine;
-        _clock = clock;
-        _engineLock = engineLock;
+        _shard = shard;
+        _shards = shards;
         _logger = logger;
         _thread = new Thread(Run) { IsBackground = true, Name = $"queue-{queue.QueueNumber}" };
     }
@@ -77,6 +83,9 @@ internal sealed class QueueWorker : IDisposable
     public string Role { get; }
 
     public ushort QueueNumber => _queue.QueueNumber;
+
+    /// <summary>The engine shard this queue feeds.</summary>
+    public int Shard => _shard.Index;
 
     public QueueStatistics Statistics { get; } = new();
 
@@ -110,13 +119,19 @@ internal sealed class QueueWorker : IDisposable
             if (n > 0)
             {
                 Statistics.Batches++;
-                lock (_engineLock)
+                _handoverCount = 0;
+                lock (_shard.Lock)
                 {
-                    Tick();
+                    _shard.Tick();
                     for (int i = 0; i < n; i++)
                     {
-                        HandleSafely(_packets[i]);
+                        HandleSafely(_packets[i], _shard, i);
                     }
+                }
+
+                for (int i = 0; i < _handoverCount; i++)
+                {
+                    HandOver(_packets[_handovers[i]], _owners[i]);
                 }
             }
 
@@ -128,12 +143,53 @@ internal sealed class QueueWorker : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs a packet another shard owns through that shard, under its lock (taken alone: never while holding this
+    /// shard's, so two workers handing packets to each other cannot deadlock). Owner -1: an ICMP error about a flow
+    /// no shard published; the shard that tracks the flow it quotes takes it, or this one, which drops and counts it.
+    /// </summary>
+    private void HandOver(in QueuedPacket packet, int owner)
+    {
+        Statistics.HandedOver++;
+        if (owner < 0)
+        {
+            owner = _shard.Index;
+            foreach (var other in _shards)
+            {
+                if (other != _shard && Tracks(other, packet.Payload))
+                {
+                    owner = other.Index;
+                    break;
+                }
+            }
+        }
+
+        var shard = _shards[owner];
+        lock (shard.Lock)
+        {
+            shard.Tick();
+            shard.HandedIn++;
+            HandleSafely(packet, shard, -1);
+        }
+    }
+
+    private static bool Tracks(EngineShard shard, ReadOnlySpan<byte> packet)
+    {
+        lock (shard.Lock)
+        {
+            return shard.Engine.TracksFlowOf(packet);
+        }
+    }
+
     /// <summary>A fault in the engine must cost one packet, never the worker: the queue would stall behind it.</summary>
-    private void HandleSafely(in QueuedPacket packet)
+    /// <param name="packet">The packet.</param>
+    /// <param name="shard">The shard that runs it (this worker's, or the owner it was handed to).</param>
+    /// <param name="index">Its place in the burst, to hand it over later; -1 when it was handed over already.</param>
+    private void HandleSafely(in QueuedPacket packet, EngineShard shard, int index)
     {
         try
         {
-            Handle(packet);
+            Handle(packet, shard, index);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -147,9 +203,13 @@ internal sealed class QueueWorker : IDisposable
         }
     }
 
-    private void Handle(in QueuedPacket packet)
+    private void Handle(in QueuedPacket packet, EngineShard shard, int index)
     {
-        Statistics.Packets++;
+        if (index >= 0)
+        {
+            Statistics.Packets++;
+        }
+
         if (packet.IsTruncated)
         {
             // We cannot translate what we did not see whole, and must not let it leave untranslated.
@@ -166,9 +226,19 @@ internal sealed class QueueWorker : IDisposable
             OutInterface = (int)packet.OutputInterface,
             ChecksumPartial = (packet.SkbInfo & NfqSkbInfo.ChecksumNotReady) != 0,
             Gso = (packet.SkbInfo & NfqSkbInfo.Gso) != 0,
+            HandedOver = index < 0,
         };
 
-        if (_engine.Process(ref ctx) != Verdict.Accept)
+        var verdict = shard.Engine.Process(ref ctx);
+        if (verdict == Verdict.Handover && index >= 0)
+        {
+            // Nothing changed, nothing counted: it runs in its owner after the burst.
+            _handovers[_handoverCount] = index;
+            _owners[_handoverCount++] = ctx.OwnerShard;
+            return;
+        }
+
+        if (verdict != Verdict.Accept)
         {
             Statistics.Dropped++;
             _queue.SetVerdict(packet.PacketId, NfVerdict.Drop);
@@ -200,15 +270,12 @@ internal sealed class QueueWorker : IDisposable
         }
 
         _lastGc = now;
-        lock (_engineLock)
+        lock (_shard.Lock)
         {
-            Tick();
-            _engine.CollectGarbage(GcBudget);
+            _shard.Tick();
+            _shard.Engine.CollectGarbage(GcBudget);
         }
     }
-
-    /// <summary>Moves the shared clock on (never back: the other worker may have set it a moment later).</summary>
-    private void Tick() => _clock.NowNanoseconds = Math.Max(_clock.NowNanoseconds, SystemClock.Instance.NowNanoseconds);
 
     public void Stop()
     {

@@ -17,7 +17,6 @@ namespace Offload.Plugins;
 /// </remarks>
 public sealed class HelperManager
 {
-    private readonly object _engineLock;
 
     // One change at a time (the control socket and a reload signal may ask at once); taken before the engine's lock.
     private readonly object _changes = new();
@@ -29,13 +28,20 @@ public sealed class HelperManager
     /// <param name="engineLock">The lock every use of the engine takes.</param>
     /// <param name="rebuild">Builds the engine options of the running configuration from the catalog as it is now (leaving out entries whose plugin is gone).</param>
     public HelperManager(HelperCatalog catalog, ConntrackEngine engine, object engineLock, Func<EngineOptions> rebuild)
+        : this(catalog, [(engine, engineLock)], rebuild)
     {
+    }
+
+    /// <summary>A manager of the helpers of several engine shards, each behind its own lock; they share the helper objects.</summary>
+    public HelperManager(HelperCatalog catalog, IReadOnlyList<(ConntrackEngine Engine, object Lock)> engines, Func<EngineOptions> rebuild)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(engines.Count);
         Catalog = catalog;
-        Engine = engine;
-        _engineLock = engineLock;
+        Engine = engines[0].Engine;
+        Engines = engines;
         _rebuild = rebuild;
-        _bindings = [.. engine.Options.Helpers];
-        if (engine.Options.Helpers is List<HelperBinding> initial)
+        _bindings = [.. Engine.Options.Helpers];
+        if (Engine.Options.Helpers is List<HelperBinding> initial)
         {
             // The engine copied its first bindings; the options it keeps would otherwise hold the first instances of
             // the plugins loaded at start for ever, and their load contexts could never be collected after an unload.
@@ -45,7 +51,26 @@ public sealed class HelperManager
 
     public HelperCatalog Catalog { get; }
 
+    /// <summary>The first (or only) engine shard.</summary>
     public ConntrackEngine Engine { get; }
+
+    /// <summary>Every engine shard, with its lock.</summary>
+    public IReadOnlyList<(ConntrackEngine Engine, object Lock)> Engines { get; }
+
+    /// <summary>Runs <paramref name="change"/> on each shard under that shard's lock (one lock at a time); returns the sum of what it returned.</summary>
+    private int OnEveryShard(Func<ConntrackEngine, int> change)
+    {
+        int total = 0;
+        foreach (var (engine, engineLock) in Engines)
+        {
+            lock (engineLock)
+            {
+                total += change(engine);
+            }
+        }
+
+        return total;
+    }
 
     /// <summary>Weak references to the load contexts of the last plugins unloaded or replaced (tests watch them go).</summary>
     public List<WeakReference> Unloaded { get; } = [];
@@ -66,11 +91,12 @@ public sealed class HelperManager
         lock (_changes)
         {
             options ??= _rebuild();
-            lock (_engineLock)
+            OnEveryShard(engine =>
             {
-                Engine.Reconfigure(options.NatRules, options.Helpers);
-                _bindings = options.Helpers;
-            }
+                engine.Reconfigure(options.NatRules, options.Helpers);
+                return 0;
+            });
+            _bindings = options.Helpers;
         }
     }
 
@@ -122,16 +148,12 @@ public sealed class HelperManager
             var plugin = PluginOf(nameOrPath);
             Catalog.Remove(plugin);
             var options = _rebuild();
-            int detached = 0;
-            lock (_engineLock)
+            int detached = OnEveryShard(engine =>
             {
-                Engine.Reconfigure(options.NatRules, options.Helpers);
-                _bindings = options.Helpers;
-                foreach (var helper in plugin.Helpers)
-                {
-                    detached += Engine.ReplaceHelper(helper, null);
-                }
-            }
+                engine.Reconfigure(options.NatRules, options.Helpers);
+                return plugin.Helpers.Sum(helper => engine.ReplaceHelper(helper, null));
+            });
+            _bindings = options.Helpers;
 
             string what = Describe(plugin);
             Forget(plugin.Unload());
@@ -180,14 +202,13 @@ public sealed class HelperManager
         }
 
         int moved = 0, detached = 0;
-        lock (_engineLock)
+        OnEveryShard(engine =>
         {
-            Engine.Reconfigure(options.NatRules, options.Helpers);
-            _bindings = options.Helpers;
+            engine.Reconfigure(options.NatRules, options.Helpers);
             foreach (var helper in old.Helpers)
             {
                 var replacement = fresh.Helpers.FirstOrDefault(h => h.Name == helper.Name);
-                int n = Engine.ReplaceHelper(helper, replacement);
+                int n = engine.ReplaceHelper(helper, replacement);
                 if (replacement is null)
                 {
                     detached += n;
@@ -197,7 +218,10 @@ public sealed class HelperManager
                     moved += n;
                 }
             }
-        }
+
+            return 0;
+        });
+        _bindings = options.Helpers;
 
         Forget(old.Unload());
         return $"reloaded {Describe(fresh)}: {moved} connections moved to the new version" + (detached > 0 ? $", {detached} detached (their helper is gone from the file)" : string.Empty);
@@ -285,18 +309,19 @@ public sealed class HelperManager
     {
         var rows = new List<string[]> { new[] { "NAME", "ORIGIN", "VERSION", "PORTS", "CONNECTIONS", "STATE" } };
         var counts = new Dictionary<ConntrackHelper, int>(ReferenceEqualityComparer.Instance);
-        IReadOnlyList<HelperBinding> bindings;
-        lock (_engineLock)
+        IReadOnlyList<HelperBinding> bindings = _bindings;
+        OnEveryShard(engine =>
         {
-            bindings = _bindings;
-            foreach (var connection in Engine.Connections.Entries())
+            foreach (var connection in engine.Connections.Entries())
             {
                 if (connection.Helper is { } helper)
                 {
                     counts[helper] = counts.GetValueOrDefault(helper) + 1;
                 }
             }
-        }
+
+            return 0;
+        });
 
         string builtInVersion = typeof(BuiltInHelpers).Assembly.GetName().Version?.ToString() ?? "?";
         foreach (var name in BuiltInHelpers.Names)

@@ -158,6 +158,8 @@ public static partial class ConfigLoader
             {
                 RefuseForwardsToHelperPorts(config, reader);
             }
+
+            RefuseShardsWithoutRoom(config, steering, reader);
         }
 
         if (config.Replication is not null)
@@ -172,6 +174,42 @@ public static partial class ConfigLoader
             if (!names.Contains(route.Device))
             {
                 throw reader.Error(route.Line, 1, $"route names interface '{route.Device}', which is not under interfaces:");
+            }
+        }
+    }
+
+    /// <summary>
+    /// More than one shard needs a queue each way per shard and a slice of the NAT ports per shard, and is not there yet
+    /// for what still runs in one engine (helpers mode's sets, replication, PPTP's GRE keys).
+    /// </summary>
+    private static void RefuseShardsWithoutRoom(OffloadConfig config, SteeringConfig steering, Reader reader)
+    {
+        int n = steering.Shards;
+        if (n <= 1)
+        {
+            return;
+        }
+
+        if (ShardCount.SingleShardReason(config) is { } reason)
+        {
+            throw reader.Error(steering.Line, 1, $"steering: shards: {n} with {reason}: that runs in one shard for now; use shards: 1 (or auto)");
+        }
+
+        if (ShardCount.QueueRoom(steering) < n)
+        {
+            throw reader.Error(steering.Line, 1, $"steering: shards: {n} takes queues {steering.QueuePre}-{steering.QueuePre + n - 1} before routing and {steering.QueuePost}-{steering.QueuePost + n - 1} after: they overlap or pass 65535; set queue-post to queue-pre + {n} or more");
+        }
+
+        if (ShardCount.PortRoom(steering) < n)
+        {
+            throw reader.Error(steering.Line, 1, $"steering: shards: {n} splits nat-ports {steering.NatPortMin}-{steering.NatPortMax} into slices of fewer than {Engine.Sharding.PortSlice.MinimumPortsPerShard} ports; widen nat-ports or use fewer shards");
+        }
+
+        foreach (var rule in config.Nat.Where(r => r.Action is NatAction.Snat or NatAction.Masquerade && r.PortMin != 0))
+        {
+            if (rule.PortMax - rule.PortMin + 1 < n)
+            {
+                throw reader.Error(rule.Line, 1, $"source NAT to ports {rule.PortMin}-{rule.PortMax} with shards: {n}: each shard translates to a slice of its own, and this range has fewer ports than shards");
             }
         }
     }
@@ -554,7 +592,7 @@ public static partial class ConfigLoader
         public SteeringConfig Steering(YamlNode node)
         {
             var config = new SteeringConfig { Line = (int)node.Start.Line };
-            foreach (var (key, value) in Entries(node, "from", "to", "queue-pre", "queue-post", "nat-ports", "protocols", "fail-open", "gso", "flows", "set-prefix", "state-mark"))
+            foreach (var (key, value) in Entries(node, "from", "to", "queue-pre", "queue-post", "nat-ports", "protocols", "fail-open", "gso", "flows", "set-prefix", "state-mark", "shards"))
             {
                 switch (key)
                 {
@@ -603,6 +641,9 @@ public static partial class ConfigLoader
                         break;
                     case "state-mark":
                         config = config with { StateMark = StateMark(value) };
+                        break;
+                    case "shards":
+                        config = config with { Shards = Scalar(value) == "auto" ? 0 : Integer(value, 1, ShardCount.Max) };
                         break;
                     case "set-prefix":
                         string prefix = Scalar(value);

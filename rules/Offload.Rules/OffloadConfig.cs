@@ -153,7 +153,70 @@ public sealed record SteeringConfig
     /// <summary>The ipset sets of flows steered one by one (helpers mode): this prefix, then 4 or 6.</summary>
     public string SetPrefix { get; init; } = "offload";
 
+    /// <summary>
+    /// Engine shards, each with its own queue before and after routing (queue-pre + i, queue-post + i) and its own
+    /// thread; 0 (<c>auto</c>, the default) for as many as <see cref="ShardCount.Effective(OffloadConfig, int)"/> finds room for.
+    /// </summary>
+    public int Shards { get; init; }
+
     public int Line { get; init; }
+}
+
+/// <summary>How many engine shards a configuration runs (see <see cref="SteeringConfig.Shards"/>).</summary>
+public static class ShardCount
+{
+    /// <summary>The most shards: 64 queues each way.</summary>
+    public const int Max = 64;
+
+    /// <summary>What keeps a configuration to one shard for now, or null.</summary>
+    public static string? SingleShardReason(OffloadConfig config) =>
+        config.Steering is { Flows: SteeredFlows.Helpers } ? "helpers mode (flows: helpers)"
+        : config.Replication is not null ? "replication"
+        : config.Helpers.Any(h => h.Name == "pptp") ? "the pptp helper"
+        : null;
+
+    /// <summary>
+    /// How many shards the queue numbers leave room for: the ranges queue-pre.. and queue-post.. must not overlap nor
+    /// pass 65535.
+    /// </summary>
+    public static int QueueRoom(SteeringConfig steering)
+    {
+        int low = Math.Min(steering.QueuePre, steering.QueuePost);
+        int high = Math.Max(steering.QueuePre, steering.QueuePost);
+        return Math.Min(high - low, 65536 - high);
+    }
+
+    /// <summary>How many shards the NAT port range leaves room for (each slice at least <see cref="Engine.Sharding.PortSlice.MinimumPortsPerShard"/>).</summary>
+    public static int PortRoom(SteeringConfig steering) =>
+        (steering.NatPortMax - steering.NatPortMin + 1) / Engine.Sharding.PortSlice.MinimumPortsPerShard;
+
+    /// <summary>
+    /// The shards a configuration runs with: the number given, or for <c>auto</c> one per processor this process may
+    /// run on, as many as the queues and the NAT ports leave room for, and one where <see cref="SingleShardReason"/>
+    /// says so (an older configuration with queues 0 and 1 keeps running as before).
+    /// </summary>
+    public static int Effective(OffloadConfig config, int processors)
+    {
+        if (config.Steering is not { } steering)
+        {
+            return 1;
+        }
+
+        if (steering.Shards > 0)
+        {
+            return steering.Shards;
+        }
+
+        if (SingleShardReason(config) is not null)
+        {
+            return 1;
+        }
+
+        return Math.Max(1, Math.Min(Math.Min(processors, Max), Math.Min(QueueRoom(steering), PortRoom(steering))));
+    }
+
+    /// <summary>The shards of this machine (<see cref="Environment.ProcessorCount"/> processors).</summary>
+    public static int Effective(OffloadConfig config) => Effective(config, Environment.ProcessorCount);
 }
 
 /// <summary>

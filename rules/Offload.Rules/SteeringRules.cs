@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using Offload.Engine.Nat;
+using Offload.Engine.Sharding;
 using Offload.Sdk;
 
 namespace Offload.Rules;
@@ -132,6 +133,16 @@ public static class SteeringRules
         private readonly StringBuilder _text = new();
         private readonly string _bypass = steering.FailOpen ? " --queue-bypass" : string.Empty;
         private readonly string _offloaded = Hex(MarkBit(steering, StateMarkBits.Offloaded));
+        private readonly int _shards = ShardCount.Effective(config);
+
+        /// <summary>
+        /// The NFQUEUE target for one direction's queues: one queue, or with several shards the balance over their
+        /// range, where the kernel picks by a hash of the two addresses that is the same both ways and in both ranges
+        /// (so a flow without address translation meets the same shard before and after routing).
+        /// </summary>
+        private string Queue(ushort first) => _shards == 1
+            ? $"NFQUEUE --queue-num {first}{_bypass}"
+            : $"NFQUEUE --queue-balance {first}:{first + _shards - 1}{_bypass}";
 
         private bool Icmp => steering.Protocols.Contains(IpProtocol.Icmp);
 
@@ -174,7 +185,7 @@ public static class SteeringRules
         {
             _text.Append("*raw\n:").Append(PreChain).Append(" - [0:0]\n:").Append(QueuePreChain).Append(" - [0:0]\n");
             Line($"-A {QueuePreChain} -j CT --notrack");
-            Line($"-A {QueuePreChain} -j NFQUEUE --queue-num {steering.QueuePre}{_bypass}");
+            Line($"-A {QueuePreChain} -j {Queue(steering.QueuePre)}");
             if (family == 6)
             {
                 Line($"-A {PreChain} -d ff00::/8 -j RETURN");
@@ -299,34 +310,65 @@ public static class SteeringRules
             destinations.AddRange(sourceNat.Where(r => r.Action == NatAction.Snat && r.ToMin is not null)
                 .Select(r => $"-m iprange --dst-range {r.ToMin}-{r.ToMax}"));
 
+            // With several shards, each slice of the NAT ports goes to the queue of the shard that translates to it
+            // (the two rules of ToShard); a rule's own port range goes to the balance, where the shards find the owner.
+            var slices = new List<(ushort Min, ushort Max, int Shard)>();
+            foreach (var (min, max) in ports.Distinct())
+            {
+                if (_shards > 1 && min == steering.NatPortMin && max == steering.NatPortMax)
+                {
+                    slices.AddRange(Enumerable.Range(0, _shards).Select(k => PortSlice.Of(min, max, k, _shards) is var (a, b) ? (a, b, k) : default));
+                }
+                else
+                {
+                    slices.Add((min, max, -1));
+                }
+            }
+
             foreach (var i in interfaces)
             {
                 foreach (var destination in destinations.Distinct(StringComparer.Ordinal))
                 {
-                    foreach (var (min, max) in ports.Distinct())
+                    foreach (var (min, max, shard) in slices)
                     {
                         foreach (byte protocol in steering.Protocols.Where(p => p != IpProtocol.Icmp))
                         {
                             string p = ProtocolName(protocol, family);
-                            Line($"-A {PreChain} -i {i} -p {p} {destination} -m {p} --dport {min}:{max} -j {QueuePreChain}");
+                            ToShard($"-A {PreChain} -i {i} -p {p} {destination} -m {p} --dport {min}:{max}", shard);
                         }
 
                         if (Icmp)
                         {
                             string p = ProtocolName(IpProtocol.Icmp, family);
                             string id = family == 4 ? "0>>22&0x3C@4>>16" : "44>>16";
-                            Line($"-A {PreChain} -i {i} -p {p} {destination}{EchoMatch("reply")} -m u32 --u32 \"{id}={min}:{max}\" -j {QueuePreChain}");
+                            ToShard($"-A {PreChain} -i {i} -p {p} {destination}{EchoMatch("reply")} -m u32 --u32 \"{id}={min}:{max}\"", shard);
                         }
 
                         // Errors are steered even when ICMP itself is not: they belong to the TCP and UDP flows they quote.
-                        Line($"-A {PreChain} -i {i} -p {ProtocolName(IpProtocol.Icmp, family)} {destination} {QuotedPortMatch(min, max, transport: true)} -j {QueuePreChain}");
+                        ToShard($"-A {PreChain} -i {i} -p {ProtocolName(IpProtocol.Icmp, family)} {destination} {QuotedPortMatch(min, max, transport: true)}", shard);
                         if (Icmp)
                         {
-                            Line($"-A {PreChain} -i {i} -p {ProtocolName(IpProtocol.Icmp, family)} {destination} {QuotedPortMatch(min, max, transport: false)} -j {QueuePreChain}");
+                            ToShard($"-A {PreChain} -i {i} -p {ProtocolName(IpProtocol.Icmp, family)} {destination} {QuotedPortMatch(min, max, transport: false)}", shard);
                         }
                     }
                 }
             }
+        }
+
+        /// <summary>
+        /// A rule that queues before routing: through the queue chain (balanced over the shards), or straight to one
+        /// shard's queue, untracked first as the chain does it (CT is not a verdict: the next rule still runs).
+        /// </summary>
+        private void ToShard(string match, int shard)
+        {
+            if (shard < 0)
+            {
+                Line($"{match} -j {QueuePreChain}");
+                return;
+            }
+
+            Line($"{match} -j CT --notrack");
+            Line($"{match} -j NFQUEUE --queue-num {steering.QueuePre + shard}{_bypass}");
         }
 
         /// <summary>
@@ -409,7 +451,7 @@ public static class SteeringRules
                 string p = ProtocolName(protocol, family);
                 foreach (var to in steering.To)
                 {
-                    Line($"-A {PostChain} -o {to} -p {p} -m addrtype ! --src-type LOCAL -m conntrack --ctstate UNTRACKED -m mark ! --mark {_offloaded}/{_offloaded} -j NFQUEUE --queue-num {steering.QueuePost}{_bypass}");
+                    Line($"-A {PostChain} -o {to} -p {p} -m addrtype ! --src-type LOCAL -m conntrack --ctstate UNTRACKED -m mark ! --mark {_offloaded}/{_offloaded} -j {Queue(steering.QueuePost)}");
                 }
             }
 
@@ -417,7 +459,7 @@ public static class SteeringRules
             {
                 foreach (var to in steering.To)
                 {
-                    Line($"-A {PostChain} -o {to} -p gre -m addrtype ! --src-type LOCAL -m conntrack --ctstate UNTRACKED -m mark ! --mark {_offloaded}/{_offloaded} -j NFQUEUE --queue-num {steering.QueuePost}{_bypass}");
+                    Line($"-A {PostChain} -o {to} -p gre -m addrtype ! --src-type LOCAL -m conntrack --ctstate UNTRACKED -m mark ! --mark {_offloaded}/{_offloaded} -j {Queue(steering.QueuePost)}");
                 }
             }
 

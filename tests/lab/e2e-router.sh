@@ -31,7 +31,8 @@
 # Output: "ok - MODE: SHAPE" / "not ok - MODE: SHAPE: why", "# ..." information, a matrix, and last the line
 # "N passed, N failed". Usage: tests/lab/e2e-router.sh (as root). Environment: LAB_SUFFIX (default -rt),
 # KEEP_WORK=1 keeps the work directory (configurations, logs, captures, iptables-save -c per run),
-# ONLY="dual:kernel dual:offloadd ..." runs only those configuration:mode pairs, LAB_HOLD=FILE holds each run
+# ONLY="dual:kernel dual:offloadd ..." runs only those configuration:mode pairs, SHARDS=N runs offloadd (flows: all)
+# with N engine shards, LAB_HOLD=FILE holds each run
 # once its router is set up until FILE is removed (at most 30 minutes).
 set -euo pipefail
 
@@ -42,6 +43,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/harness.sh"
 
 sfx=${LAB_SUFFIX:--rt}
+SHARDS=${SHARDS:-1}
 _lab_check_suffix "$sfx" || exit 2
 
 h_init ol-router
@@ -303,9 +305,13 @@ steering:
   to: [wan0]
   flows: $flows
   queue-pre: 0
-  queue-post: 1
+  queue-post: $((SHARDS > 1 ? SHARDS : 1))
   nat-ports: $NAT_PORTS
 EOF
+    # SHARDS=N: offloadd runs N engine shards (queues 0..N-1 before routing, N..2N-1 after); helpers mode has one.
+    if ((SHARDS > 1)) && [[ $flows == all ]]; then
+        echo "  shards: $SHARDS"
+    fi
 }
 
 # forward_policy MODE CONFIG [OFFLOADD_CONFIG] : default DROP and the state rules. Through the kernel, the usual
