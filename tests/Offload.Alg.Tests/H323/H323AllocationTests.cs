@@ -1,4 +1,5 @@
 using Offload.Alg.H323;
+using Offload.Alg.Tests.Support;
 using Offload.Sdk.Testing;
 using Xunit;
 using static Offload.Sdk.Testing.RouterRig;
@@ -12,21 +13,7 @@ namespace Offload.Alg.Tests.H323;
 /// </summary>
 public class H323AllocationTests
 {
-    private static long AllocatedPerPacket(RouterRig rig, byte[] packet)
-    {
-        for (int i = 0; i < 50; i++)
-        {
-            rig.Out(packet);
-        }
-
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 200; i++)
-        {
-            rig.Out(packet);
-        }
-
-        return (GC.GetAllocatedBytesForCurrentThread() - before) / 200;
-    }
+    private static long AllocatedPerPacket(RouterRig rig, byte[] packet) => Allocations.PerPacket(rig, packet);
 
     [Fact]
     public void Decoding_and_translating_an_admission_request_allocates_nothing_beyond_the_rewritten_packet()

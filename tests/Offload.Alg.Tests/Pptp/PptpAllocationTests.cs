@@ -1,4 +1,5 @@
 using Offload.Alg.Pptp;
+using Offload.Alg.Tests.Support;
 using Offload.Sdk.Testing;
 using Xunit;
 using static Offload.Alg.Tests.Pptp.PptpMessages;
@@ -14,21 +15,7 @@ namespace Offload.Alg.Tests.Pptp;
 /// </summary>
 public class PptpAllocationTests
 {
-    private static long AllocatedPerPacket(Func<byte[]> send)
-    {
-        for (int i = 0; i < 50; i++)
-        {
-            send();
-        }
-
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 200; i++)
-        {
-            send();
-        }
-
-        return (GC.GetAllocatedBytesForCurrentThread() - before) / 200;
-    }
+    private static long AllocatedPerPacket(Func<byte[]> send) => Allocations.PerCall(() => send());
 
     [Fact]
     public void Translating_a_call_clear_request_allocates_nothing_beyond_the_rigs_own_copies()

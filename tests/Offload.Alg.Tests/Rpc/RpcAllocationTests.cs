@@ -1,4 +1,5 @@
 using Offload.Alg.Rpc;
+using Offload.Alg.Tests.Support;
 using Offload.Engine.Helpers;
 using Offload.Engine.Nat;
 using Offload.Sdk.Testing;
@@ -27,14 +28,13 @@ public class RpcAllocationTests
         }
 
         var again = UdpPacket(Client, 40000, Server, 111, call);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 200; i++)
-        {
-            rig.Out(again);
-            rig.In(back);
-        }
-
-        return (GC.GetAllocatedBytesForCurrentThread() - before) / 400;
+        return Allocations.PerCall(
+            () =>
+            {
+                rig.Out(again);
+                rig.In(back);
+            },
+            packetsPerCall: 2);
     }
 
     private static RouterRig Rig(bool helper) => new(

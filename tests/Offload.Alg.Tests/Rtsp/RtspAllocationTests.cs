@@ -1,4 +1,5 @@
 using Offload.Alg.Rtsp;
+using Offload.Alg.Tests.Support;
 using Offload.Sdk.Testing;
 using Xunit;
 using static Offload.Alg.Tests.Rtsp.RtspText;
@@ -13,21 +14,7 @@ namespace Offload.Alg.Tests.Rtsp;
 /// </summary>
 public class RtspAllocationTests
 {
-    private static long AllocatedPerPacket(Control control, byte[] payload)
-    {
-        for (int i = 0; i < 50; i++)
-        {
-            control.FromClient(payload);
-        }
-
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 200; i++)
-        {
-            control.FromClient(payload);
-        }
-
-        return (GC.GetAllocatedBytesForCurrentThread() - before) / 200;
-    }
+    private static long AllocatedPerPacket(Control control, byte[] payload) => Allocations.PerCall(() => control.FromClient(payload));
 
     [Fact]
     public void Reading_requests_with_a_transport_allocates_nothing_beyond_the_rig()
