@@ -7,10 +7,13 @@
 #   offloadd our daemon tracking and NAT'ing the flow (the kernel's conntrack and NAT out of the way)
 #   kernel6  routed IPv6 (no NAT) through the kernel's forwarding and conntrack: a dual-stack router's other half
 #   offloadd6 the same routed IPv6 flow tracked by offloadd (NAT44 configured, IPv6 routed): both directions queued
+#   offloadd-sharded offloadd with one engine shard per CPU (steering.shards: auto, queues 0-15 and 16-31)
 # For each: iperf3 TCP for DURATION seconds (Gbit/s), and 64-byte UDP datagrams (packets/s received).
 #
 # Usage: sudo bench/lab/throughput.sh [mode...]   (default: all six)
-# Environment: DURATION (default 5), OFFLOADS=on to leave the veth offloads on (the lab turns them off).
+# Environment: DURATION (default 5), OFFLOADS=on to leave the veth offloads on (the lab turns them off),
+# STREAMS=N (IPv4 modes) runs N iperf3 clients at once from N client addresses (the kernel spreads a router's
+# flows over its queues by address, as it would many hosts'), and sums what they carried.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -51,11 +54,43 @@ nat: [{type: masquerade, family: ipv4, out: wan0}]
 helpers: [{name: ftp, ports: [21]}]
 steering: {from: [lan0], to: [wan0], queue-pre: 0, queue-post: 1, nat-ports: 61000-65535}
 EOF
+# The lab's router with one engine shard per CPU: room for 16 queues each way.
+sed 's/^  queue-post: 1$/  queue-post: 16\n  shards: auto/' "$repo/tests/lab/offloadd.yaml" >"$work/sharded.yaml"
+streams=${STREAMS:-1}
+
+# STREAMS clients at once, client i from 192.0.2.(10+i) to server port BASE+i; prints the sum of what JQ says of each.
+run_parallel() { # base_port jq_expression iperf3_options...
+    local base=$1 expr=$2 c s i
+    shift 2
+    c=$(lab_ns client "$sfx")
+    s=$(lab_ns server "$sfx")
+    for ((i = 0; i < streams; i++)); do
+        ip netns exec "$s" iperf3 -s -D -1 -p $((base + i)) >/dev/null
+        lab_wait_port "$s" $((base + i)) 10
+    done
+    for ((i = 0; i < streams; i++)); do
+        timeout $((duration + 20)) ip netns exec "$c" iperf3 -c "$server_ip" -B "192.0.2.$((10 + i))" -p $((base + i)) \
+            -t "$duration" --connect-timeout 5000 -J "$@" >"$work/stream-$base-$i.json" 2>/dev/null &
+    done
+    wait
+    for ((i = 0; i < streams; i++)); do
+        jq "$expr" "$work/stream-$base-$i.json" 2>/dev/null || echo 0
+    done | awk '{ s += $1 } END { print s + 0 }'
+}
 
 run_iperf() { # prints "tcp_gbps udp_pps"
     local c s
     c=$(lab_ns client "$sfx")
     s=$(lab_ns server "$sfx")
+    if ((streams > 1)) && [[ $server_ip != *:* ]]; then
+        local tcp udp
+        tcp=$(run_parallel 5301 '.end.sum_received.bits_per_second / 1e9')
+        udp=$(run_parallel 5401 '(.end.sum.packets - .end.sum.lost_packets) / .end.sum.seconds' -u -l 64 -b 0)
+        pkill -f "iperf3 -s -D -1 -p 5[34]" || true
+        printf '%.2f %.0f\n' "$tcp" "$udp"
+        return
+    fi
+
     ip netns exec "$s" iperf3 -s -D -1 -p 5201 >/dev/null
     lab_wait_port "$s" 5201 10
     local tcp
@@ -74,6 +109,9 @@ run_iperf() { # prints "tcp_gbps udp_pps"
 setup_lab() {
     lab_down "$sfx" >/dev/null 2>&1 || true
     lab_up "$sfx" >/dev/null
+    for ((i = 0; i < streams; i++)); do
+        ip -n "$(lab_ns client "$sfx")" addr add "192.0.2.$((10 + i))/24" dev eth0
+    done
     if [[ ${OFFLOADS:-} == on ]]; then
         for ns in client router server; do
             for dev in $(ip -n "$(lab_ns $ns "$sfx")" -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1); do
@@ -121,6 +159,9 @@ for mode in "${modes[@]}"; do
     offloadd6)
         start_offloadd "$work/dualstack.yaml"
         ;;
+    offloadd-sharded)
+        start_offloadd "$work/sharded.yaml"
+        ;;
     *)
         echo "unknown mode $mode" >&2
         exit 2
@@ -149,5 +190,5 @@ for mode in "${modes[@]}"; do
 done
 
 echo
-echo "== throughput through the lab router (${duration}s each, $(nproc) CPUs, offloads ${OFFLOADS:-off})"
+echo "== throughput through the lab router (${duration}s each, $(nproc) CPUs, offloads ${OFFLOADS:-off}, $streams client(s) at once)"
 printf '%s\n' "${results[@]}"
