@@ -8,7 +8,8 @@
 # leaking, and the new daemon carries on with the state the old one saved. Then a corrupt, a truncated and a foreign
 # snapshot: each refused, counted, and the daemon starts with an empty table.
 #
-# Output and environment: tests/lab/harness.sh (LAB_SUFFIX, default -rs; KEEP_WORK=1).
+# Output and environment: tests/lab/harness.sh (LAB_SUFFIX, default -rs; KEEP_WORK=1). SHARDS=N runs offloadd with N
+# engine shards (a snapshot per shard, each restored into its shard), without the bad snapshots.
 # Usage: tests/lab/e2e-restart.sh   (as root; builds the Release binaries if they are missing)
 set -euo pipefail
 
@@ -52,6 +53,11 @@ restored_line() { tail -n +"$((started_at + 1))" "$dlog" | grep -E -m1 'State (r
 lab_up "$sfx" 2>/dev/null
 lab_vsftpd_uploads "$sfx" 2>/dev/null
 cp "$here/offloadd.yaml" "$cfg"
+SHARDS=${SHARDS:-1}
+if ((SHARDS > 1)); then
+    sed -i "s/^  queue-post: 1\$/  queue-post: $SHARDS\n  shards: $SHARDS/" "$cfg"
+    grep -q "shards: $SHARDS" "$cfg" || h_die "could not give $cfg $SHARDS shards"
+fi
 
 start_daemon || h_die "offloadd did not become ready: $(tail -n 20 "$dlog")"
 h_capture_start "$R" wan0 "$H_WORK/wan0.pcapng"
@@ -73,7 +79,9 @@ restart() {
     start_daemon || h_die "offloadd did not become ready after $kind: $(tail -n 20 "$dlog")"
     restored=$(restored_line)
     info "after $kind: ${restored#*\] }"
-    n=$(sed -n 's/.*: \([0-9]*\) connections, [0-9]* expectations.*/\1/p' <<<"$restored")
+    # With several shards, a line per shard: the connections of all of them.
+    n=$(tail -n +"$((started_at + 1))" "$dlog" | grep -E 'State restored' |
+        sed -n 's/.*: \([0-9]*\) connections, [0-9]* expectations.*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
     h_result "$kind: offloadd starts with the state it had (${n:-no} connections restored)" \
         "$([[ $restored == *'State restored'* ]] && ((${n:-0} >= 7)) || echo "${restored:-no restore logged}")"
 }
@@ -83,7 +91,7 @@ restart SIGKILL
 
 stats=$(h_ctl stats || true)
 h_result "offloadctl stats shows what was restored, FTP helper states included" \
-    "$(grep -q 'state: restored at start: [0-9]* connections' <<<"$stats" && grep -q 'helper states restored [1-9]' <<<"$stats" ||
+    "$(grep -qE 'state: restored at start: (shard 0: )?[0-9]* connections' <<<"$stats" && grep -q 'helper states restored [1-9]' <<<"$stats" ||
         grep -A2 '^state:' <<<"$stats")"
 
 # --- every transfer completes intact ---------------------------------------------------------------------
@@ -109,6 +117,12 @@ fresh_session() {
 
 h_daemon_stop
 [[ -s $state ]] || not_ok "a clean stop writes the snapshot" "no $state"
+if ((SHARDS > 1)); then
+    h_result "a clean stop writes a snapshot per shard" "$(for ((i = 1; i < SHARDS; i++)); do [[ -s $state.$i ]] || echo "no $state.$i"; done)"
+    h_result "offloadd log: no warnings or errors" "$(h_daemon_log_problems | head -n 3)"
+    h_finish
+    exit
+fi
 for damage in corrupt truncated foreign; do
     case $damage in
     corrupt) printf '\xff' | dd of="$state" bs=1 seek=$(($(stat -c %s "$state") / 2)) conv=notrunc status=none ;;
