@@ -474,9 +474,9 @@ else
 fi
 
 # The administrator's edit: other queue numbers (and a marker), which must survive the upgrade.
-sed -i -e 's/^\(  queue-pre:\) 0 /\1 10 /' -e 's/^\(  queue-post:\) 1 /\1 11 /' "$root/etc/offload/offloadd.yaml"
+sed -i -e 's/^\(  queue-pre:\) 0 /\1 10 /' -e 's/^\(  queue-post:\) 16 /\1 11 /' "$root/etc/offload/offloadd.yaml"
 echo "# edited by the administrator" >>"$root/etc/offload/offloadd.yaml"
-grep -q '^  queue-pre: 10 ' "$root/etc/offload/offloadd.yaml" || die "the configuration edit did not apply"
+grep -q '^  queue-pre: 10 ' "$root/etc/offload/offloadd.yaml" && grep -q '^  queue-post: 11 ' "$root/etc/offload/offloadd.yaml" || die "the configuration edit did not apply"
 
 # A helper plugin as the administrator drops it: the walk-through's single .cs file, compiled by the packaged
 # (self-contained, ReadyToRun) daemon with no .NET SDK on the machine.
