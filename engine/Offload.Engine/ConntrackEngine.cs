@@ -285,18 +285,22 @@ public sealed partial class ConntrackEngine
         (info.Family != 4 || PacketParser.IPv4HeaderChecksumIsValid(packet))
         && PacketParser.TransportChecksumIsValid(packet, info);
 
-    private Verdict PreRoutingIcmpError(ref PacketContext ctx)
+    /// <summary>
+    /// The tuple an ICMP error's own direction has, from the packet it quotes: the quoted packet went the other way, so
+    /// its inverse. False when the quote is not a packet of the error's family, or has no inverse (an error about an
+    /// error is never related).
+    /// </summary>
+    private bool TryReadQuotedFlow(ReadOnlySpan<byte> packet, in PacketInfo info, out PacketInfo inner, out int innerOffset, out ConnTuple lookup)
     {
-        var packet = ctx.Packet;
-        var info = ctx.Info;
-        int innerOffset = info.L4Offset + HeaderOffsets.IcmpHeader;
-        var inner = PacketParser.ParseQuoted(packet.Slice(innerOffset));
+        innerOffset = info.L4Offset + HeaderOffsets.IcmpHeader;
+        var quoted = packet.Slice(innerOffset);
+        inner = PacketParser.ParseQuoted(quoted);
+        lookup = default;
         if (!inner.IsValid || inner.Family != info.Family)
         {
-            return Drop(EngineCounter.DroppedIcmpUnrelated);
+            return false;
         }
 
-        var quoted = packet.Slice(innerOffset);
         var innerTuple = new ConnTuple(
             inner.Family,
             inner.Protocol,
@@ -310,9 +314,14 @@ public sealed partial class ConntrackEngine
             innerTuple.SourcePort = _table.GreKeys.SourceKeyOf(innerTuple);
         }
 
-        // The quoted packet went the other way: its inverse is the tuple of the error's own direction. (A quoted ICMP
-        // error has no inverse: an error about an error is never related.)
-        if (!innerTuple.TryInvert(out var lookup))
+        return innerTuple.TryInvert(out lookup);
+    }
+
+    private Verdict PreRoutingIcmpError(ref PacketContext ctx)
+    {
+        var packet = ctx.Packet;
+        var info = ctx.Info;
+        if (!TryReadQuotedFlow(packet, info, out var inner, out int innerOffset, out var lookup))
         {
             return Drop(EngineCounter.DroppedIcmpUnrelated);
         }
@@ -468,23 +477,7 @@ public sealed partial class ConntrackEngine
         ConnTuple tuple;
         if (info.Protocol is IpProtocol.Icmp or IpProtocol.IcmpV6 && Icmp.IsError(info.Protocol, packet[info.L4Offset]))
         {
-            int innerOffset = info.L4Offset + HeaderOffsets.IcmpHeader;
-            var quoted = packet.Slice(innerOffset);
-            var inner = PacketParser.ParseQuoted(quoted);
-            if (!inner.IsValid || inner.Family != info.Family)
-            {
-                return false;
-            }
-
-            var innerTuple = new ConnTuple(
-                inner.Family,
-                inner.Protocol,
-                InetAddress.Read(inner.Family, quoted.Slice(inner.SourceAddressOffset)),
-                0,
-                InetAddress.Read(inner.Family, quoted.Slice(inner.DestinationAddressOffset)),
-                0);
-            ConnTuples.ReadPorts(quoted.Slice(inner.L4Offset), inner.Protocol, ref innerTuple);
-            if (!innerTuple.TryInvert(out tuple))
+            if (!TryReadQuotedFlow(packet, info, out _, out _, out tuple))
             {
                 return false;
             }
@@ -492,11 +485,10 @@ public sealed partial class ConntrackEngine
         else
         {
             ConnTuples.TryRead(packet, info, out tuple);
-        }
-
-        if (tuple.Protocol == IpProtocol.Gre)
-        {
-            tuple.SourcePort = _table.GreKeys.SourceKeyOf(tuple);
+            if (tuple.Protocol == IpProtocol.Gre)
+            {
+                tuple.SourcePort = _table.GreKeys.SourceKeyOf(tuple);
+            }
         }
 
         return _table.TryFind(tuple, out var conn, out _) && conn.ExpiresAt > Now;
