@@ -76,8 +76,51 @@ internal static class MemoryPerConnection
         var fullGc = GC.GetGCMemoryInfo(GCKind.FullBlocking);
         Console.WriteLine($"Full blocking GC with the table full: {pause.Elapsed.TotalMilliseconds:N1} ms wall, pause {fullGc.PauseDurations[0].TotalMilliseconds:N1} ms");
         Console.WriteLine($"GC after: heap {info.HeapSizeBytes:N0} bytes, fragmented {info.FragmentedBytes:N0}, committed {info.TotalCommittedBytes:N0}; process working set {Environment.WorkingSet:N0} bytes");
+        Churn(engine, connections, System.Runtime.GCLatencyMode.Interactive);
+        Churn(engine, connections, System.Runtime.GCLatencyMode.SustainedLowLatency);
         GC.KeepAlive(engine);
         return 0;
+    }
+
+    /// <summary>
+    /// What a daemon with a full table meets in operation rather than in a forced collection: connections ending and
+    /// new ones taking their place (a quarter of the table replaced), with the collections the runtime chooses. Prints
+    /// how many there were of each generation, the longest pause and the sum of pauses, in one GC latency mode.
+    /// </summary>
+    private static void Churn(ConntrackEngine engine, int connections, System.Runtime.GCLatencyMode mode)
+    {
+        var previous = System.Runtime.GCSettings.LatencyMode;
+        System.Runtime.GCSettings.LatencyMode = mode;
+        var victims = engine.Connections.Entries().Take(connections / 4).ToArray();
+        var buffer = new byte[Lab.BufferSize];
+        int[] before = [GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2)];
+        var pausedBefore = GC.GetTotalPauseDuration();
+        long lastIndex = GC.GetGCMemoryInfo(GCKind.Any).Index;
+        double longest = 0;
+        var stopwatch = Stopwatch.StartNew();
+        for (int i = 0; i < victims.Length; i++)
+        {
+            engine.Destroy(victims[i]);
+            ushort sourcePort = (ushort)(1024 + (i % PortsPerDestination));
+            uint destination = Lab.Server + 64 + (uint)(i / PortsPerDestination) + (mode == System.Runtime.GCLatencyMode.Interactive ? 0u : 32u);
+            int length = TcpPackets.Write(buffer, Lab.Client, sourcePort, destination, 443, (uint)i, 0, TcpFlags.Syn, 64240, TcpPackets.LinuxSynOptions, default);
+            Lab.Forward(engine, buffer, ref length, Lab.Lan);
+            if ((i & 255) == 0 && GC.GetGCMemoryInfo(GCKind.Any) is { } last && last.Index != lastIndex)
+            {
+                lastIndex = last.Index;
+                foreach (var p in last.PauseDurations)
+                {
+                    longest = Math.Max(longest, p.TotalMilliseconds);
+                }
+            }
+        }
+
+        stopwatch.Stop();
+        var paused = GC.GetTotalPauseDuration() - pausedBefore;
+        System.Runtime.GCSettings.LatencyMode = previous;
+        Console.WriteLine(
+            $"Churn, {mode}: {victims.Length:N0} connections replaced in {stopwatch.Elapsed.TotalMilliseconds:N0} ms; collections gen0 {GC.CollectionCount(0) - before[0]}, " +
+            $"gen1 {GC.CollectionCount(1) - before[1]}, gen2 {GC.CollectionCount(2) - before[2]}; longest pause seen {longest:N2} ms, all pauses {paused.TotalMilliseconds:N1} ms");
     }
 
     /// <summary>
