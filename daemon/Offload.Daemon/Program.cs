@@ -81,6 +81,15 @@ static int Run(FileInfo configFile, bool checkOnly, DaemonOptions options)
     if (checkOnly)
     {
         Console.WriteLine($"{configFile.FullName}: valid");
+        if (config.Steering is { } steering)
+        {
+            // What auto comes to on this machine: a configuration is often checked where it will run.
+            int shards = ShardCount.Effective(config);
+            string why = steering.Shards > 0 ? "as given" : ShardCount.SingleShardReason(config) is { } reason ? $"auto: one with {reason}" : $"auto: {Environment.ProcessorCount} processors, room for {Math.Min(ShardCount.QueueRoom(steering), ShardCount.PortRoom(steering))} in the queues and NAT ports";
+            string Queues(int first) => shards == 1 ? $"queue {first}" : $"queues {first}-{first + shards - 1}";
+            Console.WriteLine($"engine shards: {shards} ({why}); {Queues(steering.QueuePre)} before routing, {Queues(steering.QueuePost)} after");
+        }
+
         return 0;
     }
 
