@@ -61,6 +61,18 @@ public sealed class ConnectionTable
 
     public int Count => _count;
 
+    /// <summary>
+    /// Counts the changes that can free a tuple (a removal, a reply tuple re-indexed); an insertion only takes one.
+    /// While it stands still, a tuple search that found everything taken would find the same again.
+    /// </summary>
+    internal uint TupleReleases { get; private set; }
+
+    /// <summary>
+    /// The reply tuple an entry let go of last: under a flood into a full NAT range, the one port early drop has just
+    /// freed, which the port search tries before it scans the range.
+    /// </summary>
+    internal ConnTuple LastReleasedReply;
+
     public bool IsFull => _freeCount == 0;
 
     /// <summary>The number of buckets in the hash index.</summary>
@@ -195,6 +207,8 @@ public sealed class ConnectionTable
         _freeSlots[_freeCount++] = slot;
         connection.Slot = -1;
         _count--;
+        TupleReleases++;
+        LastReleasedReply = connection.ReplyTuple;
         return true;
     }
 
@@ -208,6 +222,8 @@ public sealed class ConnectionTable
         }
 
         Unlink(connection);
+        TupleReleases++;
+        LastReleasedReply = connection.ReplyTuple;
         bool expected = (connection.StatusBits & ConnStatus.Expected) != 0;
         if (expected)
         {
