@@ -166,6 +166,7 @@ internal sealed class QueueWorker : IDisposable
             OutInterface = (int)packet.OutputInterface,
             ChecksumPartial = (packet.SkbInfo & NfqSkbInfo.ChecksumNotReady) != 0,
             Gso = (packet.SkbInfo & NfqSkbInfo.Gso) != 0,
+            ChecksumVerified = packet.ChecksumVerified,
         };
 
         if (_engine.Process(ref ctx) != Verdict.Accept)

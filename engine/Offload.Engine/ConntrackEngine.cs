@@ -154,7 +154,7 @@ public sealed partial class ConntrackEngine
             ctx.Changed = true;
             ctx.ChecksumPartial = false;
         }
-        else if (_options.ValidateChecksums && !ChecksumsAreValid(packet, info))
+        else if (_options.ValidateChecksums && !ChecksumsAreValid(packet, info, ctx.ChecksumVerified))
         {
             return Drop(EngineCounter.MalformedBadChecksum);
         }
@@ -276,9 +276,13 @@ public sealed partial class ConntrackEngine
         || (packet[8] == 0xFE && (packet[9] & 0xC0) == 0x80)
         || packet.Slice(8, 16).IndexOfAnyExcept((byte)0) < 0;
 
-    private static bool ChecksumsAreValid(ReadOnlySpan<byte> packet, in PacketInfo info) =>
+    /// <summary>
+    /// The kernel's nf_conntrack_checksum: the IPv4 header (20 to 60 bytes, cheap) always, the transport checksum
+    /// unless the queue said it was verified (the kernel's conntrack trusts CHECKSUM_UNNECESSARY the same way).
+    /// </summary>
+    private static bool ChecksumsAreValid(ReadOnlySpan<byte> packet, in PacketInfo info, bool transportVerified) =>
         (info.Family != 4 || PacketParser.IPv4HeaderChecksumIsValid(packet))
-        && PacketParser.TransportChecksumIsValid(packet, info);
+        && (transportVerified || PacketParser.TransportChecksumIsValid(packet, info));
 
     private Verdict PreRoutingIcmpError(ref PacketContext ctx)
     {
