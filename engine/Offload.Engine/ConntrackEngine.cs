@@ -43,7 +43,7 @@ public sealed partial class ConntrackEngine
         ulong hashKey = options.HashKey != 0 ? options.HashKey : RandomKey();
         _table = new ConnectionTable(options.MaxConnections, hashKey);
         _expectations = new ExpectationTable(options.EffectiveMaxExpectations, hashKey ^ 0x5bd1e995UL) { GreKeys = _table.GreKeys };
-        _nat = new NatCore(_table, options.RandomSeed != 0 ? options.RandomSeed : RandomKey());
+        _nat = new NatCore(_table, clock, conn => Destroy(conn, EngineCounter.ConnectionsExpired), options.RandomSeed != 0 ? options.RandomSeed : RandomKey());
         _natRules = new NatRuleTable(options, _nat);
         _l4 = new L4Protos(options, _counters);
         _scratch = new PacketScratch(_counters);
@@ -226,6 +226,13 @@ public sealed partial class ConntrackEngine
             dir = ConnDirection.Original;
             ctx.Unconfirmed = true;
             tracked = l4.Track(packet, info, conn!, dir, true, now, out _);
+        }
+
+        if (!ctx.Unconfirmed && conn!.ExpiresAt <= now)
+        {
+            // This packet killed its connection (a RST answering the SYN): the entry waits for the collector, but its
+            // tuples are free for the NAT's search from now on (NatCore.IsUsed), which must learn it.
+            _table.NoteRelease();
         }
 
         if (tracked != Verdict.Accept)

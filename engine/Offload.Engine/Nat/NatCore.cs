@@ -13,20 +13,30 @@ internal sealed class NatCore
     internal const int MaxAttempts = 128;
 
     private readonly ConnectionTable _table;
+    private readonly IClock _clock;
+    private readonly Action<Connection> _collectExpired;
     private ulong _random;
 
-    // The last port search that found its whole range taken (for an unconfirmed connection), and the table's count of
-    // released tuples then: until an entry lets go of a tuple, the same search is answered without a scan. A flood into
-    // a full range thus costs one scan per release, not one per packet.
+    // The last port search that found its whole range taken (for an unconfirmed connection), the table's count of
+    // released tuples then and the clock: until an entry lets go of a tuple or time moves on (an entry may expire), the
+    // same search is answered without a scan. A live daemon's clock moves once per burst, so a flood into a full range
+    // costs one scan per burst or release, not one per packet.
+    private long _exhaustedAt;
     private ConnTuple _exhaustedTuple;
     private bool _exhaustedSource;
     private uint _exhaustedMin;
     private uint _exhaustedSize;
     private uint _exhaustedReleases;
 
-    public NatCore(ConnectionTable table, ulong seed)
+    /// <param name="table">The connection table whose tuples a translation must not take.</param>
+    /// <param name="clock">The engine's clock: an entry past its time holds no tuple.</param>
+    /// <param name="collectExpired">Removes an expired entry the search came across (the engine's destroy, counted as expired).</param>
+    /// <param name="seed">The port search's seed.</param>
+    public NatCore(ConnectionTable table, IClock clock, Action<Connection> collectExpired, ulong seed)
     {
         _table = table;
+        _clock = clock;
+        _collectExpired = collectExpired;
         _random = seed | 1;
     }
 
@@ -78,8 +88,27 @@ internal sealed class NatCore
     public static bool IsDone(Connection connection, ManipType manip) =>
         (connection.StatusBits & (manip == ManipType.Source ? ConnStatus.SrcNatDone : ConnStatus.DstNatDone)) != 0;
 
-    /// <summary>True when some other connection already answers to the reply of <paramref name="tuple"/>.</summary>
-    private bool IsUsed(in ConnTuple tuple, Connection connection) => _table.IsTaken(tuple.Invert(), connection);
+    /// <summary>
+    /// True when some other live connection already answers to the reply of <paramref name="tuple"/>. An expired entry
+    /// that still holds it is collected instead, as the kernel's nf_conntrack_tuple_taken does (nf_ct_gc_expired): a
+    /// connection killed by a RST or timed out waits for the collector, and its port must not stay taken meanwhile
+    /// (issue 14: under a SYN flood answered by resets, most of a range was held by such entries).
+    /// </summary>
+    private bool IsUsed(in ConnTuple tuple, Connection connection)
+    {
+        var reply = tuple.Invert();
+        while (_table.FindTaker(reply, connection) is { } taker)
+        {
+            if (taker.ExpiresAt > _clock.NowNanoseconds)
+            {
+                return true;
+            }
+
+            _collectExpired(taker);
+        }
+
+        return false;
+    }
 
     private bool GetUniqueTuple(ref ConnTuple tuple, in ConnTuple original, in NatRange range, Connection connection, ManipType manip)
     {
@@ -279,7 +308,8 @@ internal sealed class NatCore
 
         bool source = icmp || manip == ManipType.Source;
         bool unconfirmed = connection.Slot < 0;
-        if (unconfirmed && _exhaustedReleases == _table.TupleReleases && IsExhaustedSearch(tuple, source, min, size))
+        if (unconfirmed && _exhaustedReleases == _table.TupleReleases && _exhaustedAt == _clock.NowNanoseconds
+            && IsExhaustedSearch(tuple, source, min, size))
         {
             // The same search found every port taken, and no entry has let go of a tuple since.
             return false;
@@ -335,6 +365,7 @@ internal sealed class NatCore
         if (unconfirmed)
         {
             _exhaustedReleases = _table.TupleReleases;
+            _exhaustedAt = _clock.NowNanoseconds;
             _exhaustedTuple = tuple;
             _exhaustedSource = source;
             _exhaustedMin = min;
