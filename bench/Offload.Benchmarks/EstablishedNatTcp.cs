@@ -8,7 +8,8 @@ namespace Offload.Benchmarks;
 /// The common case: a data segment of an established, MASQUERADE'd TCP connection. Per operation the
 /// pre-built segment is copied into the packet buffer (the engine rewrites in place) and goes through
 /// PREROUTING, a route lookup and POSTROUTING: the table lookup, the TCP window check, the NAT manip and
-/// the incremental checksum updates.
+/// the incremental checksum updates. An invocation is a burst of <see cref="Lab.Burst"/> packets with one clock
+/// read, as offloadd's worker handles a queue's batch; the figures are per packet.
 /// </summary>
 /// <remarks>
 /// The same segment is presented every time, so the tracker sees a retransmission; it runs the same
@@ -70,29 +71,25 @@ public class EstablishedNatTcp
         }
     }
 
-    /// <summary>Baseline: what touching the packet costs at all (copy it, verify its checksums).</summary>
-    [Benchmark(Baseline = true)]
-    public bool CopyAndVerifyChecksums()
+    /// <summary>Baseline: what touching the packet costs at all (copy it, verify its checksums), a burst of them.</summary>
+    [Benchmark(Baseline = true, OperationsPerInvoke = Lab.Burst)]
+    public int CopyAndVerifyChecksums()
     {
-        _original.CopyTo(_buffer, 0);
-        return Lab.ChecksumsAreValid(_buffer.AsSpan(0, _original.Length));
+        int valid = 0;
+        for (int i = 0; i < Lab.Burst; i++)
+        {
+            _original.CopyTo(_buffer, 0);
+            valid += Lab.ChecksumsAreValid(_buffer.AsSpan(0, _original.Length)) ? 1 : 0;
+        }
+
+        return valid;
     }
 
     /// <summary>Client to server: source NAT applied in POSTROUTING.</summary>
-    [Benchmark]
-    public Verdict OriginalDirection()
-    {
-        _original.CopyTo(_buffer, 0);
-        int length = _original.Length;
-        return Lab.Forward(_engine, _buffer, ref length, Lab.Lan);
-    }
+    [Benchmark(OperationsPerInvoke = Lab.Burst)]
+    public int OriginalDirection() => Lab.ForwardBurst(_engine, _original, _buffer, Lab.Lan);
 
     /// <summary>Server to client: the reverse translation (destination) applied in PREROUTING.</summary>
-    [Benchmark]
-    public Verdict ReplyDirection()
-    {
-        _reply.CopyTo(_buffer, 0);
-        int length = _reply.Length;
-        return Lab.Forward(_engine, _buffer, ref length, Lab.Wan);
-    }
+    [Benchmark(OperationsPerInvoke = Lab.Burst)]
+    public int ReplyDirection() => Lab.ForwardBurst(_engine, _reply, _buffer, Lab.Wan);
 }

@@ -127,21 +127,7 @@ public class FtpPortRewrite
     [Benchmark(OperationsPerInvoke = Commands)]
     public int FtpHelperAsPlugin() => SendCommands();
 
-    private int SendCommands()
-    {
-        int accepted = 0;
-        foreach (var command in _commands)
-        {
-            command.CopyTo(_buffer, 0);
-            int length = command.Length;
-            if (Lab.Forward(_engine, _buffer, ref length, Lab.Lan) == Verdict.Accept)
-            {
-                accepted++;
-            }
-        }
-
-        return accepted;
-    }
+    private int SendCommands() => Lab.ForwardEach(_engine, _commands, _buffer, Lab.Lan);
 
     /// <summary>An engine with one established control connection whose client has sent a complete line (USER).</summary>
     private static ConntrackEngine NewControlConnection(bool ftpHelper, bool asPlugin = false)

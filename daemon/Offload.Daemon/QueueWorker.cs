@@ -227,6 +227,7 @@ internal sealed class QueueWorker : IDisposable
             ChecksumPartial = (packet.SkbInfo & NfqSkbInfo.ChecksumNotReady) != 0,
             Gso = (packet.SkbInfo & NfqSkbInfo.Gso) != 0,
             HandedOver = index < 0,
+            ChecksumVerified = packet.ChecksumVerified,
         };
 
         var verdict = shard.Engine.Process(ref ctx);

@@ -43,7 +43,7 @@ public sealed partial class ConntrackEngine
         ulong hashKey = options.HashKey != 0 ? options.HashKey : RandomKey();
         _table = new ConnectionTable(options.MaxConnections, hashKey);
         _expectations = new ExpectationTable(options.EffectiveMaxExpectations, hashKey ^ 0x5bd1e995UL) { GreKeys = _table.GreKeys, Directory = options.Directory, Shard = options.Shard };
-        _nat = new NatCore(_table, options.RandomSeed != 0 ? options.RandomSeed : RandomKey());
+        _nat = new NatCore(_table, clock, conn => Destroy(conn, EngineCounter.ConnectionsExpired), options.RandomSeed != 0 ? options.RandomSeed : RandomKey());
         _natRules = new NatRuleTable(options, _nat);
         _l4 = new L4Protos(options, _counters);
         _scratch = new PacketScratch(_counters);
@@ -154,7 +154,7 @@ public sealed partial class ConntrackEngine
             ctx.Changed = true;
             ctx.ChecksumPartial = false;
         }
-        else if (_options.ValidateChecksums && !ChecksumsAreValid(packet, info))
+        else if (_options.ValidateChecksums && !ChecksumsAreValid(packet, info, ctx.ChecksumVerified))
         {
             return Drop(EngineCounter.MalformedBadChecksum);
         }
@@ -233,6 +233,13 @@ public sealed partial class ConntrackEngine
             tracked = l4.Track(packet, info, conn!, dir, true, now, out _);
         }
 
+        if (!ctx.Unconfirmed && conn!.ExpiresAt <= now)
+        {
+            // This packet killed its connection (a RST answering the SYN): the entry waits for the collector, but its
+            // tuples are free for the NAT's search from now on (NatCore.IsUsed), which must learn it.
+            _table.NoteRelease();
+        }
+
         if (tracked != Verdict.Accept)
         {
             return tracked;
@@ -281,9 +288,13 @@ public sealed partial class ConntrackEngine
         || (packet[8] == 0xFE && (packet[9] & 0xC0) == 0x80)
         || packet.Slice(8, 16).IndexOfAnyExcept((byte)0) < 0;
 
-    private static bool ChecksumsAreValid(ReadOnlySpan<byte> packet, in PacketInfo info) =>
+    /// <summary>
+    /// The kernel's nf_conntrack_checksum: the IPv4 header (20 to 60 bytes, cheap) always, the transport checksum
+    /// unless the queue said it was verified (the kernel's conntrack trusts CHECKSUM_UNNECESSARY the same way).
+    /// </summary>
+    private static bool ChecksumsAreValid(ReadOnlySpan<byte> packet, in PacketInfo info, bool transportVerified) =>
         (info.Family != 4 || PacketParser.IPv4HeaderChecksumIsValid(packet))
-        && PacketParser.TransportChecksumIsValid(packet, info);
+        && (transportVerified || PacketParser.TransportChecksumIsValid(packet, info));
 
     /// <summary>
     /// The tuple an ICMP error's own direction has, from the packet it quotes: the quoted packet went the other way, so

@@ -47,6 +47,13 @@ public ref struct PacketContext
     /// </summary>
     public bool HandedOver;
 
+    /// <summary>
+    /// Set when whoever hands the packet over has verified its transport checksum already (a live queue: the kernel's
+    /// NFQA_SKB_INFO without CSUM_NOTVERIFIED, as the device or the stack checked it). PreRouting then does not sum
+    /// the packet again; the IPv4 header checksum is still checked. False by default: a replay and the tests verify.
+    /// </summary>
+    public bool ChecksumVerified;
+
     internal PacketInfo Info;
     internal Connection? Conn;
     internal ConnDirection Dir;

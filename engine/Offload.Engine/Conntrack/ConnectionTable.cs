@@ -61,6 +61,21 @@ public sealed class ConnectionTable
 
     public int Count => _count;
 
+    /// <summary>
+    /// Counts the changes that can free a tuple (a removal, a reply tuple re-indexed); an insertion only takes one.
+    /// While it stands still, a tuple search that found everything taken would find the same again.
+    /// </summary>
+    internal uint TupleReleases { get; private set; }
+
+    /// <summary>Counts a release that leaves the entry in place: a connection killed, whose tuples the NAT may take back at once.</summary>
+    internal void NoteRelease() => TupleReleases++;
+
+    /// <summary>
+    /// The reply tuple an entry let go of last: under a flood into a full NAT range, the one port early drop has just
+    /// freed, which the port search tries before it scans the range.
+    /// </summary>
+    internal ConnTuple LastReleasedReply;
+
     public bool IsFull => _freeCount == 0;
 
     /// <summary>The number of buckets in the hash index.</summary>
@@ -105,7 +120,10 @@ public sealed class ConnectionTable
     }
 
     /// <summary>True when some entry other than <paramref name="except"/> has <paramref name="tuple"/> in either direction (the kernel's nf_conntrack_tuple_taken).</summary>
-    public bool IsTaken(in ConnTuple tuple, Connection? except)
+    public bool IsTaken(in ConnTuple tuple, Connection? except) => FindTaker(tuple, except) is not null;
+
+    /// <summary>The entry other than <paramref name="except"/> that has <paramref name="tuple"/> in either direction, or null.</summary>
+    internal Connection? FindTaker(in ConnTuple tuple, Connection? except)
     {
         int link = _buckets[BucketOf(tuple)];
         while (link != NoLink)
@@ -114,13 +132,13 @@ public sealed class ConnectionTable
             bool reply = (link & 1) != 0;
             if (!ReferenceEquals(entry, except) && (reply ? entry.ReplyTuple : entry.OriginalTuple).Equals(tuple))
             {
-                return true;
+                return entry;
             }
 
             link = reply ? entry.NextInReplyChain : entry.NextInOriginalChain;
         }
 
-        return false;
+        return null;
     }
 
     /// <summary>Adds an entry under both its tuples. The caller has checked <see cref="IsFull"/>.</summary>
@@ -195,6 +213,8 @@ public sealed class ConnectionTable
         _freeSlots[_freeCount++] = slot;
         connection.Slot = -1;
         _count--;
+        TupleReleases++;
+        LastReleasedReply = connection.ReplyTuple;
         return true;
     }
 
@@ -208,6 +228,8 @@ public sealed class ConnectionTable
         }
 
         Unlink(connection);
+        TupleReleases++;
+        LastReleasedReply = connection.ReplyTuple;
         bool expected = (connection.StatusBits & ConnStatus.Expected) != 0;
         if (expected)
         {

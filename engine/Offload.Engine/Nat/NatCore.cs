@@ -13,11 +13,30 @@ internal sealed class NatCore
     internal const int MaxAttempts = 128;
 
     private readonly ConnectionTable _table;
+    private readonly IClock _clock;
+    private readonly Action<Connection> _collectExpired;
     private ulong _random;
 
-    public NatCore(ConnectionTable table, ulong seed)
+    // The last port search that found its whole range taken (for an unconfirmed connection), the table's count of
+    // released tuples then and the clock: until an entry lets go of a tuple or time moves on (an entry may expire), the
+    // same search is answered without a scan. A live daemon's clock moves once per burst, so a flood into a full range
+    // costs one scan per burst or release, not one per packet.
+    private long _exhaustedAt;
+    private ConnTuple _exhaustedTuple;
+    private bool _exhaustedSource;
+    private uint _exhaustedMin;
+    private uint _exhaustedSize;
+    private uint _exhaustedReleases;
+
+    /// <param name="table">The connection table whose tuples a translation must not take.</param>
+    /// <param name="clock">The engine's clock: an entry past its time holds no tuple.</param>
+    /// <param name="collectExpired">Removes an expired entry the search came across (the engine's destroy, counted as expired).</param>
+    /// <param name="seed">The port search's seed.</param>
+    public NatCore(ConnectionTable table, IClock clock, Action<Connection> collectExpired, ulong seed)
     {
         _table = table;
+        _clock = clock;
+        _collectExpired = collectExpired;
         _random = seed | 1;
     }
 
@@ -69,8 +88,27 @@ internal sealed class NatCore
     public static bool IsDone(Connection connection, ManipType manip) =>
         (connection.StatusBits & (manip == ManipType.Source ? ConnStatus.SrcNatDone : ConnStatus.DstNatDone)) != 0;
 
-    /// <summary>True when some other connection already answers to the reply of <paramref name="tuple"/>.</summary>
-    private bool IsUsed(in ConnTuple tuple, Connection connection) => _table.IsTaken(tuple.Invert(), connection);
+    /// <summary>
+    /// True when some other live connection already answers to the reply of <paramref name="tuple"/>. An expired entry
+    /// that still holds it is collected instead, as the kernel's nf_conntrack_tuple_taken does (nf_ct_gc_expired): a
+    /// connection killed by a RST or timed out waits for the collector, and its port must not stay taken meanwhile
+    /// (issue 14: under a SYN flood answered by resets, most of a range was held by such entries).
+    /// </summary>
+    private bool IsUsed(in ConnTuple tuple, Connection connection)
+    {
+        var reply = tuple.Invert();
+        while (_table.FindTaker(reply, connection) is { } taker)
+        {
+            if (taker.ExpiresAt > _clock.NowNanoseconds)
+            {
+                return true;
+            }
+
+            _collectExpired(taker);
+        }
+
+        return false;
+    }
 
     private bool GetUniqueTuple(ref ConnTuple tuple, in ConnTuple original, in NatRange range, Connection connection, ManipType manip)
     {
@@ -215,8 +253,9 @@ internal sealed class NatCore
     }
 
     /// <summary>
-    /// Searches the port (or ICMP id) space, starting at a random offset, for a tuple nobody uses,
-    /// in rounds of shrinking length like the kernel, so a full range costs a bounded number of probes.
+    /// Searches the port (or ICMP id) space, starting at a random offset, for a tuple nobody uses: in rounds of
+    /// shrinking length like the kernel, then, where the kernel gives up, over the whole range, so the search fails
+    /// only when every port of the range is taken.
     /// </summary>
     private bool PickPort(ref ConnTuple tuple, in NatRange range, Connection connection, ManipType manip)
     {
@@ -267,36 +306,138 @@ internal sealed class NatCore
             }
         }
 
+        bool source = icmp || manip == ManipType.Source;
+        bool unconfirmed = connection.Slot < 0;
+        if (unconfirmed && _exhaustedReleases == _table.TupleReleases && _exhaustedAt == _clock.NowNanoseconds
+            && IsExhaustedSearch(tuple, source, min, size))
+        {
+            // The same search found every port taken, and no entry has let go of a tuple since.
+            return false;
+        }
+
         uint offset = (uint)NextRandom();
         int attempts = (int)Math.Min(size, MaxAttempts);
         while (true)
         {
             for (int i = 0; i < attempts; i++, offset++)
             {
-                ushort port = (ushort)(min + (offset % size));
-                if (icmp || manip == ManipType.Source)
-                {
-                    tuple.SourcePort = port;
-                }
-                else
-                {
-                    tuple.DestinationPort = port;
-                }
-
-                if (!IsUsed(tuple, connection))
+                if (IsFree(ref tuple, source, (ushort)(min + (offset % size)), connection))
                 {
                     return true;
                 }
             }
 
-            if (attempts >= size || attempts < 16)
+            if (attempts >= size)
             {
-                return false;
+                // The round covered the whole range.
+                break;
+            }
+
+            if (attempts < 16)
+            {
+                // Not the kernel's: it gives up here and drops the packet at confirmation, although a range 90% used
+                // (4,096 connections in 4,536 ports) has runs of taken ports longer than these probes (issue 14). A
+                // scan of the whole range from a random start finds a free port whenever there is one; its cost (at
+                // most the range's size in lookups) is paid only at such occupancy, and once per release of a tuple
+                // when the range is full (the memo of an exhausted search). The port a connection let go of last
+                // comes first: under a flood into a full range, early drop has just freed it.
+                if (!icmp && IsReleasedPortFree(ref tuple, source, min, size, connection))
+                {
+                    return true;
+                }
+
+                offset = (uint)NextRandom();
+                for (uint i = 0; i < size; i++, offset++)
+                {
+                    if (IsFree(ref tuple, source, (ushort)(min + (offset % size)), connection))
+                    {
+                        return true;
+                    }
+                }
+
+                break;
             }
 
             attempts /= 2;
             offset = (uint)NextRandom();
         }
+
+        if (unconfirmed)
+        {
+            _exhaustedReleases = _table.TupleReleases;
+            _exhaustedAt = _clock.NowNanoseconds;
+            _exhaustedTuple = tuple;
+            _exhaustedSource = source;
+            _exhaustedMin = min;
+            _exhaustedSize = size;
+        }
+
+        return false;
+    }
+
+    /// <summary>Sets the port (or ICMP id) the search varies and tells whether nobody uses the tuple then.</summary>
+    private bool IsFree(ref ConnTuple tuple, bool source, ushort port, Connection connection)
+    {
+        if (source)
+        {
+            tuple.SourcePort = port;
+        }
+        else
+        {
+            tuple.DestinationPort = port;
+        }
+
+        return !IsUsed(tuple, connection);
+    }
+
+    /// <summary>Whether the tuple, with the port of the reply tuple the table let go of last, is in the range and free.</summary>
+    private bool IsReleasedPortFree(ref ConnTuple tuple, bool source, uint min, uint size, Connection connection)
+    {
+        ref readonly var released = ref _table.LastReleasedReply;
+        ushort port = source ? released.DestinationPort : released.SourcePort;
+        if (port < min || port - min >= size)
+        {
+            return false;
+        }
+
+        var candidate = tuple;
+        if (source)
+        {
+            candidate.SourcePort = port;
+        }
+        else
+        {
+            candidate.DestinationPort = port;
+        }
+
+        if (!candidate.Invert().Equals(released) || IsUsed(candidate, connection))
+        {
+            return false;
+        }
+
+        tuple = candidate;
+        return true;
+    }
+
+    /// <summary>Whether this search, but for the port it varies, is the one that last found its whole range taken.</summary>
+    private bool IsExhaustedSearch(in ConnTuple tuple, bool source, uint min, uint size)
+    {
+        if (_exhaustedSize == 0 || source != _exhaustedSource || min != _exhaustedMin || size != _exhaustedSize)
+        {
+            return false;
+        }
+
+        var probe = tuple;
+        if (source)
+        {
+            probe.SourcePort = _exhaustedTuple.SourcePort;
+        }
+        else
+        {
+            probe.DestinationPort = _exhaustedTuple.DestinationPort;
+        }
+
+        return probe.Equals(_exhaustedTuple);
     }
 
     private ulong NextRandom()

@@ -61,6 +61,16 @@ public readonly struct QueuedPacket
     /// </summary>
     public NfqSkbInfo SkbInfo { get; internal init; }
 
+    /// <summary>
+    /// True when the kernel vouches for the packet's transport checksum, so a consumer need not verify it again: it
+    /// marked neither CSUM_NOTVERIFIED nor CSUMNOTREADY. The kernel's nfnetlink_queue sets CSUM_NOTVERIFIED on a packet
+    /// at PREROUTING, INPUT, FORWARD, or POSTROUTING without a local socket, unless the skb's checksum is known good
+    /// (skb_csum_unnecessary: CHECKSUM_UNNECESSARY from the device, a validated CHECKSUM_COMPLETE); a locally sent
+    /// packet's checksum is the stack's own, and a partial one (CSUMNOTREADY) has no sum yet to trust. NFQA_SKB_INFO
+    /// comes with every bind, whatever the queue's flags (Linux 3.10 on); absent, it means none of its flags.
+    /// </summary>
+    public bool ChecksumVerified => (SkbInfo & (NfqSkbInfo.ChecksumNotVerified | NfqSkbInfo.ChecksumNotReady)) == 0;
+
     /// <summary>The packet's full length in the kernel; larger than <see cref="CapturedLength"/> when the copy range cut it.</summary>
     public int OriginalLength { get; internal init; }
 

@@ -380,6 +380,43 @@ public sealed class NfQueueKernelTests(ITestOutputHelper output)
     }
 
     [LinuxRootFact]
+    public void A_received_packet_is_marked_not_verified_unless_its_sender_left_the_checksum_to_the_device()
+    {
+        // nfnetlink_queue sets CSUM_NOTVERIFIED at PREROUTING unless skb_csum_unnecessary: a checksum the sender's stack
+        // computed (veth-a's transmit checksumming off) arrives on veth-b as CHECKSUM_NONE, unverified; one left to the
+        // device (CHECKSUM_PARTIAL, veth's default) is the stack's own, summed by the kernel before it is copied to us.
+        using Lab lab = Lab.Create();
+        Lab.Exec(lab.B, "iptables", "-t", "raw", "-A", "PREROUTING", "-p", "udp", "--dport", "9", "-j", "NFQUEUE", "--queue-num", "7");
+        using NfQueue queue = Lab.In(lab.B, () => NfQueue.Open(QueueNumber));
+        using Socket sender = Lab.Udp(lab.A);
+        using Socket receiver = Lab.Udp(lab.B, Discard);
+        var packets = new QueuedPacket[8];
+
+        QueuedPacket Send(string text)
+        {
+            sender.SendTo(Encoding.ASCII.GetBytes(text), Discard);
+            Assert.Equal(1, ReceiveAtLeast(queue, packets, 1));
+            QueuedPacket p = packets[0];
+            queue.SetVerdict(p.PacketId, NfVerdict.Accept);
+            queue.FlushVerdicts();
+            Assert.Equal(text, ReceiveText(receiver));
+            output.WriteLine($"{text}: hook {p.Hook}, skb info {p.SkbInfo}");
+            return p;
+        }
+
+        Lab.Exec(lab.A, "ethtool", "-K", "veth-a", "tx", "off");
+        QueuedPacket software = Send("summed-by-the-stack");
+        Assert.Equal(NfHook.PreRouting, software.Hook);
+        Assert.Equal(NfqSkbInfo.ChecksumNotVerified, software.SkbInfo);
+        Assert.False(software.ChecksumVerified);
+
+        Lab.Exec(lab.A, "ethtool", "-K", "veth-a", "tx", "on");
+        QueuedPacket offloaded = Send("left-to-the-device");
+        Assert.Equal(NfqSkbInfo.None, offloaded.SkbInfo);
+        Assert.True(offloaded.ChecksumVerified);
+    }
+
+    [LinuxRootFact]
     public void With_GSO_whole_super_packets_arrive_with_a_partial_checksum_and_without_it_only_segments()
     {
         (int largest, NfqSkbInfo flags, long bytes) withGso = StreamThroughQueue(gso: true);

@@ -69,6 +69,20 @@ public sealed class PacketParserTests
         Assert.Equal(1_700_000_000_250_000L, p.TimestampMicroseconds);
     }
 
+    [Theory]
+    [InlineData(0u, true)]
+    [InlineData(NfqConstants.NFQA_SKB_GSO, true)]
+    [InlineData(NfqConstants.NFQA_SKB_CSUM_NOTVERIFIED, false)]
+    [InlineData(NfqConstants.NFQA_SKB_CSUMNOTREADY, false)]
+    [InlineData(NfqConstants.NFQA_SKB_GSO | NfqConstants.NFQA_SKB_CSUMNOTREADY, false)]
+    public void The_checksum_is_verified_unless_the_kernel_says_not_verified_or_not_ready(uint skbInfo, bool verified)
+    {
+        // nfnetlink_queue sends NFQA_SKB_INFO only with a flag to tell: without it, the skb's checksum was known good.
+        QueuedPacket p = ParseOk(Synth.Packet(13, Synth.Ipv4(1), skbInfo: skbInfo));
+        Assert.Equal((NfqSkbInfo)skbInfo, p.SkbInfo);
+        Assert.Equal(verified, p.ChecksumVerified);
+    }
+
     [Fact]
     public void A_short_attribute_after_the_header_keeps_the_id_so_the_packet_can_still_be_answered()
     {
