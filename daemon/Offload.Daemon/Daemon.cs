@@ -34,6 +34,7 @@ internal sealed class Daemon : IDisposable
     private volatile bool _started;
     private ControlServer? _control;
     private IpsetSteering? _ipset;
+    private Handback.HandbackManager? _handback;
     private bool _rulesApplied;
     private SteeringConfig? _runningSteering;
     private HelperCatalog _catalog = new();
@@ -111,9 +112,13 @@ internal sealed class Daemon : IDisposable
             {
                 worker.Steering = _ipset;
             }
+
+            _handback = new Handback.HandbackManager(_ipset, _ipset, steering, _engine, _engineLock, _logger);
+            _handback.Configure(_config.Handback);
+            _workers.ForEach(w => w.Handback = _handback);
         }
 
-        _engine.Observer = ReplicationService.Observe(_replication, new HelperObserver(_ipset, _catalog, _logger));
+        _engine.Observer = ReplicationService.Observe(_replication, new HelperObserver((IConntrackObserver?)_handback ?? _ipset, _catalog, _logger));
         if (_replication is not null)
         {
             _replication.BecameActive = () => _ipset?.Reconcile(_engine); // the connections replicated in, steered by entry
@@ -160,6 +165,7 @@ internal sealed class Daemon : IDisposable
 
             _config = config;
             RefreshHelperSteering(config);
+            _handback?.Configure(config.Handback);
             Log.Reloaded(_logger, _configPath, config.Nat.Count, HelperNames(_catalog.Effective(config, dropUnknown: false)), connections);
         }
         catch (ConfigException e)
@@ -338,6 +344,8 @@ internal sealed class Daemon : IDisposable
                 text.Append(CultureInfo.InvariantCulture, $"ipset: {ipset.Steered} flows steered by entry, entries added {ipset.Added}, deleted {ipset.Deleted}, failed {ipset.Failed}\n");
             }
 
+            text.Append(_handback?.Statistics());
+
             foreach (var counter in Enum.GetValues<EngineCounter>())
             {
                 long value = engine[counter];
@@ -402,6 +410,7 @@ internal sealed class Daemon : IDisposable
 
         _control?.Dispose();
         _replication?.Dispose();
+        _handback?.Dispose();
 
         // The queues read nothing more: no packet changes the state after this snapshot.
         if (_state is { } state)

@@ -53,6 +53,20 @@ public static class SteeringRules
     /// <summary>The ipset set of one family's individually steered flows (helpers mode).</summary>
     public static string SetName(SteeringConfig steering, byte family) => steering.SetPrefix + family.ToString(CultureInfo.InvariantCulture);
 
+    /// <summary>
+    /// The ipset set of one family's flows handed back to the kernel (hand-back): (the router's address, the port offloadd
+    /// translated to, the peer) of the packets that arrive from outside, which would otherwise be queued as replies to
+    /// offloadd's NAT ports.
+    /// </summary>
+    public static string HandbackSetName(SteeringConfig steering, byte family) => HandbackSetName(steering.SetPrefix, family);
+
+    /// <summary>The hand-back set of a set prefix (see <see cref="HandbackSetName(SteeringConfig, byte)"/>).</summary>
+    public static string HandbackSetName(string setPrefix, byte family) => setPrefix + "h" + family.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Whether a configuration hands flows back to the kernel (and so has the hand-back set and its rule).</summary>
+    public static bool HandsBack(OffloadConfig config) =>
+        config.Handback is { Enabled: true } && config.Steering is { Flows: SteeredFlows.Helpers };
+
     /// <summary>The (protocol, port) pairs of the configured helpers: what helpers mode steers by itself.</summary>
     /// <param name="config">The configuration.</param>
     /// <param name="helpers">Creates the configured helpers, whose own ports apply where the configuration names none.</param>
@@ -175,6 +189,14 @@ public static class SteeringRules
             _text.Append("*raw\n:").Append(PreChain).Append(" - [0:0]\n:").Append(QueuePreChain).Append(" - [0:0]\n");
             Line($"-A {QueuePreChain} -j CT --notrack");
             Line($"-A {QueuePreChain} -j NFQUEUE --queue-num {steering.QueuePre}{_bypass}");
+            if (HandsBack(config))
+            {
+                // A flow handed back to the kernel: its packets from outside, to the router's port offloadd chose, would be
+                // queued by the NAT replies rules below. They are the kernel's now: tracked, they find the entry offloadd
+                // created with the same NAT.
+                Line($"-A {PreChain} -m set --match-set {HandbackSetName(steering, family)} dst,dst,src -j RETURN");
+            }
+
             if (family == 6)
             {
                 Line($"-A {PreChain} -d ff00::/8 -j RETURN");

@@ -52,7 +52,7 @@ public readonly record struct CtnlTuple(byte Family, byte Protocol, UInt128 Sour
         address.Length == 4 ? BinaryPrimitives.ReadUInt32BigEndian(address) : BinaryPrimitives.ReadUInt128BigEndian(address);
 
     /// <summary>Writes an address of this tuple's family in network order; returns its length.</summary>
-    internal int Write(UInt128 address, Span<byte> destination)
+    public int Write(UInt128 address, Span<byte> destination)
     {
         if (Family == Inet)
         {

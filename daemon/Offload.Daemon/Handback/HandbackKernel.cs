@@ -1,0 +1,47 @@
+using Offload.Interop;
+using Offload.Interop.Ctnetlink;
+using Offload.Interop.Ipset;
+
+namespace Offload.Daemon.Handback;
+
+/// <summary>What hand-back asks of the kernel: its conntrack table (ctnetlink) and the hand-back sets (ipset).</summary>
+internal interface IHandbackKernel : IDisposable
+{
+    /// <summary>Creates the kernel's entry, settling one that is there (see <see cref="CtnlClient.Commit"/>).</summary>
+    CtnlCommitResult Commit(in CtnlEntry entry, out Errno error);
+
+    /// <summary>Deletes the kernel's entry of an original tuple.</summary>
+    Errno Delete(in CtnlTuple original);
+
+    /// <summary>Whether the kernel's table still holds the entry of an original tuple (ENOENT: no).</summary>
+    Errno Get(in CtnlTuple original);
+
+    /// <summary>Adds to and deletes from the hand-back sets, one result per operation.</summary>
+    void Apply(ReadOnlySpan<IpsetOperation> operations, Span<Errno> results);
+
+    /// <summary>Empties a hand-back set.</summary>
+    void Flush(string set);
+}
+
+/// <summary>The real kernel: a ctnetlink client and an ipset client of hand-back's own.</summary>
+internal sealed class HandbackKernel : IHandbackKernel
+{
+    private readonly CtnlClient _conntrack = CtnlClient.Open();
+    private readonly IpsetClient _sets = IpsetClient.Open();
+
+    public CtnlCommitResult Commit(in CtnlEntry entry, out Errno error) => _conntrack.Commit(entry, out error);
+
+    public Errno Delete(in CtnlTuple original) => _conntrack.Delete(original);
+
+    public Errno Get(in CtnlTuple original) => _conntrack.Get(original, out _);
+
+    public void Apply(ReadOnlySpan<IpsetOperation> operations, Span<Errno> results) => _sets.Apply(operations, results);
+
+    public void Flush(string set) => _sets.Flush(set);
+
+    public void Dispose()
+    {
+        _conntrack.Dispose();
+        _sets.Dispose();
+    }
+}
