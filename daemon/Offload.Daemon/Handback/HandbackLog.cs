@@ -14,6 +14,9 @@ internal static partial class Log
     [LoggerMessage(8002, LogLevel.Warning, "Hand-back cannot use {What}")]
     public static partial void HandbackUnavailable(ILogger logger, string what);
 
+    [LoggerMessage(8004, LogLevel.Information, "Hand-back to the kernel's conntrack off: every packet of the steered flows stays with offloadd")]
+    public static partial void HandbackOff(ILogger logger);
+
     [LoggerMessage(8003, LogLevel.Debug, "{Count} handed-back flows ended in the kernel; offloadd's entries removed")]
     public static partial void HandbackWithdrawn(ILogger logger, int count);
 }

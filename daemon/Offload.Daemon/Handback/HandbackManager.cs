@@ -124,8 +124,16 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
             settings = Settings.Off;
         }
 
+        bool was = _settings.Enabled;
         _settings = settings;
-        Log.HandbackConfigured(_logger, settings.Enabled ? string.Join(", ", settings.Helpers) : "off", settings.AfterPackets, settings.AfterBytes);
+        if (settings.Enabled)
+        {
+            Log.HandbackConfigured(_logger, string.Join(", ", settings.Helpers), settings.AfterPackets, settings.AfterBytes);
+        }
+        else if (was)
+        {
+            Log.HandbackOff(_logger);
+        }
     }
 
     /// <summary>Opens the sockets and starts the events thread; false (logged) when the kernel refuses, and hand-back stays off.</summary>
