@@ -23,25 +23,62 @@ internal interface IHandbackKernel : IDisposable
     void Flush(string set);
 }
 
-/// <summary>The real kernel: a ctnetlink client and an ipset client of hand-back's own.</summary>
+/// <summary>
+/// The real kernel: a ctnetlink client and an ipset client of hand-back's own. Both workers and the events thread use
+/// it; the clients match answers to the one request in flight on their socket, so one caller at a time.
+/// </summary>
 internal sealed class HandbackKernel : IHandbackKernel
 {
     private readonly CtnlClient _conntrack = CtnlClient.Open();
     private readonly IpsetClient _sets = IpsetClient.Open();
+    private readonly Lock _use = new();
 
-    public CtnlCommitResult Commit(in CtnlEntry entry, out Errno error) => _conntrack.Commit(entry, out error);
+    public CtnlCommitResult Commit(in CtnlEntry entry, out Errno error)
+    {
+        lock (_use)
+        {
+            return _conntrack.Commit(entry, out error);
+        }
+    }
 
-    public Errno Delete(in CtnlTuple original) => _conntrack.Delete(original);
+    public Errno Delete(in CtnlTuple original)
+    {
+        lock (_use)
+        {
+            return _conntrack.Delete(original);
+        }
+    }
 
-    public Errno Get(in CtnlTuple original) => _conntrack.Get(original, out _);
+    public Errno Get(in CtnlTuple original)
+    {
+        lock (_use)
+        {
+            return _conntrack.Get(original, out _);
+        }
+    }
 
-    public void Apply(ReadOnlySpan<IpsetOperation> operations, Span<Errno> results) => _sets.Apply(operations, results);
+    public void Apply(ReadOnlySpan<IpsetOperation> operations, Span<Errno> results)
+    {
+        lock (_use)
+        {
+            _sets.Apply(operations, results);
+        }
+    }
 
-    public void Flush(string set) => _sets.Flush(set);
+    public void Flush(string set)
+    {
+        lock (_use)
+        {
+            _sets.Flush(set);
+        }
+    }
 
     public void Dispose()
     {
-        _conntrack.Dispose();
-        _sets.Dispose();
+        lock (_use)
+        {
+            _conntrack.Dispose();
+            _sets.Dispose();
+        }
     }
 }

@@ -52,6 +52,7 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
     private readonly string _set6;
     private readonly Func<IHandbackKernel> _openKernel;
     private readonly Lock _gate = new();
+    private readonly Lock _sendOrder = new();
 
     private readonly Dictionary<Connection, FlowState> _flows = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<CtnlTuple, Connection> _byKernelTuple = [];
@@ -337,6 +338,16 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
     }
 
     private void SendSetOperations(IHandbackKernel kernel)
+    {
+        // The workers and the events thread send; one batch at a time, in the order they were taken (a delete never
+        // overtakes the add it undoes), through the one pair of arrays.
+        lock (_sendOrder)
+        {
+            SendSetOperationsInOrder(kernel);
+        }
+    }
+
+    private void SendSetOperationsInOrder(IHandbackKernel kernel)
     {
         int count;
         lock (_gate)
