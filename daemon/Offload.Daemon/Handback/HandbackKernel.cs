@@ -21,6 +21,12 @@ internal interface IHandbackKernel : IDisposable
 
     /// <summary>Empties a hand-back set.</summary>
     void Flush(string set);
+
+    /// <summary>
+    /// Waits a moment for the kernel's destroy events and writes the original tuples of the entries that went; 0 when
+    /// none came, <see cref="CtnlDestroyEvents.Overrun"/> when events were lost. Called by one thread only.
+    /// </summary>
+    int ReceiveDestroyed(Span<CtnlTuple> destroyed);
 }
 
 /// <summary>
@@ -31,7 +37,21 @@ internal sealed class HandbackKernel : IHandbackKernel
 {
     private readonly CtnlClient _conntrack = CtnlClient.Open();
     private readonly IpsetClient _sets = IpsetClient.Open();
+    private readonly CtnlDestroyEvents _events = OpenEvents();
     private readonly Lock _use = new();
+
+    /// <summary>How long <see cref="ReceiveDestroyed"/> waits, so that the events thread sees a stop soon.</summary>
+    internal static readonly TimeSpan EventWait = TimeSpan.FromMilliseconds(500);
+
+    // The events have a socket of their own: waiting for them never holds up the requests.
+    public int ReceiveDestroyed(Span<CtnlTuple> destroyed) => _events.Receive(destroyed);
+
+    private static CtnlDestroyEvents OpenEvents()
+    {
+        var events = CtnlDestroyEvents.Open();
+        events.ReceiveTimeout = EventWait;
+        return events;
+    }
 
     public CtnlCommitResult Commit(in CtnlEntry entry, out Errno error)
     {
@@ -79,6 +99,7 @@ internal sealed class HandbackKernel : IHandbackKernel
         {
             _conntrack.Dispose();
             _sets.Dispose();
+            _events.Dispose();
         }
     }
 }

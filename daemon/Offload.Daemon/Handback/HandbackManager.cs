@@ -40,9 +40,6 @@ namespace Offload.Daemon.Handback;
 /// </remarks>
 internal sealed class HandbackManager : IConntrackObserver, IDisposable
 {
-    /// <summary>How long the events thread waits for an event before it looks whether to stop.</summary>
-    private static readonly TimeSpan EventWait = TimeSpan.FromMilliseconds(500);
-
     private readonly IConntrackObserver? _inner;
     private readonly IpsetSteering _steering;
     private readonly ConntrackEngine _engine;
@@ -63,7 +60,6 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
 
     private volatile Settings _settings = Settings.Off;
     private IHandbackKernel? _kernel;
-    private CtnlDestroyEvents? _events;
     private Thread? _eventThread;
     private volatile bool _stopping;
     private volatile bool _auditDue;
@@ -156,8 +152,6 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
                 }
             }
 
-            _events = CtnlDestroyEvents.Open();
-            _events.ReceiveTimeout = EventWait;
             _eventThread = new Thread(ReadEvents) { IsBackground = true, Name = "handback-events" };
             _eventThread.Start();
             return true;
@@ -165,8 +159,6 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
         catch (NetlinkException e)
         {
             Log.HandbackUnavailable(_logger, $"ctnetlink ({e.Message}); nothing is handed back");
-            _events?.Dispose();
-            _events = null;
             _kernel?.Dispose();
             _kernel = null;
             return false;
@@ -428,7 +420,7 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
             int n;
             try
             {
-                n = _events!.Receive(destroyed);
+                n = _kernel!.ReceiveDestroyed(destroyed);
             }
             catch (Exception e) when (e is NetlinkException or ObjectDisposedException)
             {
@@ -438,7 +430,7 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
                 }
 
                 Log.HandbackUnavailable(_logger, $"conntrack events ({e.Message})");
-                Thread.Sleep(EventWait);
+                Thread.Sleep(HandbackKernel.EventWait);
                 continue;
             }
 
@@ -551,7 +543,6 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
     {
         _stopping = true;
         _eventThread?.Join(TimeSpan.FromSeconds(2));
-        _events?.Dispose();
         _kernel?.Dispose();
     }
 
