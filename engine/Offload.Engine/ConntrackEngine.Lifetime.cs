@@ -85,6 +85,19 @@ public sealed partial class ConntrackEngine
     /// <summary>Removes a connection and everything that hangs off it.</summary>
     public void Destroy(Connection conn) => Destroy(conn, null);
 
+    /// <summary>
+    /// Keeps a connection in the table at least until <paramref name="untilNanoseconds"/> (the engine's clock), whatever
+    /// its protocol's timeouts say: a flow whose packets another tracker sees (handed back to the kernel's conntrack)
+    /// keeps its entry, and its NAT binding, while that tracker has it. Its next packet here sets its timeout as usual.
+    /// </summary>
+    public void KeepUntil(Connection conn, long untilNanoseconds)
+    {
+        if (!conn.IsDying && conn.ExpiresAt < untilNanoseconds)
+        {
+            conn.ExpiresAt = untilNanoseconds;
+        }
+    }
+
     private void Destroy(Connection conn, EngineCounter? reason)
     {
         conn.StatusBits |= ConnStatus.Dying;

@@ -40,6 +40,18 @@ namespace Offload.Daemon.Handback;
 /// </remarks>
 internal sealed class HandbackManager : IConntrackObserver, IDisposable
 {
+    /// <summary>
+    /// How long offloadd's entry of a handed-back flow is kept past now, renewed every <see cref="RenewEvery"/> while the
+    /// kernel has the flow: its packets no longer pass here to keep it alive, and it must not expire (and free its NAT
+    /// port and its way past the queue rules) while the kernel still forwards the flow.
+    /// </summary>
+    private static readonly TimeSpan KeepFor = TimeSpan.FromMinutes(2);
+
+    private static readonly TimeSpan RenewEvery = TimeSpan.FromSeconds(20);
+
+    /// <summary>How often every handed-back flow is looked up in the kernel's table, should a destroy event have gone missing unnoticed.</summary>
+    private static readonly TimeSpan AuditEvery = TimeSpan.FromMinutes(1);
+
     private readonly IConntrackObserver? _inner;
     private readonly IpsetSteering _steering;
     private readonly ConntrackEngine _engine;
@@ -296,6 +308,10 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
 
         // Its packets from the LAN side are the kernel's once the steering entry goes (with this flush's batch).
         _steering.Unsteer(connection);
+        lock (_engineLock)
+        {
+            _engine.KeepUntil(connection, _engine.Clock.NowNanoseconds + (long)KeepFor.TotalNanoseconds);
+        }
     }
 
     /// <summary>
@@ -415,8 +431,21 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
     {
         var destroyed = new CtnlTuple[64];
         var gone = new List<Connection>();
+        long renewed = Stopwatch.GetTimestamp(), audited = renewed;
         while (!_stopping)
         {
+            if (Stopwatch.GetElapsedTime(renewed) >= RenewEvery)
+            {
+                renewed = Stopwatch.GetTimestamp();
+                Renew();
+            }
+
+            if (Stopwatch.GetElapsedTime(audited) >= AuditEvery)
+            {
+                audited = Stopwatch.GetTimestamp();
+                _auditDue = true;
+            }
+
             int n;
             try
             {
@@ -462,6 +491,30 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
             if (gone.Count > 0)
             {
                 Withdraw(gone);
+            }
+        }
+    }
+
+    /// <summary>Keeps offloadd's entries of the flows the kernel has from expiring (see <see cref="KeepFor"/>).</summary>
+    private void Renew()
+    {
+        List<Connection> flows;
+        lock (_gate)
+        {
+            if (_byKernelTuple.Count == 0)
+            {
+                return;
+            }
+
+            flows = [.. _byKernelTuple.Values];
+        }
+
+        lock (_engineLock)
+        {
+            long until = _engine.Clock.NowNanoseconds + (long)KeepFor.TotalNanoseconds;
+            foreach (var connection in flows)
+            {
+                _engine.KeepUntil(connection, until);
             }
         }
     }
