@@ -17,6 +17,9 @@ internal static partial class Log
     [LoggerMessage(8004, LogLevel.Information, "Hand-back to the kernel's conntrack off: every packet of the steered flows stays with offloadd")]
     public static partial void HandbackOff(ILogger logger);
 
-    [LoggerMessage(8003, LogLevel.Debug, "{Count} handed-back flows ended in the kernel; offloadd's entries removed")]
+    [LoggerMessage(8003, LogLevel.Debug, "{Count} handed-back flows ended in the kernel (destroy events); offloadd's entries removed")]
     public static partial void HandbackWithdrawn(ILogger logger, int count);
+
+    [LoggerMessage(8005, LogLevel.Information, "{Count} handed-back flows found gone from the kernel's table without their destroy event; offloadd's entries removed")]
+    public static partial void HandbackFoundGone(ILogger logger, int count);
 }

@@ -485,7 +485,12 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
             if (_auditDue)
             {
                 _auditDue = false;
+                int before = gone.Count;
                 Audit(gone);
+                if (gone.Count > before)
+                {
+                    Log.HandbackFoundGone(_logger, gone.Count - before);
+                }
             }
 
             if (gone.Count > 0)
