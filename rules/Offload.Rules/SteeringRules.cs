@@ -424,6 +424,14 @@ public static class SteeringRules
                 }
             }
 
+            if (HandsBack(config))
+            {
+                // Every rule below queues untracked packets only. Tracked ones (the flows handed back, and all the kernel's
+                // own in helpers mode) leave here before any of them looks the source address up (addrtype): that lookup,
+                // per packet, is most of what a handed-back flow would pay beyond the kernel's own path.
+                Line($"-A {PostChain} -m conntrack ! --ctstate UNTRACKED -j RETURN");
+            }
+
             // A packet the daemon already took before routing carries its mark and is not queued twice. The router's own
             // packets are not forwarded traffic: its IPv6 neighbour discovery, for one, leaves untracked.
             foreach (byte protocol in steering.Protocols)

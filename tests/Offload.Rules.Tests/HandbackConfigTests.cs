@@ -75,6 +75,12 @@ public sealed class HandbackConfigTests
             Assert.True(handback < Array.FindIndex(lines, l => l.StartsWith("-A OFFLOAD-PRE", StringComparison.Ordinal) && l.Contains("CT --notrack", StringComparison.Ordinal)));
         }
 
+        // Tracked packets leave OFFLOAD-POST first, whose every other rule queues untracked ones only.
+        string[] four = SteeringRulesTests.Lines(Helpers + "\nhandback:\n  helpers: [ftp]\n", 4);
+        int post = Array.FindIndex(four, l => l.StartsWith("-A OFFLOAD-POST", StringComparison.Ordinal));
+        Assert.Equal("-A OFFLOAD-POST -m conntrack ! --ctstate UNTRACKED -j RETURN", four[post]);
+        Assert.All(four.Skip(post + 1).Where(l => l.StartsWith("-A OFFLOAD-POST", StringComparison.Ordinal)), l => Assert.Contains("--ctstate UNTRACKED", l, StringComparison.Ordinal));
+
         Assert.DoesNotContain(SteeringRulesTests.Lines(Helpers, 4), l => l.Contains("offloadh4", StringComparison.Ordinal));
         Assert.DoesNotContain(SteeringRulesTests.Lines(Helpers + "\nhandback:\n  enabled: false\n  helpers: [ftp]\n", 4), l => l.Contains("offloadh4", StringComparison.Ordinal));
     }
