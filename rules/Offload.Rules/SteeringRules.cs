@@ -382,18 +382,27 @@ public static class SteeringRules
             // Each connection a helper expects is in the set as (destination, port, source), added and removed by the
             // daemon; the rest stays with the kernel. Routed (un-NATed) helper flows answer to a forwarded address.
             string set = SetName(steering, family);
+            bool handsBack = HandsBack(config);
             foreach (var from in steering.From)
             {
                 foreach (var (protocol, port) in helperPorts)
                 {
                     string p = ProtocolName(protocol, family);
-                    Line($"-A {PreChain} -i {from} -p {p} {NotLocal} -m {p} --dport {port} -j CT --notrack");
+                    Line(handsBack
+                        ? $"-A {PreChain} -i {from} -p {p} -m {p} --dport {port} {NotLocal} -j CT --notrack"
+                        : $"-A {PreChain} -i {from} -p {p} {NotLocal} -m {p} --dport {port} -j CT --notrack");
                 }
 
                 // An expected connection may start on either side (FTP active data comes from the server): its
                 // entry is its original direction, so both the entry and its inverse are taken on both sides.
-                Line($"-A {PreChain} -i {from} {NotLocal} -m set --match-set {set} dst,dst,src -j CT --notrack");
-                Line($"-A {PreChain} -i {from} {NotLocal} -m set --match-set {set} src,src,dst -j CT --notrack");
+                // With hand-back the kernel forwards bulk flows from here too, whose every packet falls through
+                // these rules: the port and the set, cheap, are matched before the address lookup (addrtype).
+                Line(handsBack
+                    ? $"-A {PreChain} -i {from} -m set --match-set {set} dst,dst,src {NotLocal} -j CT --notrack"
+                    : $"-A {PreChain} -i {from} {NotLocal} -m set --match-set {set} dst,dst,src -j CT --notrack");
+                Line(handsBack
+                    ? $"-A {PreChain} -i {from} -m set --match-set {set} src,src,dst {NotLocal} -j CT --notrack"
+                    : $"-A {PreChain} -i {from} {NotLocal} -m set --match-set {set} src,src,dst -j CT --notrack");
             }
 
             foreach (var to in steering.To)

@@ -81,6 +81,12 @@ public sealed class HandbackConfigTests
         Assert.Equal("-A OFFLOAD-POST -m conntrack ! --ctstate UNTRACKED -j RETURN", four[post]);
         Assert.All(four.Skip(post + 1).Where(l => l.StartsWith("-A OFFLOAD-POST", StringComparison.Ordinal)), l => Assert.Contains("--ctstate UNTRACKED", l, StringComparison.Ordinal));
 
+        // The LAN side's rules match the port and the set before the address lookup, the same rules otherwise.
+        Assert.Contains("-A OFFLOAD-PRE -i lan0 -p tcp -m tcp --dport 21 -m addrtype ! --dst-type LOCAL,BROADCAST,MULTICAST -j CT --notrack", four);
+        Assert.Contains("-A OFFLOAD-PRE -i lan0 -m set --match-set offload4 dst,dst,src -m addrtype ! --dst-type LOCAL,BROADCAST,MULTICAST -j CT --notrack", four);
+        Assert.Contains("-A OFFLOAD-PRE -i lan0 -m set --match-set offload4 src,src,dst -m addrtype ! --dst-type LOCAL,BROADCAST,MULTICAST -j CT --notrack", four);
+        Assert.Equal(SteeringRulesTests.Lines(Helpers, 4).Count(l => l.StartsWith("-A OFFLOAD-PRE -i lan0", StringComparison.Ordinal)), four.Count(l => l.StartsWith("-A OFFLOAD-PRE -i lan0", StringComparison.Ordinal)));
+
         Assert.DoesNotContain(SteeringRulesTests.Lines(Helpers, 4), l => l.Contains("offloadh4", StringComparison.Ordinal));
         Assert.DoesNotContain(SteeringRulesTests.Lines(Helpers + "\nhandback:\n  enabled: false\n  helpers: [ftp]\n", 4), l => l.Contains("offloadh4", StringComparison.Ordinal));
     }
