@@ -122,7 +122,6 @@ static int Run(FileInfo configFile, bool checkOnly, DaemonOptions options)
 
 // True when SIGHUP was ignored when the process began (nohup): .NET then leaves it ignored and never calls the
 // registration, so an administrator would send SIGHUP and see nothing. Read from /proc/self/status (SigIgn, bit 0).
-// (A plain comment: an XML one on a local function of top-level statements is CS1587, an error here.)
 static bool HangupIgnoredAtStart()
 {
     try

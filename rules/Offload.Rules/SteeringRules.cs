@@ -189,18 +189,18 @@ public static class SteeringRules
             _text.Append("*raw\n:").Append(PreChain).Append(" - [0:0]\n:").Append(QueuePreChain).Append(" - [0:0]\n");
             Line($"-A {QueuePreChain} -j CT --notrack");
             Line($"-A {QueuePreChain} -j NFQUEUE --queue-num {steering.QueuePre}{_bypass}");
+            if (family == 6)
+            {
+                Line($"-A {PreChain} -d ff00::/8 -j RETURN");
+                Line($"-A {PreChain} -d fe80::/10 -j RETURN");
+            }
+
             if (HandsBack(config))
             {
                 // A flow handed back to the kernel: its packets from outside, to the router's port offloadd chose, would be
                 // queued by the NAT replies rules below. They are the kernel's now: tracked, they find the entry offloadd
                 // created with the same NAT.
                 Line($"-A {PreChain} -m set --match-set {HandbackSetName(steering, family)} dst,dst,src -j RETURN");
-            }
-
-            if (family == 6)
-            {
-                Line($"-A {PreChain} -d ff00::/8 -j RETURN");
-                Line($"-A {PreChain} -d fe80::/10 -j RETURN");
             }
 
             // REDIRECT ends the connection at the router itself, whose traffic is the kernel's: leave it tracked, so the
