@@ -1,4 +1,5 @@
 using Offload.Engine.Conntrack;
+using Offload.Engine.Conntrack.Tcp;
 
 namespace Offload.Engine;
 
@@ -96,6 +97,17 @@ public sealed partial class ConntrackEngine
         {
             conn.ExpiresAt = untilNanoseconds;
         }
+    }
+
+    /// <summary>
+    /// Relaxes the TCP window checks of a connection both ways (as a snapshot's load does): once another tracker sees
+    /// most of its segments, this one's window history is stale, and a late segment that still comes here must be
+    /// translated, not refused as out of window.
+    /// </summary>
+    public static void TrackLiberally(Connection conn)
+    {
+        conn.Tcp.Original.Flags |= TcpTrackFlags.BeLiberal;
+        conn.Tcp.Reply.Flags |= TcpTrackFlags.BeLiberal;
     }
 
     private void Destroy(Connection conn, EngineCounter? reason)

@@ -311,6 +311,9 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
         lock (_engineLock)
         {
             _engine.KeepUntil(connection, _engine.Clock.NowNanoseconds + (long)KeepFor.TotalNanoseconds);
+
+            // A segment that still comes here (queued before the steering changed) is far ahead of what this entry saw.
+            ConntrackEngine.TrackLiberally(connection);
         }
     }
 
