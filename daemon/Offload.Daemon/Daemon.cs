@@ -37,6 +37,7 @@ internal sealed class Daemon : IDisposable
     private volatile bool _started;
     private ControlServer? _control;
     private IpsetSteering? _ipset;
+    private Handback.HandbackManager? _handback;
     private bool _rulesApplied;
     private SteeringConfig? _runningSteering;
     private HelperCatalog _catalog = new();
@@ -141,9 +142,13 @@ internal sealed class Daemon : IDisposable
             {
                 worker.Steering = _ipset;
             }
+
+            _handback = new Handback.HandbackManager(_ipset, _ipset, steering, _engine, _engineLock, _logger);
+            _handback.Configure(_config.Handback);
+            _workers.ForEach(w => w.Handback = _handback);
         }
 
-        var observer = ReplicationService.Observe(_replication, new HelperObserver(_ipset, _catalog, _logger));
+        var observer = ReplicationService.Observe(_replication, new HelperObserver((IConntrackObserver?)_handback ?? _ipset, _catalog, _logger));
         foreach (var shard in _shards)
         {
             shard.Engine.Observer = observer;
@@ -208,6 +213,7 @@ internal sealed class Daemon : IDisposable
 
             _config = config;
             RefreshHelperSteering(config);
+            _handback?.Configure(config.Handback);
             Log.Reloaded(_logger, _configPath, config.Nat.Count, HelperNames(_catalog.Effective(config, dropUnknown: false)), connections);
         }
         catch (ConfigException e)
@@ -428,6 +434,7 @@ internal sealed class Daemon : IDisposable
             }
         }
 
+        text.Append(_handback?.Statistics());
         foreach (var counter in Enum.GetValues<EngineCounter>())
         {
             long value = totals[(int)counter];
@@ -491,6 +498,7 @@ internal sealed class Daemon : IDisposable
 
         _control?.Dispose();
         _replication?.Dispose();
+        _handback?.Dispose();
 
         // The queues read nothing more: no packet changes the state after this snapshot.
         if (_state is { } state)

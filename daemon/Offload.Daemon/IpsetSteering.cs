@@ -228,6 +228,13 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
         }
     }
 
+    /// <summary>
+    /// Takes a living connection out of the sets: it was handed to the kernel's conntrack, whose entry its packets must
+    /// meet from now on. The entry goes with the next batch, unless another flow still needs it (then the connection's
+    /// packets keep coming to offloadd, which translates them as before).
+    /// </summary>
+    public void Unsteer(Connection connection) => ConnectionDestroyed(connection);
+
     public void ConnectionDestroyed(Connection connection)
     {
         lock (_gate)

@@ -79,6 +79,9 @@ internal sealed class QueueWorker : IDisposable
         }
     }
 
+    /// <summary>Hand-back to the kernel (helpers mode), or null: told of each accepted packet, flushed after each burst.</summary>
+    public Handback.HandbackManager? Handback { get; set; }
+
     /// <summary>"pre" (before routing) or "post" (after routing).</summary>
     public string Role { get; }
 
@@ -139,6 +142,7 @@ internal sealed class QueueWorker : IDisposable
 
             // What the burst and the collection changed in the sets, in one batch (before the verdicts, which leave
             // with the next receive).
+            Handback?.Flush();
             _steering?.Flush();
         }
     }
@@ -245,6 +249,8 @@ internal sealed class QueueWorker : IDisposable
             _queue.SetVerdict(packet.PacketId, NfVerdict.Drop);
             return;
         }
+
+        Handback?.Saw(ref ctx);
 
         // Every accepted packet carries our view of it in its mark: the firewall after the queue matches on it, and
         // the steering rules after routing know not to queue it a second time.

@@ -1,4 +1,5 @@
 using Offload.Engine.Conntrack;
+using Offload.Engine.Conntrack.Tcp;
 
 namespace Offload.Engine;
 
@@ -166,6 +167,30 @@ public sealed partial class ConntrackEngine
 
     /// <summary>Removes a connection and everything that hangs off it.</summary>
     public void Destroy(Connection conn) => Destroy(conn, null);
+
+    /// <summary>
+    /// Keeps a connection in the table at least until <paramref name="untilNanoseconds"/> (the engine's clock), whatever
+    /// its protocol's timeouts say: a flow whose packets another tracker sees (handed back to the kernel's conntrack)
+    /// keeps its entry, and its NAT binding, while that tracker has it. Its next packet here sets its timeout as usual.
+    /// </summary>
+    public void KeepUntil(Connection conn, long untilNanoseconds)
+    {
+        if (!conn.IsDying && conn.ExpiresAt < untilNanoseconds)
+        {
+            conn.ExpiresAt = untilNanoseconds;
+        }
+    }
+
+    /// <summary>
+    /// Relaxes the TCP window checks of a connection both ways (as a snapshot's load does): once another tracker sees
+    /// most of its segments, this one's window history is stale, and a late segment that still comes here must be
+    /// translated, not refused as out of window.
+    /// </summary>
+    public static void TrackLiberally(Connection conn)
+    {
+        conn.Tcp.Original.Flags |= TcpTrackFlags.BeLiberal;
+        conn.Tcp.Reply.Flags |= TcpTrackFlags.BeLiberal;
+    }
 
     private void Destroy(Connection conn, EngineCounter? reason)
     {

@@ -54,7 +54,8 @@ public static partial class ConfigLoader
         SteeringConfig? steering = null;
         PluginsConfig? plugins = null;
         ReplicationConfig? replication = null;
-        foreach (var (key, value) in reader.Entries(root, "interfaces", "nat", "helpers", "routes", "conntrack", "steering", "plugins", "replication"))
+        HandbackConfig? handback = null;
+        foreach (var (key, value) in reader.Entries(root, "interfaces", "nat", "helpers", "routes", "conntrack", "steering", "plugins", "replication", "handback"))
         {
             switch (key)
             {
@@ -98,10 +99,13 @@ public static partial class ConfigLoader
                 case "replication":
                     replication = reader.Replication(value);
                     break;
+                case "handback":
+                    handback = reader.Handback(value);
+                    break;
             }
         }
 
-        var config = new OffloadConfig(interfaces, nat, helpers, routes, conntrack, file) { Steering = steering, Plugins = plugins, Replication = replication };
+        var config = new OffloadConfig(interfaces, nat, helpers, routes, conntrack, file) { Steering = steering, Plugins = plugins, Replication = replication, Handback = handback };
         Validate(config, reader);
         return config;
     }
@@ -168,6 +172,7 @@ public static partial class ConfigLoader
         }
 
         RefusePptpServersBehindForwards(config, reader);
+        ValidateHandback(config, reader);
 
         foreach (var route in config.Routes)
         {

@@ -254,6 +254,9 @@ public sealed record OffloadConfig(
 
     /// <summary>State replication to a standby router; null when absent (a single router).</summary>
     public ReplicationConfig? Replication { get; init; }
+
+    /// <summary>Hand-back of helpers' expected connections to the kernel; null when absent (every packet stays with offloadd).</summary>
+    public HandbackConfig? Handback { get; init; }
 }
 
 /// <summary>A configuration error, with where it is.</summary>

@@ -26,6 +26,11 @@ public static class SteeringApplier
                 Run("ipset", ["create", SteeringRules.SetName(steering, family), "hash:ip,port,ip", "family", family == 4 ? "inet" : "inet6", "timeout", "0", "maxelem", SteeringRules.SetMaxElements.ToString(CultureInfo.InvariantCulture), "-exist"], null);
             }
 
+            if (SteeringRules.HandsBack(config))
+            {
+                Run("ipset", ["create", SteeringRules.HandbackSetName(steering, family), "hash:ip,port,ip", "family", family == 4 ? "inet" : "inet6", "timeout", "0", "maxelem", SteeringRules.SetMaxElements.ToString(CultureInfo.InvariantCulture), "-exist"], null);
+            }
+
             Run(tool + "-restore", ["--noflush"], SteeringRules.Render(config, family, helpers));
             foreach (var (table, chain, target) in SteeringRules.Jumps)
             {
@@ -64,15 +69,17 @@ public static class SteeringApplier
         foreach (byte family in new byte[] { 4, 6 })
         {
             // A rule that was just deleted may hold the set a moment longer (iptables-nft): retry briefly.
-            string set = setPrefix + family.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            if (Run("ipset", ["list", "-n", set], null, check: false, missingToolIsFine: true, missingCode: 1) != 0)
+            foreach (string set in new[] { setPrefix + family.ToString(CultureInfo.InvariantCulture), SteeringRules.HandbackSetName(setPrefix, family) })
             {
-                continue; // No such set (or no ipset at all): nothing to remove.
-            }
+                if (Run("ipset", ["list", "-n", set], null, check: false, missingToolIsFine: true, missingCode: 1) != 0)
+                {
+                    continue; // No such set (or no ipset at all): nothing to remove.
+                }
 
-            for (int attempt = 0; attempt < 20 && Run("ipset", ["destroy", set], null, check: false) != 0; attempt++)
-            {
-                Thread.Sleep(100);
+                for (int attempt = 0; attempt < 20 && Run("ipset", ["destroy", set], null, check: false) != 0; attempt++)
+                {
+                    Thread.Sleep(100);
+                }
             }
         }
     }

@@ -54,6 +54,20 @@ public static class SteeringRules
     /// <summary>The ipset set of one family's individually steered flows (helpers mode).</summary>
     public static string SetName(SteeringConfig steering, byte family) => steering.SetPrefix + family.ToString(CultureInfo.InvariantCulture);
 
+    /// <summary>
+    /// The ipset set of one family's flows handed back to the kernel (hand-back): (the router's address, the port offloadd
+    /// translated to, the peer) of the packets that arrive from outside, which would otherwise be queued as replies to
+    /// offloadd's NAT ports.
+    /// </summary>
+    public static string HandbackSetName(SteeringConfig steering, byte family) => HandbackSetName(steering.SetPrefix, family);
+
+    /// <summary>The hand-back set of a set prefix (see <see cref="HandbackSetName(SteeringConfig, byte)"/>).</summary>
+    public static string HandbackSetName(string setPrefix, byte family) => setPrefix + "h" + family.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Whether a configuration hands flows back to the kernel (and so has the hand-back set and its rule).</summary>
+    public static bool HandsBack(OffloadConfig config) =>
+        config.Handback is { Enabled: true } && config.Steering is { Flows: SteeredFlows.Helpers };
+
     /// <summary>The (protocol, port) pairs of the configured helpers: what helpers mode steers by itself.</summary>
     /// <param name="config">The configuration.</param>
     /// <param name="helpers">Creates the configured helpers, whose own ports apply where the configuration names none.</param>
@@ -190,6 +204,14 @@ public static class SteeringRules
             {
                 Line($"-A {PreChain} -d ff00::/8 -j RETURN");
                 Line($"-A {PreChain} -d fe80::/10 -j RETURN");
+            }
+
+            if (HandsBack(config))
+            {
+                // A flow handed back to the kernel: its packets from outside, to the router's port offloadd chose, would be
+                // queued by the NAT replies rules below. They are the kernel's now: tracked, they find the entry offloadd
+                // created with the same NAT.
+                Line($"-A {PreChain} -m set --match-set {HandbackSetName(steering, family)} dst,dst,src -j RETURN");
             }
 
             // REDIRECT ends the connection at the router itself, whose traffic is the kernel's: leave it tracked, so the
@@ -402,18 +424,27 @@ public static class SteeringRules
             // Each connection a helper expects is in the set as (destination, port, source), added and removed by the
             // daemon; the rest stays with the kernel. Routed (un-NATed) helper flows answer to a forwarded address.
             string set = SetName(steering, family);
+            bool handsBack = HandsBack(config);
             foreach (var from in steering.From)
             {
                 foreach (var (protocol, port) in helperPorts)
                 {
                     string p = ProtocolName(protocol, family);
-                    Line($"-A {PreChain} -i {from} -p {p} {NotLocal} -m {p} --dport {port} -j CT --notrack");
+                    Line(handsBack
+                        ? $"-A {PreChain} -i {from} -p {p} -m {p} --dport {port} {NotLocal} -j CT --notrack"
+                        : $"-A {PreChain} -i {from} -p {p} {NotLocal} -m {p} --dport {port} -j CT --notrack");
                 }
 
                 // An expected connection may start on either side (FTP active data comes from the server): its
                 // entry is its original direction, so both the entry and its inverse are taken on both sides.
-                Line($"-A {PreChain} -i {from} {NotLocal} -m set --match-set {set} dst,dst,src -j CT --notrack");
-                Line($"-A {PreChain} -i {from} {NotLocal} -m set --match-set {set} src,src,dst -j CT --notrack");
+                // With hand-back the kernel forwards bulk flows from here too, whose every packet falls through
+                // these rules: the port and the set, cheap, are matched before the address lookup (addrtype).
+                Line(handsBack
+                    ? $"-A {PreChain} -i {from} -m set --match-set {set} dst,dst,src {NotLocal} -j CT --notrack"
+                    : $"-A {PreChain} -i {from} {NotLocal} -m set --match-set {set} dst,dst,src -j CT --notrack");
+                Line(handsBack
+                    ? $"-A {PreChain} -i {from} -m set --match-set {set} src,src,dst {NotLocal} -j CT --notrack"
+                    : $"-A {PreChain} -i {from} {NotLocal} -m set --match-set {set} src,src,dst -j CT --notrack");
             }
 
             foreach (var to in steering.To)
@@ -442,6 +473,14 @@ public static class SteeringRules
                 {
                     Line($"-A {ForwardChain} -i {from} -o {to} -m conntrack --ctstate INVALID -j DROP");
                 }
+            }
+
+            if (HandsBack(config))
+            {
+                // Every rule below queues untracked packets only. Tracked ones (the flows handed back, and all the kernel's
+                // own in helpers mode) leave here before any of them looks the source address up (addrtype): that lookup,
+                // per packet, is most of what a handed-back flow would pay beyond the kernel's own path.
+                Line($"-A {PostChain} -m conntrack ! --ctstate UNTRACKED -j RETURN");
             }
 
             // A packet the daemon already took before routing carries its mark and is not queued twice. The router's own

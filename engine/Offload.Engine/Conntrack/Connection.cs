@@ -67,6 +67,9 @@ public sealed class Connection
     /// <summary>The TCP state, or <see cref="TcpConntrackState.None"/> for other protocols.</summary>
     public TcpConntrackState TcpState => Tcp.State;
 
+    /// <summary>What the TCP tracker knows of each direction (window scales, flags): read when the flow is handed to the kernel.</summary>
+    public ref readonly TcpTrackState TcpTracking => ref Tcp;
+
     /// <summary>When this connection expires, on the engine's clock (nanoseconds).</summary>
     public long ExpiresAtNanoseconds => ExpiresAt;
 

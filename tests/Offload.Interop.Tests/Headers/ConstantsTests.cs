@@ -1,4 +1,5 @@
 using System.Reflection;
+using Offload.Interop.Ctnetlink;
 using Offload.Interop.Ipset;
 using Offload.Interop.Netlink;
 using Offload.Interop.Nfqueue;
@@ -63,12 +64,16 @@ public sealed class ConstantsTests
         Assert.Contains("ENOBUFS", names);
         Assert.Contains("IPSET_ATTR_IP2", names);
         Assert.Contains("IPSET_ERR_HASH_FULL", names);
+        Assert.Contains("CTA_NAT_SRC", names);
+        Assert.Contains("IPS_CONFIRMED", names);
+        Assert.Contains("IP_CT_TCP_FLAG_BE_LIBERAL", names);
+        Assert.Contains("NFNLGRP_CONNTRACK_DESTROY", names);
         Assert.DoesNotContain("ENOTSUPP", names);
     }
 
     private static IEnumerable<(string Name, long Value, int Bits, bool Unsigned)> OurConstants()
     {
-        foreach (Type t in new[] { typeof(Interop.Sys), typeof(NetlinkConstants), typeof(NfqConstants), typeof(IpsetConstants) })
+        foreach (Type t in new[] { typeof(Interop.Sys), typeof(NetlinkConstants), typeof(NfqConstants), typeof(IpsetConstants), typeof(CtnlConstants) })
         {
             foreach (FieldInfo f in t.GetFields(BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public))
             {

@@ -28,6 +28,9 @@ internal static class HeaderProbe
         #include <linux/netfilter/nfnetlink_queue.h>
         #include <linux/netfilter/ipset/ip_set.h>
         #include <linux/netfilter/ipset/ip_set_hash.h>
+        #include <linux/netfilter/nfnetlink_conntrack.h>
+        #include <linux/netfilter/nf_conntrack_common.h>
+        #include <linux/netfilter/nf_conntrack_tcp.h>
         """;
 
     internal static string? WhyUnavailable()

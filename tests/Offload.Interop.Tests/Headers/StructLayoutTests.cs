@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Offload.Interop.Ctnetlink;
 using Offload.Interop.Netlink;
 using Offload.Interop.Tests.Support;
 using Xunit;
@@ -89,6 +90,9 @@ public sealed class StructLayoutTests
         ("struct ucred", "pid", Offset<S.UCred>("pid")),
         ("struct ucred", "uid", Offset<S.UCred>("uid")),
         ("struct ucred", "gid", Offset<S.UCred>("gid")),
+        ("struct nf_ct_tcp_flags", null, CtnlConstants.TcpFlagsLayout.Size),
+        ("struct nf_ct_tcp_flags", "flags", CtnlConstants.TcpFlagsLayout.Flags),
+        ("struct nf_ct_tcp_flags", "mask", CtnlConstants.TcpFlagsLayout.Mask),
     ];
 
     [CcFact]

@@ -1,0 +1,330 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Microsoft.Extensions.Logging.Abstractions;
+using Offload.Alg.Ftp;
+using Offload.Daemon.Handback;
+using Offload.Engine;
+using Offload.Engine.Conntrack;
+using Offload.Engine.Conntrack.Tcp;
+using Offload.Engine.Helpers;
+using Offload.Engine.Nat;
+using Offload.Engine.Packets;
+using Offload.Engine.Routing;
+using Offload.Interop;
+using Offload.Interop.Ctnetlink;
+using Offload.Interop.Ipset;
+using Offload.Rules;
+using Xunit;
+using static Offload.Sdk.Testing.TestPackets;
+
+namespace Offload.Daemon.Tests;
+
+/// <summary>
+/// Hand-back moves an established expected connection of a chosen helper to the kernel's conntrack in an order that
+/// leaves no packet untranslated: the kernel's entry (offloadd's NAT as a one-address, one-port range) is created and
+/// acknowledged first, then the flow's packets from outside are let past the NAT-replies queue rules (the hand-back
+/// set), then its steering entry goes. A refused create leaves the flow steered to offloadd. The control connection
+/// never moves. When the kernel's entry ends (its destroy event), offloadd's goes, and with it the hand-back entry.
+/// </summary>
+public sealed class HandbackManagerTests
+{
+    private const string Client = "192.168.1.10";
+    private const string Server = "192.0.2.80";
+    private const string Outside = "198.51.100.1";
+    private const int Lan = 1;
+    private const int Wan = 2;
+    private const string PassivePort = "227 Entering Passive Mode (192,0,2,80,195,80).\r\n"; // port 50000
+
+    [Fact]
+    public void An_established_passive_data_connection_is_created_in_the_kernel_before_it_leaves_the_steering()
+    {
+        using var rig = new Rig(afterPackets: 0);
+        rig.OpenControl();
+        rig.Announce(PassivePort);
+        ushort natPort = rig.OpenData(40001);
+
+        Assert.Equal(
+            [
+                $"ct new tcp src={Client} dst={Server} sport=40001 dport=50000 -> tcp src={Server} dst={Outside} sport=50000 dport={natPort}",
+                $"handback add {Outside},tcp:{natPort},{Server}",
+                $"steering del {Server},tcp:50000,{Client}",
+            ],
+            rig.Log.Skip(rig.Log.FindIndex(l => l.StartsWith("ct new", StringComparison.Ordinal))).Where(l => !l.StartsWith("steering add", StringComparison.Ordinal)));
+        Assert.DoesNotContain($"{Server},tcp:50000,{Client}", rig.Sets.Present);
+        Assert.Equal(1, rig.Manager.HandedBack);
+        Assert.Equal(1, rig.Manager.InKernel);
+
+        // offloadd keeps its entry (the stragglers, and the port taken) and the control connection with the helper; the
+        // entry's window history is stale from now on, so its checks are relaxed.
+        Assert.Equal(2, rig.Engine.Connections.Count);
+        var data = rig.Engine.Connections.Entries().Single(c => c.Original.DestinationPort == 50000);
+        Assert.NotEqual(TcpTrackFlags.None, data.TcpTracking.Original.Flags & TcpTrackFlags.BeLiberal);
+        Assert.NotEqual(TcpTrackFlags.None, data.TcpTracking.Reply.Flags & TcpTrackFlags.BeLiberal);
+        Assert.DoesNotContain(rig.Log, l => l.Contains("dport=21", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_connection_is_counted_from_its_establishment_and_handed_back_past_the_threshold()
+    {
+        using var rig = new Rig(afterPackets: 3);
+        rig.OpenControl();
+        rig.Announce(PassivePort);
+        ushort natPort = rig.OpenData(40001); // the handshake's last ACK: one established packet
+        Assert.DoesNotContain(rig.Log, l => l.StartsWith("ct new", StringComparison.Ordinal));
+
+        rig.Data(natPort, 1);
+        Assert.DoesNotContain(rig.Log, l => l.StartsWith("ct new", StringComparison.Ordinal));
+        rig.Data(natPort, 2);
+        Assert.Single(rig.Log, l => l.StartsWith("ct new", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_refused_create_leaves_the_flow_steered_to_offloadd_and_is_not_retried()
+    {
+        using var rig = new Rig(afterPackets: 0);
+        rig.Kernel.Result = CtnlCommitResult.Failed;
+        rig.OpenControl();
+        rig.Announce(PassivePort);
+        ushort natPort = rig.OpenData(40001);
+        rig.Data(natPort, 1);
+
+        Assert.Single(rig.Log, l => l.StartsWith("ct new", StringComparison.Ordinal));
+        Assert.Contains($"{Server},tcp:50000,{Client}", rig.Sets.Present);
+        Assert.DoesNotContain(rig.Log, l => l.StartsWith("handback", StringComparison.Ordinal));
+        Assert.Equal(1, rig.Manager.Failed);
+        Assert.Equal(0, rig.Manager.InKernel);
+    }
+
+    [Fact]
+    public void The_kernels_destroy_event_removes_offloadds_entry_and_its_handback_entry()
+    {
+        using var rig = new Rig(afterPackets: 0);
+        rig.OpenControl();
+        rig.Announce(PassivePort);
+        ushort natPort = rig.OpenData(40001);
+        Assert.Equal(2, rig.Engine.Connections.Count);
+
+        // Another flow's end first: it is not ours.
+        rig.Kernel.Destroyed.Add(Tuple(Client, Server, 40002, 50000));
+        rig.Kernel.Destroyed.Add(Tuple(Client, Server, 40001, 50000));
+
+        Assert.True(SpinWait.SpinUntil(() => rig.Manager.Withdrawn == 1, TimeSpan.FromSeconds(5)), "the destroy event was not acted on");
+        lock (rig.EngineLock)
+        {
+            Assert.Equal(21, Assert.Single(rig.Engine.Connections.Entries()).Original.DestinationPort);
+        }
+
+        Assert.Contains($"handback del {Outside},tcp:{natPort},{Server}", rig.Log);
+        Assert.Equal(0, rig.Manager.InKernel);
+    }
+
+    [Fact]
+    public void Expected_connections_of_a_helper_not_named_stay_with_offloadd()
+    {
+        using var rig = new Rig(afterPackets: 0, helpers: ["tftp"]);
+        rig.OpenControl();
+        rig.Announce(PassivePort);
+        rig.OpenData(40001);
+
+        Assert.DoesNotContain(rig.Log, l => l.StartsWith("ct new", StringComparison.Ordinal));
+        Assert.Contains($"{Server},tcp:50000,{Client}", rig.Sets.Present);
+    }
+
+    private static CtnlTuple Tuple(string source, string destination, ushort sourcePort, ushort destinationPort) =>
+        CtnlTuple.Of(CtnlTuple.Inet, 6, IPAddress.Parse(source).GetAddressBytes(), IPAddress.Parse(destination).GetAddressBytes(), sourcePort, destinationPort);
+
+    private static string Text(in IpsetEntry entry) => entry.ToString();
+
+    /// <summary>An engine with MASQUERADE and the FTP helper, steering and hand-back over fakes that write into one log.</summary>
+    private sealed class Rig : IDisposable
+    {
+        private uint _serverSeq = 5001;
+        private ushort _outsidePort;
+
+        public Rig(int afterPackets, string[]? helpers = null)
+        {
+            Sets = new LoggingSets(Log);
+            Kernel = new FakeKernel(Log);
+            Steering = new IpsetSteering(Sets, "offload4", "offload6", NullLogger.Instance);
+            var interfaces = new StaticNetworkInterfaces();
+            interfaces.Add("lan0", (InetAddress.From(IPAddress.Parse("192.168.1.1")), 4, 24));
+            interfaces.Add("wan0", (InetAddress.From(IPAddress.Parse(Outside)), 4, 24));
+            Engine = new ConntrackEngine(
+                new EngineOptions
+                {
+                    MaxConnections = 256,
+                    HashKey = 3,
+                    RandomSeed = 3,
+                    Interfaces = interfaces,
+                    NatRules = [new NatRule { Action = NatAction.Masquerade, OutInterface = Wan }],
+                    Helpers = [new HelperBinding(new FtpHelper(), IpProtocol.Tcp, 21)],
+                },
+                Clock);
+            Manager = new HandbackManager(Steering, Steering, new SteeringConfig(), Engine, EngineLock, NullLogger.Instance, () => Kernel);
+            Engine.Observer = Manager;
+            Manager.Configure(new HandbackConfig(helpers ?? ["ftp"]) { AfterPackets = afterPackets });
+        }
+
+        public List<string> Log { get; } = [];
+
+        public LoggingSets Sets { get; }
+
+        public FakeKernel Kernel { get; }
+
+        public IpsetSteering Steering { get; }
+
+        public ConntrackEngine Engine { get; }
+
+        public HandbackManager Manager { get; }
+
+        public object EngineLock { get; } = new();
+
+        public ManualClock Clock { get; } = new() { NowNanoseconds = 1_000_000_000_000 };
+
+        public void OpenControl()
+        {
+            var syn = Forward(TcpPacket(Client, 40000, Server, 21, Syn, seq: 1000), Lan, Wan);
+            _outsidePort = SourcePort(syn);
+            Forward(TcpPacket(Server, 21, Outside, _outsidePort, Syn | Ack, seq: 5000, ack: 1001), Wan, Lan);
+            Forward(TcpPacket(Client, 40000, Server, 21, Ack, seq: 1001, ack: 5001), Lan, Wan);
+            Announce("220 ready\r\n");
+        }
+
+        public void Announce(string line)
+        {
+            Forward(TcpPacket(Server, 21, Outside, _outsidePort, Psh | Ack, seq: _serverSeq, ack: 1001, payload: Ascii(line)), Wan, Lan);
+            _serverSeq += (uint)line.Length;
+            Forward(TcpPacket(Client, 40000, Server, 21, Ack, seq: 1001, ack: _serverSeq), Lan, Wan);
+        }
+
+        /// <summary>The client's passive data connection, its handshake done; returns the port it was translated to.</summary>
+        public ushort OpenData(ushort clientPort)
+        {
+            ushort natPort = SourcePort(Forward(TcpPacket(Client, clientPort, Server, 50000, Syn, seq: 7000), Lan, Wan));
+            Forward(TcpPacket(Server, 50000, Outside, natPort, Syn | Ack, seq: 9000, ack: 7001), Wan, Lan);
+            Forward(TcpPacket(Client, clientPort, Server, 50000, Ack, seq: 7001, ack: 9001), Lan, Wan);
+            return natPort;
+        }
+
+        /// <summary>A data segment from the server (the n-th of 1000 bytes).</summary>
+        public void Data(ushort natPort, int n) =>
+            Forward(TcpPacket(Server, 50000, Outside, natPort, Ack, seq: 9001 + (uint)((n - 1) * 1000), ack: 7001, payload: new byte[1000]), Wan, Lan);
+
+        /// <summary>One packet as a burst of its own, as a queue worker runs it: the engine and hand-back's count under the lock, then the flushes.</summary>
+        public byte[] Forward(byte[] packet, int inInterface, int outInterface)
+        {
+            byte[] output;
+            lock (EngineLock)
+            {
+                var buffer = WithRoom(packet, 256);
+                var ctx = new PacketContext(buffer, packet.Length, inInterface) { OutInterface = outInterface };
+                Assert.Equal(Verdict.Accept, Engine.Process(ref ctx));
+                Manager.Saw(ref ctx);
+                output = ctx.Packet.ToArray();
+            }
+
+            Manager.Flush();
+            Steering.Flush();
+            return output;
+        }
+
+        public void Dispose() => Manager.Dispose();
+    }
+
+    /// <summary>The steering sets, writing what reaches them into the shared log.</summary>
+    private sealed class LoggingSets(List<string> log) : ISteeringSets
+    {
+        /// <summary>The entries in the sets now.</summary>
+        public HashSet<string> Present { get; } = [];
+
+        public void Apply(ReadOnlySpan<IpsetOperation> operations, Span<Errno> results)
+        {
+            for (int i = 0; i < operations.Length; i++)
+            {
+                bool add = operations[i].Kind == IpsetOperationKind.Add;
+                lock (log)
+                {
+                    log.Add($"steering {(add ? "add" : "del")} {Text(operations[i].Entry)}");
+                    _ = add ? Present.Add(Text(operations[i].Entry)) : Present.Remove(Text(operations[i].Entry));
+                }
+
+                results[i] = Errno.None;
+            }
+        }
+
+        public void Flush(string set)
+        {
+        }
+
+        public void Recreate(string set, byte family)
+        {
+        }
+
+        public void Swap(string set, string set2)
+        {
+        }
+
+        public void Destroy(string set)
+        {
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+
+    /// <summary>The kernel: ctnetlink and the hand-back sets write into the shared log; destroy events are queued by the test.</summary>
+    private sealed class FakeKernel(List<string> log) : IHandbackKernel
+    {
+        public CtnlCommitResult Result { get; set; } = CtnlCommitResult.Created;
+
+        public BlockingCollection<CtnlTuple> Destroyed { get; } = [];
+
+        public CtnlCommitResult Commit(in CtnlEntry entry, out Errno error)
+        {
+            lock (log)
+            {
+                log.Add($"ct new {entry.Original} -> {entry.Reply}");
+            }
+
+            error = Result == CtnlCommitResult.Failed ? Errno.EINVAL : Errno.None;
+            return Result;
+        }
+
+        public Errno Delete(in CtnlTuple original) => Errno.None;
+
+        public Errno Get(in CtnlTuple original) => Errno.None;
+
+        public void Apply(ReadOnlySpan<IpsetOperation> operations, Span<Errno> results)
+        {
+            for (int i = 0; i < operations.Length; i++)
+            {
+                lock (log)
+                {
+                    log.Add($"handback {(operations[i].Kind == IpsetOperationKind.Add ? "add" : "del")} {Text(operations[i].Entry)}");
+                }
+
+                results[i] = Errno.None;
+            }
+        }
+
+        public void Flush(string set)
+        {
+        }
+
+        public int ReceiveDestroyed(Span<CtnlTuple> destroyed)
+        {
+            if (!Destroyed.TryTake(out CtnlTuple tuple, 50))
+            {
+                return 0;
+            }
+
+            destroyed[0] = tuple;
+            return 1;
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+}
