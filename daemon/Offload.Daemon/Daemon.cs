@@ -199,6 +199,12 @@ internal sealed class Daemon : IDisposable
         try
         {
             var config = ConfigLoader.LoadFile(_configPath);
+            if (ShardCount.Effective(config) is var shards && shards != _shards.Length)
+            {
+                // The shards are the queues bound at start and the NAT port slices their connections hold.
+                throw new ConfigException(config.Source, config.Steering?.Line ?? 0, 1, $"engine shards: {shards} in the configuration, {_shards.Length} running: a change of shards (or of what keeps them at one: helpers mode, replication, the pptp helper) needs a restart");
+            }
+
             PluginSetup.Rescan(_helpers!, _logger);
             var options = BuildOptions(config);
             _helpers!.Rebind(options);
