@@ -636,7 +636,7 @@ daemon_pid=
 # Least privilege (docs/packaging.md): the packaged daemon also runs as a user of its own with CAP_NET_ADMIN and
 # CAP_NET_RAW alone (ambient, as AmbientCapabilities= gives them), in helpers mode, whose `-m set` rules need
 # CAP_NET_RAW. setpriv gives it the credentials a `User=`/`DynamicUser=` drop-in would (systemd is not PID 1 here).
-sed 's/^  # flows: all .*/  flows: helpers/' "$root/etc/offload/offloadd.yaml" >"$root/tmp/user.yaml"
+sed 's/^  # flows: [a-z]* .*/  flows: helpers/' "$root/etc/offload/offloadd.yaml" >"$root/tmp/user.yaml"
 mkdir -p "$root/run/offload-user"
 chown 65534:65534 "$root/run/offload-user"
 chmod 0750 "$root/run/offload-user"
@@ -756,7 +756,7 @@ wait_for "$dlog" '\] Ready: ' 40 >/dev/null || not_ok "offloadd $v2 starts" "$(t
 [[ -n $(steering_rules) ]] || not_ok "offloadd $v2 applied its rules" "none"
 # Rules as `offloadctl rules apply` would make them in helpers mode, to put back after the removal: what a
 # daemon killed with SIGKILL, or an administrator, leaves behind.
-sed 's/^  # flows: all .*/  flows: helpers/' "$cfg" >"$root/tmp/helpers.yaml"
+sed 's/^  # flows: [a-z]* .*/  flows: helpers/' "$cfg" >"$root/tmp/helpers.yaml"
 in_root offloadctl rules print -c /tmp/helpers.yaml >"$work/leftover.rules" || die "offloadctl rules print failed"
 files=$(in_root dpkg -L offload)
 
