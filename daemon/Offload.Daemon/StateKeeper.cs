@@ -55,7 +55,11 @@ internal sealed class StateKeeper : IDisposable
         foreach (var shard in _shards)
         {
             var result = RestoreShard(shard, out string text);
-            first ??= shard.Index == 0 ? result : null;
+            if (shard.Index == 0)
+            {
+                first = result;
+            }
+
             told.Add(_shards.Count == 1 ? text : string.Create(CultureInfo.InvariantCulture, $"shard {shard.Index}: {text}"));
             if (result is not null && _shards.Count > 1)
             {

@@ -206,7 +206,7 @@ public sealed class ExpectationTable
         expectation.NextInBucket = null;
         expectation.NextOfMaster = null;
         expectation.Linked = false;
-        Directory?.Unexpect(expectation.Tuple, Shard);
+        Directory?.Unexpect(expectation.Tuple);
         Count--;
         Observer?.ExpectationRemoved(expectation);
         return true;

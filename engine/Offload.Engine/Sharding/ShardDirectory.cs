@@ -79,7 +79,8 @@ public sealed class ShardDirectory
         }
     }
 
-    internal void Unexpect(in ConnTuple tuple, int shard)
+    /// <summary>Withdraws one expectation of the key, whichever shard published it (a key counts the expectations of all).</summary>
+    internal void Unexpect(in ConnTuple tuple)
     {
         var key = ExpectationKey(tuple);
         lock (_expectationWrites)
