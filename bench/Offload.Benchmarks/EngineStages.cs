@@ -23,7 +23,7 @@ public class EngineStages
     private readonly byte[] _buffer = new byte[Lab.BufferSize];
     private ConntrackEngine _engine = null!;
     private ConntrackEngine _engineManualClock = null!;
-    private Connection _connection = null!;
+    private Connection _connection;
     private PacketInfo _info;
     private byte[] _packet = null!;
 

@@ -57,7 +57,7 @@ internal sealed class IpsetSteering : IConntrackObserver, IDisposable
     // An entry is (destination, port, source) without the source port: several flows may share one (e.g. the
     // active-mode data connections of one client, all from the server's port 20), so entries are counted.
     private readonly Dictionary<EntryKey, EntryState> _entries = [];
-    private readonly Dictionary<Connection, EntryKey> _byConnection = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<Connection, EntryKey> _byConnection = [];
     private readonly HashSet<EntryKey> _pendingDeletes = [];
 
     // What the next batch will send (noted under the engine's lock), and what the batch being sent holds.

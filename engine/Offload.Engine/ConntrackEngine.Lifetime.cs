@@ -21,6 +21,9 @@ public sealed partial class ConntrackEngine
 
     private int _gcCursor;
 
+    /// <summary>The new connection the last packet created; unconfirmed until its packet leaves.</summary>
+    private Connection _lastUnconfirmed;
+
     /// <summary>
     /// Moves every tracked connection and outstanding expectation from one helper to another (a plugin replaced by a
     /// new version), or, with <paramref name="replacement"/> null, detaches them (a plugin unloaded). The connections
@@ -154,8 +157,8 @@ public sealed partial class ConntrackEngine
     }
 
     /// <summary>
-    /// An expected connection dropped before it was confirmed: the observer heard it fulfil its expectation, so it
-    /// hears it go too (or it would keep, say, the connection's steering entry forever).
+    /// Gives back the slot of a connection dropped before it was confirmed. An expected one's observer heard it fulfil
+    /// its expectation, so it hears it go too (or it would keep, say, the connection's steering entry forever).
     /// </summary>
     private void ForgetUnconfirmed(Connection conn)
     {
@@ -163,9 +166,27 @@ public sealed partial class ConntrackEngine
         {
             _observer?.ConnectionDestroyed(conn);
         }
+
+        _table.Release(conn);
     }
 
-    /// <summary>Removes a connection and everything that hangs off it.</summary>
+    /// <summary>Forgets the connection the last packet created if that packet never confirmed it (nor abandoned it).</summary>
+    private void ReclaimUnconfirmed()
+    {
+        var last = _lastUnconfirmed;
+        _lastUnconfirmed = default;
+        if (last.IsAlive && !last.IsInTable && !last.IsDying)
+        {
+            if (last.Extras is not null)
+            {
+                _expectations.RemoveAllOf(last);
+            }
+
+            ForgetUnconfirmed(last);
+        }
+    }
+
+    /// <summary>Removes a connection and everything that hangs off it; nothing happens for one already gone.</summary>
     public void Destroy(Connection conn) => Destroy(conn, null);
 
     /// <summary>
@@ -194,8 +215,13 @@ public sealed partial class ConntrackEngine
 
     private void Destroy(Connection conn, EngineCounter? reason)
     {
+        if (!conn.IsAlive)
+        {
+            return; // gone already: the handle outlived it
+        }
+
         conn.StatusBits |= ConnStatus.Dying;
-        if (_table.Remove(conn))
+        if (_table.Unlink(conn))
         {
             Unpublish(conn);
             _observer?.ConnectionDestroyed(conn);
@@ -225,6 +251,8 @@ public sealed partial class ConntrackEngine
         {
             _counters.Count(counter);
         }
+
+        _table.Release(conn);
     }
 
     /// <summary>
@@ -277,13 +305,12 @@ public sealed partial class ConntrackEngine
         }
 
         // Not the kernel's: a bounded look at the slots, so a full table of unassured entries never refuses a new one.
-        int capacity = _table.Capacity;
-        for (int i = 0; i < EarlyDropSlots && i < capacity; i++)
+        int slots = _table.SlotsInUse;
+        for (int i = 0; i < EarlyDropSlots && i < slots; i++)
         {
-            int slot = _earlyDropCursor;
-            _earlyDropCursor = slot + 1 == capacity ? 0 : slot + 1;
-            var entry = _table.AtSlot(slot);
-            if (entry is not null && !entry.HasStatus(ConnStatus.Assured) && !entry.IsDying)
+            int slot = _earlyDropCursor >= slots ? 0 : _earlyDropCursor;
+            _earlyDropCursor = slot + 1;
+            if (_table.AtSlot(slot) is { } entry && !entry.HasStatus(ConnStatus.Assured) && !entry.IsDying)
             {
                 Destroy(entry, EngineCounter.ConnectionsEarlyDropped);
                 return true;
@@ -302,14 +329,18 @@ public sealed partial class ConntrackEngine
     {
         long now = Now;
         int removed = 0;
-        int capacity = _table.Capacity;
-        for (int i = 0; i < budget; i++)
+        int slots = _table.SlotsInUse;
+        for (int i = 0; i < budget && i < slots; i++)
         {
-            var entry = _table.AtSlot(_gcCursor);
-            _gcCursor = _gcCursor + 1 == capacity ? 0 : _gcCursor + 1;
-            if (entry is not null && entry.ExpiresAt <= now)
+            if (_gcCursor >= slots)
             {
-                Destroy(entry, EngineCounter.ConnectionsExpired);
+                _gcCursor = 0;
+            }
+
+            var entry = _table.AtSlot(_gcCursor++);
+            if (entry is { } e && e.ExpiresAt <= now)
+            {
+                Destroy(e, EngineCounter.ConnectionsExpired);
                 removed++;
             }
         }

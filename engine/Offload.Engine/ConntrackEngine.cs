@@ -182,19 +182,20 @@ public sealed partial class ConntrackEngine
         }
 
         long now = Now;
-        if (_table.TryFind(tuple, out var conn, out var dir) && conn.ExpiresAt <= now)
+        bool found = _table.TryFind(tuple, out var conn, out var dir);
+        if (found && conn.ExpiresAt <= now)
         {
             Destroy(conn, EngineCounter.ConnectionsExpired);
-            conn = null;
+            found = false;
         }
 
         CtInfo ct;
-        if (conn is null && OwnedElsewhere(ref ctx, tuple))
+        if (!found && OwnedElsewhere(ref ctx, tuple))
         {
             return Verdict.Handover;
         }
 
-        if (conn is null)
+        if (!found)
         {
             var created = CreateConnection(packet, info, tuple, now, out conn, out ct);
             if (created != Verdict.Accept)
@@ -217,11 +218,11 @@ public sealed partial class ConntrackEngine
         }
 
         var l4 = _l4.For(info.Protocol);
-        var tracked = l4.Track(packet, info, conn!, dir, ctx.Unconfirmed, now, out bool reopen);
+        var tracked = l4.Track(packet, info, conn, dir, ctx.Unconfirmed, now, out bool reopen);
         if (reopen)
         {
             // A new connection reusing the tuple of one that is closing: the old entry goes, the packet starts afresh.
-            Destroy(conn!, EngineCounter.ConnectionsReopened);
+            Destroy(conn, EngineCounter.ConnectionsReopened);
             var created = CreateConnection(packet, info, tuple, now, out conn, out ct);
             if (created != Verdict.Accept)
             {
@@ -230,10 +231,10 @@ public sealed partial class ConntrackEngine
 
             dir = ConnDirection.Original;
             ctx.Unconfirmed = true;
-            tracked = l4.Track(packet, info, conn!, dir, true, now, out _);
+            tracked = l4.Track(packet, info, conn, dir, true, now, out _);
         }
 
-        if (!ctx.Unconfirmed && conn!.ExpiresAt <= now)
+        if (!ctx.Unconfirmed && conn.ExpiresAt <= now)
         {
             // This packet killed its connection (a RST answering the SYN): the entry waits for the collector, but its
             // tuples are free for the NAT's search from now on (NatCore.IsUsed), which must learn it.
@@ -247,26 +248,26 @@ public sealed partial class ConntrackEngine
 
         if (dir == ConnDirection.Reply)
         {
-            conn!.StatusBits |= ConnStatus.SeenReply;
+            conn.StatusBits |= ConnStatus.SeenReply;
         }
 
         ctx.Conn = conn;
         ctx.Dir = dir;
         ctx.Ct = ct;
 
-        if (!NatCore.IsDone(conn!, ManipType.Destination) && !_natRules.Decide(conn!, ManipType.Destination, ctx.InInterface, 0))
+        if (!NatCore.IsDone(conn, ManipType.Destination) && !_natRules.Decide(conn, ManipType.Destination, ctx.InInterface, 0))
         {
             Abandon(ref ctx);
             return Drop(EngineCounter.DroppedNatExhausted);
         }
 
-        if (ctx.Unconfirmed && _natRules.ArrivesUnknownAtNatPort(conn!))
+        if (ctx.Unconfirmed && _natRules.ArrivesUnknownAtNatPort(conn))
         {
             Abandon(ref ctx);
             return Drop(EngineCounter.DroppedUnknownToNatPort);
         }
 
-        ctx.Changed |= NatManip.Apply(packet, info, conn!, dir, ManipType.Destination);
+        ctx.Changed |= NatManip.Apply(packet, info, conn, dir, ManipType.Destination);
         ctx.PassedPreRouting = true;
         return Verdict.Accept;
     }
@@ -380,9 +381,9 @@ public sealed partial class ConntrackEngine
     }
 
     /// <summary>Creates an unconfirmed entry for a packet that starts a connection, taking an expectation if one waits for it.</summary>
-    private Verdict CreateConnection(ReadOnlySpan<byte> packet, in PacketInfo info, in ConnTuple tuple, long now, out Connection? conn, out CtInfo ct)
+    private Verdict CreateConnection(ReadOnlySpan<byte> packet, in PacketInfo info, in ConnTuple tuple, long now, out Connection conn, out CtInfo ct)
     {
-        conn = null;
+        conn = default;
         ct = CtInfo.New;
         var l4 = _l4.For(tuple.Protocol);
         if (!l4.CanStart(tuple))
@@ -400,11 +401,11 @@ public sealed partial class ConntrackEngine
             return Drop(EngineCounter.DroppedTableFull);
         }
 
-        conn = new Connection
-        {
-            OriginalTuple = tuple,
-            ReplyTuple = reply,
-        };
+        // A new connection lives as long as its first packet: one the last packet left unconfirmed (dropped on a way
+        // that did not abandon it, or never brought to PostRouting) is gone by now, as the kernel frees it with its skb.
+        ReclaimUnconfirmed();
+        conn = _table.Create(tuple, reply);
+        _lastUnconfirmed = conn;
 
         var expectation = _expectations.Count > 0 ? _expectations.Take(tuple, now) : null;
         if (expectation is not null)
@@ -421,7 +422,7 @@ public sealed partial class ConntrackEngine
 
             if (expectation.Master.Extras?.Helper is { } masterHelper && !_helpers.AcceptExpected(masterHelper, conn, expectation))
             {
-                conn = null;
+                _table.Release(conn);
                 return Drop(EngineCounter.DroppedByHelper);
             }
 
@@ -435,7 +436,7 @@ public sealed partial class ConntrackEngine
             };
             if (!natted)
             {
-                conn = null;
+                _table.Release(conn);
                 return Drop(EngineCounter.DroppedNatExhausted);
             }
 
@@ -451,7 +452,6 @@ public sealed partial class ConntrackEngine
         if (!l4.Start(packet, info, conn, now))
         {
             ForgetUnconfirmed(conn);
-            conn = null;
             return Drop(EngineCounter.DroppedCannotStart);
         }
 
@@ -539,8 +539,7 @@ public sealed partial class ConntrackEngine
             return Out();
         }
 
-        var conn = ctx.Conn;
-        if (!ctx.PassedPreRouting || conn is null)
+        if (!ctx.PassedPreRouting || ctx.Conn is not { } conn)
         {
             // PreRouting dropped it (and counted it), or was never called: nothing may leave untracked.
             return Verdict.Drop;

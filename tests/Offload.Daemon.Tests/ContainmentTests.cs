@@ -24,7 +24,7 @@ public sealed class ContainmentTests
         using var rig = new PluginRig(callBudget, setup: dir => File.WriteAllText(Path.Combine(dir, "faulty.cs"), PluginSources.Faulty("faulty", fault)));
         var c = rig.Connect();
         Assert.All(c.Handshake, v => Assert.Equal(Verdict.Accept, v));
-        Assert.Equal("faulty", rig.Find(c)!.Helper!.Name);
+        Assert.Equal("faulty", rig.Find(c)!.Value.Helper!.Name);
 
         var started = Stopwatch.StartNew();
         Assert.Equal(Verdict.Accept, c.Say("hello\r\n"));
@@ -47,7 +47,7 @@ public sealed class ContainmentTests
         var next = rig.Connect();
         Assert.All(next.Handshake, v => Assert.Equal(Verdict.Accept, v));
         Assert.Equal(Verdict.Accept, next.Say("hello\r\n"));
-        Assert.Null(rig.Find(next)!.Helper);
+        Assert.Null(rig.Find(next)!.Value.Helper);
         Assert.Single(rig.Events.Disabled);
         Assert.Contains("disabled: " + why, rig.Manager.List(), StringComparison.Ordinal);
     }

@@ -12,7 +12,7 @@ public sealed class LifecycleTests
     {
         using var rig = new PluginRig();
         var c0 = rig.Connect();
-        Assert.Null(rig.Find(c0)!.Helper);
+        Assert.Null(rig.Find(c0)!.Value.Helper);
 
         string answer = rig.Manager.Answer("helper load " + rig.Write("announce.cs", PluginSources.Announce()));
 
@@ -22,7 +22,7 @@ public sealed class LifecycleTests
         Assert.Equal(1, rig.Expectations);
         Assert.Equal(["announce: v1 seen=1"], rig.Events.Lines);
         // A connection made before the load stays without a helper: bindings apply to new connections.
-        Assert.Null(rig.Find(c0)!.Helper);
+        Assert.Null(rig.Find(c0)!.Value.Helper);
         Assert.Matches(@"(?m)^announce\s+\S+announce\.cs\s+sha256:[0-9a-f]{12}\s+tcp/7777\s+1\s+enabled$", rig.Manager.List());
     }
 
@@ -35,7 +35,7 @@ public sealed class LifecycleTests
         string answer = rig.Manager.Answer("helper unload announce");
 
         Assert.Equal("unloaded announce from " + Path.Combine(rig.Directory, "announce.cs") + " (" + VersionOf(answer) + "): 1 connections go on without a helper\n", answer);
-        Assert.Null(rig.Find(c)!.Helper);
+        Assert.Null(rig.Find(c)!.Value.Helper);
         Assert.Equal(0, rig.Expectations);
         Assert.Empty(rig.Catalog.Plugins);
         Assert.True(PluginRig.Collected(rig.Manager.Unloaded.Single()), "the plugin's load context was not collected");
@@ -45,7 +45,7 @@ public sealed class LifecycleTests
         Assert.Equal(Verdict.Accept, c.Answer("ok\r\n"));
         Assert.Equal(0, rig.Expectations);
         Assert.Single(rig.Events.Lines);
-        Assert.Null(rig.Find(rig.Connect())!.Helper);
+        Assert.Null(rig.Find(rig.Connect())!.Value.Helper);
         Assert.DoesNotContain("announce", rig.Manager.List(), StringComparison.Ordinal);
     }
 
@@ -62,7 +62,7 @@ public sealed class LifecycleTests
         string answer = rig.Manager.Answer("helper reload announce");
 
         Assert.Contains(": 1 connections moved to the new version", answer, StringComparison.Ordinal);
-        var helper = rig.Find(c)!.Helper!;
+        var helper = rig.Find(c)!.Value.Helper!;
         Assert.Same(rig.Catalog.Plugins.Single().Helpers.Single(), helper);
         Assert.Same(expectation, rig.Engine.Expectations.Entries().Single());
         Assert.True(PluginRig.Collected(rig.Manager.Unloaded.Single()), "the old version's load context was not collected");
@@ -150,7 +150,7 @@ public sealed class LifecycleTests
         var c = rig.Connect();
         Assert.Equal(Verdict.Accept, c.Say("PORT 4000\r\n"));
         Assert.Equal(1, rig.Expectations);
-        Assert.Equal("announce", rig.Find(c)!.Helper!.Name);
+        Assert.Equal("announce", rig.Find(c)!.Value.Helper!.Name);
         return c;
     }
 

@@ -63,7 +63,7 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
     private readonly Lock _gate = new();
     private readonly Lock _sendOrder = new();
 
-    private readonly Dictionary<Connection, FlowState> _flows = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<Connection, FlowState> _flows = [];
     private readonly Dictionary<CtnlTuple, Connection> _byKernelTuple = [];
     private readonly List<Connection> _pending = [];
     private readonly List<IpsetOperation> _setOperations = [];
@@ -478,7 +478,7 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
             {
                 for (int i = 0; i < n; i++)
                 {
-                    if (_byKernelTuple.Remove(destroyed[i], out Connection? connection))
+                    if (_byKernelTuple.Remove(destroyed[i], out Connection connection))
                     {
                         gone.Add(connection);
                     }
@@ -568,10 +568,8 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
         {
             foreach (var connection in gone)
             {
-                if ((connection.Status & ConnStatus.Dying) == 0)
-                {
-                    _engine.Destroy(connection);
-                }
+                // A handle whose connection went meanwhile (expired here first) names nothing: Destroy passes it by.
+                _engine.Destroy(connection);
             }
         }
 

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Offload.Engine.Conntrack.Tcp;
 using Offload.Engine.Expectations;
 using Offload.Engine.Helpers;
@@ -5,76 +6,118 @@ using Offload.Engine.Helpers;
 namespace Offload.Engine.Conntrack;
 
 /// <summary>
-/// One tracked connection (the kernel's <c>nf_conn</c>): its tuple in each direction, status,
-/// timeout, protocol state, and, only when needed, the rarer parts (helper, sequence adjustment,
-/// master) in <see cref="ConnectionExtras"/>.
+/// A handle on one tracked connection (the kernel's <c>nf_conn</c>): its tuple in each direction, status, timeout,
+/// protocol state, and, only when needed, the rarer parts (helper, sequence adjustment, master).
 /// </summary>
 /// <remarks>
-/// Kept small on purpose: a router tracks up to millions of these. NAT needs no storage of its own:
-/// as in the kernel, the reply tuple is the inverse of what the original packet looks like after
-/// translation, so every manip is derived from the two tuples.
+/// <para>
+/// The connection itself is a <see cref="ConnEntry"/> stored by value in its <see cref="ConnectionTable"/>; the handle
+/// names its slot and the slot's generation. Copying a handle copies no state: every copy reads and writes the same
+/// entry. A handle kept past its connection's end is told apart by <see cref="IsAlive"/> (the slot's generation moved
+/// on); reading through it is a mistake the engine avoids by checking where it keeps handles (a master, a pending
+/// change, a flow being handed back).
+/// </para>
+/// <para>
+/// NAT needs no storage of its own: as in the kernel, the reply tuple is the inverse of what the original packet looks
+/// like after translation, so every manip is derived from the two tuples.
+/// </para>
 /// </remarks>
-public sealed class Connection
+public readonly struct Connection : IEquatable<Connection>
 {
-    internal ConnTuple OriginalTuple;
-    internal ConnTuple ReplyTuple;
+    private readonly ConnectionTable _table;
+    private readonly int _slot;
+    private readonly uint _generation;
 
-    // Hash-chain links of the two tuples, as "slot * 2 + direction" of the next entry, or -1.
-    internal int NextInOriginalChain = -1;
-    internal int NextInReplyChain = -1;
+    internal Connection(ConnectionTable table, int slot, uint generation)
+    {
+        _table = table;
+        _slot = slot;
+        _generation = generation;
+    }
 
-    // Link in the by-source index of source-translated connections (slot of the next, -1 for none, -2 when not linked).
-    internal int NextBySource = -2;
-    internal int Slot = -1;
+    internal ref ConnEntry Entry
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => ref _table.EntryAt(_slot);
+    }
 
-    /// <summary>The interface whose address MASQUERADE chose (0: not masqueraded), so its flows can go when the address does.</summary>
-    internal int MasqueradeInterface;
+    internal ref ConnTuple OriginalTuple => ref Entry.OriginalTuple;
 
-    /// <summary>Which of its tuples this shard published in the shard directory (bit 0: original, bit 1: reply).</summary>
-    internal byte PublishedTuples;
+    internal ref ConnTuple ReplyTuple => ref Entry.ReplyTuple;
 
-    internal long ExpiresAt;
-    internal ConnStatus StatusBits;
-    internal uint MarkValue;
+    internal ref long ExpiresAt => ref Entry.ExpiresAt;
+
+    internal ref ConnStatus StatusBits => ref Entry.StatusBits;
+
+    internal ref uint MarkValue => ref Entry.MarkValue;
 
     /// <summary>For UDP: when a replied flow counts as a stream. For others: unused.</summary>
-    internal long StreamAt;
+    internal ref long StreamAt => ref Entry.StreamAt;
 
-    internal TcpTrackState Tcp;
-    internal ConnectionExtras? Extras;
+    internal ref TcpTrackState Tcp => ref Entry.Tcp;
+
+    /// <summary>The interface whose address MASQUERADE chose (0: not masqueraded), so its flows can go when the address does.</summary>
+    internal ref int MasqueradeInterface => ref Entry.MasqueradeInterface;
+
+    /// <summary>Which of its tuples this shard published in the shard directory (bit 0: original, bit 1: reply).</summary>
+    internal ref byte PublishedTuples => ref Entry.PublishedTuples;
+
+    /// <summary>The rarer parts, or null while none was needed.</summary>
+    internal ConnectionExtras? Extras => _table.ExtrasOf(Entry.ExtrasIndex);
+
+    /// <summary>The table this connection lives in.</summary>
+    internal ConnectionTable Table => _table;
+
+    /// <summary>The slot of a connection in the table's index; -1 for one that is not (unconfirmed, or gone).</summary>
+    internal int Slot => IsInTable ? _slot : -1;
+
+    /// <summary>The slot, whatever the connection's state: an index for per-slot arrays.</summary>
+    internal int Index => _slot;
+
+    /// <summary>
+    /// True while the connection this handle was made for still holds its slot (unconfirmed, in the table, or on its
+    /// way out); false once it is gone, whatever has taken the slot since.
+    /// </summary>
+    public bool IsAlive => _table is not null && _table.GenerationAt(_slot) == _generation;
+
+    /// <summary>True while the connection is in the table (confirmed and not removed).</summary>
+    public bool IsInTable => IsAlive && Entry.Use == EntryUse.InTable;
 
     /// <summary>The tuple of the original direction (what the first packet looked like before NAT).</summary>
-    public ConnTuple Original => OriginalTuple;
+    public ConnTuple Original => Entry.OriginalTuple;
 
     /// <summary>The tuple a reply carries before de-NAT (the inverse of the original packet after NAT).</summary>
-    public ConnTuple Reply => ReplyTuple;
+    public ConnTuple Reply => Entry.ReplyTuple;
 
     /// <summary>The tuple of one direction.</summary>
     public ref readonly ConnTuple TupleOf(ConnDirection direction) =>
-        ref direction == ConnDirection.Original ? ref OriginalTuple : ref ReplyTuple;
+        ref direction == ConnDirection.Original ? ref Entry.OriginalTuple : ref Entry.ReplyTuple;
 
-    public ConnStatus Status => StatusBits;
+    public ConnStatus Status => Entry.StatusBits;
 
-    public bool HasStatus(ConnStatus bits) => (StatusBits & bits) == bits;
+    public bool HasStatus(ConnStatus bits) => (Entry.StatusBits & bits) == bits;
 
     /// <summary>The connection mark (the kernel's ctmark).</summary>
     public uint Mark
     {
-        get => MarkValue;
-        set => MarkValue = value;
+        get => Entry.MarkValue;
+        set => Entry.MarkValue = value;
     }
 
     /// <summary>The TCP state, or <see cref="TcpConntrackState.None"/> for other protocols.</summary>
-    public TcpConntrackState TcpState => Tcp.State;
+    public TcpConntrackState TcpState => Entry.Tcp.State;
 
     /// <summary>What the TCP tracker knows of each direction (window scales, flags): read when the flow is handed to the kernel.</summary>
-    public ref readonly TcpTrackState TcpTracking => ref Tcp;
+    public ref readonly TcpTrackState TcpTracking => ref Entry.Tcp;
 
     /// <summary>When this connection expires, on the engine's clock (nanoseconds).</summary>
-    public long ExpiresAtNanoseconds => ExpiresAt;
+    public long ExpiresAtNanoseconds => Entry.ExpiresAt;
 
-    /// <summary>The connection that expected this one, if any.</summary>
-    public Connection? Master => Extras?.Master;
+    /// <summary>
+    /// The connection that expected this one, while it lasts. The kernel's master outlives its children by reference
+    /// count; here a child whose master has gone has none, and nothing of the engine needs it then.
+    /// </summary>
+    public Connection? Master => Extras?.Master is { IsAlive: true } master ? master : null;
 
     /// <summary>The helper attached, if any.</summary>
     public ConntrackHelper? Helper => Extras?.Helper;
@@ -86,57 +129,23 @@ public sealed class Connection
     public bool ArrivedAtAnnouncedAddress => Extras?.ExpectedAtTranslatedAddress ?? false;
 
     /// <summary>True when the source or destination is translated.</summary>
-    public bool IsNatted => (StatusBits & ConnStatus.NatMask) != 0;
+    public bool IsNatted => (Entry.StatusBits & ConnStatus.NatMask) != 0;
 
-    internal ConnectionExtras EnsureExtras() => Extras ??= new ConnectionExtras();
+    internal ConnectionExtras EnsureExtras() => _table.EnsureExtras(_slot);
 
-    internal bool IsDying => (StatusBits & ConnStatus.Dying) != 0;
-}
+    /// <summary>This handle as an object, boxed once per connection (see <see cref="ConnectionExtras.BoxedHandle"/>).</summary>
+    internal object Boxed() => EnsureExtras().BoxedHandle ??= this;
 
-/// <summary>The parts of a connection that most connections never need, allocated on first use.</summary>
-internal sealed class ConnectionExtras
-{
-    public ConntrackHelper? Helper;
+    /// <summary>True for a connection on its way out, and for one already gone (a stale handle).</summary>
+    internal bool IsDying => !IsAlive || (Entry.StatusBits & ConnStatus.Dying) != 0;
 
-    /// <summary>The helper's own per-connection state.</summary>
-    public object? HelperState;
+    public bool Equals(Connection other) => ReferenceEquals(_table, other._table) && _slot == other._slot && _generation == other._generation;
 
-    public Connection? Master;
+    public override bool Equals(object? obj) => obj is Connection other && Equals(other);
 
-    /// <summary>
-    /// For an expected connection: it arrived at an address its master's helper announced (the expectation's
-    /// <see cref="Expectation.AtTranslatedAddress"/>), so the LAN side sends its replies. Kept for per-flow steering
-    /// after a restart.
-    /// </summary>
-    public bool ExpectedAtTranslatedAddress;
+    public override int GetHashCode() => HashCode.Combine(_slot, _generation);
 
-    /// <summary>
-    /// As a master: the GRE connections of the PPTP calls it expected that are in the table. They end with it, as the
-    /// kernel's pptp helper times its calls' GRE out when the control connection goes (pptp_destroy_siblings).
-    /// </summary>
-    public List<Connection>? GreCalls;
+    public static bool operator ==(Connection left, Connection right) => left.Equals(right);
 
-    /// <summary>The expectations this connection (as a master) has outstanding, oldest first.</summary>
-    public Expectation? FirstExpectation;
-    public int ExpectationCount;
-
-    public SeqAdjustment SeqAdjOriginal;
-    public SeqAdjustment SeqAdjReply;
-
-    public ref SeqAdjustment SeqAdj(ConnDirection direction) =>
-        ref direction == ConnDirection.Original ? ref SeqAdjOriginal : ref SeqAdjReply;
-}
-
-/// <summary>
-/// Sequence adjustment for one direction (the kernel's <c>nf_ct_seqadj</c>): segments starting
-/// after <see cref="CorrectionPosition"/> are shifted by <see cref="OffsetAfter"/>, earlier ones
-/// (retransmissions of what came before the last rewrite) by <see cref="OffsetBefore"/>.
-/// </summary>
-public struct SeqAdjustment
-{
-    public uint CorrectionPosition;
-    public int OffsetBefore;
-    public int OffsetAfter;
-
-    public readonly bool IsIdentity => OffsetBefore == 0 && OffsetAfter == 0;
+    public static bool operator !=(Connection left, Connection right) => !left.Equals(right);
 }

@@ -1,19 +1,35 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Offload.Engine.Conntrack;
 
 /// <summary>
-/// The table of confirmed connections: one hash index over both tuples of every entry, chained
-/// through the entries themselves (no node objects), and a slot array with a free list, so the
-/// table allocates nothing after it is created.
+/// The table of connections: every entry stored by value (<see cref="ConnEntry"/>) in chunks of slots that hold no
+/// references, one hash index over both tuples of every entry chained through the entries themselves, and a queue of
+/// free slots. It allocates nothing per connection, and the garbage collector has nothing in it to trace.
 /// </summary>
 /// <remarks>
-/// A chain link is <c>slot * 2 + direction</c>: walking a bucket tells which of the entry's two
-/// tuples (and which of its two next-links) this bucket holds.
+/// <para>
+/// A chain link is <c>slot * 2 + direction</c>: walking a bucket tells which of the entry's two tuples (and which of
+/// its two next-links) this bucket holds.
+/// </para>
+/// <para>
+/// A slot's life: taken for a new connection (unconfirmed, in no chain), linked when the connection is confirmed,
+/// unlinked when it ends, then released: its generation moves on, so that handles kept past the end tell it is gone.
+/// Released slots are reused oldest first, so a stale handle keeps reading its own connection's last state for as long
+/// as possible. Chunks of slots are allocated as the table fills and never move (they are pinned, for prefetching).
+/// </para>
 /// </remarks>
 public sealed class ConnectionTable
 {
+    /// <summary>Slots beyond <see cref="Capacity"/> for new connections whose first packet is on its way.</summary>
+    internal const int UnconfirmedSlots = 64;
+
     private const int NoLink = -1;
+    private const int ChunkShift = 12;
+    private const int ChunkSize = 1 << ChunkShift;
+    private const int ChunkMask = ChunkSize - 1;
 
     private readonly int[] _buckets;
     private readonly int _bucketMask;
@@ -22,10 +38,22 @@ public sealed class ConnectionTable
     // client endpoint can keep the mapping it already has.
     private readonly int[] _sourceBuckets;
     private readonly int _sourceMask;
-    private readonly Connection?[] _slots;
+
+    private readonly ConnEntry[]?[] _chunks;
+    private readonly int _slotCount;
+    private int _highWater;
+
+    // Released slots, oldest first (a ring).
     private readonly int[] _freeSlots;
-    private readonly ulong _hashKey;
+    private int _freeHead;
     private int _freeCount;
+
+    // The out-of-line parts, reused: an entry names its object by ExtrasIndex.
+    private ConnectionExtras?[] _extras = new ConnectionExtras?[16];
+    private readonly Stack<int> _freeExtras = new();
+    private int _extrasHighWater;
+
+    private readonly ulong _hashKey;
     private int _count;
 
     /// <param name="capacity">The most connections the table holds (the kernel's nf_conntrack_max).</param>
@@ -33,25 +61,22 @@ public sealed class ConnectionTable
     public ConnectionTable(int capacity, ulong hashKey)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(capacity, int.MaxValue / 4);
         Capacity = capacity;
         _hashKey = hashKey;
 
         // Two tuples per entry; one bucket per tuple keeps chains at about one link.
-        int buckets = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, capacity * 2L > int.MaxValue / 2 ? int.MaxValue / 2 : capacity * 2));
+        int buckets = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, capacity * 2));
         _buckets = new int[buckets];
         _buckets.AsSpan().Fill(NoLink);
         _bucketMask = buckets - 1;
         _sourceBuckets = new int[buckets / 2];
         _sourceBuckets.AsSpan().Fill(NoLink);
         _sourceMask = (buckets / 2) - 1;
-        _slots = new Connection?[capacity];
-        _freeSlots = new int[capacity];
-        for (int i = 0; i < capacity; i++)
-        {
-            _freeSlots[i] = capacity - 1 - i;
-        }
 
-        _freeCount = capacity;
+        _slotCount = capacity + UnconfirmedSlots;
+        _chunks = new ConnEntry[]?[(_slotCount + ChunkMask) >> ChunkShift];
+        _freeSlots = new int[_slotCount];
     }
 
     public int Capacity { get; }
@@ -59,6 +84,7 @@ public sealed class ConnectionTable
     /// <summary>The source keys of PPTP's enhanced GRE, kept in step with the entries (and the expectations) that hold them.</summary>
     public Gre.GreKeymap GreKeys { get; } = new();
 
+    /// <summary>Connections in the table (confirmed, not yet removed).</summary>
     public int Count => _count;
 
     /// <summary>
@@ -76,12 +102,75 @@ public sealed class ConnectionTable
     /// </summary>
     internal ConnTuple LastReleasedReply;
 
-    public bool IsFull => _freeCount == 0;
+    public bool IsFull => _count >= Capacity;
+
+    /// <summary>True when a slot is free for a new connection (<see cref="Create"/>).</summary>
+    public bool CanCreate => _freeCount > 0 || _highWater < _slotCount;
 
     /// <summary>The number of buckets in the hash index.</summary>
     public int BucketCount => _buckets.Length;
 
+    /// <summary>Slots taken at least once: what a scan of the slots need look at.</summary>
+    internal int SlotsInUse => _highWater;
+
+    /// <summary>Slots holding a connection: those in the table, and new ones not yet confirmed or released.</summary>
+    internal int SlotsHeld => _highWater - _freeCount;
+
+    /// <summary>Every slot the table may ever use: its capacity and the room for unconfirmed connections.</summary>
+    internal int SlotCount => _slotCount;
+
     internal int BucketOf(in ConnTuple tuple) => (int)(tuple.Hash(_hashKey) & (uint)_bucketMask);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref ConnEntry EntryAt(int slot)
+    {
+        // Every slot handed out lies in an allocated chunk: no bounds to check twice on the packet path.
+        var chunk = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_chunks), slot >> ChunkShift);
+        return ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(chunk!), slot & ChunkMask);
+    }
+
+    internal uint GenerationAt(int slot) => slot >= 0 && slot < _highWater ? EntryAt(slot).Generation : 0;
+
+    private Connection HandleOf(int slot) => new(this, slot, EntryAt(slot).Generation);
+
+    /// <summary>
+    /// Takes a slot for a new connection with these tuples: unconfirmed, in no chain, until <see cref="Insert"/>. The
+    /// caller has checked <see cref="CanCreate"/>; a connection never inserted is given back with <see cref="Release"/>.
+    /// </summary>
+    public Connection Create(in ConnTuple original, in ConnTuple reply)
+    {
+        int slot;
+        if (_freeCount > 0)
+        {
+            slot = _freeSlots[_freeHead];
+            _freeHead = _freeHead + 1 == _freeSlots.Length ? 0 : _freeHead + 1;
+            _freeCount--;
+        }
+        else if (_highWater < _slotCount)
+        {
+            slot = _highWater;
+            int chunk = slot >> ChunkShift;
+            _chunks[chunk] ??= GC.AllocateArray<ConnEntry>(Math.Min(ChunkSize, _slotCount - (chunk << ChunkShift)), pinned: true);
+            EntryAt(slot).Generation = 1;
+            _highWater++;
+        }
+        else
+        {
+            throw new InvalidOperationException("The connection table has no free slot.");
+        }
+
+        ref var entry = ref EntryAt(slot);
+        uint generation = entry.Generation;
+        entry = default;
+        entry.Generation = generation;
+        entry.OriginalTuple = original;
+        entry.ReplyTuple = reply;
+        entry.NextInOriginalChain = NoLink;
+        entry.NextInReplyChain = NoLink;
+        entry.NextBySource = -2;
+        entry.Use = EntryUse.Unconfirmed;
+        return new Connection(this, slot, generation);
+    }
 
     /// <summary>Finds the entry with <paramref name="tuple"/> in either direction.</summary>
     public bool TryFind(in ConnTuple tuple, out Connection connection, out ConnDirection direction)
@@ -89,12 +178,12 @@ public sealed class ConnectionTable
         int link = _buckets[BucketOf(tuple)];
         while (link != NoLink)
         {
-            var entry = _slots[link >> 1]!;
+            ref var entry = ref EntryAt(link >> 1);
             if ((link & 1) == 0)
             {
                 if (entry.OriginalTuple.Equals(tuple))
                 {
-                    connection = entry;
+                    connection = HandleOf(link >> 1);
                     direction = ConnDirection.Original;
                     return true;
                 }
@@ -105,7 +194,7 @@ public sealed class ConnectionTable
             {
                 if (entry.ReplyTuple.Equals(tuple))
                 {
-                    connection = entry;
+                    connection = HandleOf(link >> 1);
                     direction = ConnDirection.Reply;
                     return true;
                 }
@@ -114,7 +203,7 @@ public sealed class ConnectionTable
             }
         }
 
-        connection = null!;
+        connection = default;
         direction = default;
         return false;
     }
@@ -125,14 +214,15 @@ public sealed class ConnectionTable
     /// <summary>The entry other than <paramref name="except"/> that has <paramref name="tuple"/> in either direction, or null.</summary>
     internal Connection? FindTaker(in ConnTuple tuple, Connection? except)
     {
+        int exceptSlot = except is { } e && ReferenceEquals(e.Table, this) && e.IsAlive ? e.Index : -1;
         int link = _buckets[BucketOf(tuple)];
         while (link != NoLink)
         {
-            var entry = _slots[link >> 1]!;
+            ref var entry = ref EntryAt(link >> 1);
             bool reply = (link & 1) != 0;
-            if (!ReferenceEquals(entry, except) && (reply ? entry.ReplyTuple : entry.OriginalTuple).Equals(tuple))
+            if ((link >> 1) != exceptSlot && (reply ? entry.ReplyTuple : entry.OriginalTuple).Equals(tuple))
             {
-                return entry;
+                return HandleOf(link >> 1);
             }
 
             link = reply ? entry.NextInReplyChain : entry.NextInOriginalChain;
@@ -141,37 +231,37 @@ public sealed class ConnectionTable
         return null;
     }
 
-    /// <summary>Adds an entry under both its tuples. The caller has checked <see cref="IsFull"/>.</summary>
+    /// <summary>Adds a new connection under both its tuples. The caller has checked <see cref="IsFull"/>.</summary>
     public void Insert(Connection connection)
     {
-        if (connection.Slot != -1)
+        if (!connection.IsAlive || !ReferenceEquals(connection.Table, this) || connection.Entry.Use != EntryUse.Unconfirmed)
         {
-            throw new InvalidOperationException("The connection is already in the table.");
+            throw new InvalidOperationException("The connection is not a new one of this table.");
         }
 
-        if (_freeCount == 0)
+        if (IsFull)
         {
             throw new InvalidOperationException("The connection table is full.");
         }
 
-        int slot = _freeSlots[--_freeCount];
-        _slots[slot] = connection;
-        connection.Slot = slot;
-        Link(connection);
-        if ((connection.StatusBits & ConnStatus.Expected) != 0)
+        int slot = connection.Index;
+        ref var entry = ref connection.Entry;
+        entry.Use = EntryUse.InTable;
+        LinkChains(slot, ref entry);
+        if ((entry.StatusBits & ConnStatus.Expected) != 0)
         {
             // Only an expected connection can be a PPTP call's: its keys are the call's.
-            GreKeys.AddConnection(connection.OriginalTuple, connection.ReplyTuple);
-            if (connection.OriginalTuple.Protocol == IpProtocol.Gre && connection.Extras?.Master is { } master)
+            GreKeys.AddConnection(entry.OriginalTuple, entry.ReplyTuple);
+            if (entry.OriginalTuple.Protocol == IpProtocol.Gre && connection.Master is { } master)
             {
                 (master.EnsureExtras().GreCalls ??= []).Add(connection);
             }
         }
 
-        if ((connection.StatusBits & ConnStatus.SrcNatDone) != 0)
+        if ((entry.StatusBits & ConnStatus.SrcNatDone) != 0)
         {
-            int bucket = SourceBucketOf(connection.OriginalTuple);
-            connection.NextBySource = _sourceBuckets[bucket];
+            int bucket = SourceBucketOf(entry.OriginalTuple);
+            entry.NextBySource = _sourceBuckets[bucket];
             _sourceBuckets[bucket] = slot;
         }
 
@@ -183,130 +273,202 @@ public sealed class ConnectionTable
 
     /// <summary>
     /// The first slot of the by-source chain <paramref name="original"/>'s source endpoint hashes to (-1: empty). The
-    /// chain holds the source-translated connections; follow it with <see cref="Connection.NextBySource"/> and compare
-    /// the endpoints, since other endpoints share chains.
+    /// chain holds the source-translated connections; follow it with <see cref="BySourceAt"/> and compare the
+    /// endpoints, since other endpoints share chains.
     /// </summary>
     internal int SourceChainHead(in ConnTuple original) => _sourceBuckets[SourceBucketOf(original)];
 
-    /// <summary>Removes an entry. Returns false if it was not in the table.</summary>
+    /// <summary>The entry in a slot of a by-source chain, and the slot of the next one (-1: the end).</summary>
+    internal Connection BySourceAt(int slot, out int next)
+    {
+        next = EntryAt(slot).NextBySource;
+        return HandleOf(slot);
+    }
+
+    /// <summary>Removes a connection from the table and gives its slot back. Returns false if it was not in the table.</summary>
     public bool Remove(Connection connection)
     {
-        int slot = connection.Slot;
-        if (slot < 0 || !ReferenceEquals(_slots[slot], connection))
+        bool removed = Unlink(connection);
+        Release(connection);
+        return removed;
+    }
+
+    /// <summary>
+    /// Takes a connection out of the index (lookups no longer find it) but keeps its slot, so that what hangs off it can
+    /// still be read until <see cref="Release"/>. Returns false if it was not in the table.
+    /// </summary>
+    internal bool Unlink(Connection connection)
+    {
+        if (!connection.IsInTable || !ReferenceEquals(connection.Table, this))
         {
             return false;
         }
 
-        Unlink(connection);
-        if ((connection.StatusBits & ConnStatus.Expected) != 0)
+        int slot = connection.Index;
+        ref var entry = ref connection.Entry;
+        UnlinkChains(slot, ref entry);
+        if ((entry.StatusBits & ConnStatus.Expected) != 0)
         {
-            GreKeys.RemoveConnection(connection.OriginalTuple, connection.ReplyTuple);
-            connection.Extras?.Master?.Extras?.GreCalls?.Remove(connection);
+            GreKeys.RemoveConnection(entry.OriginalTuple, entry.ReplyTuple);
+            connection.Master?.Extras?.GreCalls?.Remove(connection);
         }
 
-        if (connection.NextBySource != -2)
+        if (entry.NextBySource != -2)
         {
-            UnlinkBySource(connection);
+            UnlinkBySource(slot, ref entry);
         }
 
-        _slots[slot] = null;
-        _freeSlots[_freeCount++] = slot;
-        connection.Slot = -1;
+        entry.Use = EntryUse.Unlinked;
         _count--;
         TupleReleases++;
-        LastReleasedReply = connection.ReplyTuple;
+        LastReleasedReply = entry.ReplyTuple;
         return true;
+    }
+
+    /// <summary>
+    /// Gives a connection's slot (and its out-of-line parts) back, taking it out of the index first if it is still
+    /// there: every handle on it is stale from now on. Nothing happens for a handle already stale.
+    /// </summary>
+    public void Release(Connection connection)
+    {
+        if (!connection.IsAlive || !ReferenceEquals(connection.Table, this))
+        {
+            return;
+        }
+
+        Unlink(connection);
+        int slot = connection.Index;
+        ref var entry = ref connection.Entry;
+        if (entry.ExtrasIndex != 0)
+        {
+            _extras[entry.ExtrasIndex - 1]!.Clear();
+            _freeExtras.Push(entry.ExtrasIndex - 1);
+            entry.ExtrasIndex = 0;
+        }
+
+        entry.Use = EntryUse.Free;
+        entry.Generation = entry.Generation == uint.MaxValue ? 1 : entry.Generation + 1;
+        int tail = _freeHead + _freeCount;
+        _freeSlots[tail >= _freeSlots.Length ? tail - _freeSlots.Length : tail] = slot;
+        _freeCount++;
     }
 
     /// <summary>Re-indexes an entry after its reply tuple changed (NAT decided after the entry was inserted).</summary>
     public void Rehash(Connection connection, in ConnTuple newReplyTuple)
     {
-        if (connection.Slot < 0)
+        ref var entry = ref connection.Entry;
+        if (!connection.IsInTable)
         {
-            connection.ReplyTuple = newReplyTuple;
+            entry.ReplyTuple = newReplyTuple;
             return;
         }
 
-        Unlink(connection);
+        int slot = connection.Index;
+        UnlinkChains(slot, ref entry);
         TupleReleases++;
-        LastReleasedReply = connection.ReplyTuple;
-        bool expected = (connection.StatusBits & ConnStatus.Expected) != 0;
+        LastReleasedReply = entry.ReplyTuple;
+        bool expected = (entry.StatusBits & ConnStatus.Expected) != 0;
         if (expected)
         {
-            GreKeys.RemoveConnection(connection.OriginalTuple, connection.ReplyTuple);
+            GreKeys.RemoveConnection(entry.OriginalTuple, entry.ReplyTuple);
         }
 
-        connection.ReplyTuple = newReplyTuple;
+        entry.ReplyTuple = newReplyTuple;
         if (expected)
         {
-            GreKeys.AddConnection(connection.OriginalTuple, connection.ReplyTuple);
+            GreKeys.AddConnection(entry.OriginalTuple, entry.ReplyTuple);
         }
 
-        Link(connection);
+        LinkChains(slot, ref entry);
     }
 
-    /// <summary>The entry in a slot, for incremental scans (garbage collection, early drop, listings).</summary>
-    public Connection? AtSlot(int slot) => _slots[slot];
+    /// <summary>The entry in a slot, if the slot holds one in the table, for incremental scans (garbage collection, early drop, listings).</summary>
+    public Connection? AtSlot(int slot) =>
+        slot >= 0 && slot < _highWater && EntryAt(slot).Use == EntryUse.InTable ? HandleOf(slot) : null;
 
     /// <summary>Visits the entries chained in a bucket (early drop looks at a few buckets near a new tuple's).</summary>
     internal int FirstLinkOfBucket(int bucket) => _buckets[bucket & _bucketMask];
 
-    internal Connection EntryOfLink(int link) => _slots[link >> 1]!;
+    internal Connection EntryOfLink(int link) => HandleOf(link >> 1);
 
-    internal static int NextLink(Connection entry, int link) => (link & 1) == 0 ? entry.NextInOriginalChain : entry.NextInReplyChain;
+    internal static int NextLink(Connection entry, int link) => NextLink(ref entry.Entry, link);
 
-    /// <summary>Enumerates every entry (allocation-free enumerator; not for the packet path).</summary>
+    private static int NextLink(ref ConnEntry entry, int link) => (link & 1) == 0 ? entry.NextInOriginalChain : entry.NextInReplyChain;
+
+    /// <summary>Enumerates every entry in the table (not for the packet path).</summary>
     public IEnumerable<Connection> Entries()
     {
-        for (int i = 0; i < _slots.Length; i++)
+        for (int slot = 0; slot < _highWater; slot++)
         {
-            var c = _slots[i];
-            if (c is not null)
+            if (EntryAt(slot).Use == EntryUse.InTable)
             {
-                yield return c;
+                yield return HandleOf(slot);
             }
         }
     }
 
-    private void Link(Connection connection)
-    {
-        int original = BucketOf(connection.OriginalTuple);
-        connection.NextInOriginalChain = _buckets[original];
-        _buckets[original] = connection.Slot * 2;
+    internal ConnectionExtras? ExtrasOf(int extrasIndex) => extrasIndex == 0 ? null : _extras[extrasIndex - 1];
 
-        int reply = BucketOf(connection.ReplyTuple);
-        connection.NextInReplyChain = _buckets[reply];
-        _buckets[reply] = (connection.Slot * 2) + 1;
+    internal ConnectionExtras EnsureExtras(int slot)
+    {
+        ref var entry = ref EntryAt(slot);
+        if (entry.ExtrasIndex != 0)
+        {
+            return _extras[entry.ExtrasIndex - 1]!;
+        }
+
+        if (!_freeExtras.TryPop(out int index))
+        {
+            index = _extrasHighWater++;
+            if (index == _extras.Length)
+            {
+                Array.Resize(ref _extras, _extras.Length * 2);
+            }
+        }
+
+        var extras = _extras[index] ??= new ConnectionExtras();
+        entry.ExtrasIndex = index + 1;
+        return extras;
     }
 
-    private void Unlink(Connection connection)
+    private void LinkChains(int slot, ref ConnEntry entry)
     {
-        UnlinkOne(BucketOf(connection.OriginalTuple), connection.Slot * 2);
-        UnlinkOne(BucketOf(connection.ReplyTuple), (connection.Slot * 2) + 1);
+        int original = BucketOf(entry.OriginalTuple);
+        entry.NextInOriginalChain = _buckets[original];
+        _buckets[original] = slot * 2;
+
+        int reply = BucketOf(entry.ReplyTuple);
+        entry.NextInReplyChain = _buckets[reply];
+        _buckets[reply] = (slot * 2) + 1;
     }
 
-    private void UnlinkBySource(Connection connection)
+    private void UnlinkChains(int slot, ref ConnEntry entry)
     {
-        int bucket = SourceBucketOf(connection.OriginalTuple);
-        int slot = connection.Slot;
+        UnlinkOne(BucketOf(entry.OriginalTuple), slot * 2);
+        UnlinkOne(BucketOf(entry.ReplyTuple), (slot * 2) + 1);
+    }
+
+    private void UnlinkBySource(int slot, ref ConnEntry entry)
+    {
+        int bucket = SourceBucketOf(entry.OriginalTuple);
         if (_sourceBuckets[bucket] == slot)
         {
-            _sourceBuckets[bucket] = connection.NextBySource;
+            _sourceBuckets[bucket] = entry.NextBySource;
         }
         else
         {
-            for (int at = _sourceBuckets[bucket]; at != NoLink; at = _slots[at]!.NextBySource)
+            for (int at = _sourceBuckets[bucket]; at != NoLink; at = EntryAt(at).NextBySource)
             {
-                var entry = _slots[at]!;
-                if (entry.NextBySource == slot)
+                ref var previous = ref EntryAt(at);
+                if (previous.NextBySource == slot)
                 {
-                    entry.NextBySource = connection.NextBySource;
+                    previous.NextBySource = entry.NextBySource;
                     break;
                 }
             }
         }
 
-        connection.NextBySource = -2;
+        entry.NextBySource = -2;
     }
 
     private void UnlinkOne(int bucket, int target)
@@ -314,17 +476,17 @@ public sealed class ConnectionTable
         int link = _buckets[bucket];
         if (link == target)
         {
-            _buckets[bucket] = NextLink(_slots[target >> 1]!, target);
+            _buckets[bucket] = NextLink(ref EntryAt(target >> 1), target);
             return;
         }
 
         while (link != NoLink)
         {
-            var entry = _slots[link >> 1]!;
-            int next = NextLink(entry, link);
+            ref var entry = ref EntryAt(link >> 1);
+            int next = NextLink(ref entry, link);
             if (next == target)
             {
-                int after = NextLink(_slots[target >> 1]!, target);
+                int after = NextLink(ref EntryAt(target >> 1), target);
                 if ((link & 1) == 0)
                 {
                     entry.NextInOriginalChain = after;

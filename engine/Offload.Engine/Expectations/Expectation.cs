@@ -113,7 +113,7 @@ public sealed class Expectation
 
     /// <summary>True when both expect the same thing from the same master.</summary>
     internal bool SameAs(Expectation other) =>
-        ReferenceEquals(Master, other.Master)
+        Master == other.Master
         && Class == other.Class
         && Tuple.Equals(other.Tuple)
         && SourcePrefixLength == other.SourcePrefixLength

@@ -142,7 +142,7 @@ internal sealed class HelperDispatch
         _scratch.BeginCall();
         var rewrites = _scratch.Rewrites;
         var layout = new HelperPacketLayout(ctx.Info.L4Offset, ctx.Info.PayloadOffset, ctx.Info.PayloadLength, ctx.Info.Protocol, ctx.Dir, ctx.Ct, conn.IsNatted);
-        var context = new HelperContext(_host, helper, conn, ctx.Packet, layout, in conn.TupleOf(ctx.Dir), in conn.TupleOf(ctx.Dir.Opposite()));
+        var context = new HelperContext(_host, helper, conn.Boxed(), ctx.Packet, layout, in conn.TupleOf(ctx.Dir), in conn.TupleOf(ctx.Dir.Opposite()));
         HelperVerdict verdict;
         try
         {

@@ -164,8 +164,7 @@ internal sealed class NatCore
     {
         for (int slot = _table.SourceChainHead(original); slot != -1;)
         {
-            var entry = _table.AtSlot(slot)!;
-            slot = entry.NextBySource;
+            var entry = _table.BySourceAt(slot, out slot);
             var o = entry.OriginalTuple;
             if (o.Family != original.Family || o.Protocol != original.Protocol || o.Source != original.Source || o.SourcePort != original.SourcePort)
             {

@@ -47,8 +47,8 @@ public sealed class ChangeTracker : IConntrackObserver
         ArgumentNullException.ThrowIfNull(engine);
         _engine = engine;
         Inner = inner;
-        _sentDigest = new uint[engine.Connections.Capacity];
-        _sentExpires = new long[engine.Connections.Capacity];
+        _sentDigest = new uint[engine.Connections.SlotCount];
+        _sentExpires = new long[engine.Connections.SlotCount];
     }
 
     /// <summary>The observer every event is passed on to.</summary>
@@ -109,13 +109,13 @@ public sealed class ChangeTracker : IConntrackObserver
             ref var change = ref _pending[i];
             switch (change.Kind)
             {
-                case ChangeKind.Connection when change.Connection!.Slot >= 0 && !change.Connection.IsDying:
-                    Send(batch, change.Connection, now);
+                case ChangeKind.Connection when change.Connection is { IsInTable: true, IsDying: false } conn:
+                    Send(batch, conn, now);
                     break;
                 case ChangeKind.ConnectionGone:
                     batch.WriteConnectionGone(change.Tuple);
                     break;
-                case ChangeKind.Expectation when change.Expectation!.Linked && change.Expectation.Master.Slot >= 0:
+                case ChangeKind.Expectation when change.Expectation!.Linked && change.Expectation.Master.IsInTable:
                     batch.WriteExpectation(change.Expectation, now);
                     break;
                 case ChangeKind.ExpectationGone when change.Slot >= 0:
@@ -134,18 +134,17 @@ public sealed class ChangeTracker : IConntrackObserver
     private void Sweep(ReplicationBatch batch, long now, long maxBytes)
     {
         var table = _engine.Connections;
-        int slots = Math.Max(1024, (table.Capacity + SweepCycleRounds - 1) / SweepCycleRounds);
+        int slots = Math.Max(1024, (table.SlotCount + SweepCycleRounds - 1) / SweepCycleRounds);
         for (int n = 0; n < slots && batch.Length < maxBytes; n++)
         {
             int slot = _cursor;
-            _cursor = _cursor + 1 == table.Capacity ? 0 : _cursor + 1;
+            _cursor = _cursor + 1 == table.SlotCount ? 0 : _cursor + 1;
             if (_resyncLeft > 0 && --_resyncLeft == 0)
             {
                 ResyncsCompleted++;
             }
 
-            var conn = table.AtSlot(slot);
-            if (conn is null || conn.IsDying)
+            if (table.AtSlot(slot) is not { IsDying: false } conn)
             {
                 _sentDigest[slot] = 0;
                 continue;

@@ -85,18 +85,30 @@ public sealed class ReplicationApplier
     }
 
     private Connection? Resolve(int peerSlot) =>
-        _byPeerSlot.TryGetValue(peerSlot, out var conn) && conn.Slot >= 0 ? conn : null;
+        _byPeerSlot.TryGetValue(peerSlot, out var conn) && conn.IsInTable ? conn : null;
 
     private void ApplyConnection(SnapshotReader reader, long now)
     {
         int peerSlot = reader.ReadInt32();
         var parsed = new EngineSnapshot.Parsed(_engine, now, 0, liberal: true, Resolve);
-        parsed.ReadConnection(reader);
-        if (parsed.Connections.Count == 0)
+        try
         {
-            return; // its time ran out on the way: the active node destroys it too
-        }
+            parsed.ReadConnection(reader);
+            if (parsed.Connections.Count == 0)
+            {
+                return; // its time ran out on the way: the active node destroys it too
+            }
 
+            Apply(parsed, peerSlot);
+        }
+        finally
+        {
+            parsed.ReleaseLeftovers();
+        }
+    }
+
+    private void Apply(EngineSnapshot.Parsed parsed, int peerSlot)
+    {
         var fresh = parsed.Connections[0];
         fresh.StatusBits |= ConnStatus.Confirmed;
         if (fresh.Extras is { } extras)

@@ -214,23 +214,31 @@ public static class EngineSnapshot
         long downtime = Math.Max(0, unixNanoseconds - header.WrittenAtUnixNanoseconds);
         bool final = (header.Flags & SnapshotFormat.FlagFinal) != 0;
         var parsed = new Parsed(engine, engine.Clock.NowNanoseconds, downtime, liberal: !final);
-        var reader = new SnapshotReader(stream, header.BodyLength);
-        for (int i = 0; i < header.Connections; i++)
+        try
         {
-            parsed.ReadConnection(reader);
+            var reader = new SnapshotReader(stream, header.BodyLength);
+            for (int i = 0; i < header.Connections; i++)
+            {
+                parsed.ReadConnection(reader);
+            }
+
+            for (int i = 0; i < header.Expectations; i++)
+            {
+                parsed.ReadExpectation(reader);
+            }
+
+            if (reader.Left != 0)
+            {
+                throw new SnapshotException(SnapshotRefusal.Corrupt, $"{reader.Left} bytes after the last record");
+            }
+
+            parsed.Commit();
+        }
+        finally
+        {
+            parsed.ReleaseLeftovers();
         }
 
-        for (int i = 0; i < header.Expectations; i++)
-        {
-            parsed.ReadExpectation(reader);
-        }
-
-        if (reader.Left != 0)
-        {
-            throw new SnapshotException(SnapshotRefusal.Corrupt, $"{reader.Left} bytes after the last record");
-        }
-
-        parsed.Commit();
         return new SnapshotLoadResult
         {
             Connections = parsed.Connections.Count,
@@ -287,6 +295,9 @@ public static class EngineSnapshot
         private readonly Dictionary<int, Connection> _bySlot = [];
         private readonly List<(Connection Child, int Master)> _masters = [];
 
+        // Every connection read, in the table's slots from the start: what Commit does not insert goes back.
+        private readonly List<Connection> _created = [];
+
         /// <summary>Connections read that name a master, with the master's slot.</summary>
         public IReadOnlyList<(Connection Child, int Master)> Masters => _masters;
         public int StatesRestored;
@@ -304,13 +315,18 @@ public static class EngineSnapshot
                 throw new SnapshotException(SnapshotRefusal.Corrupt, $"a connection record of kind {kind}");
             }
 
-            var conn = new Connection
+            var table = engine.Connections;
+            if (!table.CanCreate)
             {
-                OriginalTuple = reader.ReadTuple(),
-                ReplyTuple = reader.ReadTuple(),
-                StatusBits = (ConnStatus)reader.ReadUInt32() & ~ConnStatus.Dying,
-                MarkValue = reader.ReadUInt32(),
-            };
+                throw new SnapshotException(SnapshotRefusal.TooLarge, $"more than {_created.Count} connections, the table holds {table.Capacity}");
+            }
+
+            var original = reader.ReadTuple();
+            var reply = reader.ReadTuple();
+            var conn = table.Create(original, reply);
+            _created.Add(conn);
+            conn.StatusBits = (ConnStatus)reader.ReadUInt32() & ~ConnStatus.Dying;
+            conn.MarkValue = reader.ReadUInt32();
             long remaining = Remaining(reader.ReadInt64());
             conn.ExpiresAt = now + remaining;
             conn.StreamAt = now + Remaining(reader.ReadInt64());
@@ -447,13 +463,32 @@ public static class EngineSnapshot
 
         private bool TryMaster(int slot, out Connection master)
         {
-            if (_bySlot.TryGetValue(slot, out master!))
+            if (_bySlot.TryGetValue(slot, out master))
             {
                 return true;
             }
 
-            master = outside?.Invoke(slot)!;
-            return master is not null;
+            if (outside?.Invoke(slot) is { } found)
+            {
+                master = found;
+                return true;
+            }
+
+            return false;
+        }
+
+        /// <summary>Gives back the slots of the connections read that are not in the table (expired, refused, or all of them after an error).</summary>
+        public void ReleaseLeftovers()
+        {
+            foreach (var conn in _created)
+            {
+                if (!conn.IsInTable)
+                {
+                    engine.Connections.Release(conn);
+                }
+            }
+
+            _created.Clear();
         }
 
         /// <summary>Puts everything into the engine, or, when something does not fit, nothing.</summary>

@@ -101,7 +101,7 @@ public class H323HelperTests
             expected.Select(e => (e.Tuple.Protocol, e.Tuple.DestinationPort)));
         Assert.All(expected, e =>
         {
-            Assert.Same(call.Connection, e.Master);
+            Assert.Equal(call.Connection, e.Master);
             Assert.Equal(A(Server), e.Tuple.Source);
             Assert.Equal(A(WanAddress), e.Tuple.Destination);
         });

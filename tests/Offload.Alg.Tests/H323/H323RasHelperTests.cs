@@ -115,11 +115,11 @@ public class H323RasHelperTests
 
         rig.Clock.NowNanoseconds += TimeSpan.FromSeconds(250).Ticks * 100; // beyond UDP's timeouts, within the registration's
         var again = rig.Out(UdpPacket(Client, 1719, Gatekeeper, 1719, RegistrationRequest((Client, 1720), (Client, 1719), sequence: 2).ToArray()));
-        Assert.Same(rrq.Connection, again.Connection);
+        Assert.Equal(rrq.Connection, again.Connection);
 
         rig.Clock.NowNanoseconds += TimeSpan.FromSeconds(400).Ticks * 100; // past it, with no confirmation since
         var late = rig.Out(UdpPacket(Client, 1719, Gatekeeper, 1719, RegistrationRequest((Client, 1720), (Client, 1719), sequence: 3).ToArray()));
-        Assert.NotSame(rrq.Connection, late.Connection);
+        Assert.NotEqual(rrq.Connection, late.Connection);
     }
 
     [Fact]

@@ -70,7 +70,7 @@ public class PptpHelperTests
 
         var hop = rig.In(Gre(Server, WanAddress, control.SeenPort));
         Assert.Equal(ConnDirection.Reply, hop.Direction);
-        Assert.True(hop.Connection!.HasStatus(ConnStatus.Expected));
+        Assert.True(hop.Connection!.Value.HasStatus(ConnStatus.Expected));
         Assert.Equal(1, rig[EngineCounter.ConnectionsExpected]);
     }
 

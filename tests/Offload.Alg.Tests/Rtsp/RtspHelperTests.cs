@@ -285,7 +285,7 @@ public class RtspHelperTests
         var control = Control.Masqueraded();
         var setup = control.FromClient(Setup(FfmpegTransport));
         Assert.Equal(2, control.Rig.Expectations.Count);
-        control.Rig.Engine.Destroy(setup.Connection!);
+        control.Rig.Engine.Destroy(setup.Connection!.Value);
         Assert.Empty(control.Rig.Expectations);
     }
 

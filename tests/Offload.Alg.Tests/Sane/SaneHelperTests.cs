@@ -126,7 +126,7 @@ public class SaneHelperTests
         Assert.True(hop.Accepted, rig.DropSummary());
         Assert.Equal(reply, Payload(hop.Packet));
         var expectation = rig.Engine.Expectations.Entries().Single();
-        Assert.Same(session.Connection, expectation.Master);
+        Assert.Equal(session.Connection, expectation.Master);
         Assert.Equal(A(Client), expectation.Tuple.Source);
         Assert.Equal(A(RouterRig.Server), expectation.Tuple.Destination);
         Assert.Equal(DataPort, expectation.Tuple.DestinationPort);
@@ -135,7 +135,7 @@ public class SaneHelperTests
         var data = OpenData(rig, DataPort);
         Assert.True(data.Accepted);
         Assert.Equal(CtInfo.Related, data.CtInfo);
-        Assert.Same(session.Connection, data.Connection!.Master);
+        Assert.Equal(session.Connection, data.Connection!.Value.Master);
     }
 
     [Fact]
@@ -178,7 +178,7 @@ public class SaneHelperTests
 
         var data = OpenData(rig, DataPort + 1);
         Assert.True(data.Accepted, rig.DropSummary());
-        Assert.Same(second.Connection, data.Connection!.Master);
+        Assert.Equal(second.Connection, data.Connection!.Value.Master);
         Assert.Equal(DataPort, DestinationPort(data.Packet)); // where the server listens
     }
 

@@ -74,7 +74,7 @@ public class SipHelperTests
         Assert.Equal([PhoneMedia, (ushort)(PhoneMedia + 1)], media.Select(e => e.Tuple.DestinationPort));
         Assert.All(media, e =>
         {
-            Assert.Same(invite.Connection, e.Master);
+            Assert.Equal(invite.Connection, e.Master);
             Assert.Equal(IpProtocol.Udp, e.Tuple.Protocol);
             Assert.Equal(A(Server), e.Tuple.Source); // direct media: only the peer that signalled
             Assert.Equal(A(WanAddress), e.Tuple.Destination);
@@ -331,7 +331,7 @@ public class SipHelperTests
         // ...so the peer's RTP to that port is the same flow, back to the phone.
         var back = rig.In(UdpPacket(Server, PeerMedia, WanAddress, placed, Ascii("rtp")));
         Assert.True(back.Accepted, rig.DropSummary());
-        Assert.Same(rtp.Connection, back.Connection);
+        Assert.Equal(rtp.Connection, back.Connection);
         Assert.Equal(Ip(Client), Destination(back.Packet));
         Assert.Equal(PhoneMedia, DestinationPort(back.Packet));
         Assert.All(rig.Expectations, e => Assert.True(e.Class <= 1));

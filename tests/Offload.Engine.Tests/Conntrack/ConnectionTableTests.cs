@@ -11,17 +11,17 @@ public class ConnectionTableTests
     private static ConnTuple Udp(uint source, ushort sourcePort, uint destination = 0x0A00_0001, ushort destinationPort = 53) =>
         new(4, IpProtocol.Udp, InetAddress.FromIPv4(source), sourcePort, InetAddress.FromIPv4(destination), destinationPort);
 
-    private static Connection Conn(ConnTuple original) => new() { OriginalTuple = original, ReplyTuple = original.Invert() };
+    private static Connection Conn(ConnectionTable table, ConnTuple original) => table.Create(original, original.Invert());
 
-    private static Connection Conn(ConnTuple original, ConnTuple reply) => new() { OriginalTuple = original, ReplyTuple = reply };
+    private static Connection Conn(ConnectionTable table, ConnTuple original, ConnTuple reply) => table.Create(original, reply);
 
     private static void AssertFound(ConnectionTable table, Connection conn)
     {
         Assert.True(table.TryFind(conn.Original, out var found, out var dir));
-        Assert.Same(conn, found);
+        Assert.Equal(conn, found);
         Assert.Equal(ConnDirection.Original, dir);
         Assert.True(table.TryFind(conn.Reply, out found, out dir));
-        Assert.Same(conn, found);
+        Assert.Equal(conn, found);
         Assert.Equal(ConnDirection.Reply, dir);
     }
 
@@ -45,13 +45,13 @@ public class ConnectionTableTests
     public void Finds_an_entry_by_either_tuple()
     {
         var table = new ConnectionTable(100, Key);
-        var c = Conn(Udp(1, 1000));
+        var c = Conn(table, Udp(1, 1000));
         table.Insert(c);
         AssertFound(table, c);
         Assert.Equal(1, table.Count);
         Assert.False(table.TryFind(Udp(1, 1001), out _, out _));
         Assert.False(table.TryFind(Udp(2, 1000), out _, out _));
-        Assert.Same(c, table.AtSlot(c.Slot));
+        Assert.Equal(c, table.AtSlot(c.Slot));
         Assert.Single(table.Entries(), c);
     }
 
@@ -61,7 +61,7 @@ public class ConnectionTableTests
         var table = new ConnectionTable(8, Key);
         Assert.Equal(16, table.BucketCount);
         var tuples = TuplesInBucket(table, 5, 4);
-        var conns = tuples.Select(Conn).ToList();
+        var conns = tuples.Select(t => Conn(table, t)).ToList();
         foreach (var c in conns)
         {
             table.Insert(c);
@@ -89,9 +89,9 @@ public class ConnectionTableTests
         var table = new ConnectionTable(8, Key);
         // Three entries: one whose original tuple, one whose reply tuple, and one with both in bucket 9.
         var inBucket = TuplesInBucket(table, 9, 4);
-        var a = Conn(inBucket[0], Udp(0x0B00_0001, 1));
-        var b = Conn(Udp(0x0B00_0002, 2), inBucket[1]);
-        var c = Conn(inBucket[2], inBucket[3]);
+        var a = Conn(table, inBucket[0], Udp(0x0B00_0001, 1));
+        var b = Conn(table, Udp(0x0B00_0002, 2), inBucket[1]);
+        var c = Conn(table, inBucket[2], inBucket[3]);
         table.Insert(a);
         table.Insert(b);
         table.Insert(c);
@@ -112,9 +112,9 @@ public class ConnectionTableTests
     {
         var table = new ConnectionTable(8, Key);
         var original = Udp(0xC0A8_0002, 40000, 0x0808_0808, 53);
-        var c = Conn(original);
+        var c = Conn(table, original);
         table.Insert(c);
-        var others = TuplesInBucket(table, table.BucketOf(c.Reply), 2, 0x0A0A_0A0A).Select(Conn).ToList();
+        var others = TuplesInBucket(table, table.BucketOf(c.Reply), 2, 0x0A0A_0A0A).Select(t => Conn(table, t)).ToList();
         others.ForEach(table.Insert);
 
         var oldReply = c.Reply;
@@ -127,7 +127,7 @@ public class ConnectionTableTests
         Assert.Equal(3, table.Count);
 
         // An entry not in the table just takes the new tuple.
-        var loose = Conn(Udp(9, 9));
+        var loose = Conn(table, Udp(9, 9));
         table.Rehash(loose, translated with { DestinationPort = 1 });
         Assert.Equal(1, loose.Reply.DestinationPort);
         Assert.False(table.TryFind(loose.Reply, out _, out _));
@@ -137,13 +137,13 @@ public class ConnectionTableTests
     public void IsTaken_sees_both_directions_and_skips_the_asker()
     {
         var table = new ConnectionTable(8, Key);
-        var c = Conn(Udp(1, 1));
+        var c = Conn(table, Udp(1, 1));
         table.Insert(c);
         Assert.True(table.IsTaken(c.Original, null));
         Assert.True(table.IsTaken(c.Reply, null));
         Assert.False(table.IsTaken(c.Original, c));
         Assert.False(table.IsTaken(c.Reply, c));
-        Assert.True(table.IsTaken(c.Reply, Conn(Udp(2, 2))));
+        Assert.True(table.IsTaken(c.Reply, Conn(table, Udp(2, 2))));
         Assert.False(table.IsTaken(Udp(1, 2), null));
     }
 
@@ -152,7 +152,7 @@ public class ConnectionTableTests
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new ConnectionTable(0, Key));
         var table = new ConnectionTable(3, Key);
-        var conns = Enumerable.Range(1, 3).Select(i => Conn(Udp((uint)i, 1))).ToList();
+        var conns = Enumerable.Range(1, 3).Select(i => Conn(table, Udp((uint)i, 1))).ToList();
         foreach (var c in conns)
         {
             Assert.False(table.IsFull);
@@ -161,12 +161,12 @@ public class ConnectionTableTests
 
         Assert.True(table.IsFull);
         Assert.Equal(3, table.Count);
-        Assert.Throws<InvalidOperationException>(() => table.Insert(Conn(Udp(4, 1))));
+        Assert.Throws<InvalidOperationException>(() => table.Insert(Conn(table, Udp(4, 1))));
         Assert.Throws<InvalidOperationException>(() => table.Insert(conns[0])); // already in
 
         table.Remove(conns[1]);
         Assert.False(table.IsFull);
-        var again = Conn(Udp(5, 1));
+        var again = Conn(table, Udp(5, 1));
         table.Insert(again);
         AssertFound(table, again);
         Assert.Equal(3, table.Entries().Count());
@@ -178,15 +178,102 @@ public class ConnectionTableTests
     }
 
     [Fact]
-    public void A_removed_entry_can_be_inserted_again()
+    public void A_removed_entry_is_gone_for_good_and_its_slot_serves_a_new_one()
     {
-        var table = new ConnectionTable(2, Key);
-        var c = Conn(Udp(1, 1));
+        var table = new ConnectionTable(1, Key);
+        var c = Conn(table, Udp(1, 1));
         table.Insert(c);
-        table.Remove(c);
+        int slot = c.Slot;
+        Assert.True(table.Remove(c));
+        Assert.False(c.IsAlive);
         Assert.Equal(-1, c.Slot);
-        table.Insert(c);
-        AssertFound(table, c);
+        Assert.Throws<InvalidOperationException>(() => table.Insert(c));
+
+        // A released slot is taken again before a new one (the table stays compact), under a new generation.
+        var taken = new List<Connection>();
+        for (int i = 0; i <= ConnectionTable.UnconfirmedSlots; i++)
+        {
+            taken.Add(Conn(table, Udp(2, (ushort)(i + 1))));
+        }
+
+        var reused = taken.Single(t => t.Index == slot);
+        Assert.Equal(0, taken.IndexOf(reused));
+        Assert.NotEqual(c, reused);
+        Assert.True(reused.IsAlive);
+        Assert.False(c.IsAlive);
+        Assert.False(table.CanCreate);
+        Assert.Throws<InvalidOperationException>(() => table.Create(Udp(3, 1), Udp(3, 1).Invert()));
+
+        // A stale handle changes nothing of the slot's new connection.
+        table.Insert(reused);
+        Assert.False(table.Remove(c));
+        table.Release(c);
+        AssertFound(table, reused);
+        Assert.Equal(1, table.Count);
+        foreach (var t in taken.Where(t => t != reused))
+        {
+            Assert.False(t.IsInTable);
+            table.Release(t);
+        }
+
+        Assert.True(table.CanCreate);
+        AssertFound(table, reused);
+    }
+
+    [Fact]
+    public void Out_of_line_parts_are_reused_cleared()
+    {
+        var table = new ConnectionTable(4, Key);
+        var a = Conn(table, Udp(1, 1));
+        var extras = a.EnsureExtras();
+        extras.ExpectationCount = 3;
+        extras.SeqAdjOriginal.OffsetAfter = 5;
+        Assert.Same(extras, a.Extras);
+        table.Release(a);
+
+        var b = Conn(table, Udp(2, 2));
+        Assert.Null(b.Extras);
+        var again = b.EnsureExtras();
+        Assert.Same(extras, again);
+        Assert.Equal(0, again.ExpectationCount);
+        Assert.True(again.SeqAdjOriginal.IsIdentity);
+    }
+
+    [Fact]
+    public void Entries_across_several_chunks_are_found_removed_and_replaced()
+    {
+        const int capacity = 10_000;
+        var table = new ConnectionTable(capacity, Key);
+        var conns = new List<Connection>();
+        for (int i = 0; i < capacity; i++)
+        {
+            var c = Conn(table, Udp(0x0A00_0000u + (uint)i, (ushort)(1024 + (i % 60000))));
+            table.Insert(c);
+            conns.Add(c);
+        }
+
+        Assert.True(table.IsFull);
+        Assert.True(table.SlotsInUse >= capacity);
+        for (int i = 0; i < capacity; i += 2)
+        {
+            Assert.True(table.Remove(conns[i]));
+        }
+
+        for (int i = 0; i < capacity; i += 2)
+        {
+            var c = Conn(table, Udp(0x0B00_0000u + (uint)i, 7));
+            table.Insert(c);
+            conns[i] = c;
+        }
+
+        Assert.Equal(capacity, table.Count);
+        Assert.True(table.SlotsInUse <= table.SlotCount);
+        foreach (var c in conns)
+        {
+            AssertFound(table, c);
+        }
+
+        Assert.Equal(conns.ToHashSet(), table.Entries().ToHashSet());
     }
 
     [Theory]
@@ -227,11 +314,12 @@ public class ConnectionTableTests
                     continue;
                 }
 
-                var c = Conn(original, reply);
+                var c = Conn(table, original, reply);
                 if (table.IsFull)
                 {
                     Assert.Equal(capacity, live.Count);
                     Assert.Throws<InvalidOperationException>(() => table.Insert(c));
+                    table.Release(c);
                     continue;
                 }
 
@@ -276,7 +364,7 @@ public class ConnectionTableTests
                 foreach (var (tuple, expected) in model)
                 {
                     Assert.True(table.TryFind(tuple, out var found, out var dir));
-                    Assert.Same(expected.Conn, found);
+                    Assert.Equal(expected.Conn, found);
                     Assert.Equal(expected.Dir, dir);
                     Assert.False(table.IsTaken(tuple, expected.Conn));
                 }
@@ -291,7 +379,7 @@ public class ConnectionTableTests
                 Assert.Equal(model.TryGetValue(t, out var expected), present);
                 if (present)
                 {
-                    Assert.Same(expected.Conn, found);
+                    Assert.Equal(expected.Conn, found);
                     Assert.Equal(expected.Dir, dir);
                 }
             }

@@ -22,15 +22,15 @@ public class ConnectionViewTests
         var connection = sent.Connection!;
         long now = rig.Engine.Clock.NowNanoseconds;
 
-        var view = ConnectionView.Of(connection);
+        var view = ConnectionView.Of(connection!.Value);
         string line = ConnectionFormatter.Format(view, now);
-        Assert.Equal(ConnectionFormatter.Format(connection, now), line);
+        Assert.Equal(ConnectionFormatter.Format(connection!.Value, now), line);
         Assert.StartsWith("ipv4     2 udp      17 30 ", line, StringComparison.Ordinal);
         Assert.Contains("[UNREPLIED]", line, StringComparison.Ordinal);
 
         // The reply changes the entry, not the copy.
         rig.Live(UdpPacket(Server, 53, WanAddress, SourcePort(sent.Packet), Ascii("a")), Wan, Lan);
-        Assert.DoesNotContain("[UNREPLIED]", ConnectionFormatter.Format(connection, now), StringComparison.Ordinal);
+        Assert.DoesNotContain("[UNREPLIED]", ConnectionFormatter.Format(connection!.Value, now), StringComparison.Ordinal);
         Assert.Equal(line, ConnectionFormatter.Format(view, now));
     }
 }

@@ -25,7 +25,7 @@ public class HelperContractTests
     {
         var hop = rig.Out(UdpPacket(Client, 3000, Server, ControlPort, Ascii(command)));
         Assert.True(hop.Accepted, rig.DropSummary());
-        return hop.Connection!;
+        return hop.Connection!.Value;
     }
 
     [Fact]
@@ -43,7 +43,7 @@ public class HelperContractTests
         // It waits at the address announced (the masqueraded one) and is let through untranslated.
         var hop = rig.In(TcpPacket(Server, 20, WanAddress, 6001, Syn, seq: 777));
         Assert.Equal(CtInfo.Related, hop.CtInfo);
-        Assert.False(hop.Connection!.IsNatted);
+        Assert.False(hop.Connection!.Value.IsNatted);
         Assert.Equal(Ip(WanAddress), Destination(hop.Packet));
     }
 
@@ -145,12 +145,12 @@ public class HelperContractTests
         Assert.True(rig.Out(UdpPacket(Client, 3000, Server, ControlPort, payload)).Accepted);
         var other = rig.Out(UdpPacket(Client2, 3001, Server, ControlPort, payload));
         Assert.True(other.Accepted);
-        Assert.Null(other.Connection!.Helper);
+        Assert.Null(other.Connection!.Value.Helper);
         Assert.Equal(1, calls);
 
         // Enabled again (its plugin replaced, say), it binds new connections again.
         ConntrackEngine.Enable(faulty);
-        Assert.Same(faulty, rig.Out(UdpPacket(Client2, 3002, Server, ControlPort, payload)).Connection!.Helper);
+        Assert.Same(faulty, rig.Out(UdpPacket(Client2, 3002, Server, ControlPort, payload)).Connection!.Value.Helper);
     }
 
     [Fact]
@@ -172,7 +172,7 @@ public class HelperContractTests
         var childReplacement = new ScriptedHelper((ref HelperContext _) => HelperVerdict.Accept, name: "child");
         rig.Engine.ReplaceHelper(child, childReplacement);
         var hop = rig.In(TcpPacket(Server, 20, Client, 6001, Syn, seq: 777));
-        Assert.Same(childReplacement, hop.Connection!.Helper);
+        Assert.Same(childReplacement, hop.Connection!.Value.Helper);
 
         // Unloading detaches: no helper, no status bit, and the expectations it announced are withdrawn.
         Announce(rig, "EXPECT 6002");
@@ -221,8 +221,8 @@ public class HelperContractTests
 
         var conn = rig.Out(UdpPacket(Client, 3000, Server, ControlPort, Ascii("hello"))).Connection!;
         Assert.False(hadState);
-        Assert.Null(conn.Extras?.HelperState);
-        Assert.Equal(rig.Clock.NowNanoseconds + 300_000_000_000L, conn.ExpiresAtNanoseconds); // not UDP's 30 s
+        Assert.Null(conn!.Value.Extras?.HelperState);
+        Assert.Equal(rig.Clock.NowNanoseconds + 300_000_000_000L, conn!.Value.ExpiresAtNanoseconds); // not UDP's 30 s
 
         rig.Out(UdpPacket(Client, 3000, Server, ControlPort, Ascii("remember")));
         rig.Out(UdpPacket(Client, 3000, Server, ControlPort, Ascii("again")));

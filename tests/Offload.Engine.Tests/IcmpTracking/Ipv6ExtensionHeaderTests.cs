@@ -40,12 +40,12 @@ public class Ipv6ExtensionHeaderTests
         Assert.Equal(syn, out1.Packet);
         Assert.Equal(synAck, back.Packet);
         var conn = out1.Connection!;
-        Assert.Equal(IpProtocol.Tcp, conn.Original.Protocol);
-        Assert.Equal(40000, conn.Original.SourcePort);
-        Assert.Equal(443, conn.Original.DestinationPort);
-        Assert.Same(conn, back.Connection);
+        Assert.Equal(IpProtocol.Tcp, conn!.Value.Original.Protocol);
+        Assert.Equal(40000, conn!.Value.Original.SourcePort);
+        Assert.Equal(443, conn!.Value.Original.DestinationPort);
+        Assert.Equal(conn, back.Connection);
         Assert.Equal(CtInfo.EstablishedReply, back.CtInfo);
-        Assert.Equal(TcpConntrackState.SynRecv, conn.TcpState);
+        Assert.Equal(TcpConntrackState.SynRecv, conn!.Value.TcpState);
     }
 
     [Fact]
@@ -62,7 +62,7 @@ public class Ipv6ExtensionHeaderTests
         Assert.Equal(Ip(WanAddress6), TestPackets.Source(p));
         Assert.InRange(TestPackets.SourcePort(p), 61000, 65535);
         Assert.Equal(53, TestPackets.DestinationPort(p));
-        Assert.Equal(IpProtocol.Udp, hop.Connection!.Original.Protocol);
+        Assert.Equal(IpProtocol.Udp, hop.Connection!.Value.Original.Protocol);
     }
 
     [Fact]
@@ -84,7 +84,7 @@ public class Ipv6ExtensionHeaderTests
         var rig = Nat66();
         var hop = rig.Live(p, Lan, Wan);
         Assert.True(hop.Accepted, rig.DropSummary());
-        Assert.Equal(IpProtocol.Mobility, hop.Connection!.Original.Protocol);
+        Assert.Equal(IpProtocol.Mobility, hop.Connection!.Value.Original.Protocol);
         Assert.Equal(Ip(WanAddress6), TestPackets.Source(hop.Packet));
         Assert.Equal(p.AsSpan(40).ToArray(), hop.Packet.AsSpan(40).ToArray());
         Assert.Equal(0, rig.Engine.Connections.Entries().Count(c => c.Original.Protocol == IpProtocol.Tcp));

@@ -43,7 +43,7 @@ public class HairpinBeforeRoutingTests
         Assert.Equal((ushort)80, DestinationPort(syn.Packet));
         Assert.True(syn.SourceNatted);
         Assert.True(syn.DestinationNatted);
-        Assert.Equal(Lan, syn.Connection!.MasqueradeInterface);
+        Assert.Equal(Lan, syn.Connection!.Value.MasqueradeInterface);
         ushort port = SourcePort(syn.Packet);
 
         // The server answers the router, queued before routing too: back to the client, as if from the public address.
@@ -51,7 +51,7 @@ public class HairpinBeforeRoutingTests
 
         Assert.True(synAck.Accepted, rig.DropSummary());
         AssertValid(synAck.Packet);
-        Assert.Same(syn.Connection, synAck.Connection);
+        Assert.Equal(syn.Connection, synAck.Connection);
         Assert.Equal(CtInfo.EstablishedReply, synAck.CtInfo);
         Assert.Equal(Ip(WanAddress), Source(synAck.Packet));
         Assert.Equal((ushort)8080, SourcePort(synAck.Packet));

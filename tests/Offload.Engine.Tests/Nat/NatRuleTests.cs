@@ -33,8 +33,8 @@ public class NatRuleTests
         Assert.Equal(Ttl(syn), Ttl(p)); // the engine does not route: the TTL is the caller's business
         Assert.Equal(syn[32..36], p[32..36]); // data offset, flags, window
         Assert.Equal(syn[38..], p[38..]); // urgent pointer, options
-        Assert.True(hop.Connection!.HasStatus(ConnStatus.SrcNat | ConnStatus.SrcNatDone | ConnStatus.DstNatDone | ConnStatus.Confirmed));
-        Assert.False(hop.Connection.HasStatus(ConnStatus.DstNat));
+        Assert.True(hop.Connection!.Value.HasStatus(ConnStatus.SrcNat | ConnStatus.SrcNatDone | ConnStatus.DstNatDone | ConnStatus.Confirmed));
+        Assert.False(hop.Connection!.Value.HasStatus(ConnStatus.DstNat));
         Assert.Equal(1, rig[EngineCounter.PacketsIn]);
         Assert.Equal(1, rig[EngineCounter.PacketsOut]);
         Assert.Equal(1, rig[EngineCounter.ConnectionsCreated]);
@@ -187,7 +187,7 @@ public class NatRuleTests
         Assert.Equal(hop.AfterPreRouting, hop.Packet);
         Assert.Equal(Ip(Remote), Source(hop.Packet));
         Assert.Equal((ushort)5555, SourcePort(hop.Packet));
-        Assert.True(hop.Connection!.HasStatus(ConnStatus.DstNat));
+        Assert.True(hop.Connection!.Value.HasStatus(ConnStatus.DstNat));
 
         var reply = rig.PassOut(TcpPacket(InternalServer, 80, Remote, 5555, Syn | Ack, seq: 900, ack: 78));
         Assert.Equal(Ip(WanAddress), Source(reply));
@@ -339,7 +339,7 @@ public class NatRuleTests
         Assert.Equal((ushort)20000, SourcePort(hop.Packet));
         Assert.Equal(Ip(Server), Destination(hop.Packet));
         Assert.Equal((ushort)80, DestinationPort(hop.Packet));
-        Assert.False(hop.Connection!.HasStatus(ConnStatus.DstNat));
+        Assert.False(hop.Connection!.Value.HasStatus(ConnStatus.DstNat));
     }
 
     [Fact]
@@ -354,7 +354,7 @@ public class NatRuleTests
         Assert.Equal(hop.AfterPreRouting, hop.Packet);
         Assert.Equal(Ip(Remote), Source(hop.Packet));
         Assert.Equal((ushort)40000, SourcePort(hop.Packet));
-        Assert.False(hop.Connection!.HasStatus(ConnStatus.SrcNat));
+        Assert.False(hop.Connection!.Value.HasStatus(ConnStatus.SrcNat));
     }
 
     [Fact]

@@ -99,7 +99,7 @@ public class PacketStateTests
 
         Assert.True(error.Accepted, rig.DropSummary());
         Assert.Equal(CtInfo.RelatedReply, error.CtInfo);
-        Assert.Same(sent.Connection, error.Connection);
+        Assert.Equal(sent.Connection, error.Connection);
         Assert.True(error.SourceNatted);
         Assert.False(error.DestinationNatted);
     }

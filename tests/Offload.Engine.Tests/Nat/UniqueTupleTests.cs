@@ -157,9 +157,9 @@ public class UniqueTupleTests
         var hop = rig.Out(syn);
         Assert.Equal(syn, hop.Packet);
         var conn = hop.Connection!;
-        Assert.True(conn.HasStatus(ConnStatus.SrcNatDone | ConnStatus.DstNatDone));
-        Assert.False(conn.IsNatted);
-        Assert.Equal(conn.Original, conn.Reply.Invert());
+        Assert.True(conn!.Value.HasStatus(ConnStatus.SrcNatDone | ConnStatus.DstNatDone));
+        Assert.False(conn!.Value.IsNatted);
+        Assert.Equal(conn!.Value.Original, conn!.Value.Reply.Invert());
     }
 
     [Fact]
@@ -180,7 +180,7 @@ public class UniqueTupleTests
         Assert.Equal(Ip(Public), Source(hop.Packet));
         Assert.NotEqual((ushort)40000, SourcePort(hop.Packet));
         Assert.InRange(SourcePort(hop.Packet), (ushort)1024, (ushort)65535);
-        Assert.True(hop.Connection!.HasStatus(ConnStatus.SrcNat));
+        Assert.True(hop.Connection!.Value.HasStatus(ConnStatus.SrcNat));
 
         // Replies find their own flow.
         var toDmz = rig.Pass(TcpPacket(Server, 80, Public, SourcePort(hop.Packet), Syn | Ack, seq: 7000, ack: 301), Wan, Dmz);

@@ -92,12 +92,12 @@ public class ShardTests
         Assert.Equal(Ip(WanAddress), Source(synAck.Packet));
         Assert.Equal((ushort)8080, SourcePort(synAck.Packet));
         AssertValid(synAck.Packet);
-        Assert.Same(syn.Connection, synAck.Connection);
-        Assert.Equal(1, rig.Holders(syn.Connection!));
+        Assert.Equal(syn.Connection, synAck.Connection);
+        Assert.Equal(1, rig.Holders(syn.Connection!.Value));
 
         // Gone from its shard, gone from the directory: a later flow with the same tuples starts afresh.
-        rig.Engines[syn.Shard].Destroy(syn.Connection!);
-        Assert.Equal(-1, rig.Directory.ConnectionOwnerOf(syn.Connection!.Reply));
+        rig.Engines[syn.Shard].Destroy(syn.Connection!.Value);
+        Assert.Equal(-1, rig.Directory.ConnectionOwnerOf(syn.Connection!.Value.Reply));
         Assert.Equal(0, rig.Directory.PublishedTuples);
     }
 
@@ -116,14 +116,14 @@ public class ShardTests
         var syn = rig.In(TcpPacket(relay, 20, Client, 6001, Syn, seq: 777));
         Assert.Equal(Verdict.Accept, syn.Verdict);
         Assert.Equal(master, syn.Shard);
-        Assert.True(syn.Connection!.HasStatus(ConnStatus.Expected));
-        Assert.Same(control.Connection, syn.Connection.Master);
+        Assert.True(syn.Connection!.Value.HasStatus(ConnStatus.Expected));
+        Assert.Equal(control.Connection, syn.Connection!.Value.Master);
         Assert.Single(helper.Arrived);
 
         var synAck = rig.Out(TcpPacket(Client, 6001, relay, 20, Syn | Ack, seq: 5000, ack: 778));
         Assert.Equal(Verdict.Accept, synAck.Verdict);
         Assert.Equal(master, synAck.Shard);
-        Assert.Same(syn.Connection, synAck.Connection);
+        Assert.Equal(syn.Connection, synAck.Connection);
         Assert.Equal(2, rig.Handovers);
         Assert.Equal(0, rig.Directory.PublishedExpectations); // taken
     }

@@ -111,7 +111,7 @@ public class SnapshotTests
         Assert.Equal(Ip(Client), Destination(hop.Packet));
         Assert.Equal((ushort)6001, DestinationPort(hop.Packet));
         Assert.Equal(CtInfo.Related, hop.CtInfo);
-        Assert.Same(after.Engine.Connections.Entries().Single(c => c.Original.DestinationPort == 5000), hop.Connection!.Master);
+        Assert.Equal(after.Engine.Connections.Entries().Single(c => c.Original.DestinationPort == 5000), hop.Connection!.Value.Master);
     }
 
     [Fact]
@@ -154,7 +154,7 @@ public class SnapshotTests
         ushort port = before.Expectations.Single().Tuple.DestinationPort;
         var child = before.In(TcpPacket(Server, 20, WanAddress, port, Syn, seq: 777));
         Assert.True(child.Accepted, before.DropSummary());
-        Assert.Same(parent.Child, child.Connection!.Helper);
+        Assert.Same(parent.Child, child.Connection!.Value.Helper);
         before.PassOut(UdpPacket(Client, 3000, Server, 5000, Ascii("6003"))); // one still waiting at the restart
 
         var again = new AttachingHelper();
