@@ -31,7 +31,7 @@ internal sealed class LiveNetworkInterfaces : INetworkInterfaces, IDisposable
     {
         address = default;
         return _snapshot.ByIndex.TryGetValue(interfaceIndex, out var entry)
-            && NetworkInterfacesExtensions.TryChoosePrimary(entry.Addresses, family, nextHop, out address);
+            && NetworkInterfacesExtensions.TryChoosePrimary(CollectionsMarshal.AsSpan(entry.Addresses), family, nextHop, out address);
     }
 
     public int RouteOut(byte family, InetAddress destination)
@@ -45,8 +45,18 @@ internal sealed class LiveNetworkInterfaces : INetworkInterfaces, IDisposable
         return search.Interface;
     }
 
-    public bool IsLocal(byte family, InetAddress address) =>
-        _snapshot.ByIndex.Values.Any(entry => NetworkInterfacesExtensions.Holds(entry.Addresses, family, address));
+    public bool IsLocal(byte family, InetAddress address)
+    {
+        foreach (var entry in _snapshot.ByIndex.Values)
+        {
+            if (NetworkInterfacesExtensions.Holds(CollectionsMarshal.AsSpan(entry.Addresses), family, address))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     public void Dispose() => NetworkChange.NetworkAddressChanged -= OnChanged;
 

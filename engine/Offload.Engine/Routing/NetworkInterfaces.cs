@@ -45,14 +45,24 @@ public static class NetworkInterfacesExtensions
         interfaces.TryGetPrimaryAddress(interfaceIndex, family, address, out var found) && found == address;
 
     /// <summary>True when the addresses of one interface include <paramref name="address"/>.</summary>
-    public static bool Holds(IEnumerable<(InetAddress Address, byte Family, int PrefixLength)> addresses, byte family, InetAddress address) =>
-        addresses.Any(a => a.Family == family && a.Address == address);
+    public static bool Holds(ReadOnlySpan<(InetAddress Address, byte Family, int PrefixLength)> addresses, byte family, InetAddress address)
+    {
+        foreach (var (candidate, candidateFamily, _) in addresses)
+        {
+            if (candidateFamily == family && candidate == address)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>
     /// The address an interface with <paramref name="addresses"/> uses towards <paramref name="nextHop"/>: the one whose
     /// subnet holds the next hop, else the first of the family (the kernel's choice for MASQUERADE, simplified).
     /// </summary>
-    public static bool TryChoosePrimary(IEnumerable<(InetAddress Address, byte Family, int PrefixLength)> addresses, byte family, InetAddress nextHop, out InetAddress address)
+    public static bool TryChoosePrimary(ReadOnlySpan<(InetAddress Address, byte Family, int PrefixLength)> addresses, byte family, InetAddress nextHop, out InetAddress address)
     {
         address = default;
         bool found = false;
@@ -171,8 +181,18 @@ public sealed class StaticNetworkInterfaces : INetworkInterfaces
     }
 
     /// <summary>True when <paramref name="address"/> is one of the router's own.</summary>
-    public bool IsLocal(byte family, InetAddress address) =>
-        _entries.Any(entry => NetworkInterfacesExtensions.Holds(entry.Addresses, family, address));
+    public bool IsLocal(byte family, InetAddress address)
+    {
+        foreach (var entry in _entries)
+        {
+            if (NetworkInterfacesExtensions.Holds(entry.Addresses, family, address))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     private sealed record Entry(string Name, (InetAddress Address, byte Family, int PrefixLength)[] Addresses);
 }
