@@ -34,7 +34,8 @@ var config = DefaultConfig.Instance
     .AddJob(job.AsDefault())
     .AddDiagnoser(MemoryDiagnoser.Default)
     .AddColumn(StatisticColumn.Median, StatisticColumn.Min, new PacketsPerSecondColumn())
-    .WithOptions(ConfigOptions.DisableLogFile);
+    .WithOptions(ConfigOptions.DisableLogFile)
+    .WithBuildTimeout(TimeSpan.FromMinutes(10)); // a loaded lab machine builds the boilerplate slowly
 
 var summaries = BenchmarkSwitcher.FromAssembly(typeof(Lab).Assembly).Run(args, config);
 

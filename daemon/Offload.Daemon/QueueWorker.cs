@@ -48,6 +48,9 @@ internal sealed class QueueWorker : IDisposable
     private readonly int[] _handovers = new int[Burst];
     private readonly int[] _owners = new int[Burst];
     private int _handoverCount;
+
+    // The buckets of a burst's staged lookups.
+    private readonly int[] _lookupBuckets = new int[Burst];
     private readonly Thread _thread;
     private volatile bool _stopping;
     private long _lastGc;
@@ -126,6 +129,11 @@ internal sealed class QueueWorker : IDisposable
                 lock (_shard.Lock)
                 {
                     _shard.Tick();
+                    if (_shard.Engine.StagesLookups)
+                    {
+                        StageLookups(n);
+                    }
+
                     for (int i = 0; i < n; i++)
                     {
                         HandleSafely(_packets[i], _shard, i);
@@ -205,6 +213,18 @@ internal sealed class QueueWorker : IDisposable
             Statistics.Dropped++;
             _queue.SetVerdict(packet.PacketId, NfVerdict.Drop);
         }
+    }
+
+    /// <summary>A large table's lookups for the whole burst in stages, so that their cache misses overlap (see <see cref="ConntrackEngine.PrepareLookups"/>).</summary>
+    private void StageLookups(int n)
+    {
+        var buckets = _lookupBuckets.AsSpan(0, n);
+        for (int i = 0; i < n; i++)
+        {
+            buckets[i] = _packets[i].IsTruncated ? -1 : _shard.Engine.LookupBucketOf(_packets[i].Payload);
+        }
+
+        _shard.Engine.PrepareLookups(buckets);
     }
 
     private void Handle(in QueuedPacket packet, EngineShard shard, int index)

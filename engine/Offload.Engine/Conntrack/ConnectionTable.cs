@@ -172,6 +172,32 @@ public sealed class ConnectionTable
         return new Connection(this, slot, generation);
     }
 
+    /// <summary>
+    /// The second and third stages of a burst's lookups (see <see cref="ConntrackEngine.PrepareLookups"/>): each
+    /// bucket's head read, then the tuple of each first entry read, so that the misses of a burst overlap (the loads are
+    /// independent) instead of following one another. <paramref name="buckets"/> holds the buckets (-1: none) and is
+    /// overwritten. Returns what it read, for the caller to keep (a read nobody keeps could be left out).
+    /// </summary>
+    internal int Touch(Span<int> buckets)
+    {
+        for (int i = 0; i < buckets.Length; i++)
+        {
+            buckets[i] = buckets[i] < 0 ? NoLink : _buckets[buckets[i]];
+        }
+
+        int sum = 0;
+        foreach (int link in buckets)
+        {
+            if (link != NoLink)
+            {
+                ref var entry = ref EntryAt(link >> 1);
+                sum += (link & 1) == 0 ? entry.OriginalTuple.SourcePort : entry.ReplyTuple.SourcePort;
+            }
+        }
+
+        return sum;
+    }
+
     /// <summary>Finds the entry with <paramref name="tuple"/> in either direction.</summary>
     public bool TryFind(in ConnTuple tuple, out Connection connection, out ConnDirection direction)
     {

@@ -99,4 +99,36 @@ public class ConnectionLifetimeTests
         Assert.Equal(expires, second.ExpiresAtNanoseconds);
         Assert.Equal(1, rig.Engine.Connections.Count);
     }
+
+    [Fact]
+    public void Staged_lookups_find_the_buckets_lookups_use_and_change_nothing()
+    {
+        var rig = new RouterRig([Masquerade]);
+        var syns = Syns(64, 30_000);
+        foreach (var syn in syns)
+        {
+            Assert.True(rig.Out(syn).Accepted);
+        }
+
+        var table = rig.Engine.Connections;
+        var buckets = new int[syns.Length + 2];
+        for (int i = 0; i < syns.Length; i++)
+        {
+            buckets[i] = rig.Engine.LookupBucketOf(syns[i]);
+            var tuple = new ConnTuple(4, IpProtocol.Tcp, InetAddress.From(System.Net.IPAddress.Parse(Client)), (ushort)(30_000 + i), InetAddress.From(System.Net.IPAddress.Parse(Server)), 80);
+            Assert.Equal(table.BucketOf(tuple), buckets[i]);
+        }
+
+        // Nothing to stage for an ICMP error (its lookup is by the flow it quotes) or a packet cut short.
+        buckets[^2] = rig.Engine.LookupBucketOf(IcmpErrorPacket(Server, Client, 3, 3, syns[0]));
+        buckets[^1] = rig.Engine.LookupBucketOf(syns[0].AsSpan(0, 10));
+        Assert.Equal(-1, buckets[^2]);
+        Assert.Equal(-1, buckets[^1]);
+
+        var before = table.Entries().Select(c => (c, c.Original, c.Reply, c.Status, c.ExpiresAtNanoseconds)).ToList();
+        rig.Engine.PrepareLookups(buckets);
+        Assert.Equal(before, table.Entries().Select(c => (c, c.Original, c.Reply, c.Status, c.ExpiresAtNanoseconds)).ToList());
+        Assert.False(rig.Engine.StagesLookups);
+        Assert.True(rig.Out(syns[5]).Accepted);
+    }
 }
