@@ -25,6 +25,8 @@ namespace Offload.Daemon.Tests;
 /// acknowledged first, then the flow's packets from outside are let past the NAT-replies queue rules (the hand-back
 /// set), then its steering entry goes. A refused create leaves the flow steered to offloadd. The control connection
 /// never moves. When the kernel's entry ends (its destroy event), offloadd's goes, and with it the hand-back entry.
+/// With <c>flows: all</c> the hand-back set alone lets the flow past the rules, from outside and from the LAN, once the
+/// kernel's entry is there.
 /// </summary>
 public sealed class HandbackManagerTests
 {
@@ -114,7 +116,7 @@ public sealed class HandbackManagerTests
             Assert.Equal(21, Assert.Single(rig.Engine.Connections.Entries()).Original.DestinationPort);
         }
 
-        Assert.Contains($"handback del {Outside},tcp:{natPort},{Server}", rig.Log);
+        Assert.True(rig.WaitForLog($"handback del {Outside},tcp:{natPort},{Server}"), "the hand-back entry was not deleted");
         Assert.Equal(0, rig.Manager.InKernel);
     }
 
@@ -130,6 +132,48 @@ public sealed class HandbackManagerTests
         Assert.Contains($"{Server},tcp:50000,{Client}", rig.Sets.Present);
     }
 
+    [Fact]
+    public void With_flows_all_the_kernels_entry_comes_before_both_ways_past_the_rules_and_both_go_with_it()
+    {
+        using var rig = new Rig(afterPackets: 0, allFlows: true);
+        rig.OpenControl();
+        rig.Announce(PassivePort);
+        ushort natPort = rig.OpenData(40001);
+
+        // From outside: the router's address, offloadd's port, the server (dst,dst,src); from the LAN: the client, its
+        // port, the server (src,src,dst). Both after the kernel acknowledged its entry; no steering set to change.
+        Assert.Equal(
+            [
+                $"ct new tcp src={Client} dst={Server} sport=40001 dport=50000 -> tcp src={Server} dst={Outside} sport=50000 dport={natPort}",
+                $"handback add {Outside},tcp:{natPort},{Server}",
+                $"handback add {Client},tcp:40001,{Server}",
+            ],
+            rig.Log);
+        Assert.Equal(1, rig.Manager.InKernel);
+
+        rig.Kernel.Destroyed.Add(Tuple(Client, Server, 40001, 50000));
+        Assert.True(rig.WaitForLog($"handback del {Client},tcp:40001,{Server}"), "the destroy event was not acted on");
+        lock (rig.Log)
+        {
+            Assert.Equal([$"handback del {Outside},tcp:{natPort},{Server}", $"handback del {Client},tcp:40001,{Server}"], rig.Log.Skip(3));
+        }
+    }
+
+    [Fact]
+    public void With_flows_all_a_refused_create_lets_nothing_past_the_rules()
+    {
+        using var rig = new Rig(afterPackets: 0, allFlows: true);
+        rig.Kernel.Result = CtnlCommitResult.Failed;
+        rig.OpenControl();
+        rig.Announce(PassivePort);
+        ushort natPort = rig.OpenData(40001);
+        rig.Data(natPort, 1);
+
+        Assert.Single(rig.Log, l => l.StartsWith("ct new", StringComparison.Ordinal));
+        Assert.DoesNotContain(rig.Log, l => l.StartsWith("handback", StringComparison.Ordinal));
+        Assert.Equal(1, rig.Manager.Failed);
+    }
+
     private static CtnlTuple Tuple(string source, string destination, ushort sourcePort, ushort destinationPort) =>
         CtnlTuple.Of(CtnlTuple.Inet, 6, IPAddress.Parse(source).GetAddressBytes(), IPAddress.Parse(destination).GetAddressBytes(), sourcePort, destinationPort);
 
@@ -141,11 +185,11 @@ public sealed class HandbackManagerTests
         private uint _serverSeq = 5001;
         private ushort _outsidePort;
 
-        public Rig(int afterPackets, string[]? helpers = null)
+        public Rig(int afterPackets, string[]? helpers = null, bool allFlows = false)
         {
             Sets = new LoggingSets(Log);
             Kernel = new FakeKernel(Log);
-            Steering = new IpsetSteering(Sets, "offload4", "offload6", NullLogger.Instance);
+            Steering = allFlows ? null : new IpsetSteering(Sets, "offload4", "offload6", NullLogger.Instance);
             var interfaces = new StaticNetworkInterfaces();
             interfaces.Add("lan0", (InetAddress.From(IPAddress.Parse("192.168.1.1")), 4, 24));
             interfaces.Add("wan0", (InetAddress.From(IPAddress.Parse(Outside)), 4, 24));
@@ -171,7 +215,8 @@ public sealed class HandbackManagerTests
 
         public FakeKernel Kernel { get; }
 
-        public IpsetSteering Steering { get; }
+        /// <summary>Helpers mode's steering; null with flows: all.</summary>
+        public IpsetSteering? Steering { get; }
 
         public ConntrackEngine Engine { get; }
 
@@ -224,9 +269,20 @@ public sealed class HandbackManagerTests
             }
 
             Manager.Flush();
-            Steering.Flush();
+            Steering?.Flush();
             return output;
         }
+
+        /// <summary>Waits for a line the events thread writes (the log is read under its lock, as the fakes write it).</summary>
+        public bool WaitForLog(string line) => SpinWait.SpinUntil(
+            () =>
+            {
+                lock (Log)
+                {
+                    return Log.Contains(line);
+                }
+            },
+            TimeSpan.FromSeconds(5));
 
         public void Dispose() => Manager.Dispose();
     }
