@@ -7,6 +7,10 @@
 # the kernel's; that offloadd's entry goes when the kernel's does (destroy event); and that with hand-back switched
 # off by a live reload, nothing reaches the kernel's table.
 #
+# FLOWS=all runs the same checks with steering flows: all, where every packet of lan0 and wan0 is queued to offloadd
+# and the hand-back set alone lets a handed-back flow past the rules, both ways; it also checks that those rules
+# took the bulk of the transfers (the kernel forwarded them) and that offloadd's queues did not.
+#
 # Output and environment: tests/lab/harness.sh (LAB_SUFFIX, default -hb; KEEP_WORK=1). Ends with "N passed, N failed".
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,13 +20,16 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/harness.sh"
 
 sfx=${LAB_SUFFIX:--hb}
+flows=${FLOWS:-helpers}
+[[ $flows == helpers || $flows == all ]] || { echo "FLOWS must be helpers or all" >&2; exit 2; }
 h_init "ol-handback$sfx"
 h_need_root_and_tools ip iptables ipset conntrack curl dumpcap tshark dotnet
 h_build
 h_on_exit "lab_down '$sfx'"
 work=$H_WORK
 cfg=$work/offloadd.yaml
-cp "$H_REPO/tests/lab/offloadd-handback.yaml" "$cfg"
+sed "s/^  flows: helpers\$/  flows: $flows/" "$H_REPO/tests/lab/offloadd-handback.yaml" >"$cfg"
+grep -q "^  flows: $flows\$" "$cfg" || h_die "no flows: line in offloadd-handback.yaml"
 
 lab_up "$sfx" >/dev/null
 lab_vsftpd "$sfx" >/dev/null
@@ -36,9 +43,9 @@ chmod 0644 "$root/large.bin"
 ip netns exec "$r" sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_time_wait=2
 
 if h_daemon_start "$r" "$cfg" --apply-rules --remove-rules-on-stop; then
-    ok "offloadd started in helpers mode with hand-back"
+    ok "offloadd started in flows: $flows with hand-back"
 else
-    not_ok "offloadd started in helpers mode with hand-back" "$(tail -5 "$H_DAEMON_LOG")"
+    not_ok "offloadd started in flows: $flows with hand-back" "$(tail -5 "$H_DAEMON_LOG")"
     h_die "offloadd did not start"
 fi
 
@@ -87,6 +94,22 @@ for mode in "PASV|--disable-epsv|198.51.100.2" "EPSV||198.51.100.2" "PORT|-P - -
     fi
 done
 dropped=$(h_capture_stop)
+
+if [[ $flows == all ]]; then
+    # Every packet of lan0 and wan0 would be queued: the hand-back set's rules let the handed-back flows past, from the
+    # LAN (src,src,dst) and from outside (dst,dst,src), ahead of the untrack and queue rules; the kernel forwarded them.
+    bypassed() { # direction: the packets the hand-back rules of both families let past
+        { ip netns exec "$r" iptables -t raw -L OFFLOAD-PRE -v -n -x; ip netns exec "$r" ip6tables -t raw -L OFFLOAD-PRE -v -n -x; } |
+            awk -v d="$1" '/match-set offloadh[46] / && $0 ~ d && /RETURN/ {s += $1} END {print s + 0}'
+    }
+    lan_side=$(bypassed 'src,src,dst')
+    wan_side=$(bypassed 'dst,dst,src')
+    # What the kernel queued to offloadd meanwhile (each queue's last packet id): the control connections and the first
+    # packets of each data connection, a small part of the transfers (the sender's TSO makes their packets up to 64 KiB).
+    queued=$(ip netns exec "$r" awk '{s += $8} END {print s + 0}' /proc/net/netfilter/nfnetlink_queue)
+    h_result "the hand-back rules let the transfers past the queues: from the LAN $lan_side packets, from outside $wan_side; queued to offloadd $queued" \
+        "$( ((lan_side > 500 && wan_side > 1000 && queued * 4 < lan_side + wan_side)) || echo "too few past the queues")"
+fi
 
 stats=$(h_ctl stats)
 line=$(grep '^handback' <<<"$stats" || true)
