@@ -8,8 +8,9 @@
 # off by a live reload, nothing reaches the kernel's table.
 #
 # FLOWS=all runs the same checks with steering flows: all, where every packet of lan0 and wan0 is queued to offloadd
-# and the hand-back set alone lets a handed-back flow past the rules, both ways; it also checks that those rules
-# took the bulk of the transfers (the kernel forwarded them) and that offloadd's queues did not.
+# and the hand-back set alone lets a handed-back flow past the rules, both ways; offloadd starts with hand-back
+# switched off, and the reload that switches it on must add those rules. It also checks that they took the bulk of
+# the transfers (the kernel forwarded them) and that offloadd's queues did not.
 #
 # Output and environment: tests/lab/harness.sh (LAB_SUFFIX, default -hb; KEEP_WORK=1). Ends with "N passed, N failed".
 set -euo pipefail
@@ -30,6 +31,8 @@ work=$H_WORK
 cfg=$work/offloadd.yaml
 sed "s/^  flows: helpers\$/  flows: $flows/" "$H_REPO/tests/lab/offloadd-handback.yaml" >"$cfg"
 grep -q "^  flows: $flows\$" "$cfg" || h_die "no flows: line in offloadd-handback.yaml"
+# With flows: all it starts switched off, and a reload switches it on: the rules of the start had no hand-back set.
+[[ $flows == helpers ]] || sed -i 's/^  helpers: \[ftp\]$/  enabled: false\n  helpers: [ftp]/' "$cfg"
 
 lab_up "$sfx" >/dev/null
 lab_vsftpd "$sfx" >/dev/null
@@ -47,6 +50,19 @@ if h_daemon_start "$r" "$cfg" --apply-rules --remove-rules-on-stop; then
 else
     not_ok "offloadd started in flows: $flows with hand-back" "$(tail -5 "$H_DAEMON_LOG")"
     h_die "offloadd did not start"
+fi
+
+handback_rules() { ip netns exec "$r" iptables -t raw -S OFFLOAD-PRE | grep -c 'match-set offloadh4' || true; }
+if [[ $flows == all ]]; then
+    h_result "switched off at start, the rules have no hand-back set" "$( (($(handback_rules) == 0)) || echo "$(handback_rules) rules")"
+    sed -i 's/^  enabled: false$/  enabled: true/' "$cfg"
+    from=$(h_log_lines)
+    kill -HUP "$H_DAEMON_PID"
+    h_wait_log "$from" 'Hand-back to the kernel.s conntrack: ftp' >/dev/null || true
+    h_result "a reload that switches hand-back on adds the hand-back set's rules, from outside and from the LAN" \
+        "$(ip netns exec "$r" iptables -t raw -S OFFLOAD-PRE | head -n 3 | tr '\n' '|' |
+            grep -qE '^-N OFFLOAD-PRE\|-A OFFLOAD-PRE -m set --match-set offloadh4 dst,dst,src -j RETURN\|-A OFFLOAD-PRE -i lan0 -m set --match-set offloadh4 src,src,dst -j RETURN\|$' ||
+            ip netns exec "$r" iptables -t raw -S OFFLOAD-PRE | head -n 3 | tr '\n' '|')"
 fi
 
 kernel_ct() { ip netns exec "$r" conntrack -L -p tcp 2>/dev/null; ip netns exec "$r" conntrack -L -f ipv6 -p tcp 2>/dev/null; }
@@ -137,7 +153,7 @@ withdrawn=$(h_ctl stats | sed -nE 's/^handback:.*withdrawn after the kernel.s en
 h_result "withdrawn after the kernel's destroy events: ${withdrawn:-none}" "$( ((${withdrawn:-0} >= 7)) || echo "only ${withdrawn:-0}")"
 
 # 4. Switched off by a live reload: every packet stays with offloadd, nothing reaches the kernel's table.
-sed -i 's/^  helpers: \[ftp\]$/  enabled: false\n  helpers: [ftp]/' "$cfg"
+sed -i -e '/^  enabled: /d' -e 's/^  helpers: \[ftp\]$/  enabled: false\n  helpers: [ftp]/' "$cfg"
 from=$(h_log_lines)
 kill -HUP "$H_DAEMON_PID"
 h_wait_log "$from" 'Hand-back to the kernel.s conntrack off' >/dev/null || true
