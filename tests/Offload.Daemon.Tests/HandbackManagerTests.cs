@@ -41,13 +41,11 @@ public sealed class HandbackManagerTests
     public void An_established_passive_data_connection_is_created_in_the_kernel_before_it_leaves_the_steering()
     {
         using var rig = new Rig(afterPackets: 0);
-        rig.OpenControl();
-        rig.Announce(PassivePort);
-        ushort natPort = rig.OpenData(40001);
+        ushort natPort = rig.OpenPassiveData();
 
         Assert.Equal(
             [
-                $"ct new tcp src={Client} dst={Server} sport=40001 dport=50000 -> tcp src={Server} dst={Outside} sport=50000 dport={natPort}",
+                CreatedInKernel(natPort),
                 $"handback add {Outside},tcp:{natPort},{Server}",
                 $"steering del {Server},tcp:50000,{Client}",
             ],
@@ -136,15 +134,13 @@ public sealed class HandbackManagerTests
     public void With_flows_all_the_kernels_entry_comes_before_both_ways_past_the_rules_and_both_go_with_it()
     {
         using var rig = new Rig(afterPackets: 0, allFlows: true);
-        rig.OpenControl();
-        rig.Announce(PassivePort);
-        ushort natPort = rig.OpenData(40001);
+        ushort natPort = rig.OpenPassiveData();
 
         // From outside: the router's address, offloadd's port, the server (dst,dst,src); from the LAN: the client, its
         // port, the server (src,src,dst). Both after the kernel acknowledged its entry; no steering set to change.
         Assert.Equal(
             [
-                $"ct new tcp src={Client} dst={Server} sport=40001 dport=50000 -> tcp src={Server} dst={Outside} sport=50000 dport={natPort}",
+                CreatedInKernel(natPort),
                 $"handback add {Outside},tcp:{natPort},{Server}",
                 $"handback add {Client},tcp:40001,{Server}",
             ],
@@ -164,15 +160,16 @@ public sealed class HandbackManagerTests
     {
         using var rig = new Rig(afterPackets: 0, allFlows: true);
         rig.Kernel.Result = CtnlCommitResult.Failed;
-        rig.OpenControl();
-        rig.Announce(PassivePort);
-        ushort natPort = rig.OpenData(40001);
-        rig.Data(natPort, 1);
+        rig.Data(rig.OpenPassiveData(), 1);
 
         Assert.Single(rig.Log, l => l.StartsWith("ct new", StringComparison.Ordinal));
         Assert.DoesNotContain(rig.Log, l => l.StartsWith("handback", StringComparison.Ordinal));
         Assert.Equal(1, rig.Manager.Failed);
     }
+
+    /// <summary>The kernel's entry of the client's passive data connection from port 40001, translated to <paramref name="natPort"/>.</summary>
+    private static string CreatedInKernel(ushort natPort) =>
+        $"ct new tcp src={Client} dst={Server} sport=40001 dport=50000 -> tcp src={Server} dst={Outside} sport=50000 dport={natPort}";
 
     private static CtnlTuple Tuple(string source, string destination, ushort sourcePort, ushort destinationPort) =>
         CtnlTuple.Of(CtnlTuple.Inet, 6, IPAddress.Parse(source).GetAddressBytes(), IPAddress.Parse(destination).GetAddressBytes(), sourcePort, destinationPort);
@@ -240,6 +237,14 @@ public sealed class HandbackManagerTests
             Forward(TcpPacket(Server, 21, Outside, _outsidePort, Psh | Ack, seq: _serverSeq, ack: 1001, payload: Ascii(line)), Wan, Lan);
             _serverSeq += (uint)line.Length;
             Forward(TcpPacket(Client, 40000, Server, 21, Ack, seq: 1001, ack: _serverSeq), Lan, Wan);
+        }
+
+        /// <summary>The control connection, the server's 227 and the client's data connection from port 40001; returns the port it was translated to.</summary>
+        public ushort OpenPassiveData()
+        {
+            OpenControl();
+            Announce(PassivePort);
+            return OpenData(40001);
         }
 
         /// <summary>The client's passive data connection, its handshake done; returns the port it was translated to.</summary>
