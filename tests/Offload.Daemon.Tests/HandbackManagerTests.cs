@@ -156,6 +156,25 @@ public sealed class HandbackManagerTests
     }
 
     [Fact]
+    public void With_flows_all_an_active_data_connection_is_let_past_from_outside_at_the_router_and_its_replies_from_the_lan()
+    {
+        using var rig = new Rig(afterPackets: 0, allFlows: true);
+        rig.OpenControl();
+        ushort natPort = rig.Port(40001);
+        rig.OpenActiveData(natPort, 40001);
+
+        // The server's packets arrive at the router's address and offloadd's port (dst,dst,src); the client's replies
+        // from the LAN are (client, its port, server) (src,src,dst).
+        Assert.Equal(
+            [
+                $"ct new tcp src={Server} dst={Outside} sport=20 dport={natPort} -> tcp src={Client} dst={Server} sport=40001 dport=20",
+                $"handback add {Outside},tcp:{natPort},{Server}",
+                $"handback add {Client},tcp:40001,{Server}",
+            ],
+            rig.Log);
+    }
+
+    [Fact]
     public void With_flows_all_a_refused_create_lets_nothing_past_the_rules()
     {
         using var rig = new Rig(afterPackets: 0, allFlows: true);
@@ -245,6 +264,27 @@ public sealed class HandbackManagerTests
             OpenControl();
             Announce(PassivePort);
             return OpenData(40001);
+        }
+
+        /// <summary>The client's PORT command for one of its ports; returns the port offloadd placed it at on the router.</summary>
+        public ushort Port(ushort clientPort)
+        {
+            // The helper reads a command at the start of a line it saw begin (as the kernel's does): one line first.
+            const string User = "USER ftp\r\n";
+            Forward(TcpPacket(Client, 40000, Server, 21, Psh | Ack, seq: 1001, ack: _serverSeq, payload: Ascii(User)), Lan, Wan);
+            string command = $"PORT 192,168,1,10,{clientPort >> 8},{clientPort & 0xff}\r\n";
+            string sent = PayloadText(Forward(TcpPacket(Client, 40000, Server, 21, Psh | Ack, seq: 1001 + (uint)User.Length, ack: _serverSeq, payload: Ascii(command)), Lan, Wan));
+            Assert.StartsWith("PORT 198,51,100,1,", sent, StringComparison.Ordinal);
+            string[] fields = sent.TrimEnd().Split(',');
+            return (ushort)((int.Parse(fields[4], System.Globalization.CultureInfo.InvariantCulture) << 8) | int.Parse(fields[5], System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        /// <summary>The server's active data connection from port 20 to where the PORT command was placed, its handshake done.</summary>
+        public void OpenActiveData(ushort natPort, ushort clientPort)
+        {
+            Forward(TcpPacket(Server, 20, Outside, natPort, Syn, seq: 9000), Wan, Lan);
+            Forward(TcpPacket(Client, clientPort, Server, 20, Syn | Ack, seq: 7000, ack: 9001), Lan, Wan);
+            Forward(TcpPacket(Server, 20, Outside, natPort, Ack, seq: 9001, ack: 7001), Wan, Lan);
         }
 
         /// <summary>The client's passive data connection, its handshake done; returns the port it was translated to.</summary>
