@@ -175,6 +175,22 @@ public sealed class HandbackManagerTests
     }
 
     [Fact]
+    public void With_flows_all_a_data_connection_from_the_control_connections_port_stays_with_offloadd()
+    {
+        // Linux may give both the same source port (they go to different server ports): the data connection's entry from
+        // the LAN would take the control connection's packets to the kernel, which knows nothing of them.
+        using var rig = new Rig(afterPackets: 0, allFlows: true);
+        rig.OpenControl();
+        rig.Announce(PassivePort);
+        rig.Data(rig.OpenData(40000), 1);
+
+        Assert.Empty(rig.Log);
+        Assert.Equal(1, rig.Manager.KeptShared);
+        Assert.Equal(0, rig.Manager.InKernel);
+        Assert.Contains("kept for a LAN port shared with their master 1", rig.Manager.Statistics(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void With_flows_all_a_refused_create_lets_nothing_past_the_rules()
     {
         using var rig = new Rig(afterPackets: 0, allFlows: true);

@@ -114,6 +114,9 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
     /// <summary>Hand-backs the kernel refused (the flow stayed with offloadd).</summary>
     public long Failed { get; private set; }
 
+    /// <summary>Flows kept with offloadd because their entry from the LAN would take their master's packets too (flows: all).</summary>
+    public long KeptShared { get; private set; }
+
     /// <summary>offloadd's entries removed because the kernel's went.</summary>
     public long Withdrawn { get; private set; }
 
@@ -216,8 +219,15 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
             state.Bytes += ctx.Length;
             if (state.Packets >= settings.AfterPackets && state.Bytes >= settings.AfterBytes)
             {
-                state.Stage = Stage.Pending;
                 state.Entry = EntryOf(connection, _engine.Clock.NowNanoseconds);
+                if (_allFlows && connection.Master is { } master && SharesLanEntry(state.Entry, EntryOf(master, _engine.Clock.NowNanoseconds)))
+                {
+                    state.Stage = Stage.Refused; // stays with offloadd for good
+                    KeptShared++;
+                    return;
+                }
+
+                state.Stage = Stage.Pending;
                 _pending.Add(connection);
             }
         }
@@ -349,24 +359,61 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
             yield return Operation(set, entry.Original, fromInside: false, add);
         }
 
-        if (!_allFlows || (entry.IsSourceNat && entry.IsDestinationNat))
+        if (!_allFlows)
         {
-            yield break; // both directions arrive at the router's addresses (hairpin): the entries above took them
+            yield break;
+        }
+
+        foreach (CtnlTuple fromLan in FromLan(entry))
+        {
+            yield return Operation(set, fromLan, fromInside: true, add);
+        }
+    }
+
+    /// <summary>
+    /// The directions of a flow whose packets arrive from the LAN, as they arrive: none for hairpin (both arrive at the
+    /// router's addresses, which the entries from outside take); the original of a source-NAT flow (the LAN host opened
+    /// it); the reply of a destination-NAT flow (placed at a LAN host: FTP active data to the client); both of a routed
+    /// flow, which may have begun on either side (each also matches, as dst,dst,src, the other direction as it arrives
+    /// from outside).
+    /// </summary>
+    private static IEnumerable<CtnlTuple> FromLan(CtnlEntry entry)
+    {
+        if (entry.IsSourceNat && entry.IsDestinationNat)
+        {
+            yield break;
         }
 
         if (entry.IsSourceNat || !entry.IsDestinationNat)
         {
-            // The original direction, from the LAN host that opened the connection (source NAT, or routed).
-            yield return Operation(set, entry.Original, fromInside: true, add);
+            yield return entry.Original;
         }
 
         if (entry.IsDestinationNat || !entry.IsSourceNat)
         {
-            // The replies from the LAN host the connection was placed at (FTP active data to the client). A routed flow
-            // may have begun on either side, so it gets both; each also matches, dst,dst,src, the other direction of a
-            // routed flow as it arrives from outside.
-            yield return Operation(set, entry.Reply, fromInside: true, add);
+            yield return entry.Reply;
         }
+    }
+
+    /// <summary>
+    /// Whether a flow's entry from the LAN (host, port, peer) would take packets of its master too: the control
+    /// connection from the same LAN address and port to the same server (Linux may pick one source port for both, as
+    /// they go to different server ports). Its packets must stay with offloadd, so such a flow is not handed back.
+    /// </summary>
+    private static bool SharesLanEntry(CtnlEntry entry, CtnlEntry master)
+    {
+        foreach (CtnlTuple mine in FromLan(entry))
+        {
+            foreach (CtnlTuple its in FromLan(master))
+            {
+                if (mine.Protocol == its.Protocol && mine.Source == its.Source && mine.SourcePort == its.SourcePort && mine.Destination == its.Destination)
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
     }
 
     /// <summary>
@@ -629,7 +676,7 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
     {
         lock (_gate)
         {
-            return string.Create(CultureInfo.InvariantCulture, $"handback: {(_settings.Enabled ? string.Join(",", _settings.Helpers) : "off")}, {_byKernelTuple.Count} flows in the kernel now, handed back {HandedBack} (already there {AlreadyThere}, replaced {Replaced}), refused {Failed}, withdrawn after the kernel's end {Withdrawn}\n");
+            return string.Create(CultureInfo.InvariantCulture, $"handback: {(_settings.Enabled ? string.Join(",", _settings.Helpers) : "off")}, {_byKernelTuple.Count} flows in the kernel now, handed back {HandedBack} (already there {AlreadyThere}, replaced {Replaced}), refused {Failed}, withdrawn after the kernel's end {Withdrawn}, kept for a LAN port shared with their master {KeptShared}\n");
         }
     }
 
