@@ -39,6 +39,7 @@ internal sealed class Daemon : IDisposable
     private IpsetSteering? _ipset;
     private Handback.HandbackManager? _handback;
     private bool _rulesApplied;
+    private bool _handbackRulesApplied; // with flows: all, whether the applied rules let handed-back flows past
     private SteeringConfig? _runningSteering;
     private HelperCatalog _catalog = new();
     private ContainedHelperInvoker? _invoker;
@@ -125,6 +126,7 @@ internal sealed class Daemon : IDisposable
         {
             SteeringApplier.Apply(_catalog.Effective(_config, dropUnknown: false), _catalog.Factory);
             _rulesApplied = true;
+            _handbackRulesApplied = SteeringRules.HandsBack(_config);
             _runningSteering = steering;
             Log.SteeringApplied(_logger, steering.QueuePre, steering.QueuePost, steering.NatPortMin, steering.NatPortMax, steering.FailOpen ? "open" : "closed");
         }
@@ -143,6 +145,12 @@ internal sealed class Daemon : IDisposable
                 worker.Steering = _ipset;
             }
 
+        }
+
+        if (_ipset is not null || _shards.Length == 1)
+        {
+            // With flows: all the hand-back set alone takes a flow out of the steering. Hand-back runs in one shard: a
+            // handback section keeps the configuration to one (ShardCount), and a reload cannot change the shards.
             _handback = new Handback.HandbackManager(_ipset, _ipset, steering, _engine, _engineLock, _logger);
             _handback.Configure(_config.Handback);
             _workers.ForEach(w => w.Handback = _handback);
@@ -219,6 +227,7 @@ internal sealed class Daemon : IDisposable
 
             _config = config;
             RefreshHelperSteering(config);
+            AddHandbackSteering(config);
             _handback?.Configure(config.Handback);
             Log.Reloaded(_logger, _configPath, config.Nat.Count, HelperNames(_catalog.Effective(config, dropUnknown: false)), connections);
         }
@@ -250,6 +259,30 @@ internal sealed class Daemon : IDisposable
         catch (InvalidOperationException e)
         {
             Log.SteeringRefreshFailed(_logger, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// With flows: all the rules stay as they were applied at start, but a reload that switches hand-back on needs the
+    /// hand-back set and the rules that let its flows past the queues: they are added then. Switched off, they stay, so
+    /// that the flows the kernel has end there (the set empties as they do).
+    /// </summary>
+    private void AddHandbackSteering(OffloadConfig config)
+    {
+        if (!_rulesApplied || _handbackRulesApplied || _runningSteering is not { Flows: SteeredFlows.All } || !SteeringRules.HandsBack(config))
+        {
+            return;
+        }
+
+        try
+        {
+            SteeringApplier.Apply(_catalog.Effective(config, dropUnknown: true) with { Steering = _runningSteering }, _catalog.Factory);
+            _handbackRulesApplied = true;
+            Log.HandbackSteeringAdded(_logger);
+        }
+        catch (InvalidOperationException e)
+        {
+            Log.HandbackUnavailable(_logger, $"the steering rules ({e.Message}); apply them (offloadctl rules apply)");
         }
     }
 

@@ -26,8 +26,10 @@ public sealed record HandbackConfig(IReadOnlyList<string> Helpers)
 public static partial class ConfigLoader
 {
     /// <summary>
-    /// Hand-back moves flows out of helpers mode's ipset steering; with <c>flows: all</c> there is no per-flow steering
-    /// to take a flow out of, so the kernel would never see its packets. The helpers named must be configured ones.
+    /// Hand-back moves flows out of offloadd's steering: in helpers mode its flow's ipset entry goes, with <c>flows: all</c>
+    /// the hand-back set lets its packets past the rules that take every flow (docs/steering.md, "Hand-back"); either way
+    /// it needs the steering rules. It runs in one engine shard (<see cref="ShardCount.SingleShardReason"/>). The helpers
+    /// named must be configured ones.
     /// </summary>
     private static void ValidateHandback(OffloadConfig config, Reader reader)
     {
@@ -36,9 +38,9 @@ public static partial class ConfigLoader
             return;
         }
 
-        if (config.Steering is not { Flows: SteeredFlows.Helpers })
+        if (config.Steering is null)
         {
-            throw reader.Error(handback.Line, 1, "handback needs steering: with flows: helpers (with flows: all every packet of every flow is queued to offloadd by its interfaces, so no flow can be handed to the kernel)");
+            throw reader.Error(handback.Line, 1, "handback needs a steering: section (the rules that take a handed-back flow's packets out of offloadd's queues)");
         }
 
         foreach (string name in handback.Helpers)

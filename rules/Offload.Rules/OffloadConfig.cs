@@ -173,6 +173,7 @@ public static class ShardCount
         config.Steering is { Flows: SteeredFlows.Helpers } ? "helpers mode (flows: helpers)"
         : config.Replication is not null ? "replication"
         : config.Helpers.Any(h => h.Name == "pptp") ? "the pptp helper"
+        : config.Handback is not null ? "hand-back (a handback: section, even switched off)"
         : null;
 
     /// <summary>

@@ -57,7 +57,9 @@ public static class SteeringRules
     /// <summary>
     /// The ipset set of one family's flows handed back to the kernel (hand-back): (the router's address, the port offloadd
     /// translated to, the peer) of the packets that arrive from outside, which would otherwise be queued as replies to
-    /// offloadd's NAT ports.
+    /// offloadd's NAT ports, matched <c>dst,dst,src</c>; with <c>flows: all</c> also (the LAN host, its port, the peer)
+    /// of the packets that arrive from a <c>from</c> interface, which would otherwise be untracked, matched
+    /// <c>src,src,dst</c>.
     /// </summary>
     public static string HandbackSetName(SteeringConfig steering, byte family) => HandbackSetName(steering.SetPrefix, family);
 
@@ -66,7 +68,7 @@ public static class SteeringRules
 
     /// <summary>Whether a configuration hands flows back to the kernel (and so has the hand-back set and its rule).</summary>
     public static bool HandsBack(OffloadConfig config) =>
-        config.Handback is { Enabled: true } && config.Steering is { Flows: SteeredFlows.Helpers };
+        config.Handback is { Enabled: true } && config.Steering is not null;
 
     /// <summary>The (protocol, port) pairs of the configured helpers: what helpers mode steers by itself.</summary>
     /// <param name="config">The configuration.</param>
@@ -212,6 +214,16 @@ public static class SteeringRules
                 // queued by the NAT replies rules below. They are the kernel's now: tracked, they find the entry offloadd
                 // created with the same NAT.
                 Line($"-A {PreChain} -m set --match-set {HandbackSetName(steering, family)} dst,dst,src -j RETURN");
+                if (steering.Flows == SteeredFlows.All)
+                {
+                    // With every flow steered, its packets from the LAN would be untracked (and queued after routing) by the
+                    // rules below: left tracked, they find the kernel's entry, which translates them as offloadd did. The
+                    // daemon adds these entries only once the kernel has acknowledged that entry.
+                    foreach (var from in steering.From)
+                    {
+                        Line($"-A {PreChain} -i {from} -m set --match-set {HandbackSetName(steering, family)} src,src,dst -j RETURN");
+                    }
+                }
             }
 
             // REDIRECT ends the connection at the router itself, whose traffic is the kernel's: leave it tracked, so the

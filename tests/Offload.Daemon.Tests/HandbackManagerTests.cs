@@ -25,6 +25,8 @@ namespace Offload.Daemon.Tests;
 /// acknowledged first, then the flow's packets from outside are let past the NAT-replies queue rules (the hand-back
 /// set), then its steering entry goes. A refused create leaves the flow steered to offloadd. The control connection
 /// never moves. When the kernel's entry ends (its destroy event), offloadd's goes, and with it the hand-back entry.
+/// With <c>flows: all</c> the hand-back set alone lets the flow past the rules, from outside and from the LAN, once the
+/// kernel's entry is there.
 /// </summary>
 public sealed class HandbackManagerTests
 {
@@ -39,13 +41,11 @@ public sealed class HandbackManagerTests
     public void An_established_passive_data_connection_is_created_in_the_kernel_before_it_leaves_the_steering()
     {
         using var rig = new Rig(afterPackets: 0);
-        rig.OpenControl();
-        rig.Announce(PassivePort);
-        ushort natPort = rig.OpenData(40001);
+        ushort natPort = rig.OpenPassiveData();
 
         Assert.Equal(
             [
-                $"ct new tcp src={Client} dst={Server} sport=40001 dport=50000 -> tcp src={Server} dst={Outside} sport=50000 dport={natPort}",
+                CreatedInKernel(natPort),
                 $"handback add {Outside},tcp:{natPort},{Server}",
                 $"steering del {Server},tcp:50000,{Client}",
             ],
@@ -114,7 +114,7 @@ public sealed class HandbackManagerTests
             Assert.Equal(21, Assert.Single(rig.Engine.Connections.Entries()).Original.DestinationPort);
         }
 
-        Assert.Contains($"handback del {Outside},tcp:{natPort},{Server}", rig.Log);
+        Assert.True(rig.WaitForLog($"handback del {Outside},tcp:{natPort},{Server}"), "the hand-back entry was not deleted");
         Assert.Equal(0, rig.Manager.InKernel);
     }
 
@@ -130,6 +130,82 @@ public sealed class HandbackManagerTests
         Assert.Contains($"{Server},tcp:50000,{Client}", rig.Sets.Present);
     }
 
+    [Fact]
+    public void With_flows_all_the_kernels_entry_comes_before_both_ways_past_the_rules_and_both_go_with_it()
+    {
+        using var rig = new Rig(afterPackets: 0, allFlows: true);
+        ushort natPort = rig.OpenPassiveData();
+
+        // From outside: the router's address, offloadd's port, the server (dst,dst,src); from the LAN: the client, its
+        // port, the server (src,src,dst). Both after the kernel acknowledged its entry; no steering set to change.
+        Assert.Equal(
+            [
+                CreatedInKernel(natPort),
+                $"handback add {Outside},tcp:{natPort},{Server}",
+                $"handback add {Client},tcp:40001,{Server}",
+            ],
+            rig.Log);
+        Assert.Equal(1, rig.Manager.InKernel);
+
+        rig.Kernel.Destroyed.Add(Tuple(Client, Server, 40001, 50000));
+        Assert.True(rig.WaitForLog($"handback del {Client},tcp:40001,{Server}"), "the destroy event was not acted on");
+        lock (rig.Log)
+        {
+            Assert.Equal([$"handback del {Outside},tcp:{natPort},{Server}", $"handback del {Client},tcp:40001,{Server}"], rig.Log.Skip(3));
+        }
+    }
+
+    [Fact]
+    public void With_flows_all_an_active_data_connection_is_let_past_from_outside_at_the_router_and_its_replies_from_the_lan()
+    {
+        using var rig = new Rig(afterPackets: 0, allFlows: true);
+        rig.OpenControl();
+        ushort natPort = rig.Port(40001);
+        rig.OpenActiveData(natPort, 40001);
+
+        // The server's packets arrive at the router's address and offloadd's port (dst,dst,src); the client's replies
+        // from the LAN are (client, its port, server) (src,src,dst).
+        Assert.Equal(
+            [
+                $"ct new tcp src={Server} dst={Outside} sport=20 dport={natPort} -> tcp src={Client} dst={Server} sport=40001 dport=20",
+                $"handback add {Outside},tcp:{natPort},{Server}",
+                $"handback add {Client},tcp:40001,{Server}",
+            ],
+            rig.Log);
+    }
+
+    [Fact]
+    public void With_flows_all_a_data_connection_from_the_control_connections_port_stays_with_offloadd()
+    {
+        // Linux may give both the same source port (they go to different server ports): the data connection's entry from
+        // the LAN would take the control connection's packets to the kernel, which knows nothing of them.
+        using var rig = new Rig(afterPackets: 0, allFlows: true);
+        rig.OpenControl();
+        rig.Announce(PassivePort);
+        rig.Data(rig.OpenData(40000), 1);
+
+        Assert.Empty(rig.Log);
+        Assert.Equal(1, rig.Manager.KeptShared);
+        Assert.Equal(0, rig.Manager.InKernel);
+        Assert.Contains("kept for a LAN port shared with their master 1", rig.Manager.Statistics(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void With_flows_all_a_refused_create_lets_nothing_past_the_rules()
+    {
+        using var rig = new Rig(afterPackets: 0, allFlows: true);
+        rig.Kernel.Result = CtnlCommitResult.Failed;
+        rig.Data(rig.OpenPassiveData(), 1);
+
+        Assert.Single(rig.Log, l => l.StartsWith("ct new", StringComparison.Ordinal));
+        Assert.DoesNotContain(rig.Log, l => l.StartsWith("handback", StringComparison.Ordinal));
+        Assert.Equal(1, rig.Manager.Failed);
+    }
+
+    /// <summary>The kernel's entry of the client's passive data connection from port 40001, translated to <paramref name="natPort"/>.</summary>
+    private static string CreatedInKernel(ushort natPort) =>
+        $"ct new tcp src={Client} dst={Server} sport=40001 dport=50000 -> tcp src={Server} dst={Outside} sport=50000 dport={natPort}";
+
     private static CtnlTuple Tuple(string source, string destination, ushort sourcePort, ushort destinationPort) =>
         CtnlTuple.Of(CtnlTuple.Inet, 6, IPAddress.Parse(source).GetAddressBytes(), IPAddress.Parse(destination).GetAddressBytes(), sourcePort, destinationPort);
 
@@ -141,11 +217,11 @@ public sealed class HandbackManagerTests
         private uint _serverSeq = 5001;
         private ushort _outsidePort;
 
-        public Rig(int afterPackets, string[]? helpers = null)
+        public Rig(int afterPackets, string[]? helpers = null, bool allFlows = false)
         {
             Sets = new LoggingSets(Log);
             Kernel = new FakeKernel(Log);
-            Steering = new IpsetSteering(Sets, "offload4", "offload6", NullLogger.Instance);
+            Steering = allFlows ? null : new IpsetSteering(Sets, "offload4", "offload6", NullLogger.Instance);
             var interfaces = new StaticNetworkInterfaces();
             interfaces.Add("lan0", (InetAddress.From(IPAddress.Parse("192.168.1.1")), 4, 24));
             interfaces.Add("wan0", (InetAddress.From(IPAddress.Parse(Outside)), 4, 24));
@@ -171,7 +247,8 @@ public sealed class HandbackManagerTests
 
         public FakeKernel Kernel { get; }
 
-        public IpsetSteering Steering { get; }
+        /// <summary>Helpers mode's steering; null with flows: all.</summary>
+        public IpsetSteering? Steering { get; }
 
         public ConntrackEngine Engine { get; }
 
@@ -195,6 +272,35 @@ public sealed class HandbackManagerTests
             Forward(TcpPacket(Server, 21, Outside, _outsidePort, Psh | Ack, seq: _serverSeq, ack: 1001, payload: Ascii(line)), Wan, Lan);
             _serverSeq += (uint)line.Length;
             Forward(TcpPacket(Client, 40000, Server, 21, Ack, seq: 1001, ack: _serverSeq), Lan, Wan);
+        }
+
+        /// <summary>The control connection, the server's 227 and the client's data connection from port 40001; returns the port it was translated to.</summary>
+        public ushort OpenPassiveData()
+        {
+            OpenControl();
+            Announce(PassivePort);
+            return OpenData(40001);
+        }
+
+        /// <summary>The client's PORT command for one of its ports; returns the port offloadd placed it at on the router.</summary>
+        public ushort Port(ushort clientPort)
+        {
+            // The helper reads a command at the start of a line it saw begin (as the kernel's does): one line first.
+            const string User = "USER ftp\r\n";
+            Forward(TcpPacket(Client, 40000, Server, 21, Psh | Ack, seq: 1001, ack: _serverSeq, payload: Ascii(User)), Lan, Wan);
+            string command = $"PORT 192,168,1,10,{clientPort >> 8},{clientPort & 0xff}\r\n";
+            string sent = PayloadText(Forward(TcpPacket(Client, 40000, Server, 21, Psh | Ack, seq: 1001 + (uint)User.Length, ack: _serverSeq, payload: Ascii(command)), Lan, Wan));
+            Assert.StartsWith("PORT 198,51,100,1,", sent, StringComparison.Ordinal);
+            string[] fields = sent.TrimEnd().Split(',');
+            return (ushort)((int.Parse(fields[4], System.Globalization.CultureInfo.InvariantCulture) << 8) | int.Parse(fields[5], System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        /// <summary>The server's active data connection from port 20 to where the PORT command was placed, its handshake done.</summary>
+        public void OpenActiveData(ushort natPort, ushort clientPort)
+        {
+            Forward(TcpPacket(Server, 20, Outside, natPort, Syn, seq: 9000), Wan, Lan);
+            Forward(TcpPacket(Client, clientPort, Server, 20, Syn | Ack, seq: 7000, ack: 9001), Lan, Wan);
+            Forward(TcpPacket(Server, 20, Outside, natPort, Ack, seq: 9001, ack: 7001), Wan, Lan);
         }
 
         /// <summary>The client's passive data connection, its handshake done; returns the port it was translated to.</summary>
@@ -224,9 +330,20 @@ public sealed class HandbackManagerTests
             }
 
             Manager.Flush();
-            Steering.Flush();
+            Steering?.Flush();
             return output;
         }
+
+        /// <summary>Waits for a line the events thread writes (the log is read under its lock, as the fakes write it).</summary>
+        public bool WaitForLog(string line) => SpinWait.SpinUntil(
+            () =>
+            {
+                lock (Log)
+                {
+                    return Log.Contains(line);
+                }
+            },
+            TimeSpan.FromSeconds(5));
 
         public void Dispose() => Manager.Dispose();
     }

@@ -27,17 +27,20 @@ public sealed class IptablesAcceptsTests
         : null;
 
     [SkippableTheory]
-    [InlineData("flows: all")]
-    [InlineData("flows: helpers")]
-    public void Every_rule_of_every_kind_loads_in_both_families(string flows)
+    [InlineData("flows: all", false)]
+    [InlineData("flows: helpers", false)]
+    [InlineData("flows: all", true)]
+    [InlineData("flows: helpers", true)]
+    public void Every_rule_of_every_kind_loads_in_both_families(string flows, bool handback)
     {
-        string yaml = EveryKind.Replace("nat-ports: 61000-65535}", $"nat-ports: 61000-65535, {flows}}}", StringComparison.Ordinal);
+        string yaml = EveryKind.Replace("nat-ports: 61000-65535}", $"nat-ports: 61000-65535, {flows}}}", StringComparison.Ordinal) +
+            (handback ? "\nhandback:\n  helpers: [ftp]\n" : string.Empty);
         if (flows == "flows: helpers")
         {
             yaml = yaml.Replace("  - {type: dnat, family: ipv4, in: wan0, to: 192.0.2.20}\n", string.Empty, StringComparison.Ordinal);
         }
 
-        string ns = $"offl-rules-{Environment.ProcessId}-{flows[7..]}";
+        string ns = $"offl-rules-{Environment.ProcessId}-{flows[7..]}{(handback ? "-hb" : string.Empty)}";
         Run("ip", "netns", "add", ns);
         try
         {
@@ -48,6 +51,11 @@ public sealed class IptablesAcceptsTests
                 if (flows == "flows: helpers")
                 {
                     Run("ip", "netns", "exec", ns, "ipset", "create", $"offload{family}", "hash:ip,port,ip", "family", family == 4 ? "inet" : "inet6");
+                }
+
+                if (handback)
+                {
+                    Run("ip", "netns", "exec", ns, "ipset", "create", $"offloadh{family}", "hash:ip,port,ip", "family", family == 4 ? "inet" : "inet6");
                 }
 
                 string rules = string.Join('\n', SteeringRulesTests.Lines(yaml, family));

@@ -7,6 +7,11 @@
 # the kernel's; that offloadd's entry goes when the kernel's does (destroy event); and that with hand-back switched
 # off by a live reload, nothing reaches the kernel's table.
 #
+# FLOWS=all runs the same checks with steering flows: all, where every packet of lan0 and wan0 is queued to offloadd
+# and the hand-back set alone lets a handed-back flow past the rules, both ways; offloadd starts with hand-back
+# switched off, and the reload that switches it on must add those rules. It also checks that they took the bulk of
+# the transfers (the kernel forwarded them) and that offloadd's queues did not.
+#
 # Output and environment: tests/lab/harness.sh (LAB_SUFFIX, default -hb; KEEP_WORK=1). Ends with "N passed, N failed".
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,13 +21,18 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/harness.sh"
 
 sfx=${LAB_SUFFIX:--hb}
+flows=${FLOWS:-helpers}
+[[ $flows == helpers || $flows == all ]] || { echo "FLOWS must be helpers or all" >&2; exit 2; }
 h_init "ol-handback$sfx"
 h_need_root_and_tools ip iptables ipset conntrack curl dumpcap tshark dotnet
 h_build
 h_on_exit "lab_down '$sfx'"
 work=$H_WORK
 cfg=$work/offloadd.yaml
-cp "$H_REPO/tests/lab/offloadd-handback.yaml" "$cfg"
+sed "s/^  flows: helpers\$/  flows: $flows/" "$H_REPO/tests/lab/offloadd-handback.yaml" >"$cfg"
+grep -q "^  flows: $flows\$" "$cfg" || h_die "no flows: line in offloadd-handback.yaml"
+# With flows: all it starts switched off, and a reload switches it on: the rules of the start had no hand-back set.
+[[ $flows == helpers ]] || sed -i 's/^  helpers: \[ftp\]$/  enabled: false\n  helpers: [ftp]/' "$cfg"
 
 lab_up "$sfx" >/dev/null
 lab_vsftpd "$sfx" >/dev/null
@@ -36,10 +46,23 @@ chmod 0644 "$root/large.bin"
 ip netns exec "$r" sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_time_wait=2
 
 if h_daemon_start "$r" "$cfg" --apply-rules --remove-rules-on-stop; then
-    ok "offloadd started in helpers mode with hand-back"
+    ok "offloadd started in flows: $flows with hand-back"
 else
-    not_ok "offloadd started in helpers mode with hand-back" "$(tail -5 "$H_DAEMON_LOG")"
+    not_ok "offloadd started in flows: $flows with hand-back" "$(tail -5 "$H_DAEMON_LOG")"
     h_die "offloadd did not start"
+fi
+
+handback_rules() { ip netns exec "$r" iptables -t raw -S OFFLOAD-PRE | grep -c 'match-set offloadh4' || true; }
+if [[ $flows == all ]]; then
+    h_result "switched off at start, the rules have no hand-back set" "$( (($(handback_rules) == 0)) || echo "$(handback_rules) rules")"
+    sed -i 's/^  enabled: false$/  enabled: true/' "$cfg"
+    from=$(h_log_lines)
+    kill -HUP "$H_DAEMON_PID"
+    h_wait_log "$from" 'Hand-back to the kernel.s conntrack: ftp' >/dev/null || true
+    h_result "a reload that switches hand-back on adds the hand-back set's rules, from outside and from the LAN" \
+        "$(ip netns exec "$r" iptables -t raw -S OFFLOAD-PRE | head -n 3 | tr '\n' '|' |
+            grep -qE '^-N OFFLOAD-PRE\|-A OFFLOAD-PRE -m set --match-set offloadh4 dst,dst,src -j RETURN\|-A OFFLOAD-PRE -i lan0 -m set --match-set offloadh4 src,src,dst -j RETURN\|$' ||
+            ip netns exec "$r" iptables -t raw -S OFFLOAD-PRE | head -n 3 | tr '\n' '|')"
 fi
 
 kernel_ct() { ip netns exec "$r" conntrack -L -p tcp 2>/dev/null; ip netns exec "$r" conntrack -L -f ipv6 -p tcp 2>/dev/null; }
@@ -88,6 +111,22 @@ for mode in "PASV|--disable-epsv|198.51.100.2" "EPSV||198.51.100.2" "PORT|-P - -
 done
 dropped=$(h_capture_stop)
 
+if [[ $flows == all ]]; then
+    # Every packet of lan0 and wan0 would be queued: the hand-back set's rules let the handed-back flows past, from the
+    # LAN (src,src,dst) and from outside (dst,dst,src), ahead of the untrack and queue rules; the kernel forwarded them.
+    bypassed() { # direction: the packets the hand-back rules of both families let past
+        { ip netns exec "$r" iptables -t raw -L OFFLOAD-PRE -v -n -x; ip netns exec "$r" ip6tables -t raw -L OFFLOAD-PRE -v -n -x; } |
+            awk -v d="$1" '/match-set offloadh[46] / && $0 ~ d && /RETURN/ {s += $1} END {print s + 0}'
+    }
+    lan_side=$(bypassed 'src,src,dst')
+    wan_side=$(bypassed 'dst,dst,src')
+    # What the kernel queued to offloadd meanwhile (each queue's last packet id): the control connections and the first
+    # packets of each data connection, a small part of the transfers (the sender's TSO makes their packets up to 64 KiB).
+    queued=$(ip netns exec "$r" awk '{s += $8} END {print s + 0}' /proc/net/netfilter/nfnetlink_queue)
+    h_result "the hand-back rules let the transfers past the queues: from the LAN $lan_side packets, from outside $wan_side; queued to offloadd $queued" \
+        "$( ((lan_side > 500 && wan_side > 1000 && queued * 4 < lan_side + wan_side)) || echo "too few past the queues")"
+fi
+
 stats=$(h_ctl stats)
 line=$(grep '^handback' <<<"$stats" || true)
 handed=$(sed -nE 's/.*handed back ([0-9]+).*/\1/p' <<<"$line")
@@ -114,7 +153,7 @@ withdrawn=$(h_ctl stats | sed -nE 's/^handback:.*withdrawn after the kernel.s en
 h_result "withdrawn after the kernel's destroy events: ${withdrawn:-none}" "$( ((${withdrawn:-0} >= 7)) || echo "only ${withdrawn:-0}")"
 
 # 4. Switched off by a live reload: every packet stays with offloadd, nothing reaches the kernel's table.
-sed -i 's/^  helpers: \[ftp\]$/  enabled: false\n  helpers: [ftp]/' "$cfg"
+sed -i -e '/^  enabled: /d' -e 's/^  helpers: \[ftp\]$/  enabled: false\n  helpers: [ftp]/' "$cfg"
 from=$(h_log_lines)
 kill -HUP "$H_DAEMON_PID"
 h_wait_log "$from" 'Hand-back to the kernel.s conntrack off' >/dev/null || true

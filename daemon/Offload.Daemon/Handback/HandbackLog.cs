@@ -20,6 +20,9 @@ internal static partial class Log
     [LoggerMessage(8003, LogLevel.Debug, "{Count} handed-back flows ended in the kernel (destroy events); offloadd's entries removed")]
     public static partial void HandbackWithdrawn(ILogger logger, int count);
 
+    [LoggerMessage(8006, LogLevel.Information, "Steering rules rewritten with the hand-back set's: handed-back flows pass the queues (flows: all)")]
+    public static partial void HandbackSteeringAdded(ILogger logger);
+
     [LoggerMessage(8005, LogLevel.Information, "{Count} handed-back flows found gone from the kernel's table without their destroy event; offloadd's entries removed")]
     public static partial void HandbackFoundGone(ILogger logger, int count);
 }

@@ -23,9 +23,10 @@ namespace Offload.Daemon.Handback;
 /// <para>
 /// Order is what keeps every packet translated: the kernel's entry is created and acknowledged first (until then the
 /// flow's packets still come to offloadd, which translates them); only then are its packets from outside let past the
-/// NAT-replies queue rules (the hand-back set) and its steering entry deleted. A packet already queued meanwhile is
-/// translated by offloadd as before, with the same NAT as the kernel's entry: nothing is lost and nothing leaves
-/// untranslated in between.
+/// NAT-replies queue rules (the hand-back set) and, in helpers mode, its steering entry deleted; with <c>flows: all</c>
+/// its packets from the LAN are let past the rules that untrack and queue every flow by a second entry of the same
+/// set. A packet already queued meanwhile is translated by offloadd as before, with the same NAT as the kernel's entry:
+/// nothing is lost and nothing leaves untranslated in between.
 /// </para>
 /// <para>
 /// offloadd keeps its own entry, marked handed back, until the kernel's goes (its destroy event; after lost events, a
@@ -53,7 +54,8 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
     private static readonly TimeSpan AuditEvery = TimeSpan.FromMinutes(1);
 
     private readonly IConntrackObserver? _inner;
-    private readonly IpsetSteering _steering;
+    private readonly IpsetSteering? _steering; // helpers mode's; null with flows: all
+    private readonly bool _allFlows;
     private readonly ConntrackEngine _engine;
     private readonly object _engineLock;
     private readonly ILogger _logger;
@@ -76,15 +78,22 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
     private volatile bool _stopping;
     private volatile bool _auditDue;
 
-    public HandbackManager(IConntrackObserver? inner, IpsetSteering steering, SteeringConfig steeringConfig, ConntrackEngine engine, object engineLock, ILogger logger)
+    /// <param name="inner">The observer the engine's events go on to.</param>
+    /// <param name="steering">Helpers mode's per-flow steering; null with <c>flows: all</c>, where the hand-back set alone lets a flow's packets past the rules.</param>
+    /// <param name="steeringConfig">The running steering section (its set prefix).</param>
+    /// <param name="engine">The one engine shard (hand-back runs in one).</param>
+    /// <param name="engineLock">That engine's lock.</param>
+    /// <param name="logger">The daemon's logger.</param>
+    public HandbackManager(IConntrackObserver? inner, IpsetSteering? steering, SteeringConfig steeringConfig, ConntrackEngine engine, object engineLock, ILogger logger)
         : this(inner, steering, steeringConfig, engine, engineLock, logger, static () => new HandbackKernel())
     {
     }
 
-    internal HandbackManager(IConntrackObserver? inner, IpsetSteering steering, SteeringConfig steeringConfig, ConntrackEngine engine, object engineLock, ILogger logger, Func<IHandbackKernel> openKernel)
+    internal HandbackManager(IConntrackObserver? inner, IpsetSteering? steering, SteeringConfig steeringConfig, ConntrackEngine engine, object engineLock, ILogger logger, Func<IHandbackKernel> openKernel)
     {
         _inner = inner;
         _steering = steering;
+        _allFlows = steering is null;
         _engine = engine;
         _engineLock = engineLock;
         _logger = logger;
@@ -104,6 +113,9 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
 
     /// <summary>Hand-backs the kernel refused (the flow stayed with offloadd).</summary>
     public long Failed { get; private set; }
+
+    /// <summary>Flows kept with offloadd because their entry from the LAN would take their master's packets too (flows: all).</summary>
+    public long KeptShared { get; private set; }
 
     /// <summary>offloadd's entries removed because the kernel's went.</summary>
     public long Withdrawn { get; private set; }
@@ -207,8 +219,15 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
             state.Bytes += ctx.Length;
             if (state.Packets >= settings.AfterPackets && state.Bytes >= settings.AfterBytes)
             {
-                state.Stage = Stage.Pending;
                 state.Entry = EntryOf(connection, _engine.Clock.NowNanoseconds);
+                if (_allFlows && connection.Master is { } master && SharesLanEntry(state.Entry, EntryOf(master, _engine.Clock.NowNanoseconds)))
+                {
+                    state.Stage = Stage.Refused; // stays with offloadd for good
+                    KeptShared++;
+                    return;
+                }
+
+                state.Stage = Stage.Pending;
                 _pending.Add(connection);
             }
         }
@@ -252,7 +271,7 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
         SendSetOperations(kernel);
 
         // The steering deletes of the flows just handed back, after their way past the NAT-replies rules is open.
-        _steering.Flush();
+        _steering?.Flush();
     }
 
     private void HandBack(IHandbackKernel kernel, Connection connection, in CtnlEntry entry)
@@ -306,8 +325,9 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
             }
         }
 
-        // Its packets from the LAN side are the kernel's once the steering entry goes (with this flush's batch).
-        _steering.Unsteer(connection);
+        // Its packets from the LAN side are the kernel's once the steering entry goes (with this flush's batch), or with
+        // flows: all once the set has its LAN-side entry (the same batch as the one from outside).
+        _steering?.Unsteer(connection);
         lock (_engineLock)
         {
             _engine.KeepUntil(connection, _engine.Clock.NowNanoseconds + (long)KeepFor.TotalNanoseconds);
@@ -319,8 +339,10 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
 
     /// <summary>
     /// The hand-back set entries of a flow: (address, port, peer) of the packets that arrive from outside at a translated
-    /// address (the router's, in the NAT ports), which the NAT-replies rules would queue. Routed flows need none: their
-    /// steering entry alone took them.
+    /// address (the router's, in the NAT ports), which the NAT-replies rules would queue (matched <c>dst,dst,src</c>).
+    /// In helpers mode routed flows need none: their steering entry alone took them. With <c>flows: all</c> also (host,
+    /// port, peer) of the packets that arrive from the LAN (matched <c>src,src,dst</c> on the <c>from</c> interfaces),
+    /// which the rules of every flow would untrack; a routed flow's one entry of that kind serves both directions.
     /// </summary>
     private IEnumerable<IpsetOperation> ExceptionEntries(CtnlEntry entry, bool add)
     {
@@ -328,23 +350,84 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
         if (entry.IsSourceNat)
         {
             // The replies: from the peer to the address and port offloadd translated the source to.
-            yield return Operation(set, entry.Reply, add);
+            yield return Operation(set, entry.Reply, fromInside: false, add);
         }
 
         if (entry.IsDestinationNat)
         {
             // The original direction arrived at the translated address (an expected connection placed at the router).
-            yield return Operation(set, entry.Original, add);
+            yield return Operation(set, entry.Original, fromInside: false, add);
+        }
+
+        if (!_allFlows)
+        {
+            yield break;
+        }
+
+        foreach (CtnlTuple fromLan in FromLan(entry))
+        {
+            yield return Operation(set, fromLan, fromInside: true, add);
         }
     }
 
-    private static IpsetOperation Operation(string set, in CtnlTuple arriving, bool add)
+    /// <summary>
+    /// The directions of a flow whose packets arrive from the LAN, as they arrive: none for hairpin (both arrive at the
+    /// router's addresses, which the entries from outside take); the original of a source-NAT flow (the LAN host opened
+    /// it); the reply of a destination-NAT flow (placed at a LAN host: FTP active data to the client); both of a routed
+    /// flow, which may have begun on either side (each also matches, as dst,dst,src, the other direction as it arrives
+    /// from outside).
+    /// </summary>
+    private static IEnumerable<CtnlTuple> FromLan(CtnlEntry entry)
     {
-        Span<byte> destination = stackalloc byte[16];
-        Span<byte> source = stackalloc byte[16];
-        int length = arriving.Write(arriving.Destination, destination);
-        arriving.Write(arriving.Source, source);
-        var entry = new IpsetEntry(arriving.Family == CtnlTuple.Inet ? IpsetFamily.IPv4 : IpsetFamily.IPv6, arriving.Protocol, destination[..length], arriving.DestinationPort, source[..length]);
+        if (entry.IsSourceNat && entry.IsDestinationNat)
+        {
+            yield break;
+        }
+
+        if (entry.IsSourceNat || !entry.IsDestinationNat)
+        {
+            yield return entry.Original;
+        }
+
+        if (entry.IsDestinationNat || !entry.IsSourceNat)
+        {
+            yield return entry.Reply;
+        }
+    }
+
+    /// <summary>
+    /// Whether a flow's entry from the LAN (host, port, peer) would take packets of its master too: the control
+    /// connection from the same LAN address and port to the same server (Linux may pick one source port for both, as
+    /// they go to different server ports). Its packets must stay with offloadd, so such a flow is not handed back.
+    /// </summary>
+    private static bool SharesLanEntry(CtnlEntry entry, CtnlEntry master)
+    {
+        foreach (CtnlTuple mine in FromLan(entry))
+        {
+            foreach (CtnlTuple its in FromLan(master))
+            {
+                if (mine.Protocol == its.Protocol && mine.Source == its.Source && mine.SourcePort == its.SourcePort && mine.Destination == its.Destination)
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// A set operation on (destination, port, source) of a packet that arrives from outside, or (source, port,
+    /// destination) of one that arrives from the LAN (<paramref name="fromInside"/>).
+    /// </summary>
+    private static IpsetOperation Operation(string set, in CtnlTuple arriving, bool fromInside, bool add)
+    {
+        Span<byte> first = stackalloc byte[16];
+        Span<byte> peer = stackalloc byte[16];
+        int length = arriving.Write(fromInside ? arriving.Source : arriving.Destination, first);
+        arriving.Write(fromInside ? arriving.Destination : arriving.Source, peer);
+        ushort port = fromInside ? arriving.SourcePort : arriving.DestinationPort;
+        var entry = new IpsetEntry(arriving.Family == CtnlTuple.Inet ? IpsetFamily.IPv4 : IpsetFamily.IPv6, arriving.Protocol, first[..length], port, peer[..length]);
         return add ? IpsetOperation.Add(set, entry) : IpsetOperation.Delete(set, entry);
     }
 
@@ -584,7 +667,7 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
             SendSetOperations(kernel);
         }
 
-        _steering.Flush();
+        _steering?.Flush();
         Log.HandbackWithdrawn(_logger, gone.Count);
     }
 
@@ -593,7 +676,7 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
     {
         lock (_gate)
         {
-            return string.Create(CultureInfo.InvariantCulture, $"handback: {(_settings.Enabled ? string.Join(",", _settings.Helpers) : "off")}, {_byKernelTuple.Count} flows in the kernel now, handed back {HandedBack} (already there {AlreadyThere}, replaced {Replaced}), refused {Failed}, withdrawn after the kernel's end {Withdrawn}\n");
+            return string.Create(CultureInfo.InvariantCulture, $"handback: {(_settings.Enabled ? string.Join(",", _settings.Helpers) : "off")}, {_byKernelTuple.Count} flows in the kernel now, handed back {HandedBack} (already there {AlreadyThere}, replaced {Replaced}), refused {Failed}, withdrawn after the kernel's end {Withdrawn}, kept for a LAN port shared with their master {KeptShared}\n");
         }
     }
 
