@@ -121,9 +121,16 @@ public sealed class SnapshotResharder
 
         var saved = new Saved(savedBy, body, header.WrittenAtUnixNanoseconds, (header.Flags & SnapshotFormat.FlagFinal) != 0);
         var reader = new SnapshotReader(new MemoryStream(body, writable: false), body.Length);
+        var slots = new HashSet<int>();
         for (int i = 0; i < header.Connections; i++)
         {
-            saved.Connections.Add(ReadConnection(reader, body.Length));
+            var connection = ReadConnection(reader, body.Length);
+            if (connection.SlotAt >= 0 && !slots.Add(connection.Slot))
+            {
+                throw new SnapshotException(SnapshotRefusal.Corrupt, $"two connections with slot {connection.Slot}");
+            }
+
+            saved.Connections.Add(connection);
         }
 
         for (int i = 0; i < header.Expectations; i++)
