@@ -3,6 +3,7 @@ using Offload.Engine;
 using Offload.Engine.Conntrack;
 using Offload.Engine.Nat;
 using Offload.Engine.Sharding;
+using Offload.Engine.Snapshot;
 using Offload.Sdk.Testing;
 using Offload.TestSupport;
 using Xunit;
@@ -76,97 +77,71 @@ public sealed class StateKeeperTests : IDisposable
 
     private string[] Files() => [.. Directory.GetFiles(_directory).Select(Path.GetFileName).Order(StringComparer.Ordinal)!];
 
+    /// <summary>A run of <paramref name="count"/> shards with traffic, stopped (its state saved).</summary>
+    private List<EngineShard> Stopped(int count)
+    {
+        var shards = Shards(count);
+        Traffic(shards);
+        using var keeper = Keeper(shards);
+        Assert.True(keeper.Save("stop"));
+        return shards;
+    }
+
+    /// <summary>A run of <paramref name="count"/> shards started: what it restored, and what it says of it.</summary>
+    private (List<EngineShard> Shards, SnapshotLoadResult? First, string Statistics, int Refused) Started(int count)
+    {
+        var shards = Shards(count);
+        using var keeper = Keeper(shards);
+        var first = keeper.Restore();
+        return (shards, first, keeper.Statistics(), keeper.Refused);
+    }
+
     [Fact]
     public void Four_shards_files_restored_by_two_then_one_then_three_shards_lose_no_connection_and_leave_no_file_behind()
     {
-        var four = Shards(4);
-        Traffic(four);
-        using (var keeper = Keeper(four))
-        {
-            Assert.True(keeper.Save("stop"));
-        }
-
+        Stopped(4);
         Assert.Equal(["state", "state.1", "state.2", "state.3"], Files());
 
-        var two = Shards(2);
-        using (var keeper = Keeper(two))
-        {
-            keeper.Restore();
-            AssertPlaced(two);
-            Assert.Equal(0, keeper.Refused);
-            Assert.Contains("4 snapshots", keeper.Statistics(), StringComparison.Ordinal);
-        }
+        var two = Started(2);
+        AssertPlaced(two.Shards);
+        Assert.Equal(0, two.Refused);
+        Assert.Contains("4 snapshots", two.Statistics, StringComparison.Ordinal);
 
         // The new layout was saved at once, and the files of the shards gone removed after it.
         Assert.Equal(["state", "state.1"], Files());
 
-        var again = Shards(2);
-        using (var keeper = Keeper(again))
-        {
-            keeper.Restore();
-            AssertPlaced(again);
-            Assert.Contains(": 0 connections moved", keeper.Statistics(), StringComparison.Ordinal);
-        }
+        var again = Started(2);
+        AssertPlaced(again.Shards);
+        Assert.Contains(": 0 connections moved", again.Statistics, StringComparison.Ordinal);
 
-        var one = Shards(1);
-        using (var keeper = Keeper(one))
-        {
-            keeper.Restore();
-            AssertPlaced(one);
-        }
-
+        AssertPlaced(Started(1).Shards);
         Assert.Equal(["state"], Files());
 
-        var three = Shards(3);
-        using (var keeper = Keeper(three))
-        {
-            keeper.Restore();
-            AssertPlaced(three);
-        }
-
+        AssertPlaced(Started(3).Shards);
         Assert.Equal(["state", "state.1", "state.2"], Files());
     }
 
     [Fact]
     public void One_shard_restarted_as_one_reads_its_file_as_before_and_leaves_it()
     {
-        var one = Shards(1);
-        Traffic(one);
-        using (var keeper = Keeper(one))
-        {
-            Assert.True(keeper.Save("stop"));
-        }
+        Stopped(1);
+        var after = Started(1);
 
-        var after = Shards(1);
-        using (var keeper = Keeper(after))
-        {
-            Assert.Equal(Flows, keeper.Restore()!.Connections);
-            Assert.DoesNotContain("dealt", keeper.Statistics(), StringComparison.Ordinal);
-        }
-
+        Assert.Equal(Flows, after.First!.Connections);
+        Assert.DoesNotContain("dealt", after.Statistics, StringComparison.Ordinal);
         Assert.Equal(["state"], Files());
     }
 
     [Fact]
     public void A_damaged_file_of_a_shard_gone_is_refused_alone_and_moved_aside()
     {
-        var three = Shards(3);
-        Traffic(three);
-        using (var keeper = Keeper(three))
-        {
-            Assert.True(keeper.Save("stop"));
-        }
-
-        int lost = three[2].Engine.Connections.Count;
+        int lost = Stopped(3)[2].Engine.Connections.Count;
         File.WriteAllBytes(StatePath + ".2", [1, 2, 3]);
-        var two = Shards(2);
-        using (var keeper = Keeper(two))
-        {
-            keeper.Restore();
-            Assert.Equal(1, keeper.Refused);
-            Assert.Equal(Flows - lost, two.Sum(s => s.Engine.Connections.Count));
-        }
 
+        var two = Started(2);
+
+        Assert.Equal(1, two.Refused);
+        Assert.Equal(Flows - lost, two.Shards.Sum(s => s.Engine.Connections.Count));
         Assert.Equal(["state", "state.1", "state.2.refused"], Files());
     }
 }
