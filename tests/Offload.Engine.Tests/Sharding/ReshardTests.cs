@@ -61,7 +61,7 @@ public class ReshardTests
                 ushort from = (ushort)(2000 + host);
                 var child = rig.In(TcpPacket(Server, from, WanAddress, port, Syn, seq: 700));
                 Assert.Equal(Verdict.Accept, child.Verdict);
-                Assert.True(child.Connection!.HasStatus(ConnStatus.Expected));
+                Assert.True(child.Connection!.Value.HasStatus(ConnStatus.Expected));
                 Assert.Equal(control.Shard, child.Shard);
                 joined.Add((from, port));
             }
@@ -132,7 +132,7 @@ public class ReshardTests
             if (conn.HasStatus(ConnStatus.Expected))
             {
                 Assert.NotNull(conn.Master);
-                Assert.Contains(conn.Master, engine.Connections.Entries());
+                Assert.Contains(conn.Master.Value, engine.Connections.Entries());
             }
             else if (conn.HasStatus(ConnStatus.SrcNat) && !conn.HasStatus(ConnStatus.DstNat))
             {
@@ -169,7 +169,7 @@ public class ReshardTests
         {
             var ack = rig.In(TcpPacket(Server, from, WanAddress, port, Syn, seq: 700));
             Assert.Equal(Verdict.Accept, ack.Verdict);
-            Assert.True(ack.Connection!.HasStatus(ConnStatus.Expected));
+            Assert.True(ack.Connection!.Value.HasStatus(ConnStatus.Expected));
             Assert.Equal((ushort)6001, DestinationPort(ack.Packet));
         }
 
@@ -222,8 +222,8 @@ public class ReshardTests
         {
             var syn = rig.In(TcpPacket(Server, (ushort)(3000 + port % 1000), WanAddress, port, Syn, seq: 700));
             Assert.Equal(Verdict.Accept, syn.Verdict);
-            Assert.True(syn.Connection!.HasStatus(ConnStatus.Expected));
-            Assert.Contains(syn.Connection.Master, rig.Engines[syn.Shard].Connections.Entries());
+            Assert.True(syn.Connection!.Value.HasStatus(ConnStatus.Expected));
+            Assert.Contains(syn.Connection.Value.Master!.Value, rig.Engines[syn.Shard].Connections.Entries());
             Assert.Equal((ushort)6001, DestinationPort(syn.Packet));
         }
 
