@@ -210,7 +210,7 @@ internal sealed class Daemon : IDisposable
             if (ShardCount.Effective(config) is var shards && shards != _shards.Length)
             {
                 // The shards are the queues bound at start and the NAT port slices their connections hold.
-                throw new ConfigException(config.Source, config.Steering?.Line ?? 0, 1, $"engine shards: {shards} in the configuration, {_shards.Length} running: a change of shards (or of what keeps them at one: helpers mode, replication, the pptp helper) needs a restart");
+                throw new ConfigException(config.Source, config.Steering?.Line ?? 0, 1, $"engine shards: {shards} in the configuration, {_shards.Length} running: a change of shards (or of what keeps them at one: helpers mode, replication, the pptp helper) needs a restart, which keeps the connections");
             }
 
             PluginSetup.Rescan(_helpers!, _logger);

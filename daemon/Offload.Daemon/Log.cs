@@ -100,4 +100,7 @@ internal static partial class Log
 
     [LoggerMessage(6004, LogLevel.Information, "No state snapshot at {Path}: starting with an empty table")]
     public static partial void SnapshotAbsent(ILogger logger, string path);
+
+    [LoggerMessage(6005, LogLevel.Information, "State snapshots of the shards dealt out: {Summary}")]
+    public static partial void SnapshotResharded(ILogger logger, string summary);
 }

@@ -41,46 +41,142 @@ internal sealed class StateKeeper : IDisposable
     /// <summary>The file of one shard's snapshot: the path itself for the first (as with one shard), path.N for the others.</summary>
     public string PathOf(int shard) => shard == 0 ? _path : string.Create(CultureInfo.InvariantCulture, $"{_path}.{shard}");
 
-    /// <summary>Snapshots refused since the daemon started (0 or 1: one is read per start).</summary>
+    /// <summary>Snapshots refused since the daemon started (one a shard at most, and one a file of a shard gone).</summary>
     public int Refused { get; private set; }
 
+    /// <summary>Files of shards this run does not have, removed once the connections dealt from them are saved.</summary>
+    private List<string> _stale = [];
+
     /// <summary>
-    /// Loads the snapshot, if there is one, into the engine (which tracks nothing yet): with several shards, each
-    /// shard's own file into it. Never throws for a bad file. Returns the first shard's result.
+    /// Loads the snapshot, if there is one, into the engine (which tracks nothing yet). With several shards, or the
+    /// snapshots of several where this run has one, every snapshot is read and each connection restored into the shard
+    /// that receives its packets now (<see cref="SnapshotResharder"/>): a different number of shards loses none. Never
+    /// throws for a bad file. Returns the first shard's result.
     /// </summary>
     public SnapshotLoadResult? Restore()
     {
+        var gone = new List<int>();
+        for (int k = _shards.Count; File.Exists(PathOf(k)); k++)
+        {
+            gone.Add(k);
+        }
+
+        if (_shards.Count == 1 && gone.Count == 0)
+        {
+            var result = RestoreShard(_shards[0], out string text);
+            _restored = text;
+            return result;
+        }
+
+        return Reshard(gone);
+    }
+
+    /// <summary>
+    /// Reads the snapshot of every shard there was, deals the connections out to the shards there are, loads each
+    /// shard's share, and when that moved anything saves the new layout at once and then removes the files of shards
+    /// gone (a daemon that dies before finds them all again; one that dies during the save finds some connections
+    /// twice, and the newer copy wins).
+    /// </summary>
+    private SnapshotLoadResult? Reshard(List<int> gone)
+    {
+        var engine = _shards[0].Engine.Options;
+        var resharder = new SnapshotResharder(_shards.Count, engine.NatPortMin, engine.NatPortMax);
+        var read = new List<int>();
+        foreach (int k in Enumerable.Range(0, _shards.Count).Concat(gone))
+        {
+            string path = PathOf(k);
+            if (!File.Exists(path))
+            {
+                continue;
+            }
+
+            try
+            {
+                using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+                resharder.Add(k, stream);
+                read.Add(k);
+            }
+            catch (Exception e) when (e is SnapshotException or IOException or UnauthorizedAccessException)
+            {
+                Refuse(path, e);
+            }
+        }
+
+        if (read.Count == 0)
+        {
+            if (Refused == 0)
+            {
+                Log.SnapshotAbsent(_logger, _path);
+            }
+
+            _restored = Refused > 0 ? "nothing: every snapshot was refused; started with an empty table" : "nothing (no snapshot)";
+            return null;
+        }
+
+        var images = resharder.Deal();
         SnapshotLoadResult? first = null;
         var told = new List<string>();
         foreach (var shard in _shards)
         {
-            var result = RestoreShard(shard, out string text);
-            if (shard.Index == 0)
-            {
-                first = result;
-            }
-
+            using var image = images[shard.Index];
+            var result = LoadDealt(shard, image, out string text);
+            first = shard.Index == 0 ? result : first;
             told.Add(_shards.Count == 1 ? text : string.Create(CultureInfo.InvariantCulture, $"shard {shard.Index}: {text}"));
-            if (result is not null && _shards.Count > 1)
-            {
-                // Where each connection's packets arrive next is the kernel's choice: let every shard find them.
-                lock (shard.Lock)
-                {
-                    shard.Engine.PublishAll();
-                }
-            }
         }
 
-        // Snapshots of shards this run does not have (the shards were fewer before): refused, kept for whoever looks.
-        for (int k = _shards.Count; File.Exists(PathOf(k)); k++)
+        string files = string.Join(", ", read.Select(PathOf));
+        string summary = string.Create(CultureInfo.InvariantCulture, $"{read.Count} snapshots ({files}) dealt to {_shards.Count} shards by their NAT port slices: {resharder.Moved} connections moved to another shard, {resharder.OutsideSlices} with a NAT port outside every slice kept in the shard that saved them (modulo the shards), {resharder.Duplicates} found twice taken once");
+        Log.SnapshotResharded(_logger, summary);
+        told.Add("dealt: " + summary);
+        _restored = string.Join("; ", told);
+        if (resharder.Moved > 0 || resharder.Duplicates > 0 || gone.Count > 0)
+        {
+            // The new layout on disk before any packet changes it; the files of shards gone only once it is there.
+            _stale = [.. gone.Select(PathOf)];
+            Save("reshard", resharder.Final);
+        }
+
+        return first;
+    }
+
+    private SnapshotLoadResult? LoadDealt(EngineShard shard, SnapshotImage image, out string text)
+    {
+        using var memory = new MemoryStream(checked((int)image.Length));
+        image.WriteTo(memory);
+        memory.Position = 0;
+        try
+        {
+            SnapshotLoadResult result;
+            lock (shard.Lock)
+            {
+                result = EngineSnapshot.Load(shard.Engine, memory, UnixNow());
+
+                // Where each connection's packets arrive next is the kernel's choice: let every shard find them.
+                shard.Engine.PublishAll();
+            }
+
+            text = Told(result);
+            Log.SnapshotRestored(_logger, PathOf(shard.Index), text);
+            return result;
+        }
+        catch (SnapshotException e)
         {
             Refused++;
-            MoveAside(PathOf(k));
-            Log.SnapshotRefused(_logger, PathOf(k), "shards", string.Create(CultureInfo.InvariantCulture, $"offloadd runs {_shards.Count} shards now: the connections of shard {k} are not restored"));
+            text = $"nothing: its share of the snapshots was refused ({e.Reason.ToString().ToLowerInvariant()}: {e.Message}); started with an empty table";
+            Log.SnapshotRefused(_logger, PathOf(shard.Index), e.Reason.ToString().ToLowerInvariant(), "its share of the snapshots: " + e.Message);
+            return null;
         }
+    }
 
-        _restored = string.Join("; ", told);
-        return first;
+    private static string Told(SnapshotLoadResult result) =>
+        string.Create(CultureInfo.InvariantCulture, $"{result.Connections} connections, {result.Expectations} expectations from {(result.FromCheckpoint ? "a checkpoint (TCP windows tracked liberally)" : "a clean stop")}; helper states restored {result.HelperStatesRestored}, reset {result.HelperStatesReset}, helper gone {result.HelpersMissing}; expired while down {result.ExpiredWhileDown}; down {result.Downtime.TotalSeconds:0.###} s; {result.Bytes} bytes read in {result.Duration.TotalMilliseconds:0.#} ms");
+
+    private void Refuse(string path, Exception e)
+    {
+        Refused++;
+        string reason = e is SnapshotException s ? s.Reason.ToString().ToLowerInvariant() : "unreadable";
+        MoveAside(path);
+        Log.SnapshotRefused(_logger, path, reason, e.Message);
     }
 
     private SnapshotLoadResult? RestoreShard(EngineShard shard, out string text)
@@ -101,17 +197,15 @@ internal sealed class StateKeeper : IDisposable
                 result = EngineSnapshot.LoadFile(shard.Engine, path, UnixNow());
             }
 
-            text = string.Create(CultureInfo.InvariantCulture, $"{result.Connections} connections, {result.Expectations} expectations from {(result.FromCheckpoint ? "a checkpoint (TCP windows tracked liberally)" : "a clean stop")}; helper states restored {result.HelperStatesRestored}, reset {result.HelperStatesReset}, helper gone {result.HelpersMissing}; expired while down {result.ExpiredWhileDown}; down {result.Downtime.TotalSeconds:0.###} s; {result.Bytes} bytes read in {result.Duration.TotalMilliseconds:0.#} ms");
+            text = Told(result);
             Log.SnapshotRestored(_logger, path, text);
             return result;
         }
         catch (Exception e) when (e is SnapshotException or IOException or UnauthorizedAccessException)
         {
-            Refused++;
             string reason = e is SnapshotException s ? s.Reason.ToString().ToLowerInvariant() : "unreadable";
             text = $"nothing: the snapshot was refused ({reason}: {e.Message}); started with an empty table";
-            MoveAside(path);
-            Log.SnapshotRefused(_logger, path, reason, e.Message);
+            Refuse(path, e);
             return null;
         }
     }
@@ -137,15 +231,18 @@ internal sealed class StateKeeper : IDisposable
         }
     }
 
-    /// <summary>Writes a snapshot now. Returns false (logged, counted) when it could not be written.</summary>
-    public bool Save(string why)
+    /// <summary>
+    /// Writes a snapshot now: exact (<paramref name="final"/>; by default only on stop) or a checkpoint. Returns false
+    /// (logged, counted) when it could not be written.
+    /// </summary>
+    public bool Save(string why, bool? final = null)
     {
         lock (_writeLock) // a checkpoint still running when the daemon stops: one writer at a time
         {
             var told = new List<string>();
             foreach (var shard in _shards)
             {
-                if (!SaveShard(shard, why, out string text))
+                if (!SaveShard(shard, why, final ?? why == "stop", out string text))
                 {
                     return false;
                 }
@@ -155,6 +252,7 @@ internal sealed class StateKeeper : IDisposable
 
             _checkpoints++;
             _last = string.Join("; ", told);
+            RemoveStale();
             if (why != "checkpoint")
             {
                 Log.SnapshotSaved(_logger, _path, _last);
@@ -164,7 +262,26 @@ internal sealed class StateKeeper : IDisposable
         }
     }
 
-    private bool SaveShard(EngineShard shard, string why, out string text)
+    /// <summary>Removes the files of shards gone, now that their connections are saved in the files of the shards there are.</summary>
+    private void RemoveStale()
+    {
+        foreach (string path in _stale)
+        {
+            try
+            {
+                File.Delete(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Read again at the next start, where the newer files' copies of its connections win.
+                Log.SnapshotWriteFailed(_logger, path, "not removed: " + e.Message);
+            }
+        }
+
+        _stale = [];
+    }
+
+    private bool SaveShard(EngineShard shard, string why, bool final, out string text)
     {
         string path = PathOf(shard.Index);
         var started = Stopwatch.GetTimestamp();
@@ -173,7 +290,7 @@ internal sealed class StateKeeper : IDisposable
         {
             // An idle daemon's clock stands still between bursts: remaining times are taken against now.
             shard.Tick();
-            image = EngineSnapshot.Capture(shard.Engine, UnixNow(), final: why == "stop");
+            image = EngineSnapshot.Capture(shard.Engine, UnixNow(), final);
         }
 
         using (image)

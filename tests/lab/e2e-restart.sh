@@ -9,7 +9,10 @@
 # snapshot: each refused, counted, and the daemon starts with an empty table.
 #
 # Output and environment: tests/lab/harness.sh (LAB_SUFFIX, default -rs; KEEP_WORK=1). SHARDS=N runs offloadd with N
-# engine shards (a snapshot per shard, each restored into its shard), without the bad snapshots.
+# engine shards (a snapshot per shard, each restored into its shard), without the bad snapshots. RESHARD="A B" (with
+# SHARDS) changes the number of shards at the restarts: A shards after the SIGTERM, B after the SIGKILL; the snapshots
+# of the shards there were are dealt out to the shards there are (every connection saved is restored, the files of
+# shards gone are removed) and the transfers still complete intact.
 # Usage: tests/lab/e2e-restart.sh   (as root; builds the Release binaries if they are missing)
 set -euo pipefail
 
@@ -52,12 +55,20 @@ restored_line() { tail -n +"$((started_at + 1))" "$dlog" | grep -E -m1 'State (r
 
 lab_up "$sfx" 2>/dev/null
 lab_vsftpd_uploads "$sfx" 2>/dev/null
-cp "$here/offloadd.yaml" "$cfg"
 SHARDS=${SHARDS:-1}
-if ((SHARDS > 1)); then
-    sed -i "s/^  queue-post: 1\$/  queue-post: $SHARDS\n  shards: $SHARDS/" "$cfg"
-    grep -q "shards: $SHARDS" "$cfg" || h_die "could not give $cfg $SHARDS shards"
-fi
+read -r -a reshard <<<"${RESHARD:-}"
+((${#reshard[@]} == 0 || (${#reshard[@]} == 2 && SHARDS > 1))) || h_die "RESHARD takes two numbers of shards, with SHARDS"
+
+# set_shards N : the configuration for N engine shards (queues pre 0..N-1, post N..2N-1); $shards is N.
+set_shards() {
+    shards=$1
+    cp "$here/offloadd.yaml" "$cfg"
+    if ((shards > 1)); then
+        sed -i "s/^  queue-post: 1\$/  queue-post: $shards\n  shards: $shards/" "$cfg"
+        grep -q "shards: $shards" "$cfg" || h_die "could not give $cfg $shards shards"
+    fi
+}
+set_shards "$SHARDS"
 
 start_daemon || h_die "offloadd did not become ready: $(tail -n 20 "$dlog")"
 h_capture_start "$R" wan0 "$H_WORK/wan0.pcapng"
@@ -66,16 +77,23 @@ h_capture_start "$R" wan0 "$H_WORK/wan0.pcapng"
 
 tr_start "$sfx" "$H_WORK" || h_die "the transfers did not start"
 
-# restart KIND : stop the daemon (SIGTERM or SIGKILL) while every transfer runs, check the rules stayed, start it.
+# restart KIND [N] : stop the daemon (SIGTERM or SIGKILL) while every transfer runs, check the rules stayed, start it
+# (with N shards: the snapshots of the shards before dealt out to N).
 restart() {
-    local kind=$1 rules restored n
+    local kind=$1 to=${2:-} rules restored n from saved expired dealt stale f
     sleep 3
     h_result "$kind: every transfer is still running when offloadd goes down" \
         "$(tr_all_running || echo "some ended already: the restart proves nothing for them")"
+    from=$(wc -l <"$dlog")
     if [[ $kind == SIGTERM ]]; then h_daemon_stop; else sleep 0.5; h_daemon_kill; fi
     rules=$(queue_rules)
     h_result "$kind: the steering rules stay while offloadd is down: its flows wait, they do not leak" \
         "$( ((rules > 0)) || echo "no NFQUEUE rule left")"
+    # The connections the stop saved, all shards together (none logged after a SIGKILL).
+    saved=$(tail -n +"$((from + 1))" "$dlog" | { grep -E 'State saved to' || true; } | { grep -oE 'stop: [0-9]+ connections' || true; } |
+        awk '{ s += $2 } END { print s + 0 }')
+    local before=$shards
+    [[ -z $to ]] || set_shards "$to"
     start_daemon || h_die "offloadd did not become ready after $kind: $(tail -n 20 "$dlog")"
     restored=$(restored_line)
     info "after $kind: ${restored#*\] }"
@@ -84,10 +102,33 @@ restart() {
         sed -n 's/.*: \([0-9]*\) connections, [0-9]* expectations.*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
     h_result "$kind: offloadd starts with the state it had (${n:-no} connections restored)" \
         "$([[ $restored == *'State restored'* ]] && ((${n:-0} >= 7)) || echo "${restored:-no restore logged}")"
+    [[ -n $to ]] || return 0
+
+    dealt=$(tail -n +"$((started_at + 1))" "$dlog" | grep -E -m1 'State snapshots of the shards dealt out' || true)
+    info "$before -> $to shards: ${dealt#*\] }"
+    h_result "$kind, $before -> $to shards: the $before shards' snapshots are dealt out to $to" \
+        "$([[ $dealt == *"$before snapshots ("*") dealt to $to shards"* ]] || echo "${dealt:-no such line}")"
+    if [[ $kind == SIGTERM ]]; then
+        expired=$(tail -n +"$((started_at + 1))" "$dlog" | { grep -oE 'State restored.*expired while down [0-9]+' || true; } |
+            awk '{ s += $NF } END { print s + 0 }')
+        h_result "$kind, $before -> $to shards: every connection saved is restored ($saved saved, $n restored, $expired expired while down)" \
+            "$( ((saved >= 7 && n + expired == saved)) || echo "saved $saved, restored $n, expired $expired")"
+    fi
+    stale=$(for ((i = 0; i < 8; i++)); do
+        f=$state
+        ((i == 0)) || f=$state.$i
+        if ((i < to)); then [[ -s $f ]] || echo -n "no $f; "; elif [[ -e $f ]]; then echo -n "$f left; "; fi
+    done)
+    h_result "$kind, $before -> $to shards: the new layout is saved at once, the files of shards gone removed" "$stale"
 }
 
-restart SIGTERM
-restart SIGKILL
+if ((${#reshard[@]} > 0)); then
+    restart SIGTERM "${reshard[0]}"
+    restart SIGKILL "${reshard[1]}"
+else
+    restart SIGTERM
+    restart SIGKILL
+fi
 
 stats=$(h_ctl stats || true)
 h_result "offloadctl stats shows what was restored, FTP helper states included" \
@@ -118,7 +159,7 @@ fresh_session() {
 h_daemon_stop
 [[ -s $state ]] || not_ok "a clean stop writes the snapshot" "no $state"
 if ((SHARDS > 1)); then
-    h_result "a clean stop writes a snapshot per shard" "$(for ((i = 1; i < SHARDS; i++)); do [[ -s $state.$i ]] || echo "no $state.$i"; done)"
+    h_result "a clean stop writes a snapshot per shard" "$(for ((i = 1; i < shards; i++)); do [[ -s $state.$i ]] || echo "no $state.$i"; done)"
     h_result "offloadd log: no warnings or errors" "$(h_daemon_log_problems | head -n 3)"
     h_finish
     exit
