@@ -96,16 +96,7 @@ public class EstablishedNatTcpLargeTable
     public int OriginalDirection()
     {
         Lab.Tick(_engine);
-        int accepted = 0;
-        for (int i = 0; i < Lab.Burst; i++)
-        {
-            var packet = _ring[_next++ & (RingSize - 1)];
-            packet.CopyTo(_buffer, 0);
-            int length = packet.Length;
-            accepted += Lab.Forward(_engine, _buffer, ref length, Lab.Lan) == Verdict.Accept ? 1 : 0;
-        }
-
-        return accepted;
+        return ForwardBurst();
     }
 
     /// <summary>The same burst with its lookups staged first (<see cref="ConntrackEngine.PrepareLookups"/>), as offloadd's worker does for a large table.</summary>
@@ -120,6 +111,12 @@ public class EstablishedNatTcpLargeTable
         }
 
         _engine.PrepareLookups(_buckets);
+        return ForwardBurst();
+    }
+
+    /// <summary>The ring's next burst of segments through the engine, each copied first as a queue delivers it.</summary>
+    private int ForwardBurst()
+    {
         int accepted = 0;
         for (int i = 0; i < Lab.Burst; i++)
         {
