@@ -439,6 +439,7 @@ internal sealed class Daemon : IDisposable
         // The table and counters of all shards together, and with several shards each one's share.
         var totals = new long[Enum.GetValues<EngineCounter>().Length];
         int connections = 0, capacity = 0, expectations = 0;
+        long entryBytes = 0;
         var perShard = new StringBuilder();
         foreach (var shard in _shards)
         {
@@ -447,6 +448,7 @@ internal sealed class Daemon : IDisposable
                 var engine = shard.Engine;
                 connections += engine.Connections.Count;
                 capacity += engine.Connections.Capacity;
+                entryBytes += engine.Connections.EntryBytes;
                 expectations += engine.Expectations.Count;
                 var counters = engine.Counters;
                 for (int i = 0; i < totals.Length && i < counters.Length; i++)
@@ -458,7 +460,7 @@ internal sealed class Daemon : IDisposable
             }
         }
 
-        text.Append(CultureInfo.InvariantCulture, $"table: {connections} connections of {capacity}, {expectations} expectations\n");
+        text.Append(CultureInfo.InvariantCulture, $"table: {connections} connections of {capacity}, {expectations} expectations, {entryBytes / 1e6:0.#} MB of entries\n");
         if (_directory is { } directory)
         {
             text.Append(CultureInfo.InvariantCulture, $"shards: {_shards.Length}; directory: {directory.PublishedTuples} tuples, {directory.PublishedExpectations} expectations published\n");

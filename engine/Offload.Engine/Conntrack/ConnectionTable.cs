@@ -42,6 +42,7 @@ public sealed class ConnectionTable
     private readonly ConnEntry[]?[] _chunks;
     private readonly int _slotCount;
     private int _highWater;
+    private long _allocatedSlots;
 
     // Released slots, oldest first (a ring).
     private readonly int[] _freeSlots;
@@ -110,6 +111,9 @@ public sealed class ConnectionTable
     /// <summary>The number of buckets in the hash index.</summary>
     public int BucketCount => _buckets.Length;
 
+    /// <summary>The memory of the entries' chunks allocated so far (they are kept once allocated), for the statistics.</summary>
+    public long EntryBytes => _allocatedSlots * Unsafe.SizeOf<ConnEntry>();
+
     /// <summary>Slots taken at least once: what a scan of the slots need look at.</summary>
     internal int SlotsInUse => _highWater;
 
@@ -150,7 +154,12 @@ public sealed class ConnectionTable
         {
             slot = _highWater;
             int chunk = slot >> ChunkShift;
-            _chunks[chunk] ??= GC.AllocateArray<ConnEntry>(Math.Min(ChunkSize, _slotCount - (chunk << ChunkShift)), pinned: true);
+            if (_chunks[chunk] is null)
+            {
+                _chunks[chunk] = GC.AllocateArray<ConnEntry>(Math.Min(ChunkSize, _slotCount - (chunk << ChunkShift)), pinned: true);
+                _allocatedSlots += _chunks[chunk]!.Length;
+            }
+
             EntryAt(slot).Generation = 1;
             _highWater++;
         }

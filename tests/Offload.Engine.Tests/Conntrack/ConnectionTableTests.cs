@@ -224,6 +224,7 @@ public class ConnectionTableTests
     public void Out_of_line_parts_are_reused_cleared()
     {
         var table = new ConnectionTable(4, Key);
+        Assert.Equal(0, table.EntryBytes); // no chunk before the first connection
         var a = Conn(table, Udp(1, 1));
         var extras = a.EnsureExtras();
         extras.ExpectationCount = 3;
@@ -254,6 +255,9 @@ public class ConnectionTableTests
 
         Assert.True(table.IsFull);
         Assert.True(table.SlotsInUse >= capacity);
+
+        // Three chunks (4,096 + 4,096 + the rest of the slots), allocated as the table filled.
+        Assert.Equal(table.SlotCount * (long)System.Runtime.CompilerServices.Unsafe.SizeOf<ConnEntry>(), table.EntryBytes);
         for (int i = 0; i < capacity; i += 2)
         {
             Assert.True(table.Remove(conns[i]));
