@@ -41,6 +41,9 @@ internal static partial class Log
     [LoggerMessage(2002, LogLevel.Error, "Queue {Queue}: the engine failed on a packet, which was dropped (only the first ten are logged)")]
     public static partial void EngineFault(ILogger logger, int queue, Exception exception);
 
+    [LoggerMessage(2003, LogLevel.Warning, "Queue {Queue}: its worker did not stop within {Seconds} s of being asked (busy on a burst, or waiting for its shard's lock); stopping goes on")]
+    public static partial void WorkerSlowToStop(ILogger logger, int queue, int seconds);
+
     [LoggerMessage(3000, LogLevel.Information, "Control socket listening on {Path}")]
     public static partial void ControlListening(ILogger logger, string path);
 

@@ -306,10 +306,11 @@ internal sealed class QueueWorker : IDisposable
 
     public void Stop()
     {
+        const int patience = 5;
         _stopping = true;
-        if (_thread.IsAlive)
+        if (_thread.IsAlive && !_thread.Join(TimeSpan.FromSeconds(patience)))
         {
-            _thread.Join(TimeSpan.FromSeconds(5));
+            Log.WorkerSlowToStop(_logger, _queue.QueueNumber, patience);
         }
     }
 

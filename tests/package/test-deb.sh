@@ -447,14 +447,19 @@ wait_for() {
 # stop_daemon : SIGTERM as systemd stops it; sets stop_rc to its exit code ("still running" after 20 s).
 stop_rc=
 stop_daemon() {
+    # systemd waits 90 s (TimeoutStopSec's default) before it kills a service that does not stop: 60 here.
+    local waited
     kill -TERM "$daemon_pid"
-    for _ in $(seq 1 200); do
+    for waited in $(seq 1 600); do
         running "$daemon_pid" || break
         sleep 0.1
     done
     if running "$daemon_pid"; then
-        stop_rc="still running"
+        stop_rc="still running after 60 s"
         return 0
+    fi
+    if ((waited > 100)); then
+        info "offloadd took $((waited / 10)) s to stop"
     fi
     stop_rc=0
     wait "$daemon_pid" || stop_rc=$?
@@ -707,7 +712,7 @@ n=$(sed -n 's/.*: \([0-9]*\) connections, [0-9]* expectations.*/\1/p' <<<"$resto
 if [[ $stop_rc == 0 && $restored == *'State restored'* ]] && ((${n:-0} >= 7)); then
     ok "try-restart: $v1 stopped (exit 0), $v2 started with its state (${n} connections restored)"
 else
-    not_ok "try-restart: the old build stops, the new one starts with its state" "stop: $stop_rc; ${restored:-no restore logged}; $(tail -n 3 "$new_log" | tr '\n' ' ')"
+    not_ok "try-restart: the old build stops, the new one starts with its state" "stop: $stop_rc; ${restored:-no restore logged}; old: $(tail -n 4 "$old_pid_log" | tr '\n' ' '); new: $(tail -n 3 "$new_log" | tr '\n' ' ')"
 fi
 tr_wait
 for k in "${TR_KEYS[@]}"; do
