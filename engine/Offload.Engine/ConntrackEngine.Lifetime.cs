@@ -145,11 +145,6 @@ public sealed partial class ConntrackEngine
     {
         if (ctx.Unconfirmed && ctx.Conn is { } conn)
         {
-            if (conn.Extras is not null)
-            {
-                _expectations.RemoveAllOf(conn);
-            }
-
             ForgetUnconfirmed(conn);
             ctx.Conn = null;
             ctx.Unconfirmed = false;
@@ -157,11 +152,17 @@ public sealed partial class ConntrackEngine
     }
 
     /// <summary>
-    /// Gives back the slot of a connection dropped before it was confirmed. An expected one's observer heard it fulfil
-    /// its expectation, so it hears it go too (or it would keep, say, the connection's steering entry forever).
+    /// Gives back the slot of a connection dropped before it was confirmed, with the expectations its packet's helper
+    /// announced. An expected one's observer heard it fulfil its expectation, so it hears it go too (or it would keep,
+    /// say, the connection's steering entry forever).
     /// </summary>
     private void ForgetUnconfirmed(Connection conn)
     {
+        if (conn.Extras is not null)
+        {
+            _expectations.RemoveAllOf(conn);
+        }
+
         if (conn.HasStatus(ConnStatus.Expected))
         {
             _observer?.ConnectionDestroyed(conn);
@@ -177,11 +178,6 @@ public sealed partial class ConntrackEngine
         _lastUnconfirmed = default;
         if (last.IsAlive && !last.IsInTable && !last.IsDying)
         {
-            if (last.Extras is not null)
-            {
-                _expectations.RemoveAllOf(last);
-            }
-
             ForgetUnconfirmed(last);
         }
     }
