@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using System.Net;
 using Microsoft.Extensions.Logging.Abstractions;
+using System.Text.RegularExpressions;
 using Offload.Alg.Ftp;
+using Offload.Alg.Sip;
 using Offload.Daemon.Handback;
 using Offload.Engine;
 using Offload.Engine.Conntrack;
@@ -15,6 +17,7 @@ using Offload.Interop.Ctnetlink;
 using Offload.Interop.Ipset;
 using Offload.Rules;
 using Xunit;
+using static Offload.Alg.Tests.Sip.SipText;
 using static Offload.Sdk.Testing.TestPackets;
 
 namespace Offload.Daemon.Tests;
@@ -202,6 +205,45 @@ public sealed class HandbackManagerTests
         Assert.Equal(1, rig.Manager.Failed);
     }
 
+    [Fact]
+    public void Udp_media_is_handed_back_once_answered_translated_to_the_port_its_sdp_announced()
+    {
+        using var rig = new Rig(afterPackets: 0, helpers: ["sip"], sip: true);
+        ushort mediaPort = rig.SipCall();
+        Assert.Equal(mediaPort, SourcePort(rig.Forward(UdpPacket(Client, 6000, Server, 7000, Ascii("rtp")), Lan, Wan)));
+        Assert.DoesNotContain(rig.Log, l => l.StartsWith("ct new", StringComparison.Ordinal)); // not answered yet
+
+        rig.Forward(UdpPacket(Server, 7000, Outside, mediaPort, Ascii("rtp")), Wan, Lan);
+        Assert.Equal(
+            [
+                $"ct new udp src={Client} dst={Server} sport=6000 dport=7000 -> udp src={Server} dst={Outside} sport=7000 dport={mediaPort}",
+                $"handback add {Outside},udp:{mediaPort},{Server}",
+                $"steering del {Server},udp:7000,{Client}",
+            ],
+            rig.Log.Skip(rig.Log.FindIndex(l => l.StartsWith("ct new", StringComparison.Ordinal))));
+        Assert.Equal(1, rig.Manager.InKernel);
+        Assert.Contains($"{Server},udp:7001,{Client}", rig.Sets.Present); // the RTCP the phone may still send waits
+    }
+
+    [Fact]
+    public void Udp_media_the_peer_opened_leaves_the_steering_with_the_expectation_of_the_phones_media_it_met()
+    {
+        // SIP's symmetric media: the INVITE expects the peer's RTP at the router's port, the 200 OK the phone's from its
+        // port to the peer's, each steered by its own entry. When the peer's opens the flow, the phone's is its reply,
+        // and that expectation, which no packet can take while the flow lives, would keep the phone's packets steered
+        // to offloadd after the hand-back.
+        using var rig = new Rig(afterPackets: 0, helpers: ["sip"], sip: true);
+        ushort mediaPort = rig.SipCall();
+        byte[] toPhone = rig.Forward(UdpPacket(Server, 7000, Outside, mediaPort, Ascii("rtp")), Wan, Lan);
+        Assert.Equal((Client, (ushort)6000), (Destination(toPhone).ToString(), DestinationPort(toPhone)));
+        Assert.Equal(mediaPort, SourcePort(rig.Forward(UdpPacket(Client, 6000, Server, 7000, Ascii("rtp")), Lan, Wan)));
+
+        Assert.Contains($"ct new udp src={Server} dst={Outside} sport=7000 dport={mediaPort} -> udp src={Client} dst={Server} sport=6000 dport=7000", rig.Log);
+        Assert.Contains($"handback add {Outside},udp:{mediaPort},{Server}", rig.Log);
+        Assert.DoesNotContain($"{Server},udp:7000,{Client}", rig.Sets.Present);
+        Assert.Contains($"{Server},udp:7001,{Client}", rig.Sets.Present);
+    }
+
     /// <summary>The kernel's entry of the client's passive data connection from port 40001, translated to <paramref name="natPort"/>.</summary>
     private static string CreatedInKernel(ushort natPort) =>
         $"ct new tcp src={Client} dst={Server} sport=40001 dport=50000 -> tcp src={Server} dst={Outside} sport=50000 dport={natPort}";
@@ -217,7 +259,7 @@ public sealed class HandbackManagerTests
         private uint _serverSeq = 5001;
         private ushort _outsidePort;
 
-        public Rig(int afterPackets, string[]? helpers = null, bool allFlows = false)
+        public Rig(int afterPackets, string[]? helpers = null, bool allFlows = false, bool sip = false)
         {
             Sets = new LoggingSets(Log);
             Kernel = new FakeKernel(Log);
@@ -233,7 +275,7 @@ public sealed class HandbackManagerTests
                     RandomSeed = 3,
                     Interfaces = interfaces,
                     NatRules = [new NatRule { Action = NatAction.Masquerade, OutInterface = Wan }],
-                    Helpers = [new HelperBinding(new FtpHelper(), IpProtocol.Tcp, 21)],
+                    Helpers = [sip ? new HelperBinding(new SipHelper(), IpProtocol.Udp, 5060) : new HelperBinding(new FtpHelper(), IpProtocol.Tcp, 21)],
                 },
                 Clock);
             Manager = new HandbackManager(Steering, Steering, new SteeringConfig(), Engine, EngineLock, NullLogger.Instance, () => Kernel);
@@ -310,6 +352,15 @@ public sealed class HandbackManagerTests
             Forward(TcpPacket(Server, 50000, Outside, natPort, Syn | Ack, seq: 9000, ack: 7001), Wan, Lan);
             Forward(TcpPacket(Client, clientPort, Server, 50000, Ack, seq: 7001, ack: 9001), Lan, Wan);
             return natPort;
+        }
+
+        /// <summary>A call from the phone's port 5060 with media at its port 6000, answered with the peer's media at 7000; returns the router's port the forwarded INVITE announced.</summary>
+        public ushort SipCall()
+        {
+            string invite = PayloadText(Forward(UdpPacket(Client, 5060, Server, 5060, Ascii(Invite(Client, 5060, Server, Sdp(Client, 6000)))), Lan, Wan));
+            ushort signalling = ushort.Parse(Regex.Match(invite, $@"Via: SIP/2.0/UDP {Outside}:(\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            Forward(UdpPacket(Server, 5060, Outside, signalling, Ascii(Ok(Header(invite, "Via"), Outside, signalling, Server, Sdp(Server, 7000)))), Wan, Lan);
+            return ushort.Parse(Regex.Match(invite, @"m=audio (\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
         }
 
         /// <summary>A data segment from the server (the n-th of 1000 bytes).</summary>

@@ -21,16 +21,14 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/harness.sh"
 
 sfx=${LAB_SUFFIX:--hb}
-flows=${FLOWS:-helpers}
-[[ $flows == helpers || $flows == all ]] || { echo "FLOWS must be helpers or all" >&2; exit 2; }
 h_init "ol-handback$sfx"
 h_need_root_and_tools ip iptables ipset conntrack curl dumpcap tshark dotnet
 h_build
 h_on_exit "lab_down '$sfx'"
 work=$H_WORK
 cfg=$work/offloadd.yaml
-sed "s/^  flows: helpers\$/  flows: $flows/" "$H_REPO/tests/lab/offloadd-handback.yaml" >"$cfg"
-grep -q "^  flows: $flows\$" "$cfg" || h_die "no flows: line in offloadd-handback.yaml"
+h_flows_config "$H_REPO/tests/lab/offloadd-handback.yaml" "$cfg"
+flows=$H_FLOWS
 # With flows: all it starts switched off, and a reload switches it on: the rules of the start had no hand-back set.
 [[ $flows == helpers ]] || sed -i 's/^  helpers: \[ftp\]$/  enabled: false\n  helpers: [ftp]/' "$cfg"
 

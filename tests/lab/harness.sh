@@ -146,6 +146,15 @@ h_build() {
     fi
 }
 
+# h_flows_config CONFIG OUT : CONFIG, whose steering section says "  flows: helpers", written to OUT with the flows
+# $FLOWS asks for (helpers, the default, or all), which $H_FLOWS then holds. Dies on another value, or without that line.
+h_flows_config() {
+    H_FLOWS=${FLOWS:-helpers}
+    [[ $H_FLOWS == helpers || $H_FLOWS == all ]] || h_die "FLOWS must be helpers or all"
+    sed "s/^  flows: helpers\$/  flows: $H_FLOWS/" "$1" >"$2"
+    grep -q "^  flows: $H_FLOWS\$" "$2" || h_die "no flows: line in $1"
+}
+
 # h_wait_for TIMEOUT_S CMD... : runs CMD every 50 ms until it succeeds (0) or TIMEOUT_S pass (1).
 h_wait_for() {
     local timeout=$1 deadline

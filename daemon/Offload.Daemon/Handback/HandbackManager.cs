@@ -330,10 +330,44 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
         _steering?.Unsteer(connection);
         lock (_engineLock)
         {
+            if (_steering is not null)
+            {
+                WithdrawExpectationsMet(connection);
+            }
+
             _engine.KeepUntil(connection, _engine.Clock.NowNanoseconds + (long)KeepFor.TotalNanoseconds);
 
             // A segment that still comes here (queued before the steering changed) is far ahead of what this entry saw.
             ConntrackEngine.TrackLiberally(connection);
+        }
+    }
+
+    /// <summary>
+    /// Removes the expectations of a handed-back flow's master that the flow's own packets match, under the engine's
+    /// lock. No packet can take one while the flow lives (its packets find the flow first), but in helpers mode its
+    /// steering entry, the flow's own, would keep the flow's packets from the LAN coming to offloadd: SIP's expectation
+    /// of the phone's media from its port to the peer's, when the peer's media opened the flow (symmetric media).
+    /// </summary>
+    private void WithdrawExpectationsMet(Connection connection)
+    {
+        if (connection.Master is not { } master)
+        {
+            return;
+        }
+
+        List<Expectation>? met = null;
+        foreach (var expectation in _engine.Expectations.Entries())
+        {
+            if (expectation.Master == master && !expectation.AtTranslatedAddress &&
+                (expectation.Matches(connection.Original) || expectation.Matches(connection.Reply)))
+            {
+                (met ??= []).Add(expectation);
+            }
+        }
+
+        foreach (var expectation in met ?? [])
+        {
+            _engine.Expectations.Remove(expectation);
         }
     }
 
