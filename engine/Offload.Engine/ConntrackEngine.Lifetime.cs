@@ -205,6 +205,11 @@ public sealed partial class ConntrackEngine
     /// </summary>
     public static void TrackLiberally(Connection conn)
     {
+        if (!conn.IsAlive)
+        {
+            return; // a handle kept past its connection: the slot's next one is not this one
+        }
+
         conn.Tcp.Original.Flags |= TcpTrackFlags.BeLiberal;
         conn.Tcp.Reply.Flags |= TcpTrackFlags.BeLiberal;
     }

@@ -330,6 +330,11 @@ internal sealed class HandbackManager : IConntrackObserver, IDisposable
         _steering?.Unsteer(connection);
         lock (_engineLock)
         {
+            if (!connection.IsAlive)
+            {
+                return; // ended here since (its destroy took the hand-back entries back); its slot may hold another now
+            }
+
             if (_steering is not null)
             {
                 WithdrawExpectationsMet(connection);
