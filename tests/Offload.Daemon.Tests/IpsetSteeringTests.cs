@@ -9,6 +9,7 @@ using Offload.Engine.Routing;
 using Offload.Interop;
 using Offload.Interop.Ipset;
 using Xunit;
+using static Offload.Sdk.Testing.RouterRig;
 using static Offload.Sdk.Testing.TestPackets;
 
 namespace Offload.Daemon.Tests;
@@ -24,11 +25,8 @@ namespace Offload.Daemon.Tests;
 /// </summary>
 public sealed class IpsetSteeringTests
 {
-    private const string Client = "192.168.1.10";
-    private const string Server = "192.0.2.80";
-    private const string Outside = "198.51.100.1";
-    private const int Lan = 1;
-    private const int Wan = 2;
+    // The router's address on the WAN side of this test's rig.
+    private const string Outside = WanAddress2;
 
     private static readonly string PassivePort = "227 Entering Passive Mode (192,0,2,80,195,80).\r\n"; // port 50000
 
