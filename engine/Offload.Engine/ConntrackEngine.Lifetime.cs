@@ -95,7 +95,7 @@ public sealed partial class ConntrackEngine
         }
 
         // An ICMP query's identifier is its "port", in the same place both ways.
-        ref readonly var reply = ref conn.ReplyTuple;
+        var reply = conn.ReplyTuple;
         ushort port = reply.IsIcmp ? reply.SourcePort : reply.DestinationPort;
         var (min, max) = _options.SliceOf(_options.NatPortMin, _options.NatPortMax);
         return port >= min && port <= max && reply.Protocol is IpProtocol.Tcp or IpProtocol.Udp or IpProtocol.Icmp or IpProtocol.IcmpV6;
@@ -208,6 +208,11 @@ public sealed partial class ConntrackEngine
         if (!conn.IsAlive)
         {
             return; // a handle kept past its connection: the slot's next one is not this one
+        }
+
+        if (conn.Protocol != IpProtocol.Tcp)
+        {
+            return;
         }
 
         conn.Tcp.Original.Flags |= TcpTrackFlags.BeLiberal;

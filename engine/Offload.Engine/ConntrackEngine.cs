@@ -455,7 +455,10 @@ public sealed partial class ConntrackEngine
             return Drop(EngineCounter.DroppedCannotStart);
         }
 
-        conn.StreamAt = now + 2_000_000_000L;
+        if (conn.Protocol != IpProtocol.Tcp)
+        {
+            conn.StreamAt = now + 2_000_000_000L; // TCP's tracking holds those bytes
+        }
         _counters.Count(EngineCounter.ConnectionsCreated);
         return Verdict.Accept;
     }

@@ -41,9 +41,14 @@ public readonly struct Connection : IEquatable<Connection>
         get => ref _table.EntryAt(_slot);
     }
 
-    internal ref ConnTuple OriginalTuple => ref Entry.OriginalTuple;
+    internal ConnTuple OriginalTuple => _table.TupleAt(_slot, reply: false);
 
-    internal ref ConnTuple ReplyTuple => ref Entry.ReplyTuple;
+    /// <summary>The reply tuple; setting it is for a connection not yet in the index (<see cref="ConnectionTable.Rehash"/> re-indexes one that is).</summary>
+    internal ConnTuple ReplyTuple
+    {
+        get => _table.TupleAt(_slot, reply: true);
+        set => _table.SetReplyOfUnlinked(this, value);
+    }
 
     internal ref long ExpiresAt => ref Entry.ExpiresAt;
 
@@ -51,10 +56,14 @@ public readonly struct Connection : IEquatable<Connection>
 
     internal ref uint MarkValue => ref Entry.MarkValue;
 
-    /// <summary>For UDP: when a replied flow counts as a stream. For others: unused.</summary>
+    /// <summary>For UDP: when a replied flow counts as a stream. For TCP it shares its bytes with <see cref="Tcp"/>: not to be set.</summary>
     internal ref long StreamAt => ref Entry.StreamAt;
 
+    /// <summary>TCP's window tracking, for a TCP connection only (other protocols keep their own state in its bytes).</summary>
     internal ref TcpTrackState Tcp => ref Entry.Tcp;
+
+    /// <summary>The IP protocol of both tuples.</summary>
+    internal byte Protocol => Entry.Protocol;
 
     /// <summary>The interface whose address MASQUERADE chose (0: not masqueraded), so its flows can go when the address does.</summary>
     internal ref int MasqueradeInterface => ref Entry.MasqueradeInterface;
@@ -84,14 +93,13 @@ public readonly struct Connection : IEquatable<Connection>
     public bool IsInTable => IsAlive && Entry.Use == EntryUse.InTable;
 
     /// <summary>The tuple of the original direction (what the first packet looked like before NAT).</summary>
-    public ConnTuple Original => Entry.OriginalTuple;
+    public ConnTuple Original => OriginalTuple;
 
     /// <summary>The tuple a reply carries before de-NAT (the inverse of the original packet after NAT).</summary>
-    public ConnTuple Reply => Entry.ReplyTuple;
+    public ConnTuple Reply => ReplyTuple;
 
     /// <summary>The tuple of one direction.</summary>
-    public ref readonly ConnTuple TupleOf(ConnDirection direction) =>
-        ref direction == ConnDirection.Original ? ref Entry.OriginalTuple : ref Entry.ReplyTuple;
+    public ConnTuple TupleOf(ConnDirection direction) => _table.TupleAt(_slot, reply: direction == ConnDirection.Reply);
 
     public ConnStatus Status => Entry.StatusBits;
 
@@ -105,7 +113,7 @@ public readonly struct Connection : IEquatable<Connection>
     }
 
     /// <summary>The TCP state, or <see cref="TcpConntrackState.None"/> for other protocols.</summary>
-    public TcpConntrackState TcpState => Entry.Tcp.State;
+    public TcpConntrackState TcpState => Entry.Protocol == IpProtocol.Tcp ? Entry.Tcp.State : TcpConntrackState.None;
 
     /// <summary>What the TCP tracker knows of each direction (window scales, flags): read when the flow is handed to the kernel.</summary>
     public ref readonly TcpTrackState TcpTracking => ref Entry.Tcp;

@@ -18,7 +18,8 @@ namespace Offload.Engine.Conntrack;
 /// A slot's life: taken for a new connection (unconfirmed, in no chain), linked when the connection is confirmed,
 /// unlinked when it ends, then released: its generation moves on, so that handles kept past the end tell it is gone.
 /// Released slots are reused oldest first, so a stale handle keeps reading its own connection's last state for as long
-/// as possible. Chunks of slots are allocated as the table fills and never move (they are pinned, for prefetching).
+/// as possible. Chunks of slots are allocated as the table fills and never move: they are pinned, so that each entry
+/// stays on its two cache lines. IPv6 addresses live beside the entries, in <see cref="AddressBlocks"/>.
 /// </para>
 /// </remarks>
 public sealed class ConnectionTable
@@ -39,14 +40,15 @@ public sealed class ConnectionTable
     private readonly int[] _sourceBuckets;
     private readonly int _sourceMask;
 
-    private readonly ConnEntry[]?[] _chunks;
+    private readonly EntryChunk[] _chunks;
     private readonly int _slotCount;
     private int _highWater;
     private long _allocatedSlots;
 
-    // Released slots, oldest first (a ring).
-    private readonly int[] _freeSlots;
-    private int _freeHead;
+    // Released slots, oldest first: a queue linked through the free entries' first chain link, which a free entry
+    // does not use (a stale handle reads tuples, status and state, never links).
+    private int _freeHead = NoLink;
+    private int _freeTail = NoLink;
     private int _freeCount;
 
     // The out-of-line parts, reused: an entry names its object by ExtrasIndex.
@@ -54,8 +56,18 @@ public sealed class ConnectionTable
     private readonly Stack<int> _freeExtras = new();
     private int _extrasHighWater;
 
+    // The addresses of the entries whose tuples do not fit their IPv4 form.
+    private readonly AddressBlocks _addressBlocks = new();
+
     private readonly ulong _hashKey;
     private int _count;
+
+    /// <summary>A chunk of entries: pinned bytes, the first entry at an offset that aligns it on a cache line.</summary>
+    private struct EntryChunk
+    {
+        public byte[]? Bytes;
+        public int Offset;
+    }
 
     /// <param name="capacity">The most connections the table holds (the kernel's nf_conntrack_max).</param>
     /// <param name="hashKey">Key of the tuple hash: random in a live daemon, fixed in a replay.</param>
@@ -76,8 +88,7 @@ public sealed class ConnectionTable
         _sourceMask = (buckets / 2) - 1;
 
         _slotCount = capacity + UnconfirmedSlots;
-        _chunks = new ConnEntry[]?[(_slotCount + ChunkMask) >> ChunkShift];
-        _freeSlots = new int[_slotCount];
+        _chunks = new EntryChunk[(_slotCount + ChunkMask) >> ChunkShift];
     }
 
     public int Capacity { get; }
@@ -111,8 +122,11 @@ public sealed class ConnectionTable
     /// <summary>The number of buckets in the hash index.</summary>
     public int BucketCount => _buckets.Length;
 
-    /// <summary>The memory of the entries' chunks allocated so far (they are kept once allocated), for the statistics.</summary>
-    public long EntryBytes => _allocatedSlots * Unsafe.SizeOf<ConnEntry>();
+    /// <summary>The memory of the entries' chunks (and IPv6 address blocks) allocated so far (they are kept once allocated), for the statistics.</summary>
+    public long EntryBytes => (_allocatedSlots * ConnEntry.Size) + _addressBlocks.Bytes;
+
+    /// <summary>Address blocks held by slots: those of IPv6 entries, and of released slots until their reuse (a stale handle still reads its tuples).</summary>
+    internal int AddressBlocksInUse => _addressBlocks.InUse;
 
     /// <summary>Slots taken at least once: what a scan of the slots need look at.</summary>
     internal int SlotsInUse => _highWater;
@@ -129,8 +143,151 @@ public sealed class ConnectionTable
     internal ref ConnEntry EntryAt(int slot)
     {
         // Every slot handed out lies in an allocated chunk: no bounds to check twice on the packet path.
-        var chunk = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_chunks), slot >> ChunkShift);
-        return ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(chunk!), slot & ChunkMask);
+        ref var chunk = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_chunks), slot >> ChunkShift);
+        ref byte at = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(chunk.Bytes!), chunk.Offset + ((slot & ChunkMask) * ConnEntry.Size));
+        return ref Unsafe.As<byte, ConnEntry>(ref at);
+    }
+
+    private void AllocateChunk(int chunk)
+    {
+        // One entry more than the slots, so that the first can start on a cache line wherever the array lies: an
+        // entry is then exactly its two lines. Pinned, so that the alignment holds (and the chunk never moves).
+        int slots = Math.Min(ChunkSize, _slotCount - (chunk << ChunkShift));
+        var bytes = GC.AllocateArray<byte>((slots + 1) * ConnEntry.Size, pinned: true);
+        long address = Marshal.UnsafeAddrOfPinnedArrayElement(bytes, 0);
+        _chunks[chunk] = new EntryChunk { Bytes = bytes, Offset = (int)((64 - (address & 63)) & 63) };
+        _allocatedSlots += slots;
+    }
+
+    /// <summary>The tuple of one direction of an entry.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ConnTuple TupleOf(ref ConnEntry entry, bool reply)
+    {
+        ref var tuple = ref reply ? ref entry.Reply : ref entry.Original;
+        if (!entry.HasAddressBlock)
+        {
+            return new ConnTuple(entry.Family, entry.Protocol, InetAddress.FromIPv4(tuple.Source), tuple.SourcePort, InetAddress.FromIPv4(tuple.Destination), tuple.DestinationPort);
+        }
+
+        ref var block = ref _addressBlocks.At(entry.Original.Source);
+        return reply
+            ? new ConnTuple(entry.Family, entry.Protocol, block.ReplySource, tuple.SourcePort, block.ReplyDestination, tuple.DestinationPort)
+            : new ConnTuple(entry.Family, entry.Protocol, block.OriginalSource, tuple.SourcePort, block.OriginalDestination, tuple.DestinationPort);
+    }
+
+    /// <summary>True when one direction of an entry has this tuple (what a lookup compares).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Matches(ref ConnEntry entry, bool reply, in ConnTuple tuple)
+    {
+        ref var mine = ref reply ? ref entry.Reply : ref entry.Original;
+        if (mine.SourcePort != tuple.SourcePort || mine.DestinationPort != tuple.DestinationPort
+            || entry.Protocol != tuple.Protocol || entry.Family != tuple.Family)
+        {
+            return false;
+        }
+
+        if (!entry.HasAddressBlock)
+        {
+            return IsIPv4Form(tuple.Source) && IsIPv4Form(tuple.Destination)
+                && mine.Source == (uint)(tuple.Source.High >> 32) && mine.Destination == (uint)(tuple.Destination.High >> 32);
+        }
+
+        ref var block = ref _addressBlocks.At(entry.Original.Source);
+        return reply
+            ? block.ReplySource == tuple.Source && block.ReplyDestination == tuple.Destination
+            : block.OriginalSource == tuple.Source && block.OriginalDestination == tuple.Destination;
+    }
+
+    /// <summary>An address an entry can hold in 4 bytes: an IPv4 address as <see cref="InetAddress.FromIPv4(uint)"/> makes it.</summary>
+    private static bool IsIPv4Form(InetAddress address) => (address.High & 0xFFFF_FFFF) == 0 && address.Low == 0;
+
+    private static bool FitsIPv4Form(in ConnTuple tuple) => tuple.Family == 4 && IsIPv4Form(tuple.Source) && IsIPv4Form(tuple.Destination);
+
+    private const uint NoBlock = uint.MaxValue;
+
+    /// <summary>
+    /// Sets both tuples of an entry that holds no address block, or of a slot being reused that still holds its last
+    /// connection's (<paramref name="heldBlock"/>): taken over if the new tuples need one, given back if not.
+    /// </summary>
+    private void SetTuples(ref ConnEntry entry, in ConnTuple original, in ConnTuple reply, uint heldBlock = NoBlock)
+    {
+        if (original.Family != reply.Family || original.Protocol != reply.Protocol)
+        {
+            throw new ArgumentException($"The tuples {original} and {reply} differ in family or protocol.", nameof(reply));
+        }
+
+        entry.Family = original.Family;
+        entry.Protocol = original.Protocol;
+        entry.Original.SourcePort = original.SourcePort;
+        entry.Original.DestinationPort = original.DestinationPort;
+        entry.Reply.SourcePort = reply.SourcePort;
+        entry.Reply.DestinationPort = reply.DestinationPort;
+        if (FitsIPv4Form(original) && FitsIPv4Form(reply))
+        {
+            if (heldBlock != NoBlock)
+            {
+                _addressBlocks.Give(heldBlock);
+            }
+
+            entry.HasAddressBlock = false;
+            entry.Original.Source = (uint)(original.Source.High >> 32);
+            entry.Original.Destination = (uint)(original.Destination.High >> 32);
+            entry.Reply.Source = (uint)(reply.Source.High >> 32);
+            entry.Reply.Destination = (uint)(reply.Destination.High >> 32);
+            return;
+        }
+
+        uint index = heldBlock != NoBlock ? heldBlock : _addressBlocks.Take();
+        ref var block = ref _addressBlocks.At(index);
+        block.OriginalSource = original.Source;
+        block.OriginalDestination = original.Destination;
+        block.ReplySource = reply.Source;
+        block.ReplyDestination = reply.Destination;
+        entry.HasAddressBlock = true;
+        entry.Original.Source = index;
+        entry.Original.Destination = 0;
+        entry.Reply.Source = 0;
+        entry.Reply.Destination = 0;
+    }
+
+    private static void CheckReply(ref ConnEntry entry, in ConnTuple reply)
+    {
+        if (reply.Family != entry.Family || reply.Protocol != entry.Protocol)
+        {
+            throw new ArgumentException($"The reply tuple {reply} differs from its connection in family or protocol.", nameof(reply));
+        }
+    }
+
+    /// <summary>Changes the reply tuple of an entry (NAT), whether it is indexed or not: the caller re-links it.</summary>
+    private void SetReply(ref ConnEntry entry, in ConnTuple reply)
+    {
+        CheckReply(ref entry, reply);
+        if (entry.HasAddressBlock)
+        {
+            ref var block = ref _addressBlocks.At(entry.Original.Source);
+            block.ReplySource = reply.Source;
+            block.ReplyDestination = reply.Destination;
+            entry.Reply.SourcePort = reply.SourcePort;
+            entry.Reply.DestinationPort = reply.DestinationPort;
+            return;
+        }
+
+        var original = TupleOf(ref entry, reply: false);
+        SetTuples(ref entry, original, reply);
+    }
+
+    /// <summary>The tuple of one direction of the connection in a slot.</summary>
+    internal ConnTuple TupleAt(int slot, bool reply) => TupleOf(ref EntryAt(slot), reply);
+
+    /// <summary>Sets the reply tuple of a connection not in the index (use <see cref="Rehash"/> for one that is).</summary>
+    internal void SetReplyOfUnlinked(Connection connection, in ConnTuple reply)
+    {
+        if (connection.IsInTable)
+        {
+            throw new InvalidOperationException("The connection is in the index: rehash it.");
+        }
+
+        SetReply(ref connection.Entry, reply);
     }
 
     internal uint GenerationAt(int slot) => slot >= 0 && slot < _highWater ? EntryAt(slot).Generation : 0;
@@ -146,18 +303,22 @@ public sealed class ConnectionTable
         int slot;
         if (_freeCount > 0)
         {
-            slot = _freeSlots[_freeHead];
-            _freeHead = _freeHead + 1 == _freeSlots.Length ? 0 : _freeHead + 1;
+            slot = _freeHead;
+            _freeHead = EntryAt(slot).NextInOriginalChain;
+            if (_freeHead == NoLink)
+            {
+                _freeTail = NoLink;
+            }
+
             _freeCount--;
         }
         else if (_highWater < _slotCount)
         {
             slot = _highWater;
             int chunk = slot >> ChunkShift;
-            if (_chunks[chunk] is null)
+            if (_chunks[chunk].Bytes is null)
             {
-                _chunks[chunk] = GC.AllocateArray<ConnEntry>(Math.Min(ChunkSize, _slotCount - (chunk << ChunkShift)), pinned: true);
-                _allocatedSlots += _chunks[chunk]!.Length;
+                AllocateChunk(chunk);
             }
 
             EntryAt(slot).Generation = 1;
@@ -170,10 +331,10 @@ public sealed class ConnectionTable
 
         ref var entry = ref EntryAt(slot);
         uint generation = entry.Generation;
+        uint heldBlock = entry.HasAddressBlock ? entry.Original.Source : NoBlock;
         entry = default;
         entry.Generation = generation;
-        entry.OriginalTuple = original;
-        entry.ReplyTuple = reply;
+        SetTuples(ref entry, original, reply, heldBlock);
         entry.NextInOriginalChain = NoLink;
         entry.NextInReplyChain = NoLink;
         entry.NextBySource = -2;
@@ -194,13 +355,14 @@ public sealed class ConnectionTable
             buckets[i] = buckets[i] < 0 ? NoLink : _buckets[buckets[i]];
         }
 
+        // Both cache lines of each entry: the first for the lookup, the second for the protocol's state.
         int sum = 0;
         foreach (int link in buckets)
         {
             if (link != NoLink)
             {
                 ref var entry = ref EntryAt(link >> 1);
-                sum += (link & 1) == 0 ? entry.OriginalTuple.SourcePort : entry.ReplyTuple.SourcePort;
+                sum += entry.Original.SourcePort + entry.MasqueradeInterface;
             }
         }
 
@@ -216,7 +378,7 @@ public sealed class ConnectionTable
             ref var entry = ref EntryAt(link >> 1);
             if ((link & 1) == 0)
             {
-                if (entry.OriginalTuple.Equals(tuple))
+                if (Matches(ref entry, reply: false, tuple))
                 {
                     connection = HandleOf(link >> 1);
                     direction = ConnDirection.Original;
@@ -227,7 +389,7 @@ public sealed class ConnectionTable
             }
             else
             {
-                if (entry.ReplyTuple.Equals(tuple))
+                if (Matches(ref entry, reply: true, tuple))
                 {
                     connection = HandleOf(link >> 1);
                     direction = ConnDirection.Reply;
@@ -255,7 +417,7 @@ public sealed class ConnectionTable
         {
             ref var entry = ref EntryAt(link >> 1);
             bool reply = (link & 1) != 0;
-            if ((link >> 1) != exceptSlot && (reply ? entry.ReplyTuple : entry.OriginalTuple).Equals(tuple))
+            if ((link >> 1) != exceptSlot && Matches(ref entry, reply, tuple))
             {
                 return HandleOf(link >> 1);
             }
@@ -286,8 +448,8 @@ public sealed class ConnectionTable
         if ((entry.StatusBits & ConnStatus.Expected) != 0)
         {
             // Only an expected connection can be a PPTP call's: its keys are the call's.
-            GreKeys.AddConnection(entry.OriginalTuple, entry.ReplyTuple);
-            if (entry.OriginalTuple.Protocol == IpProtocol.Gre && connection.Master is { } master)
+            GreKeys.AddConnection(TupleOf(ref entry, reply: false), TupleOf(ref entry, reply: true));
+            if (entry.Protocol == IpProtocol.Gre && connection.Master is { } master)
             {
                 (master.EnsureExtras().GreCalls ??= []).Add(connection);
             }
@@ -295,7 +457,7 @@ public sealed class ConnectionTable
 
         if ((entry.StatusBits & ConnStatus.SrcNatDone) != 0)
         {
-            int bucket = SourceBucketOf(entry.OriginalTuple);
+            int bucket = SourceBucketOf(TupleOf(ref entry, reply: false));
             entry.NextBySource = _sourceBuckets[bucket];
             _sourceBuckets[bucket] = slot;
         }
@@ -344,7 +506,7 @@ public sealed class ConnectionTable
         UnlinkChains(slot, ref entry);
         if ((entry.StatusBits & ConnStatus.Expected) != 0)
         {
-            GreKeys.RemoveConnection(entry.OriginalTuple, entry.ReplyTuple);
+            GreKeys.RemoveConnection(TupleOf(ref entry, reply: false), TupleOf(ref entry, reply: true));
             connection.Master?.Extras?.GreCalls?.Remove(connection);
         }
 
@@ -356,7 +518,7 @@ public sealed class ConnectionTable
         entry.Use = EntryUse.Unlinked;
         _count--;
         TupleReleases++;
-        LastReleasedReply = entry.ReplyTuple;
+        LastReleasedReply = TupleOf(ref entry, reply: true);
         return true;
     }
 
@@ -383,8 +545,17 @@ public sealed class ConnectionTable
 
         entry.Use = EntryUse.Free;
         entry.Generation = entry.Generation == uint.MaxValue ? 1 : entry.Generation + 1;
-        int tail = _freeHead + _freeCount;
-        _freeSlots[tail >= _freeSlots.Length ? tail - _freeSlots.Length : tail] = slot;
+        entry.NextInOriginalChain = NoLink;
+        if (_freeTail == NoLink)
+        {
+            _freeHead = slot;
+        }
+        else
+        {
+            EntryAt(_freeTail).NextInOriginalChain = slot;
+        }
+
+        _freeTail = slot;
         _freeCount++;
     }
 
@@ -394,24 +565,25 @@ public sealed class ConnectionTable
         ref var entry = ref connection.Entry;
         if (!connection.IsInTable)
         {
-            entry.ReplyTuple = newReplyTuple;
+            SetReply(ref entry, newReplyTuple);
             return;
         }
 
+        CheckReply(ref entry, newReplyTuple); // before the entry leaves its chains
         int slot = connection.Index;
         UnlinkChains(slot, ref entry);
         TupleReleases++;
-        LastReleasedReply = entry.ReplyTuple;
+        LastReleasedReply = TupleOf(ref entry, reply: true);
         bool expected = (entry.StatusBits & ConnStatus.Expected) != 0;
         if (expected)
         {
-            GreKeys.RemoveConnection(entry.OriginalTuple, entry.ReplyTuple);
+            GreKeys.RemoveConnection(TupleOf(ref entry, reply: false), LastReleasedReply);
         }
 
-        entry.ReplyTuple = newReplyTuple;
+        SetReply(ref entry, newReplyTuple);
         if (expected)
         {
-            GreKeys.AddConnection(entry.OriginalTuple, entry.ReplyTuple);
+            GreKeys.AddConnection(TupleOf(ref entry, reply: false), newReplyTuple);
         }
 
         LinkChains(slot, ref entry);
@@ -468,24 +640,24 @@ public sealed class ConnectionTable
 
     private void LinkChains(int slot, ref ConnEntry entry)
     {
-        int original = BucketOf(entry.OriginalTuple);
+        int original = BucketOf(TupleOf(ref entry, reply: false));
         entry.NextInOriginalChain = _buckets[original];
         _buckets[original] = slot * 2;
 
-        int reply = BucketOf(entry.ReplyTuple);
+        int reply = BucketOf(TupleOf(ref entry, reply: true));
         entry.NextInReplyChain = _buckets[reply];
         _buckets[reply] = (slot * 2) + 1;
     }
 
     private void UnlinkChains(int slot, ref ConnEntry entry)
     {
-        UnlinkOne(BucketOf(entry.OriginalTuple), slot * 2);
-        UnlinkOne(BucketOf(entry.ReplyTuple), (slot * 2) + 1);
+        UnlinkOne(BucketOf(TupleOf(ref entry, reply: false)), slot * 2);
+        UnlinkOne(BucketOf(TupleOf(ref entry, reply: true)), (slot * 2) + 1);
     }
 
     private void UnlinkBySource(int slot, ref ConnEntry entry)
     {
-        int bucket = SourceBucketOf(entry.OriginalTuple);
+        int bucket = SourceBucketOf(TupleOf(ref entry, reply: false));
         if (_sourceBuckets[bucket] == slot)
         {
             _sourceBuckets[bucket] = entry.NextBySource;

@@ -142,7 +142,10 @@ internal sealed class HelperDispatch
         _scratch.BeginCall();
         var rewrites = _scratch.Rewrites;
         var layout = new HelperPacketLayout(ctx.Info.L4Offset, ctx.Info.PayloadOffset, ctx.Info.PayloadLength, ctx.Info.Protocol, ctx.Dir, ctx.Ct, conn.IsNatted);
-        var context = new HelperContext(_host, helper, conn.Boxed(), ctx.Packet, layout, in conn.TupleOf(ctx.Dir), in conn.TupleOf(ctx.Dir.Opposite()));
+        // The context reads the tuples by reference: copies of the entry's, which holds them in a compact form.
+        var tuple = conn.TupleOf(ctx.Dir);
+        var otherTuple = conn.TupleOf(ctx.Dir.Opposite());
+        var context = new HelperContext(_host, helper, conn.Boxed(), ctx.Packet, layout, in tuple, in otherTuple);
         HelperVerdict verdict;
         try
         {

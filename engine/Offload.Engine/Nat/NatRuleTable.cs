@@ -117,7 +117,7 @@ internal sealed class NatRuleTable(EngineOptions options, NatCore nat)
     /// </summary>
     public bool ArrivesUnknownAtNatPort(Connection conn)
     {
-        ref readonly var tuple = ref conn.OriginalTuple;
+        var tuple = conn.OriginalTuple;
         return options.HasNatPortRange
             && (conn.StatusBits & (ConnStatus.Expected | ConnStatus.DstNat)) == 0
             && tuple.Protocol is IpProtocol.Tcp or IpProtocol.Udp

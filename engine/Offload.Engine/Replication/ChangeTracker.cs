@@ -179,7 +179,7 @@ public sealed class ChangeTracker : IConntrackObserver
         var hash = default(HashCode);
         hash.Add(conn.StatusBits);
         hash.Add(conn.MarkValue);
-        hash.Add(conn.Tcp.State);
+        hash.Add(conn.TcpState);
         hash.Add(conn.ReplyTuple.GetHashCode());
         if (conn.Extras is { } extras)
         {

@@ -154,9 +154,15 @@ public sealed class ReplicationApplier
         existing.StatusBits = fresh.StatusBits;
         existing.MarkValue = fresh.MarkValue;
         existing.ExpiresAt = fresh.ExpiresAt;
-        existing.StreamAt = fresh.StreamAt;
         existing.MasqueradeInterface = fresh.MasqueradeInterface;
-        existing.Tcp = fresh.Tcp;
+        if (existing.Protocol == IpProtocol.Tcp)
+        {
+            existing.Tcp = fresh.Tcp;
+        }
+        else
+        {
+            existing.StreamAt = fresh.StreamAt;
+        }
         if (fresh.Extras is not { } from)
         {
             return;

@@ -74,7 +74,7 @@ public static class EngineSnapshot
         body.WriteUInt32((uint)conn.StatusBits);
         body.WriteUInt32(conn.MarkValue);
         body.WriteInt64(conn.ExpiresAt - now);
-        body.WriteInt64(conn.StreamAt - now);
+        body.WriteInt64(tcp ? 0 : conn.StreamAt - now); // TCP's tracking holds those bytes
         body.WriteInt32(conn.MasqueradeInterface);
         if (tcp)
         {
@@ -323,14 +323,25 @@ public static class EngineSnapshot
 
             var original = reader.ReadTuple();
             var reply = reader.ReadTuple();
+            if (original.Family != reply.Family || original.Protocol != reply.Protocol
+                || ((kind & SnapshotFormat.RecordTcp) != 0) != (original.Protocol == IpProtocol.Tcp))
+            {
+                throw new SnapshotException(SnapshotRefusal.Corrupt, $"a connection record whose parts disagree ({original}, {reply}, kind {kind})");
+            }
+
             var conn = table.Create(original, reply);
             _created.Add(conn);
             conn.StatusBits = (ConnStatus)reader.ReadUInt32() & ~ConnStatus.Dying;
             conn.MarkValue = reader.ReadUInt32();
             long remaining = Remaining(reader.ReadInt64());
             conn.ExpiresAt = now + remaining;
-            conn.StreamAt = now + Remaining(reader.ReadInt64());
+            long streamAt = now + Remaining(reader.ReadInt64());
             conn.MasqueradeInterface = reader.ReadInt32();
+            if (conn.Protocol != IpProtocol.Tcp)
+            {
+                conn.StreamAt = streamAt;
+            }
+
             if ((kind & SnapshotFormat.RecordTcp) != 0)
             {
                 conn.Tcp = ReadTcp(reader);

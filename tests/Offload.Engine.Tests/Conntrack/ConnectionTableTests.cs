@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Offload.Engine.Conntrack;
 using Offload.Engine.Packets;
 using Xunit;
@@ -294,12 +295,13 @@ public class ConnectionTableTests
         var dead = new List<Connection>();
 
         // A small universe of tuples, so inserts clash with live ones and tuples come back after removal.
-        ConnTuple RandomTuple()
+        // A reply tuple shares its original's family and protocol: the table refuses any other pair.
+        ConnTuple RandomTuple(ConnTuple? like = null)
         {
-            bool v6 = random.Next(4) == 0;
+            bool v6 = like is { } l ? l.Family == 6 : random.Next(4) == 0;
             var src = v6 ? new InetAddress(0xFD00_0000_0000_0000UL, (ulong)random.Next(4)) : InetAddress.FromIPv4(0x0A00_0000u + (uint)random.Next(4));
             var dst = v6 ? new InetAddress(0x2001_0DB8_0000_0000UL, (ulong)random.Next(3)) : InetAddress.FromIPv4(0xC633_6400u + (uint)random.Next(3));
-            byte proto = random.Next(3) switch { 0 => IpProtocol.Tcp, 1 => IpProtocol.Udp, _ => IpProtocol.Icmp };
+            byte proto = like?.Protocol ?? random.Next(3) switch { 0 => IpProtocol.Tcp, 1 => IpProtocol.Udp, _ => IpProtocol.Icmp };
             return new ConnTuple(v6 ? (byte)6 : (byte)4, proto, src, (ushort)random.Next(1, 12), dst, (ushort)random.Next(1, 4));
         }
 
@@ -309,7 +311,7 @@ public class ConnectionTableTests
             if (op < 5)
             {
                 var original = RandomTuple();
-                var reply = random.Next(3) == 0 ? RandomTuple() : original.Invert();
+                var reply = random.Next(3) == 0 ? RandomTuple(original) : original.Invert();
                 bool clash = model.ContainsKey(original) || model.ContainsKey(reply) || original.Equals(reply);
                 Assert.Equal(model.ContainsKey(original), table.IsTaken(original, null));
                 Assert.Equal(model.ContainsKey(reply), table.IsTaken(reply, null));
@@ -344,7 +346,7 @@ public class ConnectionTableTests
             else if (op < 9 && live.Count > 0)
             {
                 var c = live[random.Next(live.Count)];
-                var newReply = RandomTuple();
+                var newReply = RandomTuple(c.Original);
                 if (model.ContainsKey(newReply) || newReply.Equals(c.Original))
                 {
                     continue;
@@ -388,5 +390,133 @@ public class ConnectionTableTests
                 }
             }
         }
+    }
+
+    private static ConnTuple Tcp6(ulong sourceLow, ushort sourcePort, ulong destinationLow = 2, ushort destinationPort = 443) =>
+        new(6, IpProtocol.Tcp, new InetAddress(0xFD00_0000_0000_0000UL, sourceLow), sourcePort, new InetAddress(0x2001_0DB8_0000_0000UL, destinationLow), destinationPort);
+
+    [Fact]
+    public void An_entry_is_two_cache_lines_aligned_on_a_line()
+    {
+        Assert.Equal(128, Unsafe.SizeOf<ConnEntry>());
+        var table = new ConnectionTable(10_000, Key);
+        for (int i = 0; i < 9_000; i++)
+        {
+            table.Insert(Conn(table, Udp((uint)i, 1000)));
+        }
+
+        // Every chunk (three here) starts its first entry on a cache line, wherever the runtime put its array.
+        foreach (int slot in new[] { 0, 1, 4095, 4096, 4097, 8191, 8192, 8999 })
+        {
+            nint address = Unsafe.ByteOffset(ref Unsafe.NullRef<ConnEntry>(), ref table.EntryAt(slot));
+            Assert.Equal(0, address % 64);
+        }
+    }
+
+    [Fact]
+    public void IPv4_entries_hold_their_addresses_and_IPv6_ones_take_a_block_given_back_with_the_slot()
+    {
+        var table = new ConnectionTable(100, Key);
+        var v4 = Conn(table, Udp(0xC0A8_0001, 1000), Udp(0xC633_6401, 53, 0xCB00_7101, 40000));
+        var v6 = Conn(table, Tcp6(2, 50000));
+        table.Insert(v4);
+        table.Insert(v6);
+        Assert.Equal(1, table.AddressBlocksInUse);
+        AssertFound(table, v4);
+        AssertFound(table, v6);
+        Assert.Equal(Udp(0xC633_6401, 53, 0xCB00_7101, 40000), v4.Reply);
+        Assert.Equal(Tcp6(2, 50000), v6.Original);
+        Assert.Equal(Tcp6(2, 50000).Invert(), v6.Reply);
+
+        // Another address with the same first 8 bytes, or the same ports and no more, is another tuple.
+        Assert.False(table.TryFind(Tcp6(3, 50000), out _, out _));
+        Assert.False(table.TryFind(Tcp6(2, 50000, destinationLow: 7), out _, out _));
+
+        // A released slot keeps its block (a stale handle still reads its tuples) until the slot is reused.
+        table.Remove(v6);
+        Assert.Equal(Tcp6(2, 50000), v6.Original);
+        Assert.Equal(1, table.AddressBlocksInUse);
+        var small = new ConnectionTable(2, Key);
+        var first = Conn(small, Tcp6(4, 1));
+        small.Insert(first);
+        small.Remove(first);
+        var reused = Conn(small, Tcp6(5, 2));
+        small.Insert(reused);
+        Assert.Equal(1, small.AddressBlocksInUse);
+        AssertFound(small, reused);
+        small.Remove(reused);
+        for (int i = 0; i < ConnectionTable.UnconfirmedSlots + 2; i++)
+        {
+            small.Remove(Conn(small, Udp((uint)i, 1)));
+        }
+
+        Assert.Equal(0, small.AddressBlocksInUse);
+        AssertFound(table, v4);
+    }
+
+    [Fact]
+    public void An_IPv4_tuple_whose_address_has_other_bits_is_kept_exactly()
+    {
+        // InetAddress.FromIPv4 sets the first 4 bytes only; an address made otherwise must not be cut to them.
+        var odd = new ConnTuple(4, IpProtocol.Udp, new InetAddress(0xC0A8_0001_0000_0005UL, 0), 1000, InetAddress.FromIPv4(0x0A00_0001), 53);
+        var plain = new ConnTuple(4, IpProtocol.Udp, InetAddress.FromIPv4(0xC0A8_0001), 1000, InetAddress.FromIPv4(0x0A00_0001), 53);
+        var table = new ConnectionTable(100, Key);
+        var c = Conn(table, odd);
+        table.Insert(c);
+        Assert.Equal(odd, c.Original);
+        AssertFound(table, c);
+        Assert.False(table.TryFind(plain, out _, out _));
+
+        var p = Conn(table, plain);
+        table.Insert(p);
+        Assert.True(table.TryFind(plain, out var found, out _));
+        Assert.Equal(p, found);
+    }
+
+    [Fact]
+    public void A_reply_tuple_changed_by_NAT_is_found_in_both_forms()
+    {
+        var table = new ConnectionTable(100, Key);
+        var v4 = Conn(table, Udp(0xC0A8_0001, 1000));
+        var v6 = Conn(table, Tcp6(2, 50000));
+        table.Insert(v4);
+        table.Insert(v6);
+
+        var v4Reply = Udp(0x0A00_0001, 53, 0xCB00_7101, 61000);
+        var v6Reply = new ConnTuple(6, IpProtocol.Tcp, new InetAddress(0x2001_0DB8_0000_0000UL, 2), 443, new InetAddress(0x2001_0DB8_0000_0001UL, 1), 61001);
+        table.Rehash(v4, v4Reply);
+        table.Rehash(v6, v6Reply);
+        Assert.Equal(v4Reply, v4.Reply);
+        Assert.Equal(v6Reply, v6.Reply);
+        AssertFound(table, v4);
+        AssertFound(table, v6);
+        Assert.False(table.TryFind(Udp(0xC0A8_0001, 1000).Invert(), out _, out _));
+        Assert.False(table.TryFind(Tcp6(2, 50000).Invert(), out _, out _));
+
+        // A reply tuple of another family or protocol is refused rather than stored half.
+        Assert.Throws<ArgumentException>(() => table.Rehash(v6, v4Reply));
+        Assert.Throws<ArgumentException>(() => table.Create(Udp(1, 1), Tcp6(1, 1)));
+    }
+
+    [Fact]
+    public void Released_slots_are_taken_again_oldest_first()
+    {
+        var table = new ConnectionTable(8, Key);
+        var conns = Enumerable.Range(0, 8).Select(i => Conn(table, Udp((uint)i, 1))).ToList();
+        conns.ForEach(table.Insert);
+        foreach (int i in new[] { 5, 2, 7, 0 })
+        {
+            table.Remove(conns[i]);
+        }
+
+        var slots = Enumerable.Range(0, 4).Select(i => Conn(table, Udp(100 + (uint)i, 1)).Index).ToList();
+        Assert.Equal(new[] { conns[5].Index, conns[2].Index, conns[7].Index, conns[0].Index }, slots);
+        Assert.Equal(8, table.SlotsHeld); // four in the table, four new ones unconfirmed
+
+        // With the queue empty, the next slot is a new one; one released then is the next taken.
+        int fresh = Conn(table, Udp(200, 1)).Index;
+        Assert.Equal(8, fresh);
+        table.Release(table.AtSlot(conns[1].Index)!.Value);
+        Assert.Equal(conns[1].Index, Conn(table, Udp(201, 1)).Index);
     }
 }
