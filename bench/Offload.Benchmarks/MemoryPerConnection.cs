@@ -63,10 +63,10 @@ internal static class MemoryPerConnection
         Console.WriteLine($"Allocated while inserting:      {allocatedDuring,14:N0} bytes = {(double)allocatedDuring / connections,7:N1} per connection");
         Console.WriteLine();
         Console.WriteLine($"Connection entry (by value):    {Unsafe.SizeOf<ConnEntry>(),7} bytes (in chunks of slots allocated as the table fills)");
-        Console.WriteLine($"  ConnTuple x2:                 {2 * Unsafe.SizeOf<ConnTuple>(),7} bytes ({Unsafe.SizeOf<ConnTuple>()} each)");
+        Console.WriteLine($"  IPv4 tuples x2:               {2 * Unsafe.SizeOf<EntryTuple>(),7} bytes ({Unsafe.SizeOf<EntryTuple>()} each; an IPv6 entry adds an address block of {Unsafe.SizeOf<AddressBlock>()})");
         Console.WriteLine($"  TcpTrackState:                {Unsafe.SizeOf<TcpTrackState>(),7} bytes");
         Console.WriteLine($"ConnectionExtras (when needed): {extrasSize,7} bytes");
-        Console.WriteLine($"Table per slot of capacity:     {(double)tableArrays / TableSize,7:N1} bytes (bucket heads, by-source heads, free list)");
+        Console.WriteLine($"Table per slot of capacity:     {(double)tableArrays / TableSize,7:N1} bytes (bucket heads, by-source heads)");
         Console.WriteLine();
         // The entries hold no references: a full collection has nothing of the table to trace.
         var pause = Stopwatch.StartNew();
