@@ -366,6 +366,22 @@ public sealed class ConnectionTable
             }
         }
 
+        // Then the second entry of each chain that has one: with a bucket per tuple, the entry looked for is not the
+        // first of its chain in about a third of lookups.
+        for (int i = 0; i < buckets.Length; i++)
+        {
+            buckets[i] = buckets[i] == NoLink ? NoLink : NextLink(ref EntryAt(buckets[i] >> 1), buckets[i]);
+        }
+
+        foreach (int link in buckets)
+        {
+            if (link != NoLink)
+            {
+                ref var entry = ref EntryAt(link >> 1);
+                sum += entry.Original.SourcePort + entry.MasqueradeInterface;
+            }
+        }
+
         return sum;
     }
 
