@@ -104,9 +104,9 @@ internal static class Lab
     /// lookup by the (possibly translated) destination, POSTROUTING. <paramref name="length"/> is updated
     /// when the engine changes the packet's length. The TTL decrement is left out: it is the router's, not the engine's.
     /// </summary>
-    public static Verdict Forward(ConntrackEngine engine, Span<byte> buffer, ref int length, int inInterface)
+    public static Verdict Forward(ConntrackEngine engine, Span<byte> buffer, ref int length, int inInterface, bool checksumVerified = false)
     {
-        var ctx = new PacketContext(buffer, length, inInterface);
+        var ctx = new PacketContext(buffer, length, inInterface) { ChecksumVerified = checksumVerified };
         if (engine.PreRouting(ref ctx) != Verdict.Accept)
         {
             return Verdict.Drop;
