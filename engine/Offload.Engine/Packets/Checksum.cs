@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Offload.Engine.Packets;
 
@@ -14,8 +16,60 @@ namespace Offload.Engine.Packets;
 public static class Checksum
 {
     /// <summary>Adds the bytes of <paramref name="data"/>, read as big-endian 16-bit words, to <paramref name="sum"/>.</summary>
-    /// <remarks>An odd final byte is padded with a zero, so only the last piece of a sum may have an odd length.</remarks>
+    /// <remarks>
+    /// An odd final byte is padded with a zero, so only the last piece of a sum may have an odd length. The words are
+    /// summed in the machine's own order, 32 bits at a time into 64-bit lanes (16 bytes per step where the CPU has
+    /// vectors), and the folded result is swapped to network order once: the Internet checksum does not depend on byte
+    /// order (RFC 1071, section 2(B)). A packet's payload is summed at several bytes per cycle.
+    /// </remarks>
     public static ulong Add(ulong sum, ReadOnlySpan<byte> data)
+    {
+        if (!BitConverter.IsLittleEndian)
+        {
+            return AddBigEndianWords(sum, data);
+        }
+
+        ref byte start = ref MemoryMarshal.GetReference(data);
+        int length = data.Length;
+        int i = 0;
+        ulong native = 0; // no carry to lose: fewer than 2^32 words of 32 bits each
+        if (Vector128.IsHardwareAccelerated && length >= 32)
+        {
+            var lanes0 = Vector128<ulong>.Zero;
+            var lanes1 = Vector128<ulong>.Zero;
+            for (; i + 32 <= length; i += 32)
+            {
+                var (low0, high0) = Vector128.Widen(Vector128.LoadUnsafe(ref start, (nuint)i).AsUInt32());
+                var (low1, high1) = Vector128.Widen(Vector128.LoadUnsafe(ref start, (nuint)(i + 16)).AsUInt32());
+                lanes0 += low0 + high0;
+                lanes1 += low1 + high1;
+            }
+
+            var lanes = lanes0 + lanes1;
+            native = lanes.GetElement(0) + lanes.GetElement(1);
+        }
+
+        for (; i + 4 <= length; i += 4)
+        {
+            native += Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref start, i));
+        }
+
+        if (i + 2 <= length)
+        {
+            native += Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref start, i));
+            i += 2;
+        }
+
+        if (i < length)
+        {
+            native += Unsafe.Add(ref start, i); // the high byte of a big-endian word is the low byte of a native one
+        }
+
+        return Combine(sum, BinaryPrimitives.ReverseEndianness(Fold(native)));
+    }
+
+    /// <summary><see cref="Add"/> word by word in network order (big-endian machines).</summary>
+    private static ulong AddBigEndianWords(ulong sum, ReadOnlySpan<byte> data)
     {
         int i = 0;
         // Keep the accumulator below 2^63 by folding the carry from each 64-bit add back in.

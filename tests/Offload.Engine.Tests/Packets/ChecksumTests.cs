@@ -35,6 +35,34 @@ public class ChecksumTests
         }
     }
 
+    [Theory]
+    [InlineData(1499, 0)]
+    [InlineData(1500, 1)]
+    [InlineData(1501, 3)]
+    [InlineData(9000, 2)]
+    [InlineData(65535, 1)]
+    public void Sum_of_a_packet_sized_run_at_any_alignment_matches_the_reference(int length, int offset)
+    {
+        // Vectors take 32 bytes a step from wherever the span starts; 0xFF in every byte carries the most.
+        var random = new System.Random(length);
+        var buffer = new byte[length + offset];
+        foreach (bool ones in new[] { true, false })
+        {
+            if (ones)
+            {
+                buffer.AsSpan().Fill(0xFF);
+            }
+            else
+            {
+                random.NextBytes(buffer);
+            }
+
+            var data = buffer.AsSpan(offset, length);
+            Assert.Equal(RefChecksum.Sum(data), Checksum.Fold(Checksum.Add(0, data)));
+            Assert.Equal(OnesAdd(FoldReference(0xFFFF_FFFF_0000_0001UL), RefChecksum.Sum(data)), Checksum.Fold(Checksum.Add(0xFFFF_FFFF_0000_0001UL, data)));
+        }
+    }
+
     [Fact]
     public void Sum_split_at_any_even_point_equals_the_sum_in_one_piece()
     {
