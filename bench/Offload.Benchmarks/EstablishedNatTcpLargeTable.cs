@@ -104,13 +104,7 @@ public class EstablishedNatTcpLargeTable
     public int OriginalDirectionStaged()
     {
         Lab.Tick(_engine);
-        int first = _next;
-        for (int i = 0; i < Lab.Burst; i++)
-        {
-            _buckets[i] = _engine.LookupBucketOf(_ring[(first + i) & (RingSize - 1)]);
-        }
-
-        _engine.PrepareLookups(_buckets);
+        StageBurst();
         return ForwardBurst();
     }
 
@@ -122,6 +116,13 @@ public class EstablishedNatTcpLargeTable
     public int OriginalDirectionStagedVerified()
     {
         Lab.Tick(_engine);
+        StageBurst();
+        return ForwardBurst(checksumVerified: true);
+    }
+
+    /// <summary>The next burst's lookups staged, as offloadd's worker stages them for a large table.</summary>
+    private void StageBurst()
+    {
         int first = _next;
         for (int i = 0; i < Lab.Burst; i++)
         {
@@ -129,7 +130,6 @@ public class EstablishedNatTcpLargeTable
         }
 
         _engine.PrepareLookups(_buckets);
-        return ForwardBurst(checksumVerified: true);
     }
 
     /// <summary>The ring's next burst of segments through the engine, each copied first as a queue delivers it.</summary>

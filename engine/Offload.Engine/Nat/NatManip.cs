@@ -96,36 +96,46 @@ internal static class NatManip
         uint oldAddress = BinaryPrimitives.ReadUInt32BigEndian(packet.Slice(addressOffset));
         uint newAddress = (manip == ManipType.Source ? target.Source : target.Destination).IPv4Value;
 
-        // Inside an ICMP error only the first 8 bytes of the transport header may be quoted.
-        var l4 = packet.Slice(l4Offset, l4Available);
-        if (l4.Length >= 4)
-        {
-            int portOffset = manip == ManipType.Source ? 0 : 2;
-            ushort oldPort = BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(portOffset));
-            ushort newPort = manip == ManipType.Source ? target.SourcePort : target.DestinationPort;
-            int checksumOffset = protocol == IpProtocol.Tcp ? HeaderOffsets.TcpChecksum : HeaderOffsets.UdpChecksum;
-            if (l4.Length >= checksumOffset + 2)
-            {
-                ushort check = BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(checksumOffset));
-                // A UDP datagram sent without a checksum stays without one (as in the kernel).
-                if (protocol != IpProtocol.Udp || check != 0)
-                {
-                    check = Checksum.Update(check, oldAddress, newAddress);
-                    check = Checksum.Update(check, oldPort, newPort);
-                    if (protocol != IpProtocol.Tcp && check == 0)
-                    {
-                        check = 0xFFFF; // Zero would mean "no checksum" to the receiver.
-                    }
-
-                    BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(checksumOffset), check);
-                }
-            }
-
-            BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(portOffset), newPort);
-        }
-
+        RewritePort(packet.Slice(l4Offset, l4Available), protocol, target, manip, Checksum.Difference(oldAddress, newAddress));
         BinaryPrimitives.WriteUInt32BigEndian(packet.Slice(addressOffset), newAddress);
         Checksum.UpdateField(packet, ipOffset + HeaderOffsets.IPv4Checksum, oldAddress, newAddress);
+    }
+
+    /// <summary>
+    /// Rewrites the port of a TCP, UDP or UDP-Lite header to <paramref name="target"/>'s, and its checksum for that and
+    /// for the address change the pseudo-header sees (<paramref name="addressDifference"/>). <paramref name="l4"/> may be
+    /// only the 8 bytes an ICMP error quotes: then only what is there is rewritten.
+    /// </summary>
+    private static void RewritePort(Span<byte> l4, byte protocol, in ConnTuple target, ManipType manip, ulong addressDifference)
+    {
+        if (l4.Length < 4)
+        {
+            return;
+        }
+
+        int portOffset = manip == ManipType.Source ? 0 : 2;
+        ushort oldPort = BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(portOffset));
+        ushort newPort = manip == ManipType.Source ? target.SourcePort : target.DestinationPort;
+        int checksumOffset = protocol == IpProtocol.Tcp ? HeaderOffsets.TcpChecksum : HeaderOffsets.UdpChecksum;
+
+        // Inside an ICMP error only the first 8 bytes may be quoted: no TCP checksum to fix then.
+        if (l4.Length >= checksumOffset + 2)
+        {
+            ushort check = BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(checksumOffset));
+            // A UDP datagram sent without a checksum stays without one (as in the kernel, in both families).
+            if (protocol != IpProtocol.Udp || check != 0)
+            {
+                check = Checksum.Apply(check, Checksum.Combine(addressDifference, Checksum.Difference(oldPort, newPort)));
+                if (protocol != IpProtocol.Tcp && check == 0)
+                {
+                    check = 0xFFFF; // Zero would mean "no checksum" to the receiver.
+                }
+
+                BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(checksumOffset), check);
+            }
+        }
+
+        BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(portOffset), newPort);
     }
 
     private static void ManipTransport(
@@ -142,39 +152,8 @@ internal static class NatManip
             case IpProtocol.Tcp:
             case IpProtocol.Udp:
             case IpProtocol.UdpLite:
-            {
-                if (l4.Length < 4)
-                {
-                    return;
-                }
-
-                int portOffset = manip == ManipType.Source ? 0 : 2;
-                ushort oldPort = BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(portOffset));
-                ushort newPort = manip == ManipType.Source ? target.SourcePort : target.DestinationPort;
-                int checksumOffset = protocol == IpProtocol.Tcp ? HeaderOffsets.TcpChecksum : HeaderOffsets.UdpChecksum;
-
-                // Inside an ICMP error only the first 8 bytes may be quoted: no TCP checksum to fix then.
-                if (l4.Length >= checksumOffset + 2)
-                {
-                    ushort check = BinaryPrimitives.ReadUInt16BigEndian(l4.Slice(checksumOffset));
-                    // A UDP datagram sent without a checksum stays without one (as in the kernel, in both families).
-                    bool udpWithoutChecksum = protocol == IpProtocol.Udp && check == 0;
-                    if (!udpWithoutChecksum)
-                    {
-                        check = Checksum.Update(check, oldAddress, newAddress);
-                        check = Checksum.Update(check, oldPort, newPort);
-                        if (protocol != IpProtocol.Tcp && check == 0)
-                        {
-                            check = 0xFFFF; // Zero would mean "no checksum" to the receiver.
-                        }
-
-                        BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(checksumOffset), check);
-                    }
-                }
-
-                BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(portOffset), newPort);
+                RewritePort(l4, protocol, target, manip, Checksum.Difference(oldAddress, newAddress));
                 return;
-            }
 
             case IpProtocol.Icmp:
             case IpProtocol.IcmpV6:

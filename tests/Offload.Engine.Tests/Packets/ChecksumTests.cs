@@ -251,6 +251,31 @@ public class ChecksumTests
     }
 
     [Fact]
+    public void Differences_applied_at_once_equal_updates_made_in_turn()
+    {
+        // Bit for bit, 0x0000 and 0xFFFF included: NAT applies an address's and a port's differences in one step.
+        var random = new System.Random(1624);
+        ushort[] edges = [0x0000, 0xFFFF, 0x0001, 0xFFFE, 0x8000];
+        Span<byte> oldBytes = stackalloc byte[4], newBytes = stackalloc byte[4];
+        for (int round = 0; round < 200_000; round++)
+        {
+            ushort check = round < 25 ? edges[round % 5] : (ushort)random.Next(65536);
+            uint oldAddress = round < 25 ? (round / 5 % 2 == 0 ? 0u : uint.MaxValue) : (uint)random.NextInt64(1L << 32);
+            uint newAddress = round < 25 ? edges[round / 5] * 0x10001u : (uint)random.NextInt64(1L << 32);
+            ushort oldPort = (ushort)random.Next(65536), newPort = (ushort)random.Next(65536);
+            ushort inTurn = Checksum.Update(Checksum.Update(check, oldAddress, newAddress), oldPort, newPort);
+            ushort atOnce = Checksum.Apply(check, Checksum.Combine(Checksum.Difference(oldAddress, newAddress), Checksum.Difference(oldPort, newPort)));
+            Assert.Equal(inTurn, atOnce);
+
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(oldBytes, oldAddress);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(newBytes, newAddress);
+            Assert.Equal(
+                Checksum.Update(Checksum.Update(check, oldBytes, newBytes), oldPort, newPort),
+                Checksum.Apply(check, Checksum.Combine(Checksum.Difference(oldBytes, newBytes), Checksum.Difference(oldPort, newPort))));
+        }
+    }
+
+    [Fact]
     public void Update_for_32_bit_values_equals_two_16_bit_updates()
     {
         Check.One(Deterministic.Runs(2000, 32), Prop.ForAll(
