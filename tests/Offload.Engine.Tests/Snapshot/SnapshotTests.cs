@@ -95,6 +95,46 @@ public class SnapshotTests
     }
 
     [Fact]
+    public void IPv6_and_UDP_entries_come_back_with_their_addresses_and_state()
+    {
+        // An IPv6 entry keeps its addresses out of line, and UDP's stream time shares its bytes with TCP's tracking.
+        var rig = new RouterRig([new NatRule { Action = NatAction.Masquerade, OutInterface = Wan }]);
+        var syn = rig.PassOut(TcpPacket(Client6, 40000, Server6, 443, Syn, seq: C));
+        rig.PassIn(TcpPacket(Server6, 443, Source(syn).ToString(), SourcePort(syn), Syn | Ack, seq: S, ack: C + 1));
+        rig.PassOut(TcpPacket(Client6, 40000, Server6, 443, Ack, seq: C + 1, ack: S + 1));
+        var query = rig.PassOut(UdpPacket(Client, 5353, Server, 53, payload: Ascii("query")));
+        rig.PassIn(UdpPacket(Server, 53, WanAddress, SourcePort(query), payload: Ascii("answer")));
+        rig.PassOut(UdpPacket(Client6, 5353, Server6, 53, payload: Ascii("query6")));
+        var before = rig.Engine.Connections.Entries().ToDictionary(c => c.Original);
+        Assert.Equal(3, before.Count);
+
+        var after = new RouterRig([new NatRule { Action = NatAction.Masquerade, OutInterface = Wan }]);
+        Assert.Equal(3, Restore(after, Save(rig), downSeconds: 0).Connections);
+
+        foreach (var conn in after.Engine.Connections.Entries())
+        {
+            var was = before[conn.Original];
+            Assert.Equal(was.Reply, conn.Reply);
+            Assert.Equal(was.Status, conn.Status);
+            Assert.Equal(was.TcpState, conn.TcpState);
+            if (conn.Original.Protocol == IpProtocol.Tcp)
+            {
+                Assert.Equal(was.Tcp, conn.Tcp);
+            }
+            else
+            {
+                Assert.Equal(was.ExpiresAt - was.StreamAt, conn.ExpiresAt - conn.StreamAt);
+            }
+        }
+
+        Assert.Equal(2, after.Engine.Connections.AddressBlocksInUse);
+        var next = after.PassOut(TcpPacket(Client6, 40000, Server6, 443, Ack | Psh, seq: C + 1, ack: S + 1, payload: Ascii("hello")));
+        Assert.Equal(Source(syn), Source(next));
+        Assert.Equal(SourcePort(syn), SourcePort(next));
+        Assert.Equal(0, after[EngineCounter.ConnectionsCreated]);
+    }
+
+    [Fact]
     public void An_expectation_survives_the_restore_and_admits_its_connection_related_to_its_master()
     {
         var helper = new AnnouncingHelper(new ExpectationPolicy(4, TimeSpan.FromSeconds(60)));
