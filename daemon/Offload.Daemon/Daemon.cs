@@ -410,7 +410,7 @@ internal sealed class Daemon : IDisposable
         {
             var s = w.Statistics;
             var c = w.Counters;
-            text.Append(CultureInfo.InvariantCulture, $"queue {w.QueueNumber} ({w.Role} routing): packets {s.Packets}, accepted {s.Accepted}, accepted changed {s.AcceptedChanged}, dropped {s.Dropped} (truncated {s.Truncated}, engine faults {s.EngineErrors}), batches {s.Batches}");
+            text.Append(CultureInfo.InvariantCulture, $"queue {w.QueueNumber} ({w.Role} routing): packets {s.Packets}, accepted {s.Accepted}, accepted changed {s.AcceptedChanged}, dropped {s.Dropped} (truncated {s.Truncated}, engine faults {s.EngineErrors}), batches {s.Batches} (lookups staged {s.StagedBatches})");
             if (_shards.Length > 1)
             {
                 text.Append(CultureInfo.InvariantCulture, $", shard {w.Shard}, handed to another shard {s.HandedOver}");

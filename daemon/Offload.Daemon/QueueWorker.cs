@@ -10,6 +10,10 @@ namespace Offload.Daemon;
 internal sealed class QueueStatistics
 {
     public long Batches;
+
+    /// <summary>Bursts whose lookups were staged first, the table being large (<c>ConntrackEngine.StagesLookups</c>).</summary>
+    public long StagedBatches;
+
     public long Packets;
     public long Accepted;
     public long AcceptedChanged;
@@ -218,6 +222,7 @@ internal sealed class QueueWorker : IDisposable
     /// <summary>A large table's lookups for the whole burst in stages, so that their cache misses overlap (see <see cref="ConntrackEngine.PrepareLookups"/>).</summary>
     private void StageLookups(int n)
     {
+        Statistics.StagedBatches++;
         var buckets = _lookupBuckets.AsSpan(0, n);
         for (int i = 0; i < n; i++)
         {
