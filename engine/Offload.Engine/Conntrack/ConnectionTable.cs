@@ -363,6 +363,10 @@ public sealed class ConnectionTable
             {
                 ref var entry = ref EntryAt(link >> 1);
                 sum += entry.Original.SourcePort + entry.MasqueradeInterface;
+                if (entry.HasAddressBlock)
+                {
+                    sum += (int)_addressBlocks.At(entry.Original.Source).OriginalSource.Low; // IPv6: its addresses too
+                }
             }
         }
 
@@ -379,6 +383,10 @@ public sealed class ConnectionTable
             {
                 ref var entry = ref EntryAt(link >> 1);
                 sum += entry.Original.SourcePort + entry.MasqueradeInterface;
+                if (entry.HasAddressBlock)
+                {
+                    sum += (int)_addressBlocks.At(entry.Original.Source).OriginalSource.Low; // IPv6: its addresses too
+                }
             }
         }
 

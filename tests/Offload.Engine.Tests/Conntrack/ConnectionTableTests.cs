@@ -519,4 +519,23 @@ public class ConnectionTableTests
         table.Release(table.AtSlot(conns[1].Index)!.Value);
         Assert.Equal(conns[1].Index, Conn(table, Udp(201, 1)).Index);
     }
+
+    [Fact]
+    public void Staging_reads_chains_of_both_families_and_changes_nothing()
+    {
+        var table = new ConnectionTable(64, Key);
+        var conns = new List<Connection>();
+        for (int i = 0; i < 40; i++)
+        {
+            var c = Conn(table, i % 2 == 0 ? Udp((uint)i, 1000) : Tcp6((ulong)i, 1000));
+            table.Insert(c);
+            conns.Add(c);
+        }
+
+        // Every bucket of the index, empty ones and chains of two or more among them, and "none" (-1).
+        var buckets = Enumerable.Range(-1, table.BucketCount + 1).ToArray();
+        table.Touch(buckets);
+        Assert.Equal(40, table.Count);
+        conns.ForEach(c => AssertFound(table, c));
+    }
 }
