@@ -459,6 +459,7 @@ public sealed partial class ConntrackEngine
         {
             conn.StreamAt = now + 2_000_000_000L; // TCP's tracking holds those bytes
         }
+
         _counters.Count(EngineCounter.ConnectionsCreated);
         return Verdict.Accept;
     }

@@ -115,7 +115,7 @@ public readonly struct Connection : IEquatable<Connection>
     /// <summary>The TCP state, or <see cref="TcpConntrackState.None"/> for other protocols.</summary>
     public TcpConntrackState TcpState => Entry.Protocol == IpProtocol.Tcp ? Entry.Tcp.State : TcpConntrackState.None;
 
-    /// <summary>What the TCP tracker knows of each direction (window scales, flags): read when the flow is handed to the kernel.</summary>
+    /// <summary>What the TCP tracker knows of each direction (window scales, flags), for a TCP connection: read when the flow is handed to the kernel.</summary>
     public ref readonly TcpTrackState TcpTracking => ref Entry.Tcp;
 
     /// <summary>When this connection expires, on the engine's clock (nanoseconds).</summary>

@@ -189,7 +189,7 @@ public sealed class ConnectionTable
         if (!entry.HasAddressBlock)
         {
             return IsIPv4Form(tuple.Source) && IsIPv4Form(tuple.Destination)
-                && mine.Source == (uint)(tuple.Source.High >> 32) && mine.Destination == (uint)(tuple.Destination.High >> 32);
+                && mine.Source == tuple.Source.IPv4Value && mine.Destination == tuple.Destination.IPv4Value;
         }
 
         ref var block = ref _addressBlocks.At(entry.Original.Source);
@@ -230,10 +230,10 @@ public sealed class ConnectionTable
             }
 
             entry.HasAddressBlock = false;
-            entry.Original.Source = (uint)(original.Source.High >> 32);
-            entry.Original.Destination = (uint)(original.Destination.High >> 32);
-            entry.Reply.Source = (uint)(reply.Source.High >> 32);
-            entry.Reply.Destination = (uint)(reply.Destination.High >> 32);
+            entry.Original.Source = original.Source.IPv4Value;
+            entry.Original.Destination = original.Destination.IPv4Value;
+            entry.Reply.Source = reply.Source.IPv4Value;
+            entry.Reply.Destination = reply.Destination.IPv4Value;
             return;
         }
 

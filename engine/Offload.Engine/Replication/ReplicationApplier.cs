@@ -163,6 +163,7 @@ public sealed class ReplicationApplier
         {
             existing.StreamAt = fresh.StreamAt;
         }
+
         if (fresh.Extras is not { } from)
         {
             return;
