@@ -211,11 +211,6 @@ public sealed class ConnectionTable
     /// </summary>
     private void SetTuples(ref ConnEntry entry, in ConnTuple original, in ConnTuple reply, uint heldBlock = NoBlock)
     {
-        if (original.Family != reply.Family || original.Protocol != reply.Protocol)
-        {
-            throw new ArgumentException($"The tuples {original} and {reply} differ in family or protocol.", nameof(reply));
-        }
-
         entry.Family = original.Family;
         entry.Protocol = original.Protocol;
         entry.Original.SourcePort = original.SourcePort;
@@ -300,6 +295,12 @@ public sealed class ConnectionTable
     /// </summary>
     public Connection Create(in ConnTuple original, in ConnTuple reply)
     {
+        // Both tuples share the entry's family and protocol; checked before a slot is taken, so that nothing leaks.
+        if (original.Family != reply.Family || original.Protocol != reply.Protocol)
+        {
+            throw new ArgumentException($"The tuples {original} and {reply} differ in family or protocol.", nameof(reply));
+        }
+
         int slot;
         if (_freeCount > 0)
         {

@@ -495,7 +495,9 @@ public class ConnectionTableTests
 
         // A reply tuple of another family or protocol is refused rather than stored half.
         Assert.Throws<ArgumentException>(() => table.Rehash(v6, v4Reply));
+        int held = table.SlotsHeld;
         Assert.Throws<ArgumentException>(() => table.Create(Udp(1, 1), Tcp6(1, 1)));
+        Assert.Equal(held, table.SlotsHeld); // no slot taken for the refused pair
     }
 
     [Fact]
