@@ -38,7 +38,7 @@ public sealed partial class ConntrackEngine
 
     /// <summary>
     /// Stages two and three for a burst whose buckets <see cref="LookupBucketOf"/> gave: every bucket head read, then
-    /// every first entry's tuple, so that the burst's misses overlap. <paramref name="buckets"/> is overwritten. The
+    /// every first entry of a chain and every second one, so that the burst's misses overlap. <paramref name="buckets"/> is overwritten. The
     /// packets are then processed as usual and find what they look up in the caches. Changes nothing of the table.
     /// </summary>
     public void PrepareLookups(Span<int> buckets) => _stagedReads += _table.Touch(buckets);

@@ -345,8 +345,8 @@ public sealed class ConnectionTable
 
     /// <summary>
     /// The second and third stages of a burst's lookups (see <see cref="ConntrackEngine.PrepareLookups"/>): each
-    /// bucket's head read, then the tuple of each first entry read, so that the misses of a burst overlap (the loads are
-    /// independent) instead of following one another. <paramref name="buckets"/> holds the buckets (-1: none) and is
+    /// bucket's head read, then each first entry, then each second entry of a chain, so that the misses of a burst
+    /// overlap (the loads are independent) instead of following one another. <paramref name="buckets"/> holds the buckets (-1: none) and is
     /// overwritten. Returns what it read, for the caller to keep (a read nobody keeps could be left out).
     /// </summary>
     internal int Touch(Span<int> buckets)
@@ -356,20 +356,7 @@ public sealed class ConnectionTable
             buckets[i] = buckets[i] < 0 ? NoLink : _buckets[buckets[i]];
         }
 
-        // Both cache lines of each entry: the first for the lookup, the second for the protocol's state.
-        int sum = 0;
-        foreach (int link in buckets)
-        {
-            if (link != NoLink)
-            {
-                ref var entry = ref EntryAt(link >> 1);
-                sum += entry.Original.SourcePort + entry.MasqueradeInterface;
-                if (entry.HasAddressBlock)
-                {
-                    sum += (int)_addressBlocks.At(entry.Original.Source).OriginalSource.Low; // IPv6: its addresses too
-                }
-            }
-        }
+        int sum = TouchEntries(buckets);
 
         // Then the second entry of each chain that has one: with a bucket per tuple, the entry looked for is not the
         // first of its chain in about a third of lookups.
@@ -378,7 +365,14 @@ public sealed class ConnectionTable
             buckets[i] = buckets[i] == NoLink ? NoLink : NextLink(ref EntryAt(buckets[i] >> 1), buckets[i]);
         }
 
-        foreach (int link in buckets)
+        return sum + TouchEntries(buckets);
+    }
+
+    /// <summary>Reads both cache lines of each linked entry (the lookup's, the protocol state's) and an IPv6 one's addresses.</summary>
+    private int TouchEntries(ReadOnlySpan<int> links)
+    {
+        int sum = 0;
+        foreach (int link in links)
         {
             if (link != NoLink)
             {
@@ -386,7 +380,7 @@ public sealed class ConnectionTable
                 sum += entry.Original.SourcePort + entry.MasqueradeInterface;
                 if (entry.HasAddressBlock)
                 {
-                    sum += (int)_addressBlocks.At(entry.Original.Source).OriginalSource.Low; // IPv6: its addresses too
+                    sum += (int)_addressBlocks.At(entry.Original.Source).OriginalSource.Low;
                 }
             }
         }
