@@ -18,8 +18,8 @@ public static class Checksum
     /// <summary>Adds the bytes of <paramref name="data"/>, read as big-endian 16-bit words, to <paramref name="sum"/>.</summary>
     /// <remarks>
     /// An odd final byte is padded with a zero, so only the last piece of a sum may have an odd length. The words are
-    /// summed in the machine's own order, 32 bits at a time into 64-bit lanes (16 bytes per step where the CPU has
-    /// vectors), and the folded result is swapped to network order once: the Internet checksum does not depend on byte
+    /// summed in the machine's own order, 32 bits at a time into 64-bit lanes (32 bytes per step, in two vectors, where
+    /// the CPU has them), and the folded result is swapped to network order once: the Internet checksum does not depend on byte
     /// order (RFC 1071, section 2(B)). A packet's payload is summed at several bytes per cycle.
     /// </remarks>
     public static ulong Add(ulong sum, ReadOnlySpan<byte> data)
@@ -156,15 +156,7 @@ public static class Checksum
 
     /// <summary>Updates a checksum field after a 32-bit value it covers changed.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort Update(ushort check, uint oldValue, uint newValue)
-    {
-        ulong sum = (ushort)~check;
-        sum += (ushort)~(oldValue >> 16);
-        sum += (ushort)~oldValue;
-        sum += newValue >> 16;
-        sum += newValue & 0xFFFF;
-        return (ushort)~Fold(sum);
-    }
+    public static ushort Update(ushort check, uint oldValue, uint newValue) => Apply(check, Difference(oldValue, newValue));
 
     /// <summary>What a 16-bit word changing from <paramref name="oldWord"/> to <paramref name="newWord"/> adds to a sum (~old + new, RFC 1624), for <see cref="Apply"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -175,7 +167,10 @@ public static class Checksum
     public static ulong Difference(uint oldValue, uint newValue) =>
         (ulong)(ushort)~(oldValue >> 16) + (ushort)~oldValue + (newValue >> 16) + (newValue & 0xFFFF);
 
-    /// <summary>What a run of bytes (even length, even offset) changing adds to a sum, for <see cref="Apply"/>.</summary>
+    /// <summary>
+    /// What a run of bytes (even length, even offset) changing adds to a sum, for <see cref="Apply"/>: ~(sum of old)
+    /// equals the sum of the ~old words in one's complement.
+    /// </summary>
     public static ulong Difference(ReadOnlySpan<byte> oldBytes, ReadOnlySpan<byte> newBytes) =>
         Combine((ushort)~Fold(Add(0, oldBytes)), Add(0, newBytes));
 
@@ -187,14 +182,8 @@ public static class Checksum
     public static ushort Apply(ushort check, ulong difference) => (ushort)~Fold(Combine((ushort)~check, difference));
 
     /// <summary>Updates a checksum field after a run of bytes it covers (even length, even offset) changed.</summary>
-    public static ushort Update(ushort check, ReadOnlySpan<byte> oldBytes, ReadOnlySpan<byte> newBytes)
-    {
-        // ~old + new, summed word by word: ~(sum of old) equals the sum of ~old words in one's complement.
-        ulong sum = (ushort)~check;
-        sum += (ushort)~Fold(Add(0, oldBytes));
-        sum = Add(sum, newBytes);
-        return (ushort)~Fold(sum);
-    }
+    public static ushort Update(ushort check, ReadOnlySpan<byte> oldBytes, ReadOnlySpan<byte> newBytes) =>
+        Apply(check, Difference(oldBytes, newBytes));
 
     /// <summary>Reads the checksum field at <paramref name="offset"/>, updates it for a 16-bit change, and writes it back.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
